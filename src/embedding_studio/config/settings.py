@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from platformdirs import user_data_dir
 from pydantic import AliasChoices, Field
@@ -68,6 +68,14 @@ class Settings(BaseSettings):
         description="Fine-tuning fails when more than this share of the batch's items cannot be loaded.",
     )
     worker_concurrency: int = Field(default=1, ge=1, description="Jobs one worker process runs at once.")
+    catalog_loader: str = Field(
+        default="jsonl_catalog",
+        description="Loader of the items being searched (local_text, s3_text, pgsql_text, ...; see items.registry).",
+    )
+    catalog_loader_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Options of catalog_loader (JSON), e.g. {\"path\": \"corpus.jsonl\"}; empty: the demo catalog.",
+    )
 
     @property
     def embedded_pg_dir(self) -> Path:
