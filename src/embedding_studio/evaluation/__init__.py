@@ -1,0 +1,50 @@
+"""Offline quality measurement on public retrieval datasets, for the demo and the benchmarks.
+
+Not on the product path: the product learns from real clicks; this package simulates them from
+relevance judgments and measures what the fine-tuning bought.
+"""
+
+from embedding_studio.evaluation.beir import (
+    BeirDataset,
+    DatasetError,
+    QuerySplit,
+    join_title_and_text,
+    load_beir_dataset,
+    split_queries,
+)
+from embedding_studio.evaluation.click_model import PositionBasedClickModel, default_examination
+from embedding_studio.evaluation.metrics import (
+    QueryEvaluation,
+    RetrievalEvaluation,
+    dcg,
+    encode_corpus,
+    evaluate_rankings,
+    evaluate_retrieval,
+    evaluate_retrieval_detailed,
+    mrr_at_k,
+    ndcg_at_k,
+    rank_corpus,
+    recall_at_k,
+)
+
+__all__ = [
+    "BeirDataset",
+    "DatasetError",
+    "PositionBasedClickModel",
+    "QueryEvaluation",
+    "QuerySplit",
+    "RetrievalEvaluation",
+    "dcg",
+    "default_examination",
+    "encode_corpus",
+    "evaluate_rankings",
+    "evaluate_retrieval",
+    "evaluate_retrieval_detailed",
+    "join_title_and_text",
+    "load_beir_dataset",
+    "mrr_at_k",
+    "ndcg_at_k",
+    "rank_corpus",
+    "recall_at_k",
+    "split_queries",
+]

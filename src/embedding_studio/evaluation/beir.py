@@ -1,0 +1,154 @@
+"""Retrieval datasets in the BEIR layout, read from any folder.
+
+The demo and the benchmarks measure quality against graded human judgments; reading the layout
+from a path (not a bundled name) lets a larger dataset drop in without code changes.
+
+Layout: ``corpus.jsonl`` (``{"_id", "title", "text"}`` per line), ``queries.jsonl``
+(``{"_id", "text"}``), ``qrels/test.tsv`` (``query-id <TAB> corpus-id <TAB> score``, an optional
+header line). Unjudged items count as not relevant.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class DatasetError(ValueError):
+    """A dataset folder is missing a file or holds a line that cannot be read; the message names both."""
+
+
+@dataclass(frozen=True)
+class QuerySplit:
+    train: list[str]
+    test: list[str]
+
+
+@dataclass
+class BeirDataset:
+    """One retrieval dataset: items, queries and graded judgments (``qrels[query_id][item_id] = grade``)."""
+
+    corpus: dict[str, tuple[str, str]]
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    name: str = "dataset"
+    path: Path | None = None
+    _item_ids: list[str] = field(default_factory=list, repr=False)
+
+    @property
+    def item_ids(self) -> list[str]:
+        """Corpus ids in file order (stable, so embedding matrices line up with it)."""
+        if len(self._item_ids) != len(self.corpus):
+            self._item_ids = list(self.corpus)
+        return self._item_ids
+
+    def item_text(self, item_id: str) -> str:
+        """The text a model sees for an item: the title on its own line above the body, when there is one."""
+        return join_title_and_text(*self.corpus[item_id])
+
+    @property
+    def max_grade(self) -> int:
+        return max((grade for judged in self.qrels.values() for grade in judged.values()), default=0)
+
+    def relevant_items(self, query_id: str, threshold: int = 1) -> dict[str, int]:
+        return {item_id: grade for item_id, grade in self.qrels.get(query_id, {}).items() if grade >= threshold}
+
+    def judged_query_ids(self, threshold: int = 1) -> list[str]:
+        """Queries with text and at least one relevant item: the only ones a ranking metric can score."""
+        return [query_id for query_id in self.queries if self.relevant_items(query_id, threshold)]
+
+    def subset(self, item_ids: set[str]) -> BeirDataset:
+        """The same queries and judgments over a smaller corpus (judgments of dropped items are kept:
+        they still count as relevant items the search failed to find)."""
+        corpus = {item_id: value for item_id, value in self.corpus.items() if item_id in item_ids}
+        return BeirDataset(corpus=corpus, queries=dict(self.queries), qrels=self.qrels, name=self.name, path=self.path)
+
+
+def join_title_and_text(title: str, text: str) -> str:
+    title = title.strip()
+    return f"{title}\n{text}" if title else text
+
+
+def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, object]]:
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist (a BEIR dataset folder holds corpus.jsonl, queries.jsonl, "
+                           "qrels/test.tsv)")
+    records: list[dict[str, object]] = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DatasetError(f"{path}, line {line_number}: not valid JSON ({error.msg})") from error
+            if not isinstance(record, dict):
+                raise DatasetError(f"{path}, line {line_number}: expected a JSON object")
+            missing = [key for key in required if key not in record]
+            if missing:
+                raise DatasetError(f"{path}, line {line_number}: missing field(s) {', '.join(missing)}")
+            records.append(record)
+    return records
+
+
+def _read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    if not path.is_file():
+        raise DatasetError(f"{path} does not exist (relevance judgments: query-id, corpus-id, score, tab-separated)")
+    qrels: dict[str, dict[str, int]] = {}
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            columns = line.split("\t")
+            if len(columns) != 3:
+                raise DatasetError(
+                    f"{path}, line {line_number}: expected 3 tab-separated columns (query-id, corpus-id, score), "
+                    f"found {len(columns)}"
+                )
+            query_id, item_id, score = (column.strip() for column in columns)
+            try:
+                grade = int(score)
+            except ValueError as error:
+                if line_number == 1:  # the header line ("query-id corpus-id score") is optional
+                    continue
+                raise DatasetError(f"{path}, line {line_number}: score {score!r} is not an integer") from error
+            qrels.setdefault(query_id, {})[item_id] = grade
+    return qrels
+
+
+def load_beir_dataset(path: str | Path, split: str = "test") -> BeirDataset:
+    """Read a BEIR-layout folder; raise :class:`DatasetError` naming the file and line of any problem."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise DatasetError(f"dataset folder {folder} does not exist")
+    corpus: dict[str, tuple[str, str]] = {}
+    for record in _read_jsonl(folder / "corpus.jsonl", ("_id", "text")):
+        corpus[str(record["_id"])] = (str(record.get("title") or ""), str(record["text"]))
+    queries = {str(record["_id"]): str(record["text"])
+               for record in _read_jsonl(folder / "queries.jsonl", ("_id", "text"))}
+    qrels = _read_qrels(folder / "qrels" / f"{split}.tsv")
+    if not corpus:
+        raise DatasetError(f"{folder / 'corpus.jsonl'} holds no items")
+    if not queries:
+        raise DatasetError(f"{folder / 'queries.jsonl'} holds no queries")
+    # Judgments of queries we have no text for cannot be evaluated; drop them rather than fail.
+    qrels = {query_id: judged for query_id, judged in qrels.items() if query_id in queries}
+    return BeirDataset(corpus=corpus, queries=queries, qrels=qrels, name=folder.name, path=folder)
+
+
+def split_queries(dataset: BeirDataset, test_share: float = 0.2, seed: int = 0) -> QuerySplit:
+    """Split queries (never sessions) into train and held-out test, so no held-out query is ever trained on.
+
+    Only queries with a relevant judgment take part; the split is deterministic for a seed.
+    """
+    if not 0.0 < test_share < 1.0:
+        raise ValueError(f"test_share must be between 0 and 1 (exclusive), got {test_share}")
+    query_ids = sorted(dataset.judged_query_ids())
+    if len(query_ids) < 2:
+        raise DatasetError(f"dataset {dataset.name} has {len(query_ids)} judged queries; a split needs at least 2")
+    random.Random(seed).shuffle(query_ids)
+    test_count = min(len(query_ids) - 1, max(1, round(len(query_ids) * test_share)))
+    return QuerySplit(train=sorted(query_ids[test_count:]), test=sorted(query_ids[:test_count]))

@@ -1,0 +1,194 @@
+"""Ranking quality against graded judgments: NDCG@10, MRR@10, Recall@100.
+
+Every figure the demo and the benchmarks print comes from here, so one definition is used everywhere.
+Retrieval is exact (brute force over L2-normalised vectors with numpy), so a change in a figure is a
+change in the model, never in an approximate index.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from embedding_studio.evaluation.beir import BeirDataset
+
+NDCG_CUTOFF = 10
+MRR_CUTOFF = 10
+RECALL_CUTOFF = 100
+
+
+class _TwoTowerModel(Protocol):
+    def encode_queries(self, texts: list[str], batch_size: int = ..., show_progress: bool = ...) -> np.ndarray: ...
+
+    def encode_items(self, texts: list[str], batch_size: int = ..., show_progress: bool = ...) -> np.ndarray: ...
+
+
+def dcg(grades: Sequence[float]) -> float:
+    """DCG = Σ_{i=1..n} g_i / log2(i + 1), linear gain g (as BEIR's pytrec_eval, so figures compare)."""
+    return float(sum(grade / math.log2(position + 1) for position, grade in enumerate(grades, start=1)))
+
+
+def ndcg_at_k(ranked_ids: Sequence[str], judged: Mapping[str, int], k: int = NDCG_CUTOFF) -> float:
+    """NDCG@k = DCG@k(ranking) / DCG@k(ideal ranking), linear gain g (grades ≤ 0 and unjudged gain 0).
+
+    The ideal ranking sorts every judged item of the query by grade, whether or not it was retrieved.
+    A query with no positive grade scores 0.
+    """
+    gains = [max(0, judged.get(item_id, 0)) for item_id in ranked_ids[:k]]
+    ideal = sorted((max(0, grade) for grade in judged.values()), reverse=True)[:k]
+    ideal_dcg = dcg(ideal)
+    return dcg(gains) / ideal_dcg if ideal_dcg > 0 else 0.0
+
+
+def mrr_at_k(ranked_ids: Sequence[str], judged: Mapping[str, int], k: int = MRR_CUTOFF, threshold: int = 1) -> float:
+    """RR@k = 1 / rank of the first item with grade ≥ threshold among the top k, 0 if none; MRR is its mean."""
+    for rank, item_id in enumerate(ranked_ids[:k], start=1):
+        if judged.get(item_id, 0) >= threshold:
+            return 1.0 / rank
+    return 0.0
+
+
+def recall_at_k(
+    ranked_ids: Sequence[str], judged: Mapping[str, int], k: int = RECALL_CUTOFF, threshold: int = 1
+) -> float:
+    """Recall@k = |relevant ∩ top k| / |relevant|, relevant = grade ≥ threshold; 0 for a query with none."""
+    relevant = {item_id for item_id, grade in judged.items() if grade >= threshold}
+    if not relevant:
+        return 0.0
+    return len(relevant.intersection(ranked_ids[:k])) / len(relevant)
+
+
+@dataclass
+class QueryEvaluation:
+    query_id: str
+    query: str
+    ndcg_at_10: float
+    mrr_at_10: float
+    recall_at_100: float
+    ranked_ids: list[str]
+
+
+@dataclass
+class RetrievalEvaluation:
+    """Mean metrics plus the per-query results and rankings (the report shows queries whose top results moved)."""
+
+    per_query: dict[str, QueryEvaluation] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Means over the evaluated queries: ``{"ndcg@10", "mrr@10", "recall@100"}``."""
+        count = len(self.per_query)
+        if count == 0:
+            return {"ndcg@10": 0.0, "mrr@10": 0.0, "recall@100": 0.0}
+        values = self.per_query.values()
+        return {
+            "ndcg@10": sum(result.ndcg_at_10 for result in values) / count,
+            "mrr@10": sum(result.mrr_at_10 for result in values) / count,
+            "recall@100": sum(result.recall_at_100 for result in values) / count,
+        }
+
+
+def evaluate_rankings(
+    rankings: Mapping[str, Sequence[str]], dataset: BeirDataset, query_ids: Iterable[str] | None = None
+) -> RetrievalEvaluation:
+    """Score rankings produced elsewhere (for example by the search API) against the dataset's judgments."""
+    evaluation = RetrievalEvaluation()
+    for query_id in query_ids if query_ids is not None else rankings:
+        if query_id not in rankings:
+            raise KeyError(f"no ranking for query {query_id!r}")
+        ranked = list(rankings[query_id])
+        judged = dataset.qrels.get(query_id, {})
+        evaluation.per_query[query_id] = QueryEvaluation(
+            query_id=query_id,
+            query=dataset.queries.get(query_id, ""),
+            ndcg_at_10=ndcg_at_k(ranked, judged),
+            mrr_at_10=mrr_at_k(ranked, judged),
+            recall_at_100=recall_at_k(ranked, judged),
+            ranked_ids=ranked[:RECALL_CUTOFF],
+        )
+    return evaluation
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def _encode(model: Any, texts: list[str], side: str, batch_size: int) -> np.ndarray:
+    """Encode with our two-tower models, or with any sentence-transformers model (benchmark baselines)."""
+    method = getattr(model, f"encode_{side}", None)
+    if method is not None:
+        return _normalise(method(texts, batch_size=batch_size, show_progress=False))
+    return _normalise(model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True))
+
+
+def encode_corpus(model: Any, dataset: BeirDataset, batch_size: int = 64) -> np.ndarray:
+    """Item embeddings in ``dataset.item_ids`` order, L2-normalised; pass them to several evaluations."""
+    texts = [dataset.item_text(item_id) for item_id in dataset.item_ids]
+    return _encode(model, texts, "items", batch_size)
+
+
+def rank_corpus(
+    model: Any,
+    dataset: BeirDataset,
+    query_ids: Sequence[str],
+    corpus_embeddings: np.ndarray | None = None,
+    top_k: int = RECALL_CUTOFF,
+    batch_size: int = 64,
+) -> dict[str, list[str]]:
+    """The top ``top_k`` item ids per query by cosine similarity, exact."""
+    unknown = [query_id for query_id in query_ids if query_id not in dataset.queries]
+    if unknown:
+        raise KeyError(f"unknown query ids: {', '.join(unknown[:5])}")
+    if corpus_embeddings is None:
+        corpus_embeddings = encode_corpus(model, dataset, batch_size)
+    corpus_embeddings = _normalise(corpus_embeddings)
+    if corpus_embeddings.shape[0] != len(dataset.item_ids):
+        raise ValueError(
+            f"corpus_embeddings has {corpus_embeddings.shape[0]} rows, the corpus {len(dataset.item_ids)} items"
+        )
+    if not query_ids:
+        return {}
+    query_embeddings = _encode(model, [dataset.queries[query_id] for query_id in query_ids], "queries", batch_size)
+    scores = query_embeddings @ corpus_embeddings.T
+    k = min(top_k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    item_ids = dataset.item_ids
+    rankings: dict[str, list[str]] = {}
+    for row, query_id in enumerate(query_ids):
+        # ties broken by corpus position so rankings are deterministic
+        order = sorted(top[row], key=lambda column: (-scores[row, column], column))
+        rankings[query_id] = [item_ids[column] for column in order]
+    return rankings
+
+
+def evaluate_retrieval_detailed(
+    model: Any,
+    dataset: BeirDataset,
+    query_ids: Sequence[str],
+    corpus_embeddings: np.ndarray | None = None,
+    batch_size: int = 64,
+) -> RetrievalEvaluation:
+    rankings = rank_corpus(model, dataset, list(query_ids), corpus_embeddings, RECALL_CUTOFF, batch_size)
+    return evaluate_rankings(rankings, dataset, list(query_ids))
+
+
+def evaluate_retrieval(
+    model: Any,
+    dataset: BeirDataset,
+    query_ids: Sequence[str],
+    corpus_embeddings: np.ndarray | None = None,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """Mean NDCG@10 (linear gain), MRR@10 and Recall@100 of ``model`` over ``query_ids``, exact search.
+
+    ``model`` is a :class:`~embedding_studio.models.TextEmbeddingModel` (``encode_queries``/``encode_items``)
+    or a plain sentence-transformers model (``encode``). Pass ``corpus_embeddings`` (from
+    :func:`encode_corpus`) to score several query sets without re-encoding the corpus.
+    """
+    return evaluate_retrieval_detailed(model, dataset, query_ids, corpus_embeddings, batch_size).metrics
