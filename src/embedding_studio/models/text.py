@@ -69,7 +69,9 @@ class ModelMetadata:
         try:
             raw = json.loads(metadata_path.read_text(encoding="utf-8"))
         except FileNotFoundError as error:
-            raise ModelNotFoundError(f"{directory} has no {METADATA_FILE}: it was not saved by Embedding Studio") from error
+            raise ModelNotFoundError(
+                f"{directory} has no {METADATA_FILE}: it was not saved by Embedding Studio"
+            ) from error
         except json.JSONDecodeError as error:
             raise ModelError(f"{metadata_path} is not valid JSON: {error}") from error
         known = {field: raw[field] for field in cls.__dataclass_fields__ if field in raw}
@@ -130,7 +132,9 @@ def freeze_all_but_last_layers(transformer_model: nn.Module, n_last_layers: int 
         return
     layers = _encoder_layers(transformer_model)
     if n_last_layers < 0 or n_last_layers > len(layers):
-        raise ValueError(f"n_last_layers={n_last_layers} is outside 0..{len(layers)} (the model has {len(layers)} layers)")
+        raise ValueError(
+            f"n_last_layers={n_last_layers} is outside 0..{len(layers)} (the model has {len(layers)} layers)"
+        )
     for parameter in transformer_model.parameters():
         parameter.requires_grad_(False)
     for layer in list(layers)[len(layers) - n_last_layers :]:
@@ -150,7 +154,10 @@ class TextEmbeddingModel(nn.Module):
     """
 
     def __init__(
-        self, query_tower: SentenceTransformer, item_tower: SentenceTransformer | None = None, base_model: str | None = None
+        self,
+        query_tower: SentenceTransformer,
+        item_tower: SentenceTransformer | None = None,
+        base_model: str | None = None,
     ) -> None:
         super().__init__()
         self.query_tower = query_tower
