@@ -61,3 +61,36 @@ class FineTuningInput:
     def not_events(self) -> list[str]:
         clicked = set(self.events)
         return [item_id for item_id in self.results if item_id not in clicked]
+
+
+@dataclass(frozen=True)
+class RejectedRecord:
+    """A record of a bulk request or import file that was not stored, and why."""
+
+    index: int
+    session_id: str | None
+    reason: str
+
+
+@dataclass
+class BulkResult:
+    inserted: int = 0
+    duplicates: int = 0
+    events_inserted: int = 0
+    rejected: list[RejectedRecord] = field(default_factory=list)
+
+    def merge(self, other: BulkResult, index_offset: int = 0) -> None:
+        """Add up the result of a later chunk; its record indexes are shifted to whole-file positions."""
+        self.inserted += other.inserted
+        self.duplicates += other.duplicates
+        self.events_inserted += other.events_inserted
+        self.rejected.extend(
+            RejectedRecord(record.index + index_offset, record.session_id, record.reason) for record in other.rejected
+        )
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    released_batch_id: int
+    session_count: int
+    next_batch_id: int

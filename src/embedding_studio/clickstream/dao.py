@@ -1,0 +1,479 @@
+"""The clickstream store: sessions, events and batches in PostgreSQL (tables of migration 0001).
+
+Concurrency rule for batches: every insert of sessions takes the collecting batch row ``FOR SHARE``
+for the length of its transaction; :meth:`ClickstreamDao.release_batch` takes it ``FOR UPDATE``, so
+it waits until every insert into the batch has committed, flips it to ``released`` and creates the
+next collecting batch in the same transaction. An insert that was waiting on the row finds it
+released, re-reads, and goes to the new batch. No session is lost or counted in two batches, and the
+count a release reports is final.
+
+Statements are plain SQL on the engine's connections (no ORM): the write path is hot, and the bulk
+path sends a whole request as one ``jsonb_to_recordset`` statement per table.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from psycopg import errors as pg_errors
+from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
+
+from embedding_studio.clickstream.errors import (
+    InvalidRecordError,
+    ItemNotInResultsError,
+    SessionConflictError,
+    UnknownBatchError,
+    UnknownSessionError,
+)
+from embedding_studio.clickstream.records import (
+    EventRecord,
+    SessionBody,
+    SessionRecord,
+    guess_session_id,
+    parse_session_record,
+)
+from embedding_studio.clickstream.types import (
+    BulkResult,
+    ClickstreamBatch,
+    ClickstreamEvent,
+    ClickstreamSession,
+    RejectedRecord,
+    ReleaseResult,
+)
+from embedding_studio.config import get_settings
+from embedding_studio.db import get_engine
+
+__all__ = [
+    "ClickstreamDao",
+    "InvalidRecordError",
+    "ItemNotInResultsError",
+    "SessionConflictError",
+    "UnknownBatchError",
+    "UnknownSessionError",
+    "clickstream_dao",
+]
+
+_SESSION_COLUMNS = "session_id, batch_id, query, results, user_id, is_irrelevant, created_at, payload"
+_EVENT_COLUMNS = "event_id, session_id, item_id, event_type, created_at, payload"
+
+_INSERT_SESSION = f"""
+INSERT INTO clickstream_sessions ({_SESSION_COLUMNS})
+VALUES (%(session_id)s, %(batch_id)s, %(query)s::jsonb, %(results)s, %(user_id)s, %(is_irrelevant)s,
+        coalesce(%(created_at)s, now()), %(payload)s::jsonb)
+ON CONFLICT (session_id) DO NOTHING
+RETURNING {_SESSION_COLUMNS}
+"""
+
+# Sorted by key so two concurrent bulk requests that share ids take the index locks in the same
+# order and cannot deadlock each other.
+_BULK_INSERT_SESSIONS = f"""
+INSERT INTO clickstream_sessions ({_SESSION_COLUMNS})
+SELECT r.session_id, %(batch_id)s, r.query, r.results, r.user_id, coalesce(r.is_irrelevant, false),
+       coalesce(r.created_at, now()), r.payload
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+    session_id text, query jsonb, results text[], user_id text, is_irrelevant boolean,
+    created_at timestamptz, payload jsonb)
+ORDER BY r.session_id
+ON CONFLICT (session_id) DO NOTHING
+RETURNING session_id
+"""
+
+_BULK_INSERT_EVENTS = f"""
+INSERT INTO clickstream_events ({_EVENT_COLUMNS})
+SELECT r.event_id, r.session_id, r.item_id, coalesce(r.event_type, 'click'), coalesce(r.created_at, now()), r.payload
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+    event_id text, session_id text, item_id text, event_type text, created_at timestamptz, payload jsonb)
+ORDER BY r.event_id
+ON CONFLICT (event_id) DO NOTHING
+"""
+
+_SELECT_SESSIONS_BY_ID = f"SELECT {_SESSION_COLUMNS} FROM clickstream_sessions WHERE session_id = ANY(%(ids)s)"
+
+_BATCH_WITH_COUNT = """
+SELECT b.id, b.status, b.created_at, b.released_at,
+       (SELECT count(*) FROM clickstream_sessions s WHERE s.batch_id = b.id) AS session_count
+FROM clickstream_batches b
+"""
+
+_RETRYABLE_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+_MAX_ATTEMPTS = 5
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _session_from_row(row: Sequence[Any], events: list[ClickstreamEvent] | None = None) -> ClickstreamSession:
+    session_id, batch_id, query, results, user_id, is_irrelevant, created_at, payload = row
+    return ClickstreamSession(
+        session_id=session_id,
+        batch_id=batch_id,
+        query=query,
+        results=list(results),
+        user_id=user_id,
+        is_irrelevant=is_irrelevant,
+        created_at=created_at,
+        payload=payload,
+        events=events if events is not None else [],
+    )
+
+
+def _differences(stored: ClickstreamSession, body: SessionBody) -> list[str]:
+    """Fields in which a resent body disagrees with the stored session (empty: the same session).
+
+    ``created_at`` counts only when the client sent one: a body without it is stamped by the server,
+    and resending it must still be recognised as the same session.
+    """
+    differences = []
+    if stored.query != body.query:
+        differences.append("query")
+    if stored.results != body.results:
+        differences.append("results")
+    if stored.user_id != body.user_id:
+        differences.append("user_id")
+    if (stored.payload or None) != (body.payload or None):
+        differences.append("payload")
+    if body.created_at is not None and stored.created_at != body.created_at:
+        differences.append("created_at")
+    return differences
+
+
+def _is_retryable(error: DBAPIError) -> bool:
+    return isinstance(error.orig, _RETRYABLE_ERRORS)
+
+
+class ClickstreamDao:
+    """Every read and write of the clickstream tables goes through here (module instance: ``clickstream_dao``)."""
+
+    # ----------------------------------------------------------------------------------------- writes
+
+    def add_session(
+        self,
+        session_id: str,
+        query: str | dict[str, Any],
+        results: list[str],
+        user_id: str | None = None,
+        created_at: datetime | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> tuple[ClickstreamSession, bool]:
+        """Store one search session in the collecting batch.
+
+        Returns the stored session and whether it was created now; the same body again is not stored
+        twice (``created=False``), the same id with a different body raises :class:`SessionConflictError`.
+        """
+        body = SessionBody(
+            session_id=session_id,
+            query=query,
+            results=results,
+            user_id=user_id,
+            created_at=created_at,
+            payload=payload,
+        )
+        parameters = {
+            "session_id": body.session_id,
+            "query": json.dumps(body.query),
+            "results": body.results,
+            "user_id": body.user_id,
+            "is_irrelevant": False,
+            "created_at": body.created_at,
+            "payload": _json_or_none(body.payload),
+        }
+        with get_engine().begin() as connection:
+            parameters["batch_id"] = self._lock_collecting_batch(connection)
+            row = connection.exec_driver_sql(_INSERT_SESSION, parameters).fetchone()
+            if row is not None:
+                return _session_from_row(row), True
+            stored = self._fetch_sessions(connection, [body.session_id])[0]
+        differences = _differences(stored, body)
+        if differences:
+            raise SessionConflictError(body.session_id, differences)
+        return stored, False
+
+    def add_events(self, session_id: str, events: Iterable[EventRecord | Mapping[str, Any]]) -> int:
+        """Attach events to a stored session; returns how many were new (repeated event ids are ignored)."""
+        records = [event if isinstance(event, EventRecord) else EventRecord.model_validate(event) for event in events]
+        with get_engine().begin() as connection:
+            row = connection.exec_driver_sql(
+                "SELECT results FROM clickstream_sessions WHERE session_id = %(id)s", {"id": session_id}
+            ).fetchone()
+            if row is None:
+                raise UnknownSessionError(session_id)
+            shown = set(row[0])
+            missing = list(dict.fromkeys(record.item_id for record in records if record.item_id not in shown))
+            if missing:
+                raise ItemNotInResultsError(session_id, missing)
+            if not records:
+                return 0
+            return self._insert_events(connection, [(session_id, record) for record in records])
+
+    def mark_irrelevant(self, session_id: str) -> ClickstreamSession:
+        """Flag a session whose results the user found useless (fine-tuning treats them as negatives)."""
+        with get_engine().begin() as connection:
+            row = connection.exec_driver_sql(
+                f"UPDATE clickstream_sessions SET is_irrelevant = true WHERE session_id = %(id)s "
+                f"RETURNING {_SESSION_COLUMNS}",
+                {"id": session_id},
+            ).fetchone()
+        if row is None:
+            raise UnknownSessionError(session_id)
+        return _session_from_row(row)
+
+    def bulk_add(self, records: Iterable[object]) -> BulkResult:
+        """Store many sessions with their events in one transaction.
+
+        Each record is judged on its own: an invalid record or a conflicting id is rejected with its
+        reason and index, and never keeps the good records out.
+        """
+        result = BulkResult()
+        accepted: dict[str, tuple[int, SessionRecord]] = {}
+        for index, raw in enumerate(records):
+            try:
+                record = parse_session_record(raw)
+            except InvalidRecordError as error:
+                result.rejected.append(RejectedRecord(index, guess_session_id(raw), str(error)))
+                continue
+            earlier = accepted.get(record.session_id)
+            if earlier is None:
+                accepted[record.session_id] = (index, record)
+                continue
+            differences = _differences_between_records(earlier[1], record)
+            if differences:
+                message = SessionConflictError(record.session_id, differences)
+                result.rejected.append(RejectedRecord(index, record.session_id, f"{message} (earlier in this request)"))
+            else:
+                result.duplicates += 1
+        if accepted:
+            self._bulk_insert(list(accepted.values()), result)
+        result.rejected.sort(key=lambda rejected: rejected.index)
+        return result
+
+    def _bulk_insert(self, records: list[tuple[int, SessionRecord]], result: BulkResult) -> None:
+        for attempt in range(1, _MAX_ATTEMPTS + 1):
+            partial = BulkResult()
+            try:
+                with get_engine().begin() as connection:
+                    self._bulk_insert_in(connection, records, partial)
+            except DBAPIError as error:
+                if attempt < _MAX_ATTEMPTS and _is_retryable(error):
+                    time.sleep(0.01 * attempt)
+                    continue
+                raise
+            result.merge(partial)
+            return
+
+    def _bulk_insert_in(
+        self, connection: Connection, records: list[tuple[int, SessionRecord]], result: BulkResult
+    ) -> None:
+        batch_id = self._lock_collecting_batch(connection)
+        rows = [_session_row_json(record) for _, record in records]
+        inserted_ids = {
+            row[0]
+            for row in connection.exec_driver_sql(
+                _BULK_INSERT_SESSIONS, {"batch_id": batch_id, "rows": json.dumps(rows)}
+            )
+        }
+        result.inserted += len(inserted_ids)
+        already_stored = [record.session_id for _, record in records if record.session_id not in inserted_ids]
+        conflicting: set[str] = set()
+        if already_stored:
+            stored_by_id = {stored.session_id: stored for stored in self._fetch_sessions(connection, already_stored)}
+            for index, record in records:
+                stored = stored_by_id.get(record.session_id)
+                if stored is None:
+                    continue
+                differences = _differences(stored, record)
+                if differences:
+                    conflicting.add(record.session_id)
+                    reason = str(SessionConflictError(record.session_id, differences))
+                    result.rejected.append(RejectedRecord(index, record.session_id, reason))
+                else:
+                    result.duplicates += 1
+        events = [
+            (record.session_id, event)
+            for _, record in records
+            if record.session_id not in conflicting
+            for event in record.events
+        ]
+        if events:
+            result.events_inserted += self._insert_events(connection, events)
+
+    def release_batch(self) -> ReleaseResult:
+        """Close the collecting batch for fine-tuning and open the next one, atomically."""
+        with get_engine().begin() as connection:
+            batch_id = self._lock_collecting_batch(connection, "FOR UPDATE")
+            connection.exec_driver_sql(
+                "UPDATE clickstream_batches SET status = 'released', released_at = now() WHERE id = %(id)s",
+                {"id": batch_id},
+            )
+            next_id = connection.exec_driver_sql(
+                "INSERT INTO clickstream_batches (status) VALUES ('collecting') RETURNING id"
+            ).scalar_one()
+            # Every insert into the batch held the row FOR SHARE and has committed by now, so this
+            # statement's snapshot sees the final content of the batch.
+            count = connection.exec_driver_sql(
+                "SELECT count(*) FROM clickstream_sessions WHERE batch_id = %(id)s", {"id": batch_id}
+            ).scalar_one()
+        return ReleaseResult(released_batch_id=batch_id, session_count=count, next_batch_id=next_id)
+
+    # ------------------------------------------------------------------------------------------ reads
+
+    def get_batch(self, batch_id: int) -> ClickstreamBatch:
+        with get_engine().connect() as connection:
+            row = connection.exec_driver_sql(_BATCH_WITH_COUNT + " WHERE b.id = %(id)s", {"id": batch_id}).fetchone()
+        if row is None:
+            raise UnknownBatchError(batch_id)
+        return ClickstreamBatch(*row)
+
+    def get_collecting_batch(self) -> ClickstreamBatch:
+        with get_engine().connect() as connection:
+            row = connection.exec_driver_sql(_BATCH_WITH_COUNT + " WHERE b.status = 'collecting'").fetchone()
+        if row is None:
+            raise RuntimeError("no collecting clickstream batch: run `embedding-studio db upgrade`")
+        return ClickstreamBatch(*row)
+
+    def list_batches(self) -> list[ClickstreamBatch]:
+        """All batches, newest first, with their session counts."""
+        with get_engine().connect() as connection:
+            rows = connection.exec_driver_sql(_BATCH_WITH_COUNT + " ORDER BY b.id DESC").fetchall()
+        return [ClickstreamBatch(*row) for row in rows]
+
+    def count_batch_sessions(self, batch_id: int) -> int:
+        return self.get_batch(batch_id).session_count
+
+    def get_session(self, session_id: str) -> ClickstreamSession:
+        with get_engine().connect() as connection:
+            sessions = self._fetch_sessions(connection, [session_id])
+            if not sessions:
+                raise UnknownSessionError(session_id)
+            events = self._fetch_events(connection, [session_id])
+        return _session_from_row(_row_of(sessions[0]), events.get(session_id, []))
+
+    def get_batch_sessions(self, batch_id: int, page_size: int | None = None) -> Iterator[ClickstreamSession]:
+        """Stream a batch's sessions (ordered by session id) with their events, one page at a time.
+
+        Pages are read by keyset (``session_id > last``) on the ``(batch_id, session_id)`` index, each in
+        its own short query, so neither memory nor an open transaction grows with the batch, and a
+        consumer that takes hours between pages holds no connection.
+        """
+        size = page_size or get_settings().clickstream_page_size
+        if size < 1:
+            raise ValueError(f"page_size must be at least 1, got {size}")
+        self.get_batch(batch_id)  # fail now, not on the first next(), for an unknown batch
+        return self._iterate_batch_sessions(batch_id, size)
+
+    def _iterate_batch_sessions(self, batch_id: int, page_size: int) -> Iterator[ClickstreamSession]:
+        last_session_id: str | None = None
+        while True:
+            with get_engine().connect() as connection:
+                rows = connection.exec_driver_sql(
+                    f"SELECT {_SESSION_COLUMNS} FROM clickstream_sessions "
+                    "WHERE batch_id = %(batch_id)s AND (%(after)s::text IS NULL OR session_id > %(after)s::text) "
+                    "ORDER BY session_id LIMIT %(limit)s",
+                    {"batch_id": batch_id, "after": last_session_id, "limit": page_size},
+                ).fetchall()
+                if not rows:
+                    return
+                events = self._fetch_events(connection, [row[0] for row in rows])
+            for row in rows:
+                yield _session_from_row(row, events.get(row[0], []))
+            if len(rows) < page_size:
+                return
+            last_session_id = rows[-1][0]
+
+    # ---------------------------------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _lock_collecting_batch(connection: Connection, lock: str = "FOR SHARE") -> int:
+        """The id of the collecting batch, locked until the transaction ends (inserts share, a release updates)."""
+        for _ in range(100):
+            batch_id = connection.exec_driver_sql(
+                f"SELECT id FROM clickstream_batches WHERE status = 'collecting' {lock}"
+            ).scalar()
+            if batch_id is not None:
+                return int(batch_id)
+            # A release committed while we waited on its row lock: the next statement sees the new batch.
+            continue
+        raise RuntimeError("no collecting clickstream batch: run `embedding-studio db upgrade`")
+
+    @staticmethod
+    def _fetch_sessions(connection: Connection, session_ids: list[str]) -> list[ClickstreamSession]:
+        rows = connection.exec_driver_sql(_SELECT_SESSIONS_BY_ID, {"ids": session_ids}).fetchall()
+        return [_session_from_row(row) for row in rows]
+
+    @staticmethod
+    def _fetch_events(connection: Connection, session_ids: list[str]) -> dict[str, list[ClickstreamEvent]]:
+        rows = connection.exec_driver_sql(
+            f"SELECT {_EVENT_COLUMNS} FROM clickstream_events WHERE session_id = ANY(%(ids)s) "
+            "ORDER BY session_id, created_at, event_id",
+            {"ids": session_ids},
+        ).fetchall()
+        events: dict[str, list[ClickstreamEvent]] = {}
+        for row in rows:
+            event = ClickstreamEvent(*row)
+            events.setdefault(event.session_id, []).append(event)
+        return events
+
+    @staticmethod
+    def _insert_events(connection: Connection, events: list[tuple[str, EventRecord]]) -> int:
+        rows = [_event_row_json(session_id, event) for session_id, event in events]
+        return connection.exec_driver_sql(_BULK_INSERT_EVENTS, {"rows": json.dumps(rows)}).rowcount
+
+
+def _row_of(session: ClickstreamSession) -> tuple[Any, ...]:
+    return (
+        session.session_id,
+        session.batch_id,
+        session.query,
+        session.results,
+        session.user_id,
+        session.is_irrelevant,
+        session.created_at,
+        session.payload,
+    )
+
+
+def _differences_between_records(first: SessionRecord, second: SessionRecord) -> list[str]:
+    differences = [
+        name
+        for name in ("query", "results", "user_id", "payload", "created_at", "events", "is_irrelevant")
+        if getattr(first, name) != getattr(second, name)
+    ]
+    return differences
+
+
+def _session_row_json(record: SessionRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "session_id": record.session_id,
+        "query": record.query,
+        "results": record.results,
+        "is_irrelevant": record.is_irrelevant,
+    }
+    if record.user_id is not None:
+        row["user_id"] = record.user_id
+    if record.created_at is not None:
+        row["created_at"] = record.created_at.isoformat()
+    if record.payload is not None:
+        row["payload"] = record.payload
+    return row
+
+
+def _event_row_json(session_id: str, event: EventRecord) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "event_id": event.event_id,
+        "session_id": session_id,
+        "item_id": event.item_id,
+        "event_type": event.event_type,
+    }
+    if event.created_at is not None:
+        row["created_at"] = event.created_at.isoformat()
+    if event.payload is not None:
+        row["payload"] = event.payload
+    return row
+
+
+clickstream_dao = ClickstreamDao()

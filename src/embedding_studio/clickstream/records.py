@@ -1,0 +1,123 @@
+"""The shape of a session record as it arrives from outside: the HTTP API, the bulk endpoint, import files.
+
+Validation lives here, at the edge, so the API, the importers and ``bulk_add`` reject the same records
+with the same reasons.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from embedding_studio.clickstream.errors import InvalidRecordError
+
+MAX_ID_LENGTH = 512
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    """Naive timestamps are taken as UTC, so a resent body compares equal to what was stored."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class EventRecord(BaseModel):
+    """One user action on a shown result; ``event_id`` is the client's idempotency key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    event_type: str = Field(default="click", min_length=1, max_length=64)
+    created_at: datetime | None = None
+    payload: dict[str, Any] | None = None
+
+    @field_validator("created_at")
+    @classmethod
+    def _created_at_in_utc(cls, value: datetime | None) -> datetime | None:
+        return _as_utc(value)
+
+
+class SessionBody(BaseModel):
+    """One search as the client saw it: the query and the item ids shown, in order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    query: str | dict[str, Any]
+    results: list[str] = Field(description="Item ids in the order they were shown (rank 1 first).")
+    user_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    created_at: datetime | None = None
+    payload: dict[str, Any] | None = None
+
+    @field_validator("created_at")
+    @classmethod
+    def _created_at_in_utc(cls, value: datetime | None) -> datetime | None:
+        return _as_utc(value)
+
+    @field_validator("results")
+    @classmethod
+    def _results_are_distinct_ids(cls, results: list[str]) -> list[str]:
+        seen: set[str] = set()
+        for item_id in results:
+            if not item_id:
+                raise ValueError("result item ids must not be empty")
+            if item_id in seen:
+                raise ValueError(f"item {item_id!r} is shown twice: each result appears once, at its rank")
+            seen.add(item_id)
+        return results
+
+
+class SessionRecord(SessionBody):
+    """A session with its events, as one line of an import file or one entry of a bulk request."""
+
+    events: list[EventRecord] = Field(default_factory=list)
+    is_irrelevant: bool = False
+
+    @model_validator(mode="after")
+    def _events_are_on_shown_results(self) -> SessionRecord:
+        shown = set(self.results)
+        missing = [event.item_id for event in self.events if event.item_id not in shown]
+        if missing:
+            names = ", ".join(repr(item_id) for item_id in dict.fromkeys(missing))
+            raise ValueError(f"event item(s) {names} not among the session's results")
+        return self
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line naming every wrong field, for per-record rejections."""
+    parts = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item.get("loc", ()))
+        message = str(item.get("msg", "invalid"))
+        message = message.removeprefix("Value error, ")
+        parts.append(f"{location}: {message}" if location else message)
+    return "; ".join(parts)
+
+
+def parse_session_record(raw: object) -> SessionRecord:
+    """Validate one raw record; :class:`InvalidRecordError` carries the reason."""
+    if isinstance(raw, SessionRecord):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise InvalidRecordError(f"a session record must be a JSON object, got {type(raw).__name__}")
+    try:
+        return SessionRecord.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidRecordError(describe_validation_error(error)) from error
+
+
+def guess_session_id(raw: object) -> str | None:
+    """The session id of a rejected record, when it has a usable one, so the rejection can name it."""
+    if isinstance(raw, SessionRecord):
+        return raw.session_id
+    if isinstance(raw, Mapping):
+        value = raw.get("session_id")
+        if isinstance(value, str) and value:
+            return value
+    return None

@@ -1,0 +1,219 @@
+"""The clickstream store against the real embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import text
+
+from embedding_studio.clickstream.dao import (
+    ItemNotInResultsError,
+    SessionConflictError,
+    UnknownBatchError,
+    UnknownSessionError,
+    clickstream_dao,
+)
+from embedding_studio.db import get_engine
+
+pytestmark = pytest.mark.integration
+
+
+def _record(session_id: str, clicks: list[str] | None = None, **overrides: object) -> dict[str, object]:
+    results = [f"{session_id}-item-{rank}" for rank in range(1, 6)]
+    record: dict[str, object] = {
+        "session_id": session_id,
+        "query": f"query of {session_id}",
+        "results": results,
+        "events": [
+            {"event_id": f"{session_id}-click-{number}", "item_id": item_id}
+            for number, item_id in enumerate(clicks or [])
+        ],
+    }
+    record.update(overrides)
+    return record
+
+
+def test_add_session_is_idempotent_and_detects_conflicts(clean_db: str) -> None:
+    created_at = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    session, created = clickstream_dao.add_session(
+        "s1", {"text": "red shoes", "filters": {"size": 42}}, ["a", "b", "c"], user_id="u1", created_at=created_at
+    )
+    assert created
+    assert session.batch_id == clickstream_dao.get_collecting_batch().id
+    assert session.query == {"text": "red shoes", "filters": {"size": 42}}
+    assert session.results == ["a", "b", "c"]
+    assert session.created_at == created_at
+
+    again, created_again = clickstream_dao.add_session(
+        "s1", {"text": "red shoes", "filters": {"size": 42}}, ["a", "b", "c"], user_id="u1", created_at=created_at
+    )
+    assert not created_again
+    assert again.session_id == "s1" and again.created_at == created_at
+
+    with pytest.raises(SessionConflictError, match="'s1'.*results"):
+        clickstream_dao.add_session("s1", {"text": "red shoes", "filters": {"size": 42}}, ["a", "c"], user_id="u1")
+    with pytest.raises(SessionConflictError, match="created_at"):
+        clickstream_dao.add_session(
+            "s1",
+            {"text": "red shoes", "filters": {"size": 42}},
+            ["a", "b", "c"],
+            user_id="u1",
+            created_at=created_at + timedelta(seconds=1),
+        )
+    assert clickstream_dao.count_batch_sessions(session.batch_id) == 1
+
+
+def test_naive_timestamps_are_utc_and_resend_without_created_at_is_a_duplicate(clean_db: str) -> None:
+    session, _ = clickstream_dao.add_session("s1", "q", ["a"], created_at=datetime(2025, 5, 1, 12, 0))
+    assert session.created_at == datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+    _, created = clickstream_dao.add_session("s1", "q", ["a"])
+    assert not created
+
+
+def test_add_events_ignores_repeats_and_rejects_unknown_items(clean_db: str) -> None:
+    clickstream_dao.add_session("s1", "q", ["a", "b", "c"])
+    assert clickstream_dao.add_events("s1", [{"event_id": "e1", "item_id": "b"}]) == 1
+    repeated_and_new = [{"event_id": "e1", "item_id": "b"}, {"event_id": "e2", "item_id": "a"}]
+    assert clickstream_dao.add_events("s1", repeated_and_new) == 1
+    with pytest.raises(ItemNotInResultsError, match="'zzz'.*'s1'"):
+        clickstream_dao.add_events("s1", [{"event_id": "e3", "item_id": "a"}, {"event_id": "e4", "item_id": "zzz"}])
+    with pytest.raises(UnknownSessionError, match="'nope'"):
+        clickstream_dao.add_events("nope", [{"event_id": "e5", "item_id": "a"}])
+    stored = clickstream_dao.get_session("s1")
+    assert [event.event_id for event in stored.events] == ["e1", "e2"]  # e3 was not half-written
+    assert all(event.event_type == "click" for event in stored.events)
+
+
+def test_mark_irrelevant(clean_db: str) -> None:
+    clickstream_dao.add_session("s1", "q", ["a"])
+    assert clickstream_dao.mark_irrelevant("s1").is_irrelevant
+    assert clickstream_dao.get_session("s1").is_irrelevant
+    with pytest.raises(UnknownSessionError):
+        clickstream_dao.mark_irrelevant("missing")
+
+
+def test_bulk_add_rejects_bad_records_and_keeps_good_ones(clean_db: str) -> None:
+    clickstream_dao.add_session("existing", "old query", ["x"])
+    records = [
+        _record("good-1", clicks=["good-1-item-2"]),
+        {"session_id": "bad-type", "query": "q", "results": "not a list"},
+        _record("good-2", clicks=["good-2-item-1", "good-2-item-3"]),
+        _record("bad-click", clicks=["elsewhere"]),
+        {"session_id": "existing", "query": "new query", "results": ["x"]},
+        _record("good-1", clicks=["good-1-item-2"]),  # same record again in the request
+        "not an object",
+        _record("good-2", query="changed"),
+    ]
+    result = clickstream_dao.bulk_add(records)
+    assert result.inserted == 2
+    assert result.duplicates == 1
+    assert result.events_inserted == 3
+    reasons = {rejected.index: (rejected.session_id, rejected.reason) for rejected in result.rejected}
+    assert set(reasons) == {1, 3, 4, 6, 7}
+    assert reasons[1][0] == "bad-type" and "results" in reasons[1][1]
+    assert "'elsewhere'" in reasons[3][1]
+    assert reasons[4][0] == "existing" and "query" in reasons[4][1]
+    assert reasons[6] == (None, "a session record must be a JSON object, got str")
+    assert "earlier in this request" in reasons[7][1]
+
+    again = clickstream_dao.bulk_add([_record("good-1", clicks=["good-1-item-2"]), _record("good-3")])
+    assert (again.inserted, again.duplicates, again.events_inserted, again.rejected) == (1, 1, 0, [])
+    assert clickstream_dao.get_session("existing").query == "old query"
+
+
+def test_release_batch_opens_the_next_one(clean_db: str) -> None:
+    clickstream_dao.bulk_add([_record(f"s{number}") for number in range(3)])
+    first = clickstream_dao.get_collecting_batch()
+    release = clickstream_dao.release_batch()
+    assert release.released_batch_id == first.id
+    assert release.session_count == 3
+    assert release.next_batch_id != first.id
+    released = clickstream_dao.get_batch(first.id)
+    assert released.status == "released" and released.released_at is not None
+    session, _ = clickstream_dao.add_session("after", "q", ["a"])
+    assert session.batch_id == release.next_batch_id
+    assert [batch.id for batch in clickstream_dao.list_batches()] == [release.next_batch_id, first.id]
+    with pytest.raises(UnknownBatchError, match="12345"):
+        clickstream_dao.get_batch(12345)
+    with pytest.raises(UnknownBatchError):
+        clickstream_dao.get_batch_sessions(12345)
+
+
+def test_batch_release_under_concurrent_inserts_loses_and_duplicates_nothing(clean_db: str) -> None:
+    writers, sessions_per_writer = 4, 60
+    stop_releasing = threading.Event()
+    releases = []
+    errors: list[BaseException] = []
+
+    def write(writer: int) -> None:
+        try:
+            for number in range(sessions_per_writer):
+                session_id = f"w{writer}-{number:03d}"
+                if number % 3 == 0:
+                    clickstream_dao.bulk_add([_record(session_id, clicks=[f"{session_id}-item-1"])])
+                else:
+                    clickstream_dao.add_session(session_id, "q", ["a", "b"])
+        except BaseException as error:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(error)
+
+    def release() -> None:
+        while not stop_releasing.is_set():
+            releases.append(clickstream_dao.release_batch())
+
+    releaser = threading.Thread(target=release)
+    threads = [threading.Thread(target=write, args=(writer,)) for writer in range(writers)]
+    releaser.start()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stop_releasing.set()
+    releaser.join()
+    releases.append(clickstream_dao.release_batch())
+    assert not errors
+
+    total = writers * sessions_per_writer
+    assert len(releases) > 2
+    assert sum(release.session_count for release in releases) == total
+    released_ids = [release.released_batch_id for release in releases]
+    assert len(set(released_ids)) == len(released_ids)
+    with get_engine().connect() as connection:
+        per_session = connection.execute(text("select count(*), count(distinct session_id) from clickstream_sessions"))
+        assert tuple(per_session.one()) == (total, total)
+        collecting = connection.execute(text("select count(*) from clickstream_batches where status='collecting'"))
+        assert collecting.scalar() == 1
+    # Counts reported at release time are final: nothing slipped into a batch after it was released.
+    for release in releases:
+        assert clickstream_dao.count_batch_sessions(release.released_batch_id) == release.session_count
+    streamed = Counter(
+        session.session_id for batch_id in released_ids for session in clickstream_dao.get_batch_sessions(batch_id)
+    )
+    assert len(streamed) == total and set(streamed.values()) == {1}
+
+
+def test_get_batch_sessions_pages_through_the_whole_batch_with_events(clean_db: str) -> None:
+    records = [_record(f"s{number:02d}", clicks=[f"s{number:02d}-item-{number % 5 + 1}"]) for number in range(23)]
+    records.append(_record("no-clicks"))
+    clickstream_dao.bulk_add(records)
+    batch_id = clickstream_dao.release_batch().released_batch_id
+    pages_seen = []
+    original = clickstream_dao._fetch_events
+
+    def counting_fetch(connection, session_ids):  # type: ignore[no-untyped-def]
+        pages_seen.append(len(session_ids))
+        return original(connection, session_ids)
+
+    clickstream_dao._fetch_events = counting_fetch  # type: ignore[method-assign]
+    try:
+        sessions = list(clickstream_dao.get_batch_sessions(batch_id, page_size=5))
+    finally:
+        del clickstream_dao._fetch_events
+    assert pages_seen == [5, 5, 5, 5, 4]
+    assert [session.session_id for session in sessions] == sorted(record["session_id"] for record in records)
+    by_id = {session.session_id: session for session in sessions}
+    assert [event.item_id for event in by_id["s07"].events] == ["s07-item-3"]
+    assert by_id["no-clicks"].events == []
+    assert list(clickstream_dao.get_batch_sessions(clickstream_dao.get_collecting_batch().id, page_size=2)) == []
