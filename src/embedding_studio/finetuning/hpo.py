@@ -1,0 +1,384 @@
+"""Parameter selection: which FineTuningParams the trials of one iteration try.
+
+The first iteration of a method searches its space with Optuna's TPE sampler, pruning trials whose
+validation metric falls behind the others at the same validation (median pruner), so a bad
+learning rate costs one validation instead of a whole training. Later iterations have seen this
+kind of data before: they retry the previous iteration's best parameters and its top parameter sets
+(as the seed does), which is cheaper than searching again and rarely worse.
+
+Every trial loads the initial model fresh from one copy on disk, trains on the one prepared
+dataset, is one tracker run (params, metrics at each validation, model artifact), and frees the
+model and CUDA memory when it ends, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import lightning.pytorch as pl
+import optuna
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from embedding_studio.finetuning.errors import FineTuningCanceled, FineTuningError
+from embedding_studio.finetuning.method import FineTuningMethod, suggest_params
+from embedding_studio.finetuning.params import FineTuningParams
+
+if TYPE_CHECKING:
+    from embedding_studio.tracking import ExperimentsManager, Iteration
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str], None]
+ShouldStop = Callable[[], bool]
+
+
+class HyperparameterSearchSettings(BaseSettings):
+    """How the Optuna study of an iteration is stored and pruned (env ``EMBEDDING_STUDIO_HPO_*``).
+
+    ``storage`` is empty for an in-memory study, ``database`` for the project's PostgreSQL (so that
+    workers on several machines share the trials of one study), or any SQLAlchemy URL.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="EMBEDDING_STUDIO_HPO_", extra="ignore")
+
+    storage: str | None = Field(default=None, description="'', 'database' or an SQLAlchemy URL for Optuna.")
+    pruner: Literal["median", "successive_halving", "none"] = "median"
+    startup_trials: int = Field(default=2, ge=0, description="Trials that run to the end before pruning starts.")
+    warmup_validations: int = Field(default=1, ge=0, description="Validations of a trial before it may be pruned.")
+    sampler_seed: int | None = Field(default=0, description="TPE seed; None for a different search each time.")
+
+
+def resolve_storage(storage: str | None, database_url: str | None) -> str | None:
+    if not storage:
+        return None
+    if storage == "database":
+        if not database_url:
+            raise FineTuningError("HPO storage 'database' needs DATABASE_URL (the PostgreSQL Optuna shares)")
+        return database_url
+    return storage
+
+
+@dataclass
+class PreparedData:
+    """What every trial of an iteration shares, prepared once."""
+
+    train_inputs: list[Any]
+    test_inputs: list[Any]
+    items: Any
+    query_retriever: Any
+
+
+@dataclass
+class TrialOutcome:
+    run_id: str
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    state: Literal["complete", "pruned"]
+    validations: int
+
+
+@dataclass
+class SelectionResult:
+    outcomes: list[TrialOutcome] = field(default_factory=list)
+    mode: Literal["search", "previous_best"] = "search"
+
+
+class OptunaPruningCallback(pl.Callback):
+    """Reports the monitored validation metric to the trial after each validation, and prunes.
+
+    The step is the index of the validation (0, 1, ...), so trials with different batch sizes are
+    compared after the same number of validations, i.e. the same number of seen inputs.
+    """
+
+    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+        super().__init__()
+        self.trial = trial
+        self.monitor = monitor
+        self.validations = 0
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return
+        step = self.validations
+        self.validations += 1
+        self.trial.report(float(value), step)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"{self.monitor}={float(value):.4f} at validation {step} is below the median")
+
+
+def normalize_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A parameter set as FineTuningParams accepts it (tracker params come back as strings)."""
+    known = set(FineTuningParams.model_fields)
+    cleaned = {key: value for key, value in params.items() if key in known}
+    for key, value in list(cleaned.items()):
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            cleaned[key] = value.lower() == "true"
+    try:
+        return FineTuningParams.model_validate(cleaned).model_dump()
+    except ValidationError as error:
+        raise FineTuningError(f"invalid fine-tuning parameters {dict(params)}: {error}") from error
+
+
+TrainFunction = Callable[..., Any]
+
+
+class TrialRunner:
+    """Runs one parameter set: fresh model from disk → training → tracker run → memory freed."""
+
+    def __init__(
+        self,
+        method: FineTuningMethod,
+        data: PreparedData,
+        initial_model_dir: Path,
+        tracker: ExperimentsManager,
+        iteration: Iteration,
+        device: Any = None,
+        train: TrainFunction | None = None,
+    ) -> None:
+        self.method = method
+        self.data = data
+        self.initial_model_dir = Path(initial_model_dir)
+        self.tracker = tracker
+        self.iteration = iteration
+        self.device = device
+        self.train = train or train_fine_tuner
+
+    def run(self, params: Mapping[str, Any], trial: optuna.Trial | None = None) -> TrialOutcome:
+        from embedding_studio.models import TextEmbeddingModel, release_memory
+
+        full_params = normalize_params(params)
+        callbacks: list[pl.Callback] = []
+        pruning = OptunaPruningCallback(trial, self.method.main_metric) if trial is not None else None
+        if pruning is not None:
+            callbacks.append(pruning)
+        pruned: optuna.TrialPruned | None = None
+        model = None
+        history: list[dict[str, float]] = []
+        try:
+            with self.tracker.run(self.iteration, full_params) as run_id:
+
+                def on_validation_metrics(step: int, metrics: Mapping[str, float]) -> None:
+                    values = {key: float(value) for key, value in metrics.items()}
+                    history.append(values)
+                    self.tracker.log_metrics(run_id, values, step)
+
+                model = TextEmbeddingModel.load(self.initial_model_dir)
+                try:
+                    result = self.train(
+                        model=model,
+                        data=self.data,
+                        params=FineTuningParams.model_validate(full_params),
+                        method=self.method,
+                        callbacks=callbacks,
+                        on_validation_metrics=on_validation_metrics,
+                        device=self.device,
+                    )
+                    best_metrics = {key: float(value) for key, value in dict(result.best_metrics).items()}
+                except optuna.TrialPruned as error:
+                    pruned = error
+                    best_metrics = _best_of(history, self.method.main_metric, self.method.higher_is_better)
+                self.tracker.save_model(run_id, model)
+        finally:
+            del model
+            release_memory()
+        outcome = TrialOutcome(
+            run_id=run_id,
+            params=full_params,
+            metrics=best_metrics,
+            state="pruned" if pruned is not None else "complete",
+            validations=len(history),
+        )
+        if pruned is not None:
+            raise TrialPrunedWithOutcome(outcome) from pruned
+        return outcome
+
+
+class TrialPrunedWithOutcome(optuna.TrialPruned):
+    """Optuna sees a pruned trial; the search keeps the run it produced."""
+
+    def __init__(self, outcome: TrialOutcome) -> None:
+        super().__init__(f"trial run {outcome.run_id} pruned after {outcome.validations} validations")
+        self.outcome = outcome
+
+
+def _best_of(history: Sequence[Mapping[str, float]], metric: str, higher_is_better: bool) -> dict[str, float]:
+    scored = [entry for entry in history if metric in entry]
+    if not scored:
+        return dict(history[-1]) if history else {}
+    chooser = max if higher_is_better else min
+    return dict(chooser(scored, key=lambda entry: entry[metric]))
+
+
+def train_fine_tuner(
+    *,
+    model: Any,
+    data: PreparedData,
+    params: FineTuningParams,
+    method: FineTuningMethod,
+    callbacks: Sequence[pl.Callback],
+    on_validation_metrics: Callable[[int, Mapping[str, float]], None],
+    device: Any = None,
+) -> Any:
+    """Trains ``model`` in place with the learning core's EmbeddingsFineTuner; returns its FitResult."""
+    from embedding_studio.finetuning.fine_tuner import EmbeddingsFineTuner, fit_fine_tuner
+
+    fine_tuner = EmbeddingsFineTuner(model=model, items=data.items, query_retriever=data.query_retriever, params=params)
+    try:
+        return fit_fine_tuner(
+            fine_tuner,
+            data.train_inputs,
+            data.test_inputs,
+            params,
+            max_epochs=params.num_epochs,
+            test_each_n_inputs=method.test_each_n_inputs,
+            callbacks=callbacks,
+            on_validation_metrics=on_validation_metrics,
+            device=device,
+        )
+    finally:
+        del fine_tuner
+
+
+def _make_pruner(settings: HyperparameterSearchSettings) -> optuna.pruners.BasePruner:
+    if settings.pruner == "none":
+        return optuna.pruners.NopPruner()
+    if settings.pruner == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, settings.warmup_validations))
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=settings.startup_trials, n_warmup_steps=settings.warmup_validations
+    )
+
+
+def search_parameters(
+    runner: TrialRunner,
+    *,
+    study_name: str,
+    search_settings: HyperparameterSearchSettings | None = None,
+    storage_url: str | None = None,
+    progress: ProgressCallback | None = None,
+    should_stop: ShouldStop | None = None,
+    progress_span: tuple[float, float] = (0.0, 1.0),
+) -> SelectionResult:
+    """Runs ``method.max_evals`` trials of a TPE search (all workers of a shared study together)."""
+    method = runner.method
+    search_settings = search_settings or HyperparameterSearchSettings()
+    max_evals = method.max_evals
+    sampler = optuna.samplers.TPESampler(
+        seed=search_settings.sampler_seed, n_startup_trials=max(1, min(10, max_evals // 3))
+    )
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=storage_url,
+        sampler=sampler,
+        pruner=_make_pruner(search_settings),
+        direction="maximize" if method.higher_is_better else "minimize",
+        load_if_exists=storage_url is not None,
+    )
+    if not study.trials and method.search_space:
+        # Start from the method's own defaults: a known-reasonable point that TPE then improves on.
+        defaults = FineTuningParams.model_validate(normalize_params(method.base_params())).model_dump()
+        initial = {key: defaults[key] for key in method.search_space if key in defaults}
+        if all(_within(method.search_space[key], value) for key, value in initial.items()):
+            study.enqueue_trial(initial, skip_if_exists=True)
+
+    result = SelectionResult(mode="search")
+    canceled = False
+
+    def objective(trial: optuna.Trial) -> float:
+        params = suggest_params(trial, method)
+        try:
+            outcome = runner.run(params, trial=trial)
+        except TrialPrunedWithOutcome as pruned:
+            result.outcomes.append(pruned.outcome)
+            raise
+        result.outcomes.append(outcome)
+        if method.main_metric not in outcome.metrics:
+            raise FineTuningError(
+                f"trial run {outcome.run_id} logged no {method.main_metric!r} (got {sorted(outcome.metrics)})"
+            )
+        return outcome.metrics[method.main_metric]
+
+    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        nonlocal canceled
+        done = len(result.outcomes)
+        _report(progress, progress_span, done / max_evals, f"trial {done}/{max_evals} {trial.state.name.lower()}")
+        if should_stop is not None and should_stop():
+            canceled = True
+            study.stop()
+
+    if should_stop is not None and should_stop():
+        raise FineTuningCanceled(0)
+    finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    study.optimize(
+        objective,
+        n_trials=max_evals,
+        callbacks=[optuna.study.MaxTrialsCallback(max_evals, states=finished_states), after_trial],
+        catch=(),
+        gc_after_trial=True,
+    )
+    if canceled:
+        raise FineTuningCanceled(len(result.outcomes))
+    return result
+
+
+def _within(distribution: optuna.distributions.BaseDistribution, value: Any) -> bool:
+    if isinstance(distribution, optuna.distributions.CategoricalDistribution):
+        return value in distribution.choices
+    if isinstance(distribution, optuna.distributions.FloatDistribution | optuna.distributions.IntDistribution):
+        return isinstance(value, int | float) and distribution.low <= value <= distribution.high
+    return False
+
+
+def previous_best_parameter_sets(
+    tracker: ExperimentsManager, previous: Iteration, top_count: int
+) -> list[dict[str, Any]]:
+    """The previous iteration's best params first, then its top parameter sets, each once."""
+    candidates: list[Mapping[str, Any]] = []
+    best = tracker.get_best_run(previous.experiment_id)
+    if best is not None and getattr(best, "params", None):
+        candidates.append(best.params)
+    candidates.extend(tracker.get_top_params(previous.experiment_id, top_count))
+    unique: list[dict[str, Any]] = []
+    for candidate in candidates:
+        try:
+            params = normalize_params(candidate)
+        except FineTuningError as error:
+            logger.warning("skipping a previous parameter set that no longer validates: %s", error)
+            continue
+        if params not in unique:
+            unique.append(params)
+    return unique[: max(1, top_count)]
+
+
+def run_parameter_sets(
+    runner: TrialRunner,
+    parameter_sets: Sequence[Mapping[str, Any]],
+    *,
+    progress: ProgressCallback | None = None,
+    should_stop: ShouldStop | None = None,
+    progress_span: tuple[float, float] = (0.0, 1.0),
+) -> SelectionResult:
+    """Runs each parameter set to the end (no pruning: there are few, and each was good before)."""
+    result = SelectionResult(mode="previous_best")
+    total = len(parameter_sets)
+    for index, params in enumerate(parameter_sets):
+        if should_stop is not None and should_stop():
+            raise FineTuningCanceled(len(result.outcomes))
+        result.outcomes.append(runner.run(params))
+        _report(progress, progress_span, (index + 1) / total, f"trial {index + 1}/{total} complete")
+    return result
+
+
+def _report(progress: ProgressCallback | None, span: tuple[float, float], fraction: float, message: str) -> None:
+    if progress is None:
+        return
+    start, end = span
+    progress(start + (end - start) * min(1.0, max(0.0, fraction)), message)

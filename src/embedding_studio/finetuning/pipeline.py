@@ -1,0 +1,335 @@
+"""One fine-tuning iteration, the seed's flow step by step: a released batch in, the best model out.
+
+batch → sessions → ``FineTuningInput`` (ClickstreamConverter) → queries (QueryRetriever) → the
+items they show (DataLoader) → train/test (TrainTestSplitter) → prepared items (ItemSetManager) →
+initial model saved once → parameter selection (HPO, or the previous iteration's best) → the
+tracker picks the best run, deletes the other models and registers the best with an alias.
+
+Checks come before anything expensive: a batch that is unknown, still collecting, empty, without a
+click, or whose items mostly cannot be loaded fails in seconds with an error naming the problem,
+before a model is loaded. Model and CUDA memory are freed after each trial and at the end, also
+when a step fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from embedding_studio.config import Settings, get_settings
+from embedding_studio.finetuning.errors import (
+    BatchNotReleasedError,
+    EmptyBatchError,
+    FineTuningError,
+    NoClicksError,
+    NotEnoughDataError,
+    TooManyFailedItemsError,
+    UnknownBatchError,
+)
+from embedding_studio.finetuning.hpo import (
+    HyperparameterSearchSettings,
+    PreparedData,
+    SelectionResult,
+    TrainFunction,
+    TrialRunner,
+    previous_best_parameter_sets,
+    resolve_storage,
+    run_parameter_sets,
+    search_parameters,
+)
+from embedding_studio.finetuning.method import FineTuningMethod, get_method
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.types import FineTuningInput
+    from embedding_studio.items.types import FailedItem
+    from embedding_studio.models import TextEmbeddingModel
+    from embedding_studio.tracking import ExperimentsManager
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str], None]
+
+# Share of the progress bar each stage takes; trials get everything between preparation and selection.
+_PREPARED = 0.15
+_TRIALS_END = 0.95
+_FAILED_EXAMPLES = 5
+BEST_MODEL_ALIAS = "best"
+
+
+@dataclass
+class FineTuningResult:
+    best_run_id: str
+    best_model_url: str
+    metrics: dict[str, float]
+    experiment_id: str
+    skipped_sessions: int = 0
+    failed_items: int = 0
+    trial_count: int = 0
+    pruned_trials: int = 0
+    selection_mode: str = "search"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def run_fine_tuning(
+    batch_id: int,
+    method: str | FineTuningMethod = "default_text",
+    embedding_model_id: str | None = None,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    settings: Settings | None = None,
+    tracker: ExperimentsManager | None = None,
+    *,
+    search_settings: HyperparameterSearchSettings | None = None,
+    train: TrainFunction | None = None,
+) -> FineTuningResult:
+    """Fine-tune on released batch ``batch_id`` with ``method``, starting from ``embedding_model_id``.
+
+    ``embedding_model_id`` is a base model name or local path (``models.load_embedding_model``) or the
+    MLflow run id of an earlier best model; None starts from the method's base model. ``should_stop``
+    is asked between trials; when it says yes, :class:`FineTuningCanceled` is raised.
+    """
+    settings = settings or get_settings()
+    fine_tuning_method = method if isinstance(method, FineTuningMethod) else get_method(method, settings=settings)
+    report = _Progress(progress)
+
+    report(0.0, f"reading clickstream batch {batch_id}")
+    inputs, skipped_sessions = _read_batch(batch_id, settings)
+
+    report(0.04, f"rendering {len(inputs)} queries")
+    query_retriever = fine_tuning_method.create_query_retriever()
+    query_retriever.get_queries(inputs)  # fails early, naming the session, when a query cannot be rendered
+
+    report(0.06, "loading the items shown in the batch")
+    downloaded, failed = _load_items(fine_tuning_method, inputs, settings)
+
+    report(0.10, "splitting sessions into train and test by query")
+    data = _prepare_data(fine_tuning_method, inputs, downloaded, query_retriever, batch_id)
+
+    tracker = tracker or _default_tracker(fine_tuning_method, settings)
+    previous = tracker.get_previous_iteration(fine_tuning_method.name)
+    iteration = tracker.start_iteration(fine_tuning_method.name, batch_id)
+
+    model: TextEmbeddingModel | None = None
+    try:
+        with tempfile.TemporaryDirectory(prefix="es-initial-model-") as initial_model_dir:
+            report(0.12, f"loading the initial model {embedding_model_id or fine_tuning_method.base_model}")
+            model = _load_initial_model(fine_tuning_method, embedding_model_id, tracker)
+            model.save(initial_model_dir)
+            model = None
+            _release_memory()
+            report(_PREPARED, "initial model ready; selecting parameters")
+
+            runner = TrialRunner(
+                fine_tuning_method,
+                data,
+                Path(initial_model_dir),
+                tracker,
+                iteration,
+                device=_resolve_device(settings),
+                train=train,
+            )
+            selection = _select_parameters(
+                runner, previous, tracker, iteration, report, should_stop, settings, search_settings, batch_id
+            )
+    finally:
+        model = None
+        _release_memory()
+
+    report(0.96, "choosing the best run")
+    best = tracker.get_best_run(iteration.experiment_id)
+    if best is None:
+        raise FineTuningError(
+            f"no trial of experiment {iteration.experiment_id} logged {fine_tuning_method.main_metric!r}; "
+            "nothing to choose from"
+        )
+    tracker.delete_non_best_models(iteration.experiment_id)
+    tracker.register_best(best.run_id, _registered_name(fine_tuning_method), BEST_MODEL_ALIAS)
+    report(1.0, f"best run {best.run_id}")
+    return FineTuningResult(
+        best_run_id=best.run_id,
+        best_model_url=_model_url(best),
+        metrics={key: float(value) for key, value in dict(getattr(best, "metrics", {}) or {}).items()},
+        experiment_id=iteration.experiment_id,
+        skipped_sessions=skipped_sessions,
+        failed_items=len(failed),
+        trial_count=len(selection.outcomes),
+        pruned_trials=sum(1 for outcome in selection.outcomes if outcome.state == "pruned"),
+        selection_mode=selection.mode,
+        params=dict(getattr(best, "params", {}) or {}),
+    )
+
+
+class _Progress:
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self.callback = callback
+
+    def __call__(self, fraction: float, message: str) -> None:
+        logger.info("fine-tuning %3.0f%% %s", fraction * 100, message)
+        if self.callback is not None:
+            self.callback(fraction, message)
+
+
+def _read_batch(batch_id: int, settings: Settings) -> tuple[list[FineTuningInput], int]:
+    from embedding_studio.clickstream.converter import ClickstreamConverter
+    from embedding_studio.clickstream.dao import clickstream_dao
+    from embedding_studio.clickstream.errors import UnknownBatchError as ClickstreamUnknownBatchError
+
+    try:
+        batch = clickstream_dao.get_batch(batch_id)
+    except ClickstreamUnknownBatchError as error:
+        raise UnknownBatchError(batch_id) from error
+    if batch.status != "released":
+        raise BatchNotReleasedError(batch_id, batch.status)
+
+    converted = ClickstreamConverter().convert_all(
+        clickstream_dao.get_batch_sessions(batch_id, page_size=settings.clickstream_page_size)
+    )
+    session_count = len(converted.inputs) + converted.skipped_count
+    if not converted.inputs:
+        raise EmptyBatchError(batch_id, session_count, converted.skipped_count)
+    if not any(fine_tuning_input.events for fine_tuning_input in converted.inputs):
+        raise NoClicksError(batch_id, len(converted.inputs))
+    return converted.inputs, converted.skipped_count
+
+
+def _load_items(
+    method: FineTuningMethod, inputs: list[FineTuningInput], settings: Settings
+) -> tuple[list[Any], list[FailedItem]]:
+    from embedding_studio.items.types import ItemMeta
+
+    item_ids = dict.fromkeys(item_id for fine_tuning_input in inputs for item_id in fine_tuning_input.results)
+    metas = [ItemMeta(item_id=item_id, source=method.item_source) for item_id in item_ids]
+    loader = method.create_loader()
+    try:
+        loaded = loader.load(metas)
+    finally:
+        loader.close()
+    total = len(metas)
+    failed = list(loaded.failed)
+    if total and len(failed) / total > settings.max_failed_items_share:
+        examples = [failure.meta.item_id for failure in failed[:_FAILED_EXAMPLES]]
+        raise TooManyFailedItemsError(len(failed), total, settings.max_failed_items_share, examples)
+    if failed:
+        logger.warning("%d of %d items could not be loaded; training without them", len(failed), total)
+    return list(loaded.items), failed
+
+
+def _prepare_data(
+    method: FineTuningMethod,
+    inputs: list[FineTuningInput],
+    downloaded: list[Any],
+    query_retriever: Any,
+    batch_id: int,
+) -> PreparedData:
+    from embedding_studio.finetuning.splitter import TooFewQueriesError, TrainTestSplitter
+
+    splitter = TrainTestSplitter(test_share=method.test_share, seed=method.split_seed, query_retriever=query_retriever)
+    try:
+        split = splitter.split(inputs)
+    except TooFewQueriesError as error:
+        raise NotEnoughDataError(f"clickstream batch {batch_id}: {error}") from error
+    item_set_manager = method.create_item_set_manager()
+    prepared_items, clickstream_dataset = item_set_manager(downloaded, split)
+    train_inputs = list(clickstream_dataset.train)
+    test_inputs = list(clickstream_dataset.test)
+    if not any(fine_tuning_input.events for fine_tuning_input in train_inputs):
+        raise NotEnoughDataError(
+            f"clickstream batch {batch_id}: no training session with a click is left after the split "
+            f"({len(train_inputs)} train, {len(test_inputs)} test sessions)"
+        )
+    if not test_inputs:
+        raise NotEnoughDataError(f"clickstream batch {batch_id}: no session is left to validate on")
+    return PreparedData(
+        train_inputs=train_inputs, test_inputs=test_inputs, items=prepared_items, query_retriever=query_retriever
+    )
+
+
+def _default_tracker(method: FineTuningMethod, settings: Settings) -> ExperimentsManager:
+    from embedding_studio.tracking import ExperimentsManager
+
+    return ExperimentsManager(
+        tracking_uri=settings.resolved_mlflow_tracking_uri,
+        main_metric=method.main_metric,
+        higher_is_better=method.higher_is_better,
+    )
+
+
+def _load_initial_model(
+    method: FineTuningMethod, embedding_model_id: str | None, tracker: ExperimentsManager
+) -> TextEmbeddingModel:
+    """A base name or local path goes through the method's model factory; anything else is a run id."""
+    if embedding_model_id is None:
+        return method.create_model()
+    from embedding_studio.models.errors import ModelNotFoundError
+
+    try:
+        return method.create_model(embedding_model_id)
+    except ModelNotFoundError as not_a_path:
+        try:
+            return tracker.download_model(embedding_model_id)
+        except Exception as error:
+            raise FineTuningError(
+                f"initial model {embedding_model_id!r} is neither a base model or local directory nor a tracker run "
+                f"with a model ({error})"
+            ) from not_a_path
+
+
+def _select_parameters(
+    runner: TrialRunner,
+    previous: Any,
+    tracker: ExperimentsManager,
+    iteration: Any,
+    report: _Progress,
+    should_stop: Callable[[], bool] | None,
+    settings: Settings,
+    search_settings: HyperparameterSearchSettings | None,
+    batch_id: int,
+) -> SelectionResult:
+    span = (_PREPARED, _TRIALS_END)
+    if previous is not None:
+        parameter_sets = previous_best_parameter_sets(tracker, previous, runner.method.top_params_count)
+        if parameter_sets:
+            report(_PREPARED, f"retrying {len(parameter_sets)} parameter sets of iteration {previous.name}")
+            return run_parameter_sets(
+                runner, parameter_sets, progress=report, should_stop=should_stop, progress_span=span
+            )
+    search_settings = search_settings or HyperparameterSearchSettings()
+    storage_url = resolve_storage(search_settings.storage, settings.database_url)
+    report(_PREPARED, f"searching {runner.method.max_evals} parameter sets")
+    return search_parameters(
+        runner,
+        study_name=f"{runner.method.name}-batch-{batch_id}-experiment-{iteration.experiment_id}",
+        search_settings=search_settings,
+        storage_url=storage_url,
+        progress=report,
+        should_stop=should_stop,
+        progress_span=span,
+    )
+
+
+def _registered_name(method: FineTuningMethod) -> str:
+    return f"embedding-studio-{method.name}"
+
+
+def _model_url(best: Any) -> str:
+    for attribute in ("model_url", "model_uri", "artifact_uri"):
+        value = getattr(best, attribute, None)
+        if value:
+            return str(value)
+    return f"runs:/{best.run_id}/model"
+
+
+def _resolve_device(settings: Settings) -> Any:
+    from embedding_studio.models import resolve_device
+
+    return resolve_device(settings.device)
+
+
+def _release_memory() -> None:
+    from embedding_studio.models import release_memory
+
+    release_memory()
