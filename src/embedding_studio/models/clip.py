@@ -1,0 +1,268 @@
+"""A CLIP-style text-to-image model: text queries, image items, one shared embedding space.
+
+Images are preprocessed here (resize, centre crop, normalise) rather than by `CLIPProcessor`, so the
+model needs only its weights, its tokenizer and three numbers on disk, and a caller may pass
+already-preprocessed tensors straight from a data loader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from embedding_studio.models.errors import ModelError, ModelNotFoundError
+from embedding_studio.models.text import (
+    METADATA_FILE,
+    ModelMetadata,
+    freeze_all_but_last_layers,
+    inference_autocast,
+    quiet_transformers,
+    write_directory_atomically,
+)
+
+TEXT_TO_IMAGE_KIND = "text_to_image"
+CLIP_DIR = "clip"
+PREPROCESSING_FILE = "image_preprocessing.json"
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """How pixels become the tensor the vision tower was trained on."""
+
+    image_size: int
+    mean: tuple[float, float, float] = CLIP_MEAN
+    std: tuple[float, float, float] = CLIP_STD
+
+    def __call__(self, images: Sequence[Any] | Tensor) -> Tensor:
+        """PIL images, or tensors already shaped (3, size, size) / (n, 3, size, size), to one float batch."""
+        if isinstance(images, Tensor):
+            batch = images.unsqueeze(0) if images.dim() == 3 else images
+            return self._check(batch.float())
+        tensors = []
+        for position, image in enumerate(images):
+            if isinstance(image, Tensor):
+                tensors.append(self._check(image.float().unsqueeze(0) if image.dim() == 3 else image.float()))
+            elif hasattr(image, "convert"):
+                tensors.append(self._from_pil(image))
+            else:
+                raise TypeError(f"item {position} is a {type(image).__name__}: expected a PIL image or a tensor")
+        if not tensors:
+            return torch.empty((0, 3, self.image_size, self.image_size))
+        return torch.cat(tensors, dim=0)
+
+    def _check(self, batch: Tensor) -> Tensor:
+        expected = (3, self.image_size, self.image_size)
+        if batch.dim() != 4 or tuple(batch.shape[1:]) != expected:
+            raise ValueError(f"preprocessed images must have shape (n, {expected}), got {tuple(batch.shape)}")
+        return batch
+
+    def _from_pil(self, image: Any) -> Tensor:
+        from PIL import Image
+
+        rgb = image.convert("RGB")
+        width, height = rgb.size
+        scale = self.image_size / min(width, height)
+        resized = rgb.resize(
+            (max(self.image_size, round(width * scale)), max(self.image_size, round(height * scale))),
+            Image.Resampling.BICUBIC,
+        )
+        left = (resized.width - self.image_size) // 2
+        top = (resized.height - self.image_size) // 2
+        cropped = resized.crop((left, top, left + self.image_size, top + self.image_size))
+        pixels = torch.from_numpy(np.asarray(cropped, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return ((pixels - mean) / std).unsqueeze(0)
+
+
+def _features_tensor(output: Any) -> Tensor:
+    """transformers 5 returns a model output whose pooler_output is the projected embedding; 4.x a tensor."""
+    if isinstance(output, Tensor):
+        return output
+    return output.pooler_output
+
+
+class TextToImageEmbeddingModel(nn.Module):
+    """Queries through CLIP's text tower, items through its vision tower; never shares weights."""
+
+    def __init__(self, clip_model: nn.Module, tokenizer: Any, preprocessing: ImagePreprocessing | None = None) -> None:
+        super().__init__()
+        self.clip_model = clip_model
+        self.tokenizer = tokenizer
+        self.preprocessing = preprocessing or ImagePreprocessing(
+            image_size=int(clip_model.config.vision_config.image_size)
+        )
+
+    shares_weights = False
+
+    @property
+    def dim(self) -> int:
+        return int(self.clip_model.config.projection_dim)
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.clip_model.config.text_config.max_position_embeddings)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.clip_model.parameters()).device
+
+    def query_parameters(self) -> list[nn.Parameter]:
+        """Trainable text-side parameters, including the shared temperature (logit_scale)."""
+        modules = [self.clip_model.text_model, self.clip_model.text_projection]
+        parameters = [parameter for module in modules for parameter in module.parameters()]
+        parameters.append(self.clip_model.logit_scale)
+        return [parameter for parameter in parameters if parameter.requires_grad]
+
+    def item_parameters(self) -> list[nn.Parameter]:
+        modules = [self.clip_model.vision_model, self.clip_model.visual_projection]
+        return [parameter for module in modules for parameter in module.parameters() if parameter.requires_grad]
+
+    def set_trainable_layers(self, n_last_layers: int | None, train_embeddings: bool = False) -> None:
+        """Train only the last blocks of both encoders; the projections always train."""
+        freeze_all_but_last_layers(self.clip_model.text_model, n_last_layers, train_embeddings)
+        freeze_all_but_last_layers(self.clip_model.vision_model, n_last_layers, train_embeddings)
+        for module in (self.clip_model.text_projection, self.clip_model.visual_projection):
+            for parameter in module.parameters():
+                parameter.requires_grad_(True)
+
+    def tokenize_queries(self, texts: Sequence[str]) -> dict[str, Tensor]:
+        if isinstance(texts, str):
+            raise TypeError("expected a sequence of texts, got a single string")
+        encoded = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_seq_length, return_tensors="pt"
+        )
+        return {key: encoded[key] for key in ("input_ids", "attention_mask")}
+
+    def preprocess_items(self, images: Sequence[Any] | Tensor) -> Tensor:
+        return self.preprocessing(images)
+
+    def forward_queries(self, features: dict[str, Tensor]) -> Tensor:
+        """L2-normalised text embeddings with gradients."""
+        device = self.device
+        output = self.clip_model.get_text_features(
+            input_ids=features["input_ids"].to(device), attention_mask=features["attention_mask"].to(device)
+        )
+        return nn.functional.normalize(_features_tensor(output).float(), dim=-1)
+
+    def forward_items(self, pixel_values: Tensor) -> Tensor:
+        """L2-normalised image embeddings with gradients."""
+        output = self.clip_model.get_image_features(pixel_values=pixel_values.to(self.device))
+        return nn.functional.normalize(_features_tensor(output).float(), dim=-1)
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False) -> np.ndarray:
+        texts = list(texts)
+        return self._encode(
+            len(texts), batch_size, lambda part: self.forward_queries(self.tokenize_queries(part)), texts
+        )
+
+    def encode_items(
+        self, images: Sequence[Any] | Tensor, batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
+        """Float32, L2-normalised embeddings of PIL images or preprocessed tensors, in input order."""
+        items: Sequence[Any] | Tensor = images if isinstance(images, Tensor) else list(images)
+        return self._encode(len(items), batch_size, lambda part: self.forward_items(self.preprocess_items(part)), items)
+
+    def _encode(self, count: int, batch_size: int, embed: Any, inputs: Any) -> np.ndarray:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        output = np.empty((count, self.dim), dtype=np.float32)
+        was_training = self.clip_model.training
+        self.clip_model.eval()
+        try:
+            with torch.inference_mode(), inference_autocast(self.device):
+                for start in range(0, count, batch_size):
+                    output[start : start + batch_size] = embed(inputs[start : start + batch_size]).float().cpu().numpy()
+        finally:
+            self.clip_model.train(was_training)
+        return output
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Weights via `save_pretrained` (safetensors), the tokenizer, and the preprocessing numbers."""
+        metadata = ModelMetadata(
+            kind=TEXT_TO_IMAGE_KIND,
+            shares_weights=False,
+            dim=self.dim,
+            max_seq_length=self.max_seq_length,
+            base_model=None,
+        )
+
+        def write(directory: Path) -> None:
+            self.clip_model.save_pretrained(directory / CLIP_DIR)
+            self.tokenizer.save_pretrained(directory / CLIP_DIR)
+            (directory / PREPROCESSING_FILE).write_text(json.dumps(asdict(self.preprocessing)), encoding="utf-8")
+            (directory / METADATA_FILE).write_text(metadata.to_json(), encoding="utf-8")
+
+        write_directory_atomically(Path(path), write)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], device: str | torch.device | None = None) -> TextToImageEmbeddingModel:
+        directory = Path(path)
+        metadata = ModelMetadata.read(directory)
+        if metadata.kind != TEXT_TO_IMAGE_KIND:
+            raise ModelError(f"{directory} holds a {metadata.kind!r} model, not a text-to-image model")
+        if not (directory / CLIP_DIR).is_dir():
+            raise ModelNotFoundError(f"{directory} has no {CLIP_DIR}/ directory with the CLIP weights")
+        quiet_transformers()
+        from transformers import AutoTokenizer, CLIPModel
+
+        clip_model = CLIPModel.from_pretrained(str(directory / CLIP_DIR), local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(directory / CLIP_DIR), local_files_only=True)
+        raw = json.loads((directory / PREPROCESSING_FILE).read_text(encoding="utf-8"))
+        preprocessing = ImagePreprocessing(
+            image_size=int(raw["image_size"]), mean=tuple(raw["mean"]), std=tuple(raw["std"])
+        )
+        model = cls(clip_model, tokenizer, preprocessing)
+        return model.to(torch.device(device) if device is not None else torch.device("cpu"))
+
+
+def build_tiny_clip_model(seed: int = 0, dim: int = 16, image_size: int = 32) -> TextToImageEmbeddingModel:
+    """A 2-layer text and 2-layer vision CLIP built from a config in code; the same seed, the same weights."""
+    quiet_transformers()
+    from transformers import CLIPConfig, CLIPModel
+
+    from embedding_studio.models.tiny import build_vocabulary, build_wordpiece_tokenizer
+
+    vocabulary = build_vocabulary()
+    max_length = 32
+    tokenizer = build_wordpiece_tokenizer(vocabulary, model_max_length=max_length)
+    sep_id = vocabulary.index("[SEP]")
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(vocabulary),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": max_length,
+            "pad_token_id": 0,
+            "bos_token_id": vocabulary.index("[CLS]"),
+            "eos_token_id": sep_id,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": 8,
+        },
+        projection_dim=dim,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clip_model = CLIPModel(config)
+    with contextlib.suppress(AttributeError):
+        clip_model.eval()
+    return TextToImageEmbeddingModel(clip_model, tokenizer, ImagePreprocessing(image_size=image_size))
