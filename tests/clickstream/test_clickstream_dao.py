@@ -117,7 +117,7 @@ def test_bulk_add_rejects_bad_records_and_keeps_good_ones(clean_db: str) -> None
     assert "'elsewhere'" in reasons[3][1]
     assert reasons[4][0] == "existing" and "query" in reasons[4][1]
     assert reasons[6] == (None, "a session record must be a JSON object, got str")
-    assert "earlier in this request" in reasons[7][1]
+    assert reasons[7][0] == "good-2" and "query" in reasons[7][1]
 
     again = clickstream_dao.bulk_add([_record("good-1", clicks=["good-1-item-2"]), _record("good-3")])
     assert (again.inserted, again.duplicates, again.events_inserted, again.rejected) == (1, 1, 0, [])

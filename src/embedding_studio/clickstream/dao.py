@@ -230,34 +230,32 @@ class ClickstreamDao:
         reason and index, and never keeps the good records out.
         """
         result = BulkResult()
-        accepted: dict[str, tuple[int, SessionRecord]] = {}
+        first_records: dict[str, tuple[int, SessionRecord]] = {}
+        repeats: list[tuple[int, SessionRecord]] = []
         for index, raw in enumerate(records):
             try:
                 record = parse_session_record(raw)
             except InvalidRecordError as error:
                 result.rejected.append(RejectedRecord(index, guess_session_id(raw), str(error)))
                 continue
-            earlier = accepted.get(record.session_id)
-            if earlier is None:
-                accepted[record.session_id] = (index, record)
-                continue
-            differences = _differences_between_records(earlier[1], record)
-            if differences:
-                message = SessionConflictError(record.session_id, differences)
-                result.rejected.append(RejectedRecord(index, record.session_id, f"{message} (earlier in this request)"))
+            if record.session_id in first_records:
+                # Judged against what ends up stored, like a resend in a later request.
+                repeats.append((index, record))
             else:
-                result.duplicates += 1
-        if accepted:
-            self._bulk_insert(list(accepted.values()), result)
+                first_records[record.session_id] = (index, record)
+        if first_records:
+            self._bulk_insert(list(first_records.values()), repeats, result)
         result.rejected.sort(key=lambda rejected: rejected.index)
         return result
 
-    def _bulk_insert(self, records: list[tuple[int, SessionRecord]], result: BulkResult) -> None:
+    def _bulk_insert(
+        self, records: list[tuple[int, SessionRecord]], repeats: list[tuple[int, SessionRecord]], result: BulkResult
+    ) -> None:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             partial = BulkResult()
             try:
                 with get_engine().begin() as connection:
-                    self._bulk_insert_in(connection, records, partial)
+                    self._bulk_insert_in(connection, records, repeats, partial)
             except DBAPIError as error:
                 if attempt < _MAX_ATTEMPTS and _is_retryable(error):
                     time.sleep(0.01 * attempt)
@@ -267,7 +265,11 @@ class ClickstreamDao:
             return
 
     def _bulk_insert_in(
-        self, connection: Connection, records: list[tuple[int, SessionRecord]], result: BulkResult
+        self,
+        connection: Connection,
+        records: list[tuple[int, SessionRecord]],
+        repeats: list[tuple[int, SessionRecord]],
+        result: BulkResult,
     ) -> None:
         batch_id = self._lock_collecting_batch(connection)
         rows = [_session_row_json(record) for _, record in records]
@@ -278,25 +280,24 @@ class ClickstreamDao:
             )
         }
         result.inserted += len(inserted_ids)
-        already_stored = [record.session_id for _, record in records if record.session_id not in inserted_ids]
-        conflicting: set[str] = set()
-        if already_stored:
-            stored_by_id = {stored.session_id: stored for stored in self._fetch_sessions(connection, already_stored)}
-            for index, record in records:
-                stored = stored_by_id.get(record.session_id)
-                if stored is None:
-                    continue
-                differences = _differences(stored, record)
+        to_compare = [(index, record) for index, record in records if record.session_id not in inserted_ids]
+        to_compare += repeats
+        rejected_indexes: set[int] = set()
+        if to_compare:
+            stored_ids = list({record.session_id for _, record in to_compare})
+            stored_by_id = {stored.session_id: stored for stored in self._fetch_sessions(connection, stored_ids)}
+            for index, record in to_compare:
+                differences = _differences(stored_by_id[record.session_id], record)
                 if differences:
-                    conflicting.add(record.session_id)
+                    rejected_indexes.add(index)
                     reason = str(SessionConflictError(record.session_id, differences))
                     result.rejected.append(RejectedRecord(index, record.session_id, reason))
                 else:
                     result.duplicates += 1
         events = [
             (record.session_id, event)
-            for _, record in records
-            if record.session_id not in conflicting
+            for index, record in [*records, *repeats]
+            if index not in rejected_indexes
             for event in record.events
         ]
         if events:
@@ -435,15 +436,6 @@ def _row_of(session: ClickstreamSession) -> tuple[Any, ...]:
         session.created_at,
         session.payload,
     )
-
-
-def _differences_between_records(first: SessionRecord, second: SessionRecord) -> list[str]:
-    differences = [
-        name
-        for name in ("query", "results", "user_id", "payload", "created_at", "events", "is_irrelevant")
-        if getattr(first, name) != getattr(second, name)
-    ]
-    return differences
 
 
 def _session_row_json(record: SessionRecord) -> dict[str, Any]:

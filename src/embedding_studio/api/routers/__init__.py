@@ -2,4 +2,7 @@
 
 from fastapi import APIRouter
 
+from embedding_studio.api.routers.clickstream import router as clickstream_router
+
 ROUTERS: list[APIRouter] = []
+ROUTERS.append(clickstream_router)

@@ -1,0 +1,128 @@
+"""Clickstream collection: sessions, their events, bulk upload, and batch release.
+
+Handlers are plain ``def``: their database work blocks, so FastAPI runs them in its thread pool.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, HTTPException, Response, status
+from fastapi.responses import JSONResponse
+
+from embedding_studio.api.schemas.clickstream import (
+    BatchOut,
+    BulkIn,
+    BulkOut,
+    EventsIn,
+    EventsOut,
+    IrrelevantOut,
+    ReleaseOut,
+    SessionBody,
+    SessionCreatedOut,
+    SessionOut,
+)
+from embedding_studio.clickstream.dao import (
+    ItemNotInResultsError,
+    SessionConflictError,
+    UnknownBatchError,
+    UnknownSessionError,
+    clickstream_dao,
+)
+
+router = APIRouter(prefix="/clickstream", tags=["clickstream"])
+
+_NOT_FOUND = {"description": "Unknown session or batch"}
+
+
+@router.post(
+    "/sessions",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SessionCreatedOut,
+    responses={
+        200: {"description": "The same session was stored before", "model": SessionCreatedOut},
+        409: {"description": "The session id exists with a different body"},
+    },
+)
+def add_session(body: SessionBody, response: Response) -> SessionCreatedOut:
+    """Record one search: the query and the item ids shown, in order. Sending it again changes nothing."""
+    try:
+        session, created = clickstream_dao.add_session(
+            session_id=body.session_id,
+            query=body.query,
+            results=body.results,
+            user_id=body.user_id,
+            created_at=body.created_at,
+            payload=body.payload,
+        )
+    except SessionConflictError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return SessionCreatedOut(session_id=session.session_id, batch_id=session.batch_id, created=created)
+
+
+@router.get("/sessions/{session_id}", response_model=SessionOut, responses={404: _NOT_FOUND})
+def get_session(session_id: str) -> SessionOut:
+    try:
+        session = clickstream_dao.get_session(session_id)
+    except UnknownSessionError as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
+    return SessionOut.model_validate(asdict(session))
+
+
+@router.post(
+    "/sessions/{session_id}/events",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EventsOut,
+    responses={404: _NOT_FOUND, 422: {"description": "An event names an item that was not shown"}},
+)
+def add_events(session_id: str, body: EventsIn) -> EventsOut | JSONResponse:
+    """Record clicks (or other events) on results of a stored session; repeated event ids are ignored."""
+    try:
+        inserted = clickstream_dao.add_events(session_id, body.events)
+    except UnknownSessionError as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
+    except ItemNotInResultsError as error:
+        # Same shape as every other 422 of the API.
+        return JSONResponse(
+            status_code=422,
+            content={"detail": str(error), "errors": [{"field": "events.item_id", "reason": str(error)}]},
+        )
+    return EventsOut(session_id=session_id, inserted=inserted)
+
+
+@router.post("/sessions/{session_id}/irrelevant", response_model=IrrelevantOut, responses={404: _NOT_FOUND})
+def mark_irrelevant(session_id: str) -> IrrelevantOut:
+    """The user said none of the results fit: fine-tuning learns from that too."""
+    try:
+        session = clickstream_dao.mark_irrelevant(session_id)
+    except UnknownSessionError as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
+    return IrrelevantOut(session_id=session.session_id, is_irrelevant=session.is_irrelevant)
+
+
+@router.post("/bulk", response_model=BulkOut)
+def bulk_add(body: BulkIn) -> BulkOut:
+    """Many sessions with their events at once; each record is accepted or rejected (with a reason) on its own."""
+    result = clickstream_dao.bulk_add(body.sessions)
+    return BulkOut.model_validate(asdict(result))
+
+
+@router.post("/batches/release", response_model=ReleaseOut)
+def release_batch() -> ReleaseOut:
+    """Close the collecting batch so it can be fine-tuned on; new sessions go to the next batch."""
+    return ReleaseOut.model_validate(asdict(clickstream_dao.release_batch()))
+
+
+@router.get("/batches", response_model=list[BatchOut])
+def list_batches() -> list[BatchOut]:
+    return [BatchOut.model_validate(asdict(batch)) for batch in clickstream_dao.list_batches()]
+
+
+@router.get("/batches/{batch_id}", response_model=BatchOut, responses={404: _NOT_FOUND})
+def get_batch(batch_id: int) -> BatchOut:
+    try:
+        return BatchOut.model_validate(asdict(clickstream_dao.get_batch(batch_id)))
+    except UnknownBatchError as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
