@@ -1,0 +1,123 @@
+"""What a fine-tuning report shows, as plain data: built by the demo or from the tracker, saved as JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class TrialCurve:
+    """One HPO trial (one MLflow run): its parameters and each validation metric as (step, value) points."""
+
+    run_id: str
+    name: str
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    is_best: bool = False
+
+
+@dataclass
+class ShownResult:
+    item_id: str
+    text: str
+    grade: int | None = None
+
+
+@dataclass
+class ChangedQuery:
+    """A held-out query whose top results moved: what the user saw before and after the flip."""
+
+    query_id: str
+    query: str
+    ndcg_before: float
+    ndcg_after: float
+    before: list[ShownResult] = field(default_factory=list)
+    after: list[ShownResult] = field(default_factory=list)
+
+
+@dataclass
+class HeldOutComparison:
+    """Metrics on queries the model never trained on, before (base model) and after (deployed model)."""
+
+    dataset: str
+    query_count: int
+    before: dict[str, float]
+    after: dict[str, float]
+    ndcg_per_query: dict[str, tuple[float, float]] = field(default_factory=dict)
+    changed_queries: list[ChangedQuery] = field(default_factory=list)
+
+
+@dataclass
+class ReportData:
+    title: str
+    task_id: str | None = None
+    experiment_id: str | None = None
+    best_run_id: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+    trials: list[TrialCurve] = field(default_factory=list)
+    held_out: HeldOutComparison | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> ReportData:
+        raw: dict[str, Any] = json.loads(text)
+        trials = [
+            TrialCurve(
+                run_id=trial["run_id"],
+                name=trial["name"],
+                params=dict(trial.get("params", {})),
+                metrics={key: [(int(step), float(value)) for step, value in points]
+                         for key, points in trial.get("metrics", {}).items()},
+                is_best=bool(trial.get("is_best", False)),
+            )
+            for trial in raw.get("trials", [])
+        ]
+        held_out = None
+        if raw.get("held_out"):
+            held = raw["held_out"]
+            held_out = HeldOutComparison(
+                dataset=held["dataset"],
+                query_count=int(held["query_count"]),
+                before=dict(held["before"]),
+                after=dict(held["after"]),
+                ndcg_per_query={key: (float(pair[0]), float(pair[1]))
+                                for key, pair in held.get("ndcg_per_query", {}).items()},
+                changed_queries=[
+                    ChangedQuery(
+                        query_id=change["query_id"],
+                        query=change["query"],
+                        ndcg_before=float(change["ndcg_before"]),
+                        ndcg_after=float(change["ndcg_after"]),
+                        before=[ShownResult(**row) for row in change.get("before", [])],
+                        after=[ShownResult(**row) for row in change.get("after", [])],
+                    )
+                    for change in held.get("changed_queries", [])
+                ],
+            )
+        return cls(
+            title=raw["title"],
+            task_id=raw.get("task_id"),
+            experiment_id=raw.get("experiment_id"),
+            best_run_id=raw.get("best_run_id"),
+            details=dict(raw.get("details", {})),
+            trials=trials,
+            held_out=held_out,
+        )
+
+    def save_json(self, path: Path) -> Path:
+        return write_atomically(path, self.to_json())
+
+
+def write_atomically(path: Path, text: str) -> Path:
+    """Write through a temporary file and rename, so a reader never sees half a report."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".partial")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+    return path
