@@ -10,5 +10,37 @@ from embedding_studio.finetuning.errors import (
     UnknownBatchError,
     UnknownMethodError,
 )
+from embedding_studio.finetuning.losses import InfoNCELoss, MarginRankingLoss, SimilarityBatch, create_loss
 from embedding_studio.finetuning.method import FineTuningMethod, LoaderConfig, available_methods, get_method
+from embedding_studio.finetuning.params import FineTuningParams
 from embedding_studio.finetuning.pipeline import FineTuningResult, run_fine_tuning
+from embedding_studio.finetuning.query_retriever import QueryRenderError, QueryRetriever, TextQueryRetriever
+from embedding_studio.finetuning.splitter import TooFewQueriesError, TrainTestSplit, TrainTestSplitter
+
+__all__ = [
+    "BatchNotReleasedError",
+    "EmptyBatchError",
+    "FineTuningCanceled",
+    "FineTuningError",
+    "FineTuningMethod",
+    "FineTuningParams",
+    "FineTuningResult",
+    "InfoNCELoss",
+    "LoaderConfig",
+    "MarginRankingLoss",
+    "NoClicksError",
+    "QueryRenderError",
+    "QueryRetriever",
+    "SimilarityBatch",
+    "TextQueryRetriever",
+    "TooFewQueriesError",
+    "TooManyFailedItemsError",
+    "TrainTestSplit",
+    "TrainTestSplitter",
+    "UnknownBatchError",
+    "UnknownMethodError",
+    "available_methods",
+    "create_loss",
+    "get_method",
+    "run_fine_tuning",
+]
