@@ -1,0 +1,61 @@
+"""Items: where they live (loaders), and how they become model input (``ItemSetManager``)."""
+
+from embedding_studio.items.augmentation import AugmentationConfig, Augmenter, ChangeCase, Misspell
+from embedding_studio.items.loader import (
+    DataLoader,
+    ItemMissingError,
+    ItemUnreadableError,
+    LoaderError,
+    LoadResult,
+    RetryPolicy,
+    TransientLoadError,
+)
+from embedding_studio.items.manager import (
+    ClickstreamPreparationReport,
+    ItemSetManager,
+    PreparedClickstream,
+    PreparedItemSet,
+    SimpleTrainingDataset,
+    TrainingDataset,
+    items_set_manager,
+    items_to_load,
+)
+from embedding_studio.items.normalizer import DatasetFieldsNormalizer, NormalizationError
+from embedding_studio.items.preprocessors import ImagePreprocessor, TextPreprocessor
+from embedding_studio.items.registry import LoaderConfig, UnknownLoaderError, create_configured_loader, create_loader
+from embedding_studio.items.splitters import TextSplitter
+from embedding_studio.items.types import DownloadedItem, FailedItem, ItemMeta
+
+__all__ = [
+    "AugmentationConfig",
+    "Augmenter",
+    "ChangeCase",
+    "ClickstreamPreparationReport",
+    "DataLoader",
+    "DatasetFieldsNormalizer",
+    "DownloadedItem",
+    "FailedItem",
+    "ImagePreprocessor",
+    "ItemMeta",
+    "ItemMissingError",
+    "ItemSetManager",
+    "ItemUnreadableError",
+    "LoadResult",
+    "LoaderConfig",
+    "LoaderError",
+    "Misspell",
+    "NormalizationError",
+    "PreparedClickstream",
+    "PreparedItemSet",
+    "RetryPolicy",
+    "SimpleTrainingDataset",
+    "TextPreprocessor",
+    "TextSplitter",
+    "TrainingDataset",
+    "TransientLoadError",
+    "UnknownLoaderError",
+    "create_configured_loader",
+    "create_loader",
+    "items_set_manager",
+    "items_to_load",
+]

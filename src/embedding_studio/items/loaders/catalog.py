@@ -1,0 +1,113 @@
+"""A BEIR-style ``corpus.jsonl`` (one ``{"_id", "title", "text"}`` per line) as an item source.
+
+The demo catalogs ship in this form; an item's text is ``"title. text"`` (just ``text`` when the
+title is empty), or the fields themselves with ``as_fields=True``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from embedding_studio.items.loader import (
+    MISSING,
+    DataLoader,
+    LoaderError,
+    LoadResult,
+    RetryPolicy,
+    chunked,
+    unique_metas,
+)
+from embedding_studio.items.types import DownloadedItem, FailedItem, ItemMeta
+
+
+class CatalogFormatError(LoaderError):
+    """A line of the catalog is not a JSON object with an ``_id``."""
+
+
+def default_catalog_path() -> Path:
+    """The msmarco slice shipped with the package: what the demo searches."""
+    return Path(__file__).resolve().parent.parent.parent / "demo_data" / "msmarco" / "corpus.jsonl"
+
+
+def title_and_text(title: str, text: str) -> str:
+    title, text = title.strip(), text.strip()
+    if not title:
+        return text
+    if not text:
+        return title
+    separator = " " if title.endswith((".", "!", "?", ":")) else ". "
+    return f"{title}{separator}{text}"
+
+
+class JsonlCatalogLoader(DataLoader):
+    """Reads the catalog once (on first use) into memory; lookups are then dictionary reads."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        as_fields: bool = False,
+        retry: RetryPolicy | dict[str, Any] | None = None,
+        source: str = "default",
+    ) -> None:
+        super().__init__(retry=retry, source=source)
+        self.path = Path(path) if path is not None else default_catalog_path()
+        if not self.path.is_file():
+            raise LoaderError(f"catalog file {self.path} does not exist")
+        self.as_fields = as_fields
+        self._records: dict[str, dict[str, Any]] | None = None
+        self._lock = threading.Lock()
+
+    def _iter_records(self) -> Iterator[dict[str, Any]]:
+        with self.path.open("r", encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise CatalogFormatError(f"{self.path}:{line_number}: not valid JSON ({error.msg})") from error
+                if not isinstance(record, dict) or "_id" not in record:
+                    raise CatalogFormatError(f'{self.path}:{line_number}: expected an object with an "_id" field')
+                yield record
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        with self._lock:
+            if self._records is None:
+                self._records = {str(record["_id"]): record for record in self._iter_records()}
+            return self._records
+
+    def _content(self, record: dict[str, Any]) -> Any:
+        title = str(record.get("title") or "")
+        text = str(record.get("text") or "")
+        if self.as_fields:
+            return {"title": title, "text": text}
+        return title_and_text(title, text)
+
+    def load(self, items: Iterable[ItemMeta]) -> LoadResult:
+        records = self.records()
+        result = LoadResult()
+        for meta in unique_metas(items):
+            record = records.get(meta.location or meta.item_id)
+            if record is None:
+                result.failed.append(FailedItem(meta, MISSING, f"id {meta.item_id!r} is not in {self.path}"))
+            else:
+                result.items.append(DownloadedItem(meta=meta, data=self._content(record)))
+        return result
+
+    def load_all(
+        self, batch_size: int = 1000, on_failed: Callable[[list[FailedItem]], None] | None = None
+    ) -> Iterator[list[DownloadedItem]]:
+        if batch_size < 1:
+            raise LoaderError(f"batch_size must be at least 1, got {batch_size}")
+        self.load_all_failed = []
+        records = list(self.records().items())
+        for page in chunked(records, batch_size):
+            yield [
+                DownloadedItem(meta=ItemMeta(item_id=item_id, source=self.source), data=self._content(record))
+                for item_id, record in page
+            ]

@@ -1,0 +1,104 @@
+"""Loaders by name, so configuration (settings, a fine-tuning method, a task) picks the item source.
+
+Each name maps to a class imported on first use: a deployment reading from PostgreSQL does not
+import boto3 or google-cloud-storage.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from embedding_studio.items.loader import DataLoader, LoaderError
+
+LOADERS: dict[str, str] = {
+    "local_text": "embedding_studio.items.loaders.local:LocalTextLoader",
+    "local_json": "embedding_studio.items.loaders.local:LocalJsonLoader",
+    "local_image": "embedding_studio.items.loaders.local:LocalImageLoader",
+    "jsonl_catalog": "embedding_studio.items.loaders.catalog:JsonlCatalogLoader",
+    "s3_text": "embedding_studio.items.loaders.s3:AwsS3TextLoader",
+    "s3_json": "embedding_studio.items.loaders.s3:AwsS3JsonLoader",
+    "s3_image": "embedding_studio.items.loaders.s3:AwsS3ImageLoader",
+    "gcs_text": "embedding_studio.items.loaders.gcs:GCPTextLoader",
+    "gcs_json": "embedding_studio.items.loaders.gcs:GCPJsonLoader",
+    "gcs_image": "embedding_studio.items.loaders.gcs:GCPImageLoader",
+    "pgsql_text": "embedding_studio.items.loaders.pgsql:PgsqlTextLoader",
+    "pgsql_multi_text": "embedding_studio.items.loaders.pgsql:PgsqlMultiTextColumnLoader",
+    "pgsql_jsonb": "embedding_studio.items.loaders.pgsql:PgsqlJsonbLoader",
+    "aggregated": "embedding_studio.items.loaders.aggregated:AggregatedLoader",
+}
+
+
+class UnknownLoaderError(LoaderError):
+    """No loader is registered under the configured name."""
+
+
+def loader_class(name: str) -> type[DataLoader]:
+    try:
+        target = LOADERS[name]
+    except KeyError:
+        raise UnknownLoaderError(f"unknown loader {name!r}; known loaders: {', '.join(sorted(LOADERS))}") from None
+    module_name, class_name = target.split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def _check_options(name: str, cls: type[DataLoader], options: dict[str, Any]) -> None:
+    """Name the option that is wrong instead of letting a TypeError from deep in a constructor speak."""
+    accepted: set[str] = set()
+    required: set[str] = set()
+    for klass in cls.__mro__:
+        if klass is object or "__init__" not in vars(klass):
+            continue
+        signature = inspect.signature(klass.__init__)
+        parameters = list(signature.parameters.values())[1:]
+        for parameter in parameters:
+            if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
+                continue
+            accepted.add(parameter.name)
+            if klass is cls and parameter.default is parameter.empty:
+                required.add(parameter.name)
+        if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+            break
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise LoaderError(
+            f"loader {name!r} has no option {', '.join(map(repr, unknown))}; its options: {', '.join(sorted(accepted))}"
+        )
+    missing = sorted(required - set(options))
+    if missing:
+        raise LoaderError(f"loader {name!r} needs option {', '.join(map(repr, missing))}")
+
+
+def create_loader(name: str, **options: Any) -> DataLoader:
+    """The loader registered as ``name``, built with ``options`` (checked against its constructor)."""
+    cls = loader_class(name)
+    _check_options(name, cls, options)
+    return cls(**options)
+
+
+class LoaderConfig(BaseModel):
+    """A loader as configuration states it: ``{"name": "s3_text", "options": {"bucket": "docs"}}``."""
+
+    name: str = Field(description="A registered loader name, e.g. jsonl_catalog, local_text, s3_text, pgsql_text.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Keyword options of that loader.")
+
+    @field_validator("name")
+    @classmethod
+    def _known_name(cls, name: str) -> str:
+        if name not in LOADERS:
+            raise ValueError(f"unknown loader {name!r}; known loaders: {', '.join(sorted(LOADERS))}")
+        return name
+
+    def create(self) -> DataLoader:
+        return create_loader(self.name, **self.options)
+
+
+def create_configured_loader() -> DataLoader:
+    """The catalog loader the settings name (``EMBEDDING_STUDIO_CATALOG_LOADER`` and its options)."""
+    from embedding_studio.config import get_settings
+
+    settings = get_settings()
+    return create_loader(settings.catalog_loader, **settings.catalog_loader_options)
