@@ -31,7 +31,7 @@ def test_loads_items_queries_and_graded_judgments(tmp_path: Path) -> None:
     assert dataset.corpus["d1"] == ("Paris", "capital of France")
     assert dataset.corpus["d3"] == ("", "no title field at all")
     assert dataset.item_ids == ["d1", "d2", "d3"]
-    assert dataset.item_text("d1") == "Paris\ncapital of France"
+    assert dataset.item_text("d1") == "Paris. capital of France"
     assert dataset.item_text("d2") == "a river in Germany"
     assert dataset.queries["q5"] == "query 5"
     assert dataset.qrels["q1"] == {"d1": 2, "d2": 0}

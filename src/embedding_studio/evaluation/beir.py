@@ -45,7 +45,7 @@ class BeirDataset:
         return self._item_ids
 
     def item_text(self, item_id: str) -> str:
-        """The text a model sees for an item: the title on its own line above the body, when there is one."""
+        """The text a model sees for an item: the same "title. text" the product's catalog loader indexes."""
         return join_title_and_text(*self.corpus[item_id])
 
     @property
@@ -67,8 +67,15 @@ class BeirDataset:
 
 
 def join_title_and_text(title: str, text: str) -> str:
-    title = title.strip()
-    return f"{title}\n{text}" if title else text
+    """``"title. text"`` (no extra full stop after a title that ends a sentence), as ``jsonl_catalog`` does,
+    so offline figures score exactly the texts that search indexes."""
+    title, text = title.strip(), text.strip()
+    if not title:
+        return text
+    if not text:
+        return title
+    separator = " " if title.endswith((".", "!", "?", ":")) else ". "
+    return f"{title}{separator}{text}"
 
 
 def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, object]]:
