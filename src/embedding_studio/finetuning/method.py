@@ -20,6 +20,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from pydantic import BaseModel, ConfigDict, Field
 
 from embedding_studio.finetuning.errors import FineTuningError, InvalidSearchSpaceError, UnknownMethodError
+from embedding_studio.finetuning.params import FineTuningParams
 
 if TYPE_CHECKING:
     from embedding_studio.items import DataLoader, ItemSetManager
@@ -96,6 +97,13 @@ class FineTuningMethod:
         if self.num_epochs < 1:
             raise FineTuningError(f"method {self.name!r}: num_epochs must be at least 1, got {self.num_epochs}")
         self.search_space = {key: as_distribution(self.name, key, value) for key, value in self.search_space.items()}
+        known = set(FineTuningParams.model_fields)
+        unknown = sorted((set(self.search_space) | set(self.fixed_params)) - known)
+        if unknown:
+            raise InvalidSearchSpaceError(
+                f"method {self.name!r}: {', '.join(map(repr, unknown))} are not FineTuningParams fields "
+                f"(known: {', '.join(sorted(known))})"
+            )
 
     def create_loader(self) -> DataLoader:
         if isinstance(self.loader, LoaderConfig):
