@@ -62,7 +62,7 @@ def add_session(body: SessionBody, response: Response) -> SessionCreatedOut:
     return SessionCreatedOut(session_id=session.session_id, batch_id=session.batch_id, created=created)
 
 
-@router.get("/sessions/{session_id}", response_model=SessionOut, responses={404: _NOT_FOUND})
+@router.get("/sessions/{session_id:path}", response_model=SessionOut, responses={404: _NOT_FOUND})
 def get_session(session_id: str) -> SessionOut:
     try:
         session = clickstream_dao.get_session(session_id)
@@ -72,7 +72,7 @@ def get_session(session_id: str) -> SessionOut:
 
 
 @router.post(
-    "/sessions/{session_id}/events",
+    "/sessions/{session_id:path}/events",
     status_code=status.HTTP_201_CREATED,
     response_model=EventsOut,
     responses={404: _NOT_FOUND, 422: {"description": "An event names an item that was not shown"}},
@@ -92,7 +92,7 @@ def add_events(session_id: str, body: EventsIn) -> EventsOut | JSONResponse:
     return EventsOut(session_id=session_id, inserted=inserted)
 
 
-@router.post("/sessions/{session_id}/irrelevant", response_model=IrrelevantOut, responses={404: _NOT_FOUND})
+@router.post("/sessions/{session_id:path}/irrelevant", response_model=IrrelevantOut, responses={404: _NOT_FOUND})
 def mark_irrelevant(session_id: str) -> IrrelevantOut:
     """The user said none of the results fit: fine-tuning learns from that too."""
     try:
