@@ -3,8 +3,8 @@
 Revision ID: 0002_tasks
 Revises: 0001_clickstream
 
-The procrastinate queue schema is applied by the tasks package (see its own migration step),
-this revision holds the product's task table.
+This revision holds the product's task table; the procrastinate queue schema that runs the tasks
+is applied by ``0004_procrastinate``.
 """
 
 import sqlalchemy as sa
@@ -33,6 +33,9 @@ def upgrade() -> None:
         sa.Column("result", postgresql.JSONB, nullable=True),
         sa.Column("idempotency_key", sa.Text, nullable=True, unique=True),
         sa.Column("job_id", sa.BigInteger, nullable=True),
+        # A processing task cannot be stopped from outside its worker; the worker polls this flag.
+        sa.Column("cancel_requested", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=True),
@@ -42,8 +45,11 @@ def upgrade() -> None:
             "status in ('pending', 'processing', 'done', 'failed', 'canceled', 'refused')",
             name="ck_task_status",
         ),
+        sa.CheckConstraint("progress >= 0 and progress <= 1", name="ck_task_progress"),
     )
     op.create_index("ix_tasks_kind_status", "tasks", ["kind", "status"])
+    op.create_index("ix_tasks_created_at", "tasks", ["created_at"])
+    op.create_index("ix_tasks_parent_id", "tasks", ["parent_id"])
 
 
 def downgrade() -> None:

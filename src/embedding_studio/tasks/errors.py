@@ -1,0 +1,39 @@
+"""Errors of the task layer: each says which task or model and why."""
+
+from __future__ import annotations
+
+
+class TaskError(RuntimeError):
+    """Base of every error the tasks package raises on purpose."""
+
+
+class UnknownTaskError(TaskError):
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id!r} does not exist")
+        self.task_id = task_id
+
+
+class TaskStateError(TaskError):
+    """The task is in a state that does not allow what was asked (cancel a finished task...)."""
+
+
+class IdempotencyConflictError(TaskError):
+    """The idempotency key is already used by a task of another kind."""
+
+
+class UnknownModelError(TaskError):
+    def __init__(self, model_id: str, detail: str = "") -> None:
+        message = (
+            f"model {model_id!r} does not exist: give a base model name (all-MiniLM-L6-v2), a local model "
+            "directory or an MLflow run id of a fine-tuning run"
+        )
+        super().__init__(message + (f" ({detail})" if detail else ""))
+        self.model_id = model_id
+
+
+class TaskCanceledError(TaskError):
+    """Raised inside a worker when the task's cancel flag is seen; the task ends ``canceled``."""
+
+
+class ReindexSourceError(TaskError):
+    """A reindex has nothing to read items from."""

@@ -1,0 +1,287 @@
+"""The task table: creating tasks (idempotently), reading them, and the status transitions workers make.
+
+Transitions are conditional updates (``WHERE status = ...``), so two workers, an API cancel and the
+stalled-job recovery can race on one task and the table still tells one consistent story.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import RowMapping
+
+from embedding_studio.db import get_engine
+from embedding_studio.tasks.errors import IdempotencyConflictError, TaskStateError, UnknownTaskError
+from embedding_studio.tasks.types import FINAL_STATUSES, Task, TaskKind, TaskStatus
+
+_COLUMNS = (
+    "id, kind, status, params, parent_id, best_run_id, best_model_url, error, progress, progress_message, "
+    "result, idempotency_key, job_id, cancel_requested, attempts, created_at, updated_at, started_at, finished_at"
+)
+MAX_ERROR_LENGTH = 4000
+
+
+def _task(row: RowMapping) -> Task:
+    return Task(
+        id=row["id"],
+        kind=TaskKind(row["kind"]),
+        status=TaskStatus(row["status"]),
+        params=dict(row["params"] or {}),
+        parent_id=row["parent_id"],
+        best_run_id=row["best_run_id"],
+        best_model_url=row["best_model_url"],
+        error=row["error"],
+        progress=float(row["progress"]),
+        progress_message=row["progress_message"],
+        result=row["result"],
+        idempotency_key=row["idempotency_key"],
+        job_id=row["job_id"],
+        cancel_requested=bool(row["cancel_requested"]),
+        attempts=int(row["attempts"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def new_task_id() -> str:
+    return uuid.uuid4().hex
+
+
+def create_task(
+    kind: TaskKind,
+    params: dict[str, Any],
+    parent_id: str | None = None,
+    idempotency_key: str | None = None,
+    status: TaskStatus = TaskStatus.pending,
+    error: str | None = None,
+) -> tuple[Task, bool]:
+    """Insert a task; with an idempotency key already used, return that task and ``created=False``."""
+    with get_engine().begin() as connection:
+        row = (
+            connection.execute(
+                text(
+                    f"INSERT INTO tasks (id, kind, status, params, parent_id, idempotency_key, error, finished_at) "
+                    f"VALUES (:id, :kind, :status, CAST(:params AS jsonb), :parent_id, :key, :error, "
+                    f"CASE WHEN :final THEN now() END) "
+                    f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_COLUMNS}"
+                ),
+                {
+                    "id": new_task_id(),
+                    "kind": kind.value,
+                    "status": status.value,
+                    "params": json.dumps(params),
+                    "parent_id": parent_id,
+                    "key": idempotency_key,
+                    "error": error,
+                    "final": status in FINAL_STATUSES,
+                },
+            )
+            .mappings()
+            .first()
+        )
+        if row is not None:
+            return _task(row), True
+        existing = (
+            connection.execute(
+                text(f"SELECT {_COLUMNS} FROM tasks WHERE idempotency_key = :key"), {"key": idempotency_key}
+            )
+            .mappings()
+            .one()
+        )
+    task = _task(existing)
+    if task.kind != kind:
+        raise IdempotencyConflictError(
+            f"idempotency key {idempotency_key!r} already belongs to {task.kind.value} task {task.id}"
+        )
+    return task, False
+
+
+def get_task(task_id: str, kind: TaskKind | None = None) -> Task:
+    with get_engine().connect() as connection:
+        row = (
+            connection.execute(text(f"SELECT {_COLUMNS} FROM tasks WHERE id = :id"), {"id": task_id}).mappings().first()
+        )
+    if row is None or (kind is not None and row["kind"] != kind.value):
+        raise UnknownTaskError(task_id)
+    return _task(row)
+
+
+def find_task(task_id: str) -> Task | None:
+    try:
+        return get_task(task_id)
+    except UnknownTaskError:
+        return None
+
+
+def list_tasks(
+    kind: TaskKind | None = None,
+    statuses: Sequence[TaskStatus] | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[Task]:
+    """Newest first."""
+    with get_engine().connect() as connection:
+        rows = (
+            connection.execute(
+                text(
+                    f"SELECT {_COLUMNS} FROM tasks WHERE (CAST(:kind AS text) IS NULL OR kind = :kind) "
+                    "AND (CAST(:statuses AS text[]) IS NULL OR status = ANY(CAST(:statuses AS text[]))) "
+                    "ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset"
+                ),
+                {
+                    "kind": kind.value if kind else None,
+                    "statuses": [status.value for status in statuses] if statuses is not None else None,
+                    "limit": limit,
+                    "offset": offset,
+                },
+            )
+            .mappings()
+            .all()
+        )
+    return [_task(row) for row in rows]
+
+
+def count_tasks_by_status() -> dict[str, int]:
+    with get_engine().connect() as connection:
+        rows = connection.execute(text("SELECT status, count(*) FROM tasks GROUP BY status")).all()
+    return {row[0]: int(row[1]) for row in rows}
+
+
+def _update(task_id: str, assignments: str, parameters: dict[str, Any], condition: str = "true") -> Task | None:
+    with get_engine().begin() as connection:
+        row = (
+            connection.execute(
+                text(
+                    f"UPDATE tasks SET {assignments}, updated_at = now() WHERE id = :id AND ({condition}) "
+                    f"RETURNING {_COLUMNS}"
+                ),
+                {"id": task_id, **parameters},
+            )
+            .mappings()
+            .first()
+        )
+    return _task(row) if row else None
+
+
+def set_job_id(task_id: str, job_id: int) -> None:
+    _update(task_id, "job_id = :job_id", {"job_id": job_id})
+
+
+def start_task(task_id: str) -> Task | None:
+    """pending → processing; None when the task is not pending any more (canceled, or already taken)."""
+    return _update(
+        task_id,
+        "status = 'processing', started_at = now(), attempts = attempts + 1, progress = 0, "
+        "progress_message = 'started', error = NULL",
+        {},
+        "status = 'pending'",
+    )
+
+
+def set_progress(task_id: str, fraction: float, message: str | None = None) -> None:
+    _update(
+        task_id,
+        "progress = :progress, progress_message = coalesce(:message, progress_message)",
+        {"progress": min(max(float(fraction), 0.0), 1.0), "message": message},
+        "status = 'processing'",
+    )
+
+
+def finish_task(
+    task_id: str,
+    status: TaskStatus,
+    error: str | None = None,
+    best_run_id: str | None = None,
+    best_model_url: str | None = None,
+    result: dict[str, Any] | None = None,
+    only_from: Sequence[TaskStatus] = (TaskStatus.pending, TaskStatus.processing),
+) -> Task | None:
+    """Move a task to a final status (done, failed, canceled, refused) unless it already has one."""
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"{status} is not a final status")
+    return _update(
+        task_id,
+        "status = :status, error = :error, finished_at = now(), "
+        "best_run_id = coalesce(:best_run_id, best_run_id), "
+        "best_model_url = coalesce(:best_model_url, best_model_url), "
+        "result = coalesce(CAST(:result AS jsonb), result), "
+        "progress = CASE WHEN :status = 'done' THEN 1 ELSE progress END",
+        {
+            "status": status.value,
+            "error": error[:MAX_ERROR_LENGTH] if error else None,
+            "best_run_id": best_run_id,
+            "best_model_url": best_model_url,
+            "result": json.dumps(result) if result is not None else None,
+            "only_from": [value.value for value in only_from],
+        },
+        "status = ANY(CAST(:only_from AS text[]))",
+    )
+
+
+def requeue_task(task_id: str, reason: str) -> Task | None:
+    """processing → pending again (its worker died and the job is retried)."""
+    return _update(
+        task_id,
+        "status = 'pending', progress_message = :reason",
+        {"reason": reason},
+        "status = 'processing'",
+    )
+
+
+def request_cancel(task_id: str) -> Task:
+    """Cancel a pending task now; flag a processing one so its worker stops at the next check."""
+    task = get_task(task_id)
+    if task.status.is_final:
+        raise TaskStateError(f"task {task_id} is already {task.status.value}: there is nothing to cancel")
+    canceled = finish_task(task_id, TaskStatus.canceled, error="canceled by request", only_from=[TaskStatus.pending])
+    if canceled is not None:
+        return canceled
+    flagged = _update(task_id, "cancel_requested = true", {}, "status = 'processing'")
+    if flagged is not None:
+        return flagged
+    return get_task(task_id)  # it finished in the meantime
+
+
+def is_cancel_requested(task_id: str) -> bool:
+    with get_engine().connect() as connection:
+        row = connection.execute(
+            text("SELECT cancel_requested OR status = 'canceled' FROM tasks WHERE id = :id"), {"id": task_id}
+        ).first()
+    return bool(row[0]) if row else True
+
+
+def active_reindex_tasks(dest_model_id: str, exclude_task_id: str | None = None) -> list[Task]:
+    """Reindex tasks into ``dest_model_id`` that are pending or processing (a conflict for a new one)."""
+    with get_engine().connect() as connection:
+        rows = (
+            connection.execute(
+                text(
+                    f"SELECT {_COLUMNS} FROM tasks WHERE kind = 'reindex' AND status IN ('pending', 'processing') "
+                    "AND params->>'dest_model_id' = :dest AND (CAST(:exclude AS text) IS NULL OR id <> :exclude) "
+                    "ORDER BY created_at"
+                ),
+                {"dest": dest_model_id, "exclude": exclude_task_id},
+            )
+            .mappings()
+            .all()
+        )
+    return [_task(row) for row in rows]
+
+
+def child_tasks(parent_id: str) -> list[Task]:
+    with get_engine().connect() as connection:
+        rows = (
+            connection.execute(
+                text(f"SELECT {_COLUMNS} FROM tasks WHERE parent_id = :parent ORDER BY created_at"),
+                {"parent": parent_id},
+            )
+            .mappings()
+            .all()
+        )
+    return [_task(row) for row in rows]

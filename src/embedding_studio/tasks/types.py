@@ -1,0 +1,58 @@
+"""What a task is, as the rest of the system sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class TaskStatus(StrEnum):
+    pending = "pending"
+    processing = "processing"
+    done = "done"
+    failed = "failed"
+    canceled = "canceled"
+    refused = "refused"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({TaskStatus.done, TaskStatus.failed, TaskStatus.canceled, TaskStatus.refused})
+
+
+class TaskKind(StrEnum):
+    fine_tuning = "fine_tuning"
+    reindex = "reindex"
+    upsert = "upsert"
+
+
+#: The procrastinate queue each kind of task runs on.
+QUEUE_OF_KIND = {TaskKind.fine_tuning: "fine_tuning", TaskKind.reindex: "reindex", TaskKind.upsert: "upsert"}
+ALL_QUEUES = tuple(QUEUE_OF_KIND.values())
+
+
+@dataclass(frozen=True)
+class Task:
+    id: str
+    kind: TaskKind
+    status: TaskStatus
+    params: dict[str, Any]
+    parent_id: str | None
+    best_run_id: str | None
+    best_model_url: str | None
+    error: str | None
+    progress: float
+    progress_message: str | None
+    result: dict[str, Any] | None
+    idempotency_key: str | None
+    job_id: int | None
+    cancel_requested: bool
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None

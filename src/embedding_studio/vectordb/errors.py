@@ -1,0 +1,39 @@
+"""Errors of the vector store; each names the model or collection and what state it is in."""
+
+from __future__ import annotations
+
+
+class VectorStoreError(RuntimeError):
+    """Base of every error the vector store raises on purpose."""
+
+
+class NoBlueModelError(VectorStoreError):
+    """Search was asked for while no collection has been deployed as blue yet."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "no model is deployed for search yet: index the catalog first "
+            "(POST /api/v1/reindex/tasks with deploy_as_blue=true, or `embedding-studio reindex --deploy-as-blue`)"
+        )
+
+
+class CollectionNotFoundError(VectorStoreError):
+    def __init__(self, model_id: str) -> None:
+        super().__init__(f"model {model_id!r} has no collection in the vector store")
+        self.model_id = model_id
+
+
+class CollectionStateError(VectorStoreError):
+    """A collection is asked to do something its state does not allow (deploy one still building...)."""
+
+
+class DimensionMismatchError(VectorStoreError):
+    def __init__(self, model_id: str, expected: int, given: int) -> None:
+        super().__init__(f"model {model_id!r} has {expected}-dimensional vectors, got {given}-dimensional ones")
+        self.model_id = model_id
+        self.expected = expected
+        self.given = given
+
+
+class RollbackUnavailableError(VectorStoreError):
+    """There is no previous blue model to go back to, or it can no longer serve."""

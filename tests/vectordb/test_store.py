@@ -1,0 +1,155 @@
+"""The vector store on the real embedded PostgreSQL: collections, best-part search, flips, the change log."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from embedding_studio import vectordb
+from embedding_studio.vectordb import ItemChange, ItemPart
+
+DIM = 8
+
+
+def unit(values: list[float]) -> np.ndarray:
+    vector = np.asarray(values + [0.0] * (DIM - len(values)), dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def one_hot(index: int) -> np.ndarray:
+    vector = np.zeros(DIM, dtype=np.float32)
+    vector[index] = 1.0
+    return vector
+
+
+def hash_embed(texts: list[str]) -> np.ndarray:
+    """A deterministic stand-in model: the text's first letter picks the axis."""
+    return np.stack([one_hot(ord(text[0]) % DIM) if text else one_hot(0) for text in texts])
+
+
+def build(model_id: str, parts: list[ItemPart], deploy: bool) -> vectordb.Collection:
+    vectordb.register_model(model_id, DIM, source="test")
+    collection = vectordb.start_collection(model_id)
+    vectordb.copy_parts(collection.table_name, parts)
+    vectordb.build_index(collection.table_name)
+    return vectordb.finish_collection(model_id, hash_embed, collection.change_seq_start or 0, deploy_as_blue=deploy)
+
+
+def test_table_names_are_safe_identifiers_whatever_the_model_id() -> None:
+    name = vectordb.collection_table_name('/tmp/my model"; drop table x; --')
+    assert name.startswith("collection_") and name.replace("_", "").isalnum() and len(name) < 63
+    assert name == vectordb.collection_table_name('/tmp/my model"; drop table x; --')
+    assert name != vectordb.collection_table_name("other")
+
+
+def test_search_scores_an_item_by_its_best_part_and_returns_each_item_once(clean_db: str) -> None:
+    parts = [
+        ItemPart("long", 0, "far part", unit([0, 1]), {"title": "Long"}),
+        ItemPart("long", 1, "close part", unit([1, 0.05]), {"title": "Long"}),
+        ItemPart("long", 2, "also close", unit([1, 0.1]), {"title": "Long"}),
+        ItemPart("short", 0, "medium", unit([1, 0.5]), {"title": "Short"}),
+        ItemPart("other", 0, "far", unit([0, 0, 1]), None),
+    ]
+    build("model-a", parts, deploy=True)
+    hits = vectordb.search(unit([1, 0]), limit=10)
+    assert [hit.item_id for hit in hits] == ["long", "short", "other"]
+    assert hits[0].payload == {"title": "Long"}
+    assert hits[0].score == pytest.approx(float(unit([1, 0.05]) @ unit([1, 0])), abs=1e-5)
+    assert [hit.item_id for hit in vectordb.search(unit([1, 0]), limit=1, offset=1)] == ["short"]
+
+
+def test_search_without_a_blue_model_says_so(clean_db: str) -> None:
+    with pytest.raises(vectordb.NoBlueModelError, match="no model is deployed"):
+        vectordb.search(unit([1]), limit=3)
+
+
+def test_register_model_refuses_another_dimension(clean_db: str) -> None:
+    vectordb.register_model("model-a", DIM, source="test")
+    with pytest.raises(vectordb.DimensionMismatchError, match="8-dimensional"):
+        vectordb.register_model("model-a", 16, source="test")
+
+
+def test_flip_keeps_the_previous_blue_for_rollback_and_retires_the_one_before(clean_db: str) -> None:
+    build("model-a", [ItemPart("x", 0, "a", one_hot(0))], deploy=True)
+    build("model-b", [ItemPart("x", 0, "b", one_hot(1))], deploy=True)
+    deployment = vectordb.get_deployment()
+    assert (deployment.blue_model_id, deployment.previous_blue_model_id) == ("model-b", "model-a")
+    assert vectordb.get_collection("model-a").state == "ready"
+
+    build("model-c", [ItemPart("x", 0, "c", one_hot(2))], deploy=True)
+    assert vectordb.get_collection("model-a").state == "retired"
+    assert vectordb.get_collection("model-b").state == "ready"
+
+    with pytest.raises(vectordb.RollbackUnavailableError, match="not the blue model"):
+        vectordb.rollback(from_model_id="model-b")
+    deployment = vectordb.rollback(from_model_id="model-c")
+    assert (deployment.blue_model_id, deployment.previous_blue_model_id) == ("model-b", "model-c")
+    assert vectordb.get_collection("model-c").state == "ready"
+    assert vectordb.get_blue_collection().model_id == "model-b"
+    models = {record.id: record for record in vectordb.list_models()}
+    assert models["model-b"].is_blue and models["model-c"].is_previous_blue and not models["model-a"].is_blue
+
+
+def test_rollback_without_a_previous_model_is_refused(clean_db: str) -> None:
+    with pytest.raises(vectordb.RollbackUnavailableError, match="no model has been deployed"):
+        vectordb.rollback()
+    build("model-a", [ItemPart("x", 0, "a", one_hot(0))], deploy=True)
+    with pytest.raises(vectordb.RollbackUnavailableError, match="no previous blue"):
+        vectordb.rollback()
+
+
+def test_the_blue_collection_is_never_rebuilt_in_place(clean_db: str) -> None:
+    build("model-a", [ItemPart("x", 0, "a", one_hot(0))], deploy=True)
+    with pytest.raises(vectordb.CollectionStateError, match="blue model"):
+        vectordb.start_collection("model-a")
+    with pytest.raises(vectordb.CollectionStateError):
+        vectordb.drop_collection("model-a")
+
+
+def test_upserts_replace_all_parts_and_deletes_remove_the_item(clean_db: str) -> None:
+    build("model-a", [ItemPart("x", 0, "a one", one_hot(0)), ItemPart("x", 1, "a two", one_hot(0))], deploy=True)
+    written = vectordb.apply_item_changes(
+        [ItemChange("x", "upsert", "b only", {"v": 2}), ItemChange("y", "upsert", "c text", None)],
+        lambda model_id: hash_embed,
+    )
+    assert written == ["model-a"]
+    hits = vectordb.search(one_hot(ord("b") % DIM), limit=5)
+    assert hits[0].item_id == "x" and hits[0].payload == {"v": 2}
+    assert vectordb.count_source_parts("model-a") == 2  # x has one part now, plus y
+    vectordb.apply_item_changes([ItemChange("x", "delete")], lambda model_id: hash_embed)
+    assert [hit.item_id for hit in vectordb.search(one_hot(0), limit=5)] == ["y"]
+
+
+def test_changes_logged_while_a_collection_builds_reach_it_before_it_serves(clean_db: str) -> None:
+    """The snapshot misses an upsert, a delete and a new item; the replay brings all three in."""
+    build("model-a", [ItemPart("x", 0, "a", one_hot(0)), ItemPart("gone", 0, "a", one_hot(0))], deploy=True)
+    vectordb.register_model("model-b", DIM, source="test")
+    building = vectordb.start_collection("model-b")
+    snapshot = [part for batch in vectordb.iter_source_parts("model-a") for part in batch]
+    # Arrive after the snapshot point: the blue collection gets them directly, the new one through the log.
+    vectordb.apply_item_changes(
+        [
+            ItemChange("x", "upsert", "b new", None),
+            ItemChange("gone", "delete"),
+            ItemChange("new", "upsert", "c", None),
+        ],
+        lambda model_id: hash_embed,
+    )
+    vectordb.copy_parts(
+        building.table_name,
+        [ItemPart(part.item_id, part.part, part.content, one_hot(5), part.payload) for part in snapshot],
+    )
+    vectordb.build_index(building.table_name)
+    finished = vectordb.finish_collection("model-b", hash_embed, building.change_seq_start or 0, deploy_as_blue=True)
+    assert finished.state == "blue" and finished.item_count == 2
+    contents = {part.item_id: part.content for batch in vectordb.iter_source_parts("model-b") for part in batch}
+    assert contents == {"x": "b new", "new": "c"}
+
+
+def test_long_texts_are_split_into_parts() -> None:
+    text = " ".join(f"w{index}" for index in range(450))
+    parts = vectordb.split_into_parts(text, words_per_part=200)
+    assert [len(part.split()) for part in parts] == [200, 200, 50]
+    assert vectordb.split_into_parts("  short  ") == ["short"]
+    with pytest.raises(ValueError, match="words_per_part"):
+        vectordb.split_into_parts("x", words_per_part=0)
