@@ -111,7 +111,9 @@ def run_fine_tuning(
 
     tracker = tracker or _default_tracker(fine_tuning_method, settings)
     previous = tracker.get_previous_iteration(fine_tuning_method.name)
-    iteration = tracker.start_iteration(fine_tuning_method.name, batch_id)
+    iteration = tracker.start_iteration(
+        fine_tuning_method.name, str(batch_id), base_model=embedding_model_id or fine_tuning_method.base_model
+    )
 
     model: TextEmbeddingModel | None = None
     try:
@@ -151,7 +153,7 @@ def run_fine_tuning(
     report(1.0, f"best run {best.run_id}")
     return FineTuningResult(
         best_run_id=best.run_id,
-        best_model_url=_model_url(best),
+        best_model_url=tracker.model_url(best.run_id),
         metrics={key: float(value) for key, value in dict(getattr(best, "metrics", {}) or {}).items()},
         experiment_id=iteration.experiment_id,
         skipped_sessions=skipped_sessions,
@@ -313,14 +315,6 @@ def _select_parameters(
 
 def _registered_name(method: FineTuningMethod) -> str:
     return f"embedding-studio-{method.name}"
-
-
-def _model_url(best: Any) -> str:
-    for attribute in ("model_url", "model_uri", "artifact_uri"):
-        value = getattr(best, attribute, None)
-        if value:
-            return str(value)
-    return f"runs:/{best.run_id}/model"
 
 
 def _resolve_device(settings: Settings) -> Any:

@@ -1,0 +1,129 @@
+"""The pipeline end to end on the real embedded PostgreSQL and a local MLflow, with a tiny model on CPU."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from embedding_studio.config import get_settings
+from embedding_studio.finetuning.errors import (
+    BatchNotReleasedError,
+    EmptyBatchError,
+    NoClicksError,
+    TooManyFailedItemsError,
+    UnknownBatchError,
+)
+from embedding_studio.finetuning.method import FineTuningMethod, LoaderConfig
+from embedding_studio.finetuning.pipeline import run_fine_tuning
+
+from .toy_clicks import ToySession, toy_sessions, write_catalog
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from embedding_studio.models import build_tiny_text_model
+
+    path = tmp_path_factory.mktemp("tiny-model") / "model"
+    build_tiny_text_model(seed=0, dim=32).save(path)
+    return path
+
+
+@pytest.fixture()
+def catalog(tmp_path: Path) -> Path:
+    path = tmp_path / "corpus.jsonl"
+    write_catalog(path)
+    return path
+
+
+def toy_method(catalog: Path, base_model: Path, **overrides: object) -> FineTuningMethod:
+    fields: dict[str, object] = {
+        "name": "toy_text",
+        "loader": LoaderConfig(name="jsonl_catalog", options={"path": str(catalog)}),
+        "base_model": str(base_model),
+        "loss": "info_nce",
+        "search_space": {"query_lr": [3e-3, 1e-4]},
+        "fixed_params": {"max_seq_length": 16, "temperature": 0.1},
+        "max_evals": 2,
+        "num_epochs": 2,
+        "batch_size": 8,
+        "test_each_n_inputs": 1.0,
+    }
+    fields.update(overrides)
+    return FineTuningMethod(**fields)  # type: ignore[arg-type]
+
+
+def store_batch(sessions: list[ToySession], release: bool = True, irrelevant: tuple[str, ...] = ()) -> int:
+    from embedding_studio.clickstream.dao import clickstream_dao
+
+    for session in sessions:
+        clickstream_dao.add_session(session.session_id, session.query, session.results)
+        if session.clicks:
+            clickstream_dao.add_events(
+                session.session_id,
+                [{"event_id": f"{session.session_id}-{item}", "item_id": item} for item in session.clicks],
+            )
+        if session.session_id in irrelevant:
+            clickstream_dao.mark_irrelevant(session.session_id)
+    if release:
+        return clickstream_dao.release_batch().released_batch_id
+    return clickstream_dao.get_collecting_batch().id
+
+
+@pytest.fixture()
+def tracker(tmp_path: Path, clean_db: str) -> Iterator[object]:
+    from embedding_studio.tracking import ExperimentsManager
+
+    yield ExperimentsManager(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_location=(tmp_path / "artifacts").as_uri(),
+        cache_dir=tmp_path / "model-cache",
+    )
+
+
+# ----------------------------------------------------------------------------------- clear errors
+
+
+def test_unknown_batch_is_named(clean_db: str, catalog: Path, tiny_model_dir: Path) -> None:
+    with pytest.raises(UnknownBatchError, match="batch 987654 does not exist"):
+        run_fine_tuning(987654, method=toy_method(catalog, tiny_model_dir))
+
+
+def test_collecting_batch_must_be_released_first(clean_db: str, catalog: Path, tiny_model_dir: Path) -> None:
+    batch_id = store_batch(toy_sessions(1), release=False)
+    with pytest.raises(BatchNotReleasedError, match=f"batch {batch_id} is still 'collecting'"):
+        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir))
+
+
+def test_empty_batch(clean_db: str, catalog: Path, tiny_model_dir: Path) -> None:
+    batch_id = store_batch([])
+    with pytest.raises(EmptyBatchError, match=f"batch {batch_id} has no sessions"):
+        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir))
+
+
+def test_batch_whose_sessions_showed_nothing_is_empty(clean_db: str, catalog: Path, tiny_model_dir: Path) -> None:
+    batch_id = store_batch([ToySession("nothing-1", "river", [], []), ToySession("nothing-2", "sea", [], [])])
+    with pytest.raises(EmptyBatchError, match="2 sessions but none can be used: 2 had no shown results"):
+        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir))
+
+
+def test_batch_without_clicks(clean_db: str, catalog: Path, tiny_model_dir: Path) -> None:
+    sessions = [ToySession(s.session_id, s.query, s.results, []) for s in toy_sessions(1)]
+    batch_id = store_batch(sessions, irrelevant=(sessions[0].session_id,))
+    with pytest.raises(NoClicksError, match=f"batch {batch_id} has {len(sessions)} sessions .* not one click"):
+        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir))
+
+
+def test_too_many_items_missing_names_some(clean_db: str, tmp_path: Path, tiny_model_dir: Path) -> None:
+    catalog = tmp_path / "partial.jsonl"
+    write_catalog(catalog, missing_topics=("river", "mountain", "animal"))
+    batch_id = store_batch(toy_sessions(1))
+    assert get_settings().max_failed_items_share == pytest.approx(0.1)
+    with pytest.raises(TooManyFailedItemsError) as raised:
+        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir))
+    message = str(raised.value)
+    assert "9 of 24 items" in message and "more than the allowed 10%" in message
+    assert "'river-0'" in message or "'mountain-0'" in message or "'animal-0'" in message
