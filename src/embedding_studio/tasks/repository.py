@@ -285,3 +285,32 @@ def child_tasks(parent_id: str) -> list[Task]:
             .all()
         )
     return [_task(row) for row in rows]
+
+
+def list_tasks_by_idempotency_key(idempotency_key: str) -> list[Task]:
+    with get_engine().connect() as connection:
+        rows = (
+            connection.execute(
+                text(f"SELECT {_COLUMNS} FROM tasks WHERE idempotency_key = :key"), {"key": idempotency_key}
+            )
+            .mappings()
+            .all()
+        )
+    return [_task(row) for row in rows]
+
+
+def stalled_processing_tasks(older_than_s: float) -> list[Task]:
+    """Processing tasks whose row has not moved for a while (used with the queue's own stalled-job view)."""
+    with get_engine().connect() as connection:
+        rows = (
+            connection.execute(
+                text(
+                    f"SELECT {_COLUMNS} FROM tasks WHERE status = 'processing' "
+                    "AND updated_at < now() - make_interval(secs => :seconds)"
+                ),
+                {"seconds": older_than_s},
+            )
+            .mappings()
+            .all()
+        )
+    return [_task(row) for row in rows]

@@ -1,0 +1,331 @@
+"""Reindex: embed every item with a model into a new collection, then (optionally) flip search to it.
+
+The new collection is bulk-loaded from a snapshot (the source collection's parts, or a loader's
+``load_all``), indexed once at the end, caught up with the item changes logged meanwhile, and only
+then marked ready or blue in one transaction (see ``vectordb.store``). Embedding and writing overlap:
+a writer thread streams vectors into one binary COPY while the next batch is encoded.
+
+Two reindexes into one model never run together: a PostgreSQL advisory lock (held by the worker's
+connection, so a killed worker releases it) makes the second wait (``wait_on_conflict``) or be refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from embedding_studio import vectordb
+from embedding_studio.config import get_settings
+from embedding_studio.tasks.errors import ReindexSourceError, TaskCanceledError
+from embedding_studio.tasks.models import resolve_model
+from embedding_studio.tasks.params import LoaderSpec, ReindexTaskParams
+from embedding_studio.vectordb.connection import get_pool
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]
+ShouldStop = Callable[[], bool]
+ENCODE_BATCH_SIZE = 64
+
+
+@dataclass(frozen=True)
+class ReindexResult:
+    model_id: str
+    source: str
+    item_count: int
+    part_count: int
+    deployed_as_blue: bool
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model_id": self.model_id,
+            "source": self.source,
+            "item_count": self.item_count,
+            "part_count": self.part_count,
+            "deployed_as_blue": self.deployed_as_blue,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+class ReindexConflictError(RuntimeError):
+    """Another reindex into the same model holds its lock and this one was told not to wait."""
+
+
+def _lock_key(model_id: str) -> int:
+    return zlib.crc32(("reindex:" + model_id).encode("utf-8"))
+
+
+class DestinationLock:
+    """A session-level advisory lock on the destination model, on a connection kept for the whole build."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        self._context: Any = None
+        self._connection: Any = None
+
+    def try_acquire(self) -> bool:
+        if self._connection is None:
+            self._context = get_pool().connection()
+            self._connection = self._context.__enter__()
+        row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(self.model_id),)).fetchone()
+        return bool(row and row[0])
+
+    def release(self) -> None:
+        if self._connection is None:
+            return
+        try:
+            self._connection.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(self.model_id),))
+        finally:
+            self._context.__exit__(None, None, None)
+            self._connection = None
+            self._context = None
+
+
+def acquire_destination(
+    model_id: str, wait: bool, should_stop: ShouldStop, on_wait: Callable[[], None], poll_s: float = 0.5
+) -> DestinationLock:
+    lock = DestinationLock(model_id)
+    waited = False
+    while not lock.try_acquire():
+        if not wait:
+            lock.release()
+            raise ReindexConflictError(
+                f"another reindex into model {model_id!r} is running; send this one with wait_on_conflict=true "
+                "to run it after that one"
+            )
+        if not waited:
+            on_wait()
+            waited = True
+        if should_stop():
+            lock.release()
+            raise TaskCanceledError("canceled while waiting for another reindex into the same model")
+        time.sleep(poll_s)
+    return lock
+
+
+def item_text(data: Any) -> str:
+    """The text a loaded item is embedded as: a string as is, the string fields of a mapping joined."""
+    if isinstance(data, str):
+        return data
+    if isinstance(data, dict):
+        return ". ".join(str(value).strip() for value in data.values() if isinstance(value, str) and value.strip())
+    raise ReindexSourceError(f"items of type {type(data).__name__} cannot be indexed as text")
+
+
+@dataclass(frozen=True)
+class _Source:
+    name: str
+    batches: Callable[[int], Iterator[list[vectordb.SourcePart]]]
+    total_parts: int | None
+
+
+def _collection_source(model_id: str) -> _Source:
+    return _Source(
+        name=f"collection of {model_id}",
+        batches=lambda batch_size: vectordb.iter_source_parts(model_id, batch_size),
+        total_parts=vectordb.count_source_parts(model_id),
+    )
+
+
+def _loader_source(spec: LoaderSpec) -> _Source:
+    from embedding_studio.items.registry import create_loader
+
+    loader = create_loader(spec.name, **spec.options)
+
+    def batches(batch_size: int) -> Iterator[list[vectordb.SourcePart]]:
+        seen: set[str] = set()
+        for items in loader.load_all(batch_size):
+            parts: list[vectordb.SourcePart] = []
+            for item in items:
+                if item.item_id in seen:  # a source listing an id twice keeps its first
+                    continue
+                seen.add(item.item_id)
+                payload = dict(item.extra) if item.extra else None
+                for index, text in enumerate(vectordb.split_into_parts(item_text(item.data))):
+                    parts.append(vectordb.SourcePart(item.item_id, index, text, payload))
+            yield parts
+
+    return _Source(name=f"loader {spec.name}", batches=batches, total_parts=None)
+
+
+def choose_source(params: ReindexTaskParams) -> _Source:
+    """The explicit loader, else the source (or blue) collection, else the configured catalog loader."""
+    if params.loader is not None:
+        return _loader_source(params.loader)
+    candidates = [params.source_model_id, vectordb.get_deployment().blue_model_id]
+    for model_id in candidates:
+        if model_id is None or model_id == params.dest_model_id:
+            continue
+        collection = vectordb.get_collection(model_id)
+        if collection is not None and collection.state in ("blue", "ready"):
+            return _collection_source(model_id)
+    settings = get_settings()
+    return _loader_source(LoaderSpec(name=settings.catalog_loader, options=settings.catalog_loader_options))
+
+
+class _CopyWriter:
+    """Streams parts into one binary COPY on its own thread, so encoding the next batch overlaps the write."""
+
+    _END = object()
+
+    def __init__(self, table_name: str) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self.count = 0
+        self._thread = threading.Thread(target=self._run, args=(table_name,), name="reindex-writer", daemon=True)
+        self._thread.start()
+
+    def _parts(self) -> Iterator[vectordb.ItemPart]:
+        while True:
+            batch = self._queue.get()
+            if batch is self._END:
+                return
+            yield from batch
+
+    def _run(self, table_name: str) -> None:
+        try:
+            self.count = vectordb.copy_parts(table_name, self._parts())
+        except BaseException as error:  # handed to the encoding thread
+            self._error = error
+            while self._queue.get() is not self._END:  # unblock the producer
+                pass
+
+    def put(self, parts: list[vectordb.ItemPart]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(parts)
+
+    def close(self) -> int:
+        self._queue.put(self._END)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self.count
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            # An exception inside the generator would be cleaner, but the COPY is rolled back with the
+            # dropped collection anyway; ending the stream lets the thread finish.
+            self._queue.put(self._END)
+            self._thread.join(timeout=60)
+
+
+def build_collection(
+    params: ReindexTaskParams,
+    progress: Progress,
+    should_stop: ShouldStop,
+    model: Any | None = None,
+    model_source: str = "model",
+) -> ReindexResult:
+    """Everything a reindex does once it holds the destination's lock."""
+    started = time.perf_counter()
+    model = model if model is not None else resolve_model(params.dest_model_id)
+    existing = vectordb.get_collection(params.dest_model_id)
+    if existing is not None and existing.state == "blue":
+        raise vectordb.CollectionStateError(
+            f"model {params.dest_model_id!r} is already the blue model; nothing to reindex"
+        )
+    vectordb.register_model(params.dest_model_id, int(model.dim), source=model_source)
+    source = choose_source(params)
+    progress(0.01, f"reading items from the {source.name}")
+    collection = vectordb.start_collection(params.dest_model_id)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.asarray(model.encode_items(texts, batch_size=ENCODE_BATCH_SIZE), dtype=np.float32)
+
+    writer = _CopyWriter(collection.table_name)
+    written = 0
+    try:
+        for batch in source.batches(params.batch_size):
+            if should_stop():
+                raise TaskCanceledError("canceled during the reindex")
+            if not batch:
+                continue
+            vectors = embed([part.content for part in batch])
+            writer.put(
+                [
+                    vectordb.ItemPart(part.item_id, part.part, part.content, vectors[index], part.payload)
+                    for index, part in enumerate(batch)
+                ]
+            )
+            written += len(batch)
+            if source.total_parts:
+                fraction = 0.02 + 0.88 * min(written / source.total_parts, 1.0)
+                progress(fraction, f"embedded {written} of {source.total_parts} parts")
+            else:
+                progress(0.5, f"embedded {written} parts")
+            if params.pause_between_batches_s:
+                time.sleep(params.pause_between_batches_s)
+        written = writer.close()
+        progress(0.9, f"building the HNSW index over {written} parts")
+        vectordb.build_index(collection.table_name)
+        progress(0.95, "applying item changes that arrived during the reindex")
+        last_seq = vectordb.catch_up(params.dest_model_id, embed, collection.change_seq_start or 0)
+        if should_stop():
+            raise TaskCanceledError("canceled before the new collection was handed over")
+        finished = vectordb.finish_collection(params.dest_model_id, embed, last_seq, params.deploy_as_blue)
+    except BaseException:
+        writer.abort()
+        try:
+            vectordb.drop_collection(params.dest_model_id)
+        except Exception:
+            logger.exception("could not drop the unfinished collection of %s", params.dest_model_id)
+        raise
+    return ReindexResult(
+        model_id=params.dest_model_id,
+        source=source.name,
+        item_count=finished.item_count,
+        part_count=written,
+        deployed_as_blue=finished.state == "blue",
+        seconds=time.perf_counter() - started,
+    )
+
+
+def run_reindex(
+    params: ReindexTaskParams,
+    progress: Progress | None = None,
+    should_stop: ShouldStop | None = None,
+    on_wait: Callable[[], None] | None = None,
+    model: Any | None = None,
+) -> ReindexResult:
+    """Take the destination's lock (waiting or refusing), build, release."""
+    progress = progress or (lambda fraction, message: None)
+    should_stop = should_stop or (lambda: False)
+    lock = acquire_destination(
+        params.dest_model_id,
+        params.wait_on_conflict,
+        should_stop,
+        on_wait or (lambda: progress(0.0, f"waiting for another reindex into {params.dest_model_id}")),
+    )
+    try:
+        return build_collection(params, progress, should_stop, model=model)
+    finally:
+        lock.release()
+
+
+def index_catalog(
+    model_id: str,
+    loader: LoaderSpec | None = None,
+    deploy_as_blue: bool = True,
+    batch_size: int = 256,
+    progress: Progress | None = None,
+) -> ReindexResult:
+    """Index a catalog with a model in this process (the first deployment: no collection exists yet).
+
+    ``loader`` defaults to the configured catalog loader.
+    """
+    settings = get_settings()
+    spec = loader or LoaderSpec(name=settings.catalog_loader, options=settings.catalog_loader_options)
+    params = ReindexTaskParams(
+        dest_model_id=model_id, deploy_as_blue=deploy_as_blue, loader=spec, batch_size=batch_size
+    )
+    return run_reindex(params, progress=progress)

@@ -1,0 +1,118 @@
+"""The worker process: procrastinate running our job functions, plus recovery of jobs whose worker died.
+
+procrastinate workers write a heartbeat; a job still ``doing`` under a worker whose heartbeat stopped
+(killed with SIGKILL, machine lost) is *stalled*. On start and then periodically every worker looks
+for stalled jobs: reindex and upsert jobs are retried once (they are idempotent: the collection is
+rebuilt from scratch, upserts replace whole items), fine-tuning jobs are failed with the reason,
+since their half-logged experiment should be looked at before running again. Either way the task
+never stays ``processing`` forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Sequence
+
+import procrastinate
+from procrastinate import jobs
+
+from embedding_studio.tasks import repository
+from embedding_studio.tasks.queue import JOB_NAMES, current_conninfo
+from embedding_studio.tasks.types import ALL_QUEUES, QUEUE_OF_KIND, TaskKind, TaskStatus
+from embedding_studio.tasks.workers import WORKER_FUNCTIONS
+
+logger = logging.getLogger(__name__)
+
+RETRIED_KINDS = frozenset({TaskKind.reindex, TaskKind.upsert})
+MAX_TASK_ATTEMPTS = 2
+
+
+def build_worker_app(conninfo: str | None = None, concurrency: int = 1) -> procrastinate.App:
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(
+            conninfo=conninfo or current_conninfo(), min_size=1, max_size=max(4, concurrency + 3)
+        )
+    )
+    for kind, function in WORKER_FUNCTIONS.items():
+        app.task(name=JOB_NAMES[kind], queue=QUEUE_OF_KIND[kind])(function)
+    return app
+
+
+async def recover_stalled_jobs(app: procrastinate.App, stalled_after_s: float) -> list[str]:
+    """Retry or fail the jobs of dead workers and fix their tasks; returns the task ids handled."""
+    handled: list[str] = []
+    stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after_s)
+    for job in stalled:
+        if job.task_name not in JOB_NAMES.values():
+            continue  # another application's job in a shared queue
+        task_id = str(job.task_kwargs.get("task_id", ""))
+        task = await asyncio.to_thread(repository.find_task, task_id)
+        if task is None or task.status.is_final:
+            await app.job_manager.finish_job(job, status=jobs.Status.FAILED, delete_job=False)
+            continue
+        reason = f"the worker running this task died (no heartbeat for {stalled_after_s:.0f}s)"
+        if task.kind in RETRIED_KINDS and task.attempts < MAX_TASK_ATTEMPTS and not task.cancel_requested:
+            await asyncio.to_thread(repository.requeue_task, task_id, reason + "; retrying")
+            await app.job_manager.retry_job(job)
+            logger.warning("task %s: %s; retried", task_id, reason)
+        else:
+            await app.job_manager.finish_job(job, status=jobs.Status.FAILED, delete_job=False)
+            status = TaskStatus.canceled if task.cancel_requested else TaskStatus.failed
+            await asyncio.to_thread(repository.finish_task, task_id, status, reason)
+            logger.warning("task %s: %s; marked %s", task_id, reason, status.value)
+        handled.append(task_id)
+    return handled
+
+
+async def _recover_periodically(app: procrastinate.App, stalled_after_s: float, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await recover_stalled_jobs(app, stalled_after_s)
+        except Exception:  # a failed check must not take the worker down; the next one tries again
+            logger.exception("stalled job check failed")
+
+
+def run_worker(
+    queues: Sequence[str] | None = None,
+    concurrency: int = 1,
+    heartbeat_interval_s: float = 10.0,
+    stalled_after_s: float = 30.0,
+    check_every_s: float = 15.0,
+    name: str | None = None,
+) -> None:
+    """Run a worker until SIGINT/SIGTERM: the given queues (default all), ``concurrency`` jobs at once."""
+    from embedding_studio.db import upgrade_database
+
+    unknown = sorted(set(queues or ()) - set(ALL_QUEUES))
+    if unknown:
+        raise ValueError(f"unknown queue(s) {', '.join(unknown)}; queues are {', '.join(ALL_QUEUES)}")
+    if stalled_after_s <= heartbeat_interval_s:
+        raise ValueError("stalled_after_s must be longer than heartbeat_interval_s, or live workers look dead")
+    upgrade_database()
+    app = build_worker_app(concurrency=concurrency)
+    worker_name = name or f"{socket.gethostname()}-{os.getpid()}"
+
+    async def main() -> None:
+        async with app.open_async():
+            await recover_stalled_jobs(app, stalled_after_s)
+            checker = asyncio.create_task(_recover_periodically(app, stalled_after_s, check_every_s))
+            try:
+                await app.run_worker_async(
+                    queues=list(queues) if queues else None,
+                    concurrency=concurrency,
+                    name=worker_name,
+                    update_heartbeat_interval=heartbeat_interval_s,
+                    stalled_worker_timeout=stalled_after_s,
+                    fetch_job_polling_interval=1.0,
+                    abort_job_polling_interval=2.0,
+                    install_signal_handlers=True,
+                )
+            finally:
+                checker.cancel()
+
+    logger.info("worker %s on queues %s", worker_name, ", ".join(queues or ALL_QUEUES))
+    asyncio.run(main())

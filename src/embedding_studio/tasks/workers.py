@@ -1,0 +1,191 @@
+"""The job functions procrastinate runs: ``fine_tuning_worker``, ``reindex_worker``, ``upsert_worker``.
+
+Each takes the task id, moves the task pending → processing, does the work, and ends it done, canceled
+or refused. On any other exception the task is marked failed with the reason and the error is raised
+again (procrastinate records the job as failed too), as in the seed; model and GPU memory are freed
+whatever happens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from embedding_studio import vectordb
+from embedding_studio.tasks import repository
+from embedding_studio.tasks.errors import TaskCanceledError
+from embedding_studio.tasks.params import FineTuningTaskParams, ReindexTaskParams, UpsertTaskParams
+from embedding_studio.tasks.reindex import ReindexConflictError, run_reindex
+from embedding_studio.tasks.types import Task, TaskKind, TaskStatus
+
+logger = logging.getLogger(__name__)
+
+
+def _release_memory() -> None:
+    try:
+        from embedding_studio.models import release_memory
+
+        release_memory()
+    except Exception:  # freeing memory must never hide the task's own outcome
+        logger.debug("release_memory failed", exc_info=True)
+
+
+def _describe(error: BaseException) -> str:
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+def run_task(task_id: str, kind: TaskKind, body: Callable[[Task], None]) -> None:
+    task = repository.find_task(task_id)
+    if task is None:
+        logger.warning("job for task %s skipped: the task does not exist", task_id)
+        return
+    if task.kind is not kind:
+        logger.warning("job for task %s skipped: it is a %s task, not %s", task_id, task.kind, kind)
+        return
+    started = repository.start_task(task_id)
+    if started is None:
+        logger.info("task %s is %s, not pending: nothing to run", task_id, task.status.value)
+        return
+    try:
+        body(started)
+    except TaskCanceledError as error:
+        repository.finish_task(task_id, TaskStatus.canceled, error=str(error))
+    except Exception as error:
+        if _is_fine_tuning_canceled(error):
+            repository.finish_task(task_id, TaskStatus.canceled, error=str(error))
+            return
+        try:
+            repository.finish_task(task_id, TaskStatus.failed, error=_describe(error))
+        except Exception:
+            logger.exception("could not mark task %s failed", task_id)
+        raise
+    finally:
+        _release_memory()
+
+
+def _is_fine_tuning_canceled(error: BaseException) -> bool:
+    return type(error).__name__ == "FineTuningCanceled"
+
+
+def progress_reporter(task_id: str) -> Callable[[float, str], None]:
+    def report(fraction: float, message: str) -> None:
+        repository.set_progress(task_id, fraction, message)
+
+    return report
+
+
+def cancel_checker(task_id: str) -> Callable[[], bool]:
+    def should_stop() -> bool:
+        return repository.is_cancel_requested(task_id)
+
+    return should_stop
+
+
+# ------------------------------------------------------------------------------------------ fine-tuning
+
+
+def _fine_tune(task: Task) -> None:
+    from embedding_studio.finetuning import run_fine_tuning
+
+    params = FineTuningTaskParams.model_validate(task.params)
+    start_model = params.embedding_model_id or vectordb.get_deployment().blue_model_id
+    result = run_fine_tuning(
+        params.batch_id,
+        method=params.method,
+        embedding_model_id=start_model,
+        progress=progress_reporter(task.id),
+        should_stop=cancel_checker(task.id),
+    )
+    child_id: str | None = None
+    if params.deploy_as_blue:
+        from embedding_studio.tasks.service import create_reindex_task
+
+        # As in the seed: the deployment is a reindex task of its own, a child of this one.
+        child = create_reindex_task(
+            ReindexTaskParams(
+                source_model_id=start_model,
+                dest_model_id=result.best_run_id,
+                deploy_as_blue=True,
+                wait_on_conflict=params.wait_on_conflict,
+            ),
+            parent_id=task.id,
+            check_model=False,
+        )
+        child_id = child.id
+    repository.finish_task(
+        task.id,
+        TaskStatus.done,
+        best_run_id=result.best_run_id,
+        best_model_url=result.best_model_url,
+        result={
+            "metrics": result.metrics,
+            "experiment_id": result.experiment_id,
+            "reindex_task_id": child_id,
+            "start_model_id": start_model,
+        },
+    )
+
+
+def fine_tuning_worker(task_id: str) -> None:
+    run_task(task_id, TaskKind.fine_tuning, _fine_tune)
+
+
+# ---------------------------------------------------------------------------------------------- reindex
+
+
+def _reindex(task: Task) -> None:
+    params = ReindexTaskParams.model_validate(task.params)
+    try:
+        result = run_reindex(
+            params,
+            progress=progress_reporter(task.id),
+            should_stop=cancel_checker(task.id),
+        )
+    except ReindexConflictError as error:
+        repository.finish_task(task.id, TaskStatus.refused, error=str(error))
+        return
+    except vectordb.CollectionStateError as error:
+        repository.finish_task(task.id, TaskStatus.refused, error=str(error))
+        return
+    repository.finish_task(task.id, TaskStatus.done, best_run_id=None, result=result.as_dict())
+
+
+def reindex_worker(task_id: str) -> None:
+    run_task(task_id, TaskKind.reindex, _reindex)
+
+
+# ----------------------------------------------------------------------------------------------- upsert
+
+
+def _embedder_for(model_id: str) -> Callable[[list[str]], Any]:
+    from embedding_studio.tasks.models import resolve_model
+    from embedding_studio.tasks.reindex import ENCODE_BATCH_SIZE
+
+    model = resolve_model(model_id)
+    return lambda texts: model.encode_items(texts, batch_size=ENCODE_BATCH_SIZE)
+
+
+def _upsert(task: Task) -> None:
+    params = UpsertTaskParams.model_validate(task.params)
+    changes = [vectordb.ItemChange(item.item_id, "upsert", item.text, item.payload) for item in params.upserts] + [
+        vectordb.ItemChange(item_id, "delete") for item_id in params.deletes
+    ]
+    written = vectordb.apply_item_changes(changes, _embedder_for)
+    repository.finish_task(
+        task.id,
+        TaskStatus.done,
+        result={"upserted": len(params.upserts), "deleted": len(params.deletes), "collections": written},
+    )
+
+
+def upsert_worker(task_id: str) -> None:
+    run_task(task_id, TaskKind.upsert, _upsert)
+
+
+WORKER_FUNCTIONS: dict[TaskKind, Callable[[str], None]] = {
+    TaskKind.fine_tuning: fine_tuning_worker,
+    TaskKind.reindex: reindex_worker,
+    TaskKind.upsert: upsert_worker,
+}
