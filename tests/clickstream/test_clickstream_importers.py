@@ -30,8 +30,10 @@ def _good(session_id: str, clicks: int = 1) -> dict[str, object]:
         "query": f"query {session_id}",
         "results": [f"{session_id}-r{rank}" for rank in range(1, 4)],
         "user_id": "u1",
-        "events": [{"event_id": f"{session_id}-e{number}", "item_id": f"{session_id}-r{number + 1}"}
-                   for number in range(clicks)],
+        "events": [
+            {"event_id": f"{session_id}-e{number}", "item_id": f"{session_id}-r{number + 1}"}
+            for number in range(clicks)
+        ],
     }
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from embedding_studio.cli.clickstream import clickstream_app
+from embedding_studio.cli.serve import serve
+
 app = typer.Typer(
     name="embedding-studio",
     help="Embedding Studio: fine-tune your search embedding model on your users' clicks.",
@@ -13,6 +16,8 @@ app = typer.Typer(
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(clickstream_app, name="clickstream")
+app.command("serve")(serve)
 
 
 @db_app.command("upgrade", help="Apply the database migrations (the API and workers also do this on start).\n\n"

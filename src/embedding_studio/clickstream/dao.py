@@ -38,6 +38,7 @@ from embedding_studio.clickstream.records import (
     parse_session_record,
 )
 from embedding_studio.clickstream.types import (
+    BatchStats,
     BulkResult,
     ClickstreamBatch,
     ClickstreamEvent,
@@ -342,6 +343,34 @@ class ClickstreamDao:
         with get_engine().connect() as connection:
             rows = connection.exec_driver_sql(_BATCH_WITH_COUNT + " ORDER BY b.id DESC").fetchall()
         return [ClickstreamBatch(*row) for row in rows]
+
+    def get_batch_stats(self, batch_id: int) -> BatchStats:
+        batch = self.get_batch(batch_id)
+        with get_engine().connect() as connection:
+            row = connection.exec_driver_sql(
+                """
+                SELECT count(e.event_id), count(e.event_id) FILTER (WHERE e.event_type = 'click'),
+                       count(DISTINCT e.session_id) FILTER (WHERE e.event_type = 'click')
+                FROM clickstream_events e JOIN clickstream_sessions s ON s.session_id = e.session_id
+                WHERE s.batch_id = %(id)s
+                """,
+                {"id": batch_id},
+            ).one()
+            irrelevant, users = connection.exec_driver_sql(
+                "SELECT count(*) FILTER (WHERE is_irrelevant), count(DISTINCT user_id) "
+                "FROM clickstream_sessions WHERE batch_id = %(id)s",
+                {"id": batch_id},
+            ).one()
+        return BatchStats(
+            batch_id=batch.id,
+            status=batch.status,
+            session_count=batch.session_count,
+            event_count=row[0],
+            click_count=row[1],
+            sessions_with_clicks=row[2],
+            irrelevant_count=irrelevant,
+            user_count=users,
+        )
 
     def count_batch_sessions(self, batch_id: int) -> int:
         return self.get_batch(batch_id).session_count

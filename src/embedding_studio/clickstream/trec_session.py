@@ -71,9 +71,7 @@ def _doc_id(result: ElementTree.Element) -> str:
     raise TrecSessionFormatError(f"result at rank {result.get('rank')} has no clueweb id")
 
 
-def read_trec_session_records(
-    path: str | Path, stats: TrecConversionStats | None = None
-) -> Iterator[dict[str, Any]]:
+def read_trec_session_records(path: str | Path, stats: TrecConversionStats | None = None) -> Iterator[dict[str, Any]]:
     """Bulk-endpoint records, one per interaction with shown results, with its clicks as events."""
     path = Path(path)
     root = _parse(path)

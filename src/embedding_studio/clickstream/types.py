@@ -94,3 +94,17 @@ class ReleaseResult:
     released_batch_id: int
     session_count: int
     next_batch_id: int
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """How much a batch holds to learn from."""
+
+    batch_id: int
+    status: str
+    session_count: int
+    event_count: int
+    click_count: int
+    sessions_with_clicks: int
+    irrelevant_count: int
+    user_count: int

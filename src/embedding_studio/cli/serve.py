@@ -1,0 +1,49 @@
+"""``embedding-studio serve``: the HTTP API on uvicorn, with migrations applied first."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import typer
+
+from embedding_studio.cli.errors import UserFacingError, friendly_errors
+
+
+def ensure_port_is_free(host: str, port: int) -> None:
+    """Fail with one clear line before uvicorn would, deep in its startup, with a traceback."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise UserFacingError(
+                    f"port {port} on {host} is already in use: stop the other server or pass --port"
+                ) from error
+            raise UserFacingError(f"cannot listen on {host}:{port}: {error.strerror}") from error
+
+
+def serve(
+    host: str | None = typer.Option(None, help="Address to bind (default: EMBEDDING_STUDIO_API_HOST or 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port to listen on (default: EMBEDDING_STUDIO_API_PORT or 5000)."),
+    log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
+) -> None:
+    """Serve the HTTP API (OpenAPI docs at /docs).
+
+    Example: embedding-studio serve --port 5000
+    """
+    import uvicorn
+
+    from embedding_studio.api.app import create_app
+    from embedding_studio.config import get_settings
+    from embedding_studio.db import upgrade_database
+
+    settings = get_settings()
+    host = host or settings.api_host
+    port = port if port is not None else settings.api_port
+    with friendly_errors():
+        ensure_port_is_free(host, port)
+        upgrade_database()
+    uvicorn.run(create_app(run_migrations=False), host=host, port=port, log_level=log_level)
