@@ -7,7 +7,6 @@ already-preprocessed tensors straight from a data loader.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Sequence
@@ -103,6 +102,7 @@ class TextToImageEmbeddingModel(nn.Module):
         self.preprocessing = preprocessing or ImagePreprocessing(
             image_size=int(clip_model.config.vision_config.image_size)
         )
+        self.eval()
 
     shares_weights = False
 
@@ -178,14 +178,15 @@ class TextToImageEmbeddingModel(nn.Module):
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         output = np.empty((count, self.dim), dtype=np.float32)
-        was_training = self.clip_model.training
+        modes = [(module, module.training) for module in self.clip_model.modules()]
         self.clip_model.eval()
         try:
             with torch.inference_mode(), inference_autocast(self.device):
                 for start in range(0, count, batch_size):
                     output[start : start + batch_size] = embed(inputs[start : start + batch_size]).float().cpu().numpy()
         finally:
-            self.clip_model.train(was_training)
+            for module, training in modes:
+                module.training = training
         return output
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -263,6 +264,4 @@ def build_tiny_clip_model(seed: int = 0, dim: int = 16, image_size: int = 32) ->
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         clip_model = CLIPModel(config)
-    with contextlib.suppress(AttributeError):
-        clip_model.eval()
     return TextToImageEmbeddingModel(clip_model, tokenizer, ImagePreprocessing(image_size=image_size))

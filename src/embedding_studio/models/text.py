@@ -170,6 +170,8 @@ class TextEmbeddingModel(nn.Module):
         else:
             self.item_tower = None
         self.base_model = base_model
+        # Loaded weights start in inference mode (no dropout); training code calls .train() explicitly.
+        self.eval()
 
     # ----- structure -------------------------------------------------------------------------------
     @property
@@ -293,7 +295,7 @@ class TextEmbeddingModel(nn.Module):
         # Longest first, so each batch pads to similar lengths and the first batch shows the peak memory.
         order = sorted(range(len(texts)), key=lambda index: -len(texts[index]))
         device = self.device
-        was_training = tower.training
+        modes = [(module, module.training) for module in tower.modules()]
         tower.eval()
         try:
             with torch.inference_mode(), inference_autocast(device):
@@ -303,7 +305,8 @@ class TextEmbeddingModel(nn.Module):
                     embeddings = self._forward(tower, features)
                     output[indices] = embeddings.float().cpu().numpy()
         finally:
-            tower.train(was_training)
+            for module, training in modes:
+                module.training = training
         return output
 
     # ----- persistence ------------------------------------------------------------------------------
