@@ -337,6 +337,8 @@ class ObjectStoreLoader(DataLoader):
             return FailedItem(meta, MISSING, str(error) or f"{key} not found in {self.describe()}")
         except ItemUnreadableError as error:
             return FailedItem(meta, UNREADABLE, str(error))
+        except LoaderError:
+            raise  # the source itself is unusable (no such bucket): one clear error, not one per item
         except Exception as error:  # noqa: BLE001 - reported per item, never dropped
             return FailedItem(meta, ERROR, f"{type(error).__name__}: {error}")
         try:

@@ -1,0 +1,329 @@
+"""Items stored as rows of a PostgreSQL table: one text column, several text columns, or a jsonb column.
+
+Table and column names come from configuration, so they are checked against the catalog
+(``information_schema.columns``) before any query runs, and then always quoted as identifiers;
+item ids are always bound as parameters. A name like ``text"; DROP TABLE items; --`` is simply a
+column that does not exist. Loading costs one query per page of ids (``WHERE id = ANY(%s)``), and
+``load_all`` walks the table by keyset pages (``WHERE id > last ORDER BY id LIMIT n``), so a large
+table is never read with OFFSET or held in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from embedding_studio.items.loader import (
+    MISSING,
+    UNREADABLE,
+    DataLoader,
+    LoaderError,
+    LoadResult,
+    RetryPolicy,
+    chunked,
+    unique_metas,
+)
+from embedding_studio.items.types import DownloadedItem, FailedItem, ItemMeta
+
+_INTEGER_TYPES = {"int2", "int4", "int8"}
+
+
+class TableNotFoundError(LoaderError):
+    """The configured table is not in the database (or not visible to the connecting user)."""
+
+
+class ColumnNotFoundError(LoaderError):
+    """A configured column is not in the table."""
+
+
+@dataclass(frozen=True)
+class _TableShape:
+    columns: dict[str, str]  # column name -> udt name (int4, text, jsonb, uuid, ...)
+
+
+def _default_connection_url() -> str:
+    from embedding_studio.db import get_engine, libpq_url
+
+    return libpq_url(get_engine().url.render_as_string(hide_password=False))
+
+
+def _libpq(url: str) -> str:
+    for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql://" + url[len(prefix) :]
+    return url
+
+
+class PgsqlLoader(DataLoader):
+    """Rows of ``schema.table`` keyed by ``id_column``; subclasses say which columns hold the content.
+
+    ``connection_url`` defaults to the project's own database (``embedding_studio.db``).
+    """
+
+    def __init__(
+        self,
+        table: str,
+        id_column: str = "id",
+        schema: str = "public",
+        connection_url: str | None = None,
+        page_size: int = 1000,
+        connect_timeout_s: int = 10,
+        retry: RetryPolicy | dict[str, Any] | None = None,
+        source: str = "default",
+    ) -> None:
+        super().__init__(retry=retry, source=source)
+        if page_size < 1:
+            raise LoaderError(f"page_size must be at least 1, got {page_size}")
+        for option, value in (("table", table), ("id_column", id_column), ("schema", schema)):
+            if not isinstance(value, str) or not value:
+                raise LoaderError(f"PostgreSQL loader option {option!r} must be a non-empty name")
+        self.table = table
+        self.id_column = id_column
+        self.schema = schema
+        self.page_size = page_size
+        self.connect_timeout_s = connect_timeout_s
+        self._connection_url = _libpq(connection_url) if connection_url else None
+        self._connection: Any = None
+        self._shape: _TableShape | None = None
+        self._lock = threading.RLock()
+
+    # -- what subclasses provide --
+    def content_columns(self) -> list[str]:
+        raise NotImplementedError
+
+    def row_content(self, values: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
+        """The item's data from its content column values (in ``content_columns`` order)."""
+        raise NotImplementedError
+
+    # -- connection --
+    def describe(self) -> str:
+        return f'table "{self.schema}"."{self.table}"'
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        if self._connection is None or self._connection.closed or self._connection.broken:
+            url = self._connection_url or _default_connection_url()
+            self._connection = psycopg.connect(url, autocommit=True, connect_timeout=self.connect_timeout_s)
+        return self._connection
+
+    def is_transient(self, error: BaseException) -> bool:
+        import psycopg
+
+        if isinstance(error, psycopg.OperationalError):
+            with self._lock:
+                if self._connection is not None and self._connection.broken:
+                    self._connection = None
+            return True
+        return super().is_transient(error)
+
+    def _execute(self, query: Any, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        def run() -> list[tuple[Any, ...]]:
+            with self._lock:
+                connection = self._connect()
+                with connection.cursor() as cursor:
+                    cursor.execute(query, params)
+                    return cursor.fetchall()
+
+        return self._with_retries(run, what=self.describe())
+
+    # -- validation --
+    def validate(self) -> _TableShape:
+        """Check the table and every configured column exist; raises naming the one that does not."""
+        if self._shape is not None:
+            return self._shape
+        rows = self._execute(
+            "SELECT column_name, udt_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s",
+            (self.schema, self.table),
+        )
+        columns = {str(name): str(udt) for name, udt in rows}
+        if not columns:
+            raise TableNotFoundError(f"{self.describe()} does not exist (or is not visible to this user)")
+        wanted = [self.id_column, *self.content_columns()]
+        unknown = [name for name in wanted if name not in columns]
+        if unknown:
+            raise ColumnNotFoundError(
+                f"{self.describe()} has no column {', '.join(map(repr, unknown))}; "
+                f"its columns: {', '.join(sorted(columns))}"
+            )
+        self._shape = _TableShape(columns=columns)
+        return self._shape
+
+    def _id_value(self, item_id: str, udt: str) -> Any:
+        """The id as the column's type, or None when it cannot be one (such a row cannot exist)."""
+        if udt in _INTEGER_TYPES:
+            try:
+                return int(item_id)
+            except ValueError:
+                return None
+        if udt == "uuid":
+            try:
+                return uuid.UUID(item_id)
+            except ValueError:
+                return None
+        return item_id
+
+    def _select(self) -> Any:
+        from psycopg import sql
+
+        return sql.SQL("SELECT {id}, {columns} FROM {table}").format(
+            id=sql.Identifier(self.id_column),
+            columns=sql.SQL(", ").join(sql.Identifier(name) for name in self.content_columns()),
+            table=sql.Identifier(self.schema, self.table),
+        )
+
+    def _id_array_cast(self, udt: str) -> Any:
+        from psycopg import sql
+
+        return sql.SQL("{}[]").format(sql.Identifier(udt))
+
+    # -- loading --
+    def load(self, items: Iterable[ItemMeta]) -> LoadResult:
+        from psycopg import sql
+
+        metas = unique_metas(items)
+        result = LoadResult()
+        if not metas:
+            return result
+        shape = self.validate()
+        udt = shape.columns[self.id_column]
+        wanted: dict[Any, list[ItemMeta]] = {}
+        for meta in metas:
+            value = self._id_value(meta.location or meta.item_id, udt)
+            if value is None:
+                result.failed.append(
+                    FailedItem(meta, MISSING, f"{meta.item_id!r} cannot be a {udt} id of {self.describe()}")
+                )
+                continue
+            wanted.setdefault(value, []).append(meta)
+        query = sql.SQL("{select} WHERE {id} = ANY(%s::{cast})").format(
+            select=self._select(), id=sql.Identifier(self.id_column), cast=self._id_array_cast(udt)
+        )
+        for page in chunked(list(wanted), self.page_size):
+            found: set[Any] = set()
+            for row in self._execute(query, (page,)):
+                found.add(row[0])
+                for meta in wanted.get(row[0], ()):
+                    self._append_row(result, meta, row[1:])
+            for value in page:
+                if value not in found:
+                    for meta in wanted[value]:
+                        result.failed.append(FailedItem(meta, MISSING, f"no row with {self.id_column} = {value!s}"))
+        return result
+
+    def _append_row(self, result: LoadResult, meta: ItemMeta, values: Sequence[Any]) -> None:
+        try:
+            data, extra = self.row_content(values)
+        except ValueError as error:
+            result.failed.append(FailedItem(meta, UNREADABLE, f"{self.describe()}: {error}"))
+            return
+        result.items.append(DownloadedItem(meta=meta, data=data, extra=extra))
+
+    def load_all(
+        self, batch_size: int = 1000, on_failed: Callable[[list[FailedItem]], None] | None = None
+    ) -> Iterator[list[DownloadedItem]]:
+        from psycopg import sql
+
+        if batch_size < 1:
+            raise LoaderError(f"batch_size must be at least 1, got {batch_size}")
+        self.load_all_failed = []
+        self.validate()
+        identifier = sql.Identifier(self.id_column)
+        first = sql.SQL("{select} ORDER BY {id} LIMIT %s").format(select=self._select(), id=identifier)
+        following = sql.SQL("{select} WHERE {id} > %s ORDER BY {id} LIMIT %s").format(
+            select=self._select(), id=identifier
+        )
+        rows = self._execute(first, (batch_size,))
+        while rows:
+            page = LoadResult()
+            for row in rows:
+                self._append_row(page, ItemMeta(item_id=str(row[0]), source=self.source), row[1:])
+            self._report_load_all_failures(page.failed, on_failed)
+            if page.items:
+                yield page.items
+            if len(rows) < batch_size:
+                break
+            rows = self._execute(following, (rows[-1][0], batch_size))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None
+
+
+class PgsqlTextLoader(PgsqlLoader):
+    """One text column per item; NULL loads as an empty text (``extra["empty"]``), like an empty file."""
+
+    def __init__(self, table: str, text_column: str = "text", **options: Any) -> None:
+        super().__init__(table, **options)
+        self.text_column = text_column
+
+    def content_columns(self) -> list[str]:
+        return [self.text_column]
+
+    def row_content(self, values: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
+        value = values[0]
+        if value is None or value == "":
+            return "", {"empty": True}
+        return str(value), {}
+
+
+class PgsqlMultiTextColumnLoader(PgsqlLoader):
+    """Several text columns per item: joined into one text (``mode="join"``, NULLs and blanks skipped) or
+    kept as fields (``mode="fields"``, a dict column -> text) for ``DatasetFieldsNormalizer``."""
+
+    def __init__(
+        self,
+        table: str,
+        text_columns: Sequence[str] = ("title", "text"),
+        mode: Literal["join", "fields"] = "join",
+        separator: str = ". ",
+        **options: Any,
+    ) -> None:
+        super().__init__(table, **options)
+        if isinstance(text_columns, str) or not text_columns:
+            raise LoaderError("text_columns must be a non-empty list of column names")
+        if mode not in ("join", "fields"):
+            raise LoaderError(f"mode must be 'join' or 'fields', got {mode!r}")
+        self.text_columns = list(text_columns)
+        self.mode = mode
+        self.separator = separator
+
+    def content_columns(self) -> list[str]:
+        return self.text_columns
+
+    def row_content(self, values: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
+        if self.mode == "fields":
+            pairs = zip(self.text_columns, values, strict=True)
+            return {name: ("" if value is None else str(value)) for name, value in pairs}, {}
+        parts = [str(value).strip() for value in values if value is not None and str(value).strip()]
+        if not parts:
+            return "", {"empty": True}
+        return self.separator.join(parts), {}
+
+
+class PgsqlJsonbLoader(PgsqlLoader):
+    """One json/jsonb column per item (a text column holding JSON works too); NULL is unreadable."""
+
+    def __init__(self, table: str, jsonb_column: str = "data", **options: Any) -> None:
+        super().__init__(table, **options)
+        self.jsonb_column = jsonb_column
+
+    def content_columns(self) -> list[str]:
+        return [self.jsonb_column]
+
+    def row_content(self, values: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
+        value = values[0]
+        if value is None:
+            raise ValueError(f"column {self.jsonb_column!r} is NULL")
+        if isinstance(value, str | bytes):
+            try:
+                return json.loads(value), {}
+            except json.JSONDecodeError as error:
+                raise ValueError(f"column {self.jsonb_column!r} is not valid JSON ({error.msg})") from error
+        return value, {}

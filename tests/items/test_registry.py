@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from embedding_studio.config import reset_settings
+from embedding_studio.items import ItemMeta, LoaderConfig, LoaderError, UnknownLoaderError, create_loader
+from embedding_studio.items.registry import LOADERS, create_configured_loader, loader_class
+
+
+def test_every_registered_name_resolves_to_a_loader_class() -> None:
+    from embedding_studio.items import DataLoader
+
+    for name in LOADERS:
+        assert issubclass(loader_class(name), DataLoader), name
+
+
+def test_unknown_name_is_named() -> None:
+    with pytest.raises(UnknownLoaderError, match="'nope'"):
+        create_loader("nope")
+    with pytest.raises(ValidationError, match="unknown loader 'nope'"):
+        LoaderConfig(name="nope")
+
+
+def test_missing_required_option_is_named() -> None:
+    with pytest.raises(LoaderError, match="needs option 'bucket'"):
+        create_loader("s3_text")
+
+
+def test_loader_config_creates_the_catalog_loader() -> None:
+    loader = LoaderConfig(name="jsonl_catalog", options={"as_fields": True}).create()
+    item = loader.load([ItemMeta("4380635")]).items[0]
+    assert set(item.data) == {"title", "text"}
+
+
+def test_settings_pick_the_catalog_loader(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "x", "title": "Title", "text": "Body"}\n', encoding="utf-8")
+    monkeypatch.setenv("EMBEDDING_STUDIO_CATALOG_LOADER", "jsonl_catalog")
+    monkeypatch.setenv("EMBEDDING_STUDIO_CATALOG_LOADER_OPTIONS", f'{{"path": "{corpus}"}}')
+    reset_settings()
+    try:
+        loader = create_configured_loader()
+        assert loader.load([ItemMeta("x")]).items[0].data == "Title. Body"
+    finally:
+        monkeypatch.undo()
+        reset_settings()
