@@ -5,7 +5,10 @@ from __future__ import annotations
 import typer
 
 from embedding_studio.cli.clickstream import clickstream_app
+from embedding_studio.cli.models import models_app
 from embedding_studio.cli.serve import serve
+from embedding_studio.cli.tasks import finetune, reindex, search, status, tasks_app
+from embedding_studio.cli.worker import worker
 
 app = typer.Typer(
     name="embedding-studio",
@@ -18,6 +21,13 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(clickstream_app, name="clickstream")
 app.command("serve")(serve)
+app.command("worker")(worker)
+app.command("finetune")(finetune)
+app.command("reindex")(reindex)
+app.command("search")(search)
+app.command("status")(status)
+app.add_typer(tasks_app, name="tasks")
+app.add_typer(models_app, name="models")
 
 
 @db_app.command("upgrade", help="Apply the database migrations (the API and workers also do this on start).\n\n"

@@ -1,0 +1,48 @@
+"""Models that have collections, the blue one marked, and rollback of the blue model."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from embedding_studio import vectordb
+from embedding_studio.api.schemas.tasks import ModelListOut, ModelOut
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+def _models() -> ModelListOut:
+    deployment = vectordb.get_deployment()
+    return ModelListOut(
+        blue_model_id=deployment.blue_model_id,
+        previous_blue_model_id=deployment.previous_blue_model_id,
+        models=[
+            ModelOut(
+                id=record.id,
+                dim=record.dim,
+                source=record.source,
+                state=record.collection_state,
+                is_blue=record.is_blue,
+                is_previous_blue=record.is_previous_blue,
+                item_count=record.item_count,
+                created_at=record.created_at,
+            )
+            for record in vectordb.list_models()
+        ],
+    )
+
+
+@router.get("", response_model=ModelListOut)
+def list_models() -> ModelListOut:
+    return _models()
+
+
+@router.post("/{model_id:path}/rollback", response_model=ModelListOut)
+def rollback_model(model_id: str) -> ModelListOut:
+    """Roll the blue model ``model_id`` back: search flips to the previous blue model in one transaction."""
+    if vectordb.get_model_record(model_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"model {model_id!r} has never been indexed")
+    try:
+        vectordb.rollback(from_model_id=model_id)
+    except vectordb.RollbackUnavailableError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
+    return _models()

@@ -1,0 +1,30 @@
+"""``POST /search``: search on the blue model; the answer's session id is what clicks are reported on."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+
+from embedding_studio import vectordb
+from embedding_studio.api.schemas.tasks import SearchIn, SearchOut, SearchResultOut
+from embedding_studio.tasks import UnknownModelError
+from embedding_studio.tasks.search import search_blue
+
+router = APIRouter(tags=["search"])
+
+
+@router.post("/search", response_model=SearchOut)
+def search(body: SearchIn) -> SearchOut:
+    """Also records the search (query and shown results) as a clickstream session."""
+    try:
+        answer = search_blue(body.query, limit=body.limit, offset=body.offset, user_id=body.user_id)
+    except vectordb.NoBlueModelError as error:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from error
+    except UnknownModelError as error:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"the blue model cannot be loaded: {error}"
+        ) from error
+    return SearchOut(
+        session_id=answer.session_id,
+        model_id=answer.model_id,
+        results=[SearchResultOut(item_id=hit.item_id, score=hit.score, payload=hit.payload) for hit in answer.hits],
+    )

@@ -1,0 +1,143 @@
+"""Bodies and answers of the fine-tuning, reindex, models, items and search endpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from embedding_studio.tasks import FineTuningTaskParams, ReindexTaskParams, Task, UpsertTaskParams
+from embedding_studio.tasks.params import UpsertItem
+
+MAX_ITEMS_PER_REQUEST = 10_000
+
+
+class FineTuningTaskIn(FineTuningTaskParams):
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=200, description="The same key gives the same task back."
+    )
+
+    def params(self) -> FineTuningTaskParams:
+        return FineTuningTaskParams.model_validate(self.model_dump(exclude={"idempotency_key"}))
+
+
+class ReindexTaskIn(ReindexTaskParams):
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    def params(self) -> ReindexTaskParams:
+        return ReindexTaskParams.model_validate(self.model_dump(exclude={"idempotency_key"}))
+
+
+class TaskCreatedOut(BaseModel):
+    id: str
+    status: str
+    error: str | None = None
+
+
+class TaskOut(BaseModel):
+    id: str
+    kind: str
+    status: str
+    params: dict[str, Any]
+    parent_id: str | None
+    best_run_id: str | None
+    best_model_url: str | None
+    error: str | None
+    progress: float
+    progress_message: str | None
+    result: dict[str, Any] | None
+    idempotency_key: str | None
+    cancel_requested: bool
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, task: Task) -> TaskOut:
+        return cls(
+            id=task.id,
+            kind=task.kind.value,
+            status=task.status.value,
+            params=task.params,
+            parent_id=task.parent_id,
+            best_run_id=task.best_run_id,
+            best_model_url=task.best_model_url,
+            error=task.error,
+            progress=task.progress,
+            progress_message=task.progress_message,
+            result=task.result,
+            idempotency_key=task.idempotency_key,
+            cancel_requested=task.cancel_requested,
+            attempts=task.attempts,
+            created_at=task.created_at,
+            updated_at=task.updated_at,
+            started_at=task.started_at,
+            finished_at=task.finished_at,
+        )
+
+
+class TaskListOut(BaseModel):
+    tasks: list[TaskOut]
+
+
+class ModelOut(BaseModel):
+    id: str
+    dim: int
+    source: str
+    state: str | None = Field(description="Collection state: building, ready, blue or retired.")
+    is_blue: bool
+    is_previous_blue: bool = Field(description="The model a rollback of the blue one goes back to.")
+    item_count: int
+    created_at: datetime
+
+
+class ModelListOut(BaseModel):
+    blue_model_id: str | None
+    previous_blue_model_id: str | None
+    models: list[ModelOut]
+
+
+class UpsertIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[UpsertItem] = Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    def params(self) -> UpsertTaskParams:
+        return UpsertTaskParams(upserts=self.items)
+
+
+class DeleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    item_ids: list[str] = Field(min_length=1, max_length=MAX_ITEMS_PER_REQUEST)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    def params(self) -> UpsertTaskParams:
+        return UpsertTaskParams(deletes=self.item_ids)
+
+
+class SearchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(min_length=1, max_length=10_000)
+    limit: int = Field(default=10, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0, le=10_000)
+    user_id: str | None = Field(default=None, max_length=1000)
+
+
+class SearchResultOut(BaseModel):
+    item_id: str
+    score: float
+    payload: dict[str, Any] | None = None
+
+
+class SearchOut(BaseModel):
+    session_id: str = Field(
+        description="Report clicks on this session (POST /api/v1/clickstream/sessions/{id}/events)."
+    )
+    model_id: str
+    results: list[SearchResultOut]

@@ -1,0 +1,57 @@
+"""``embedding-studio models list|rollback``: the indexed models and the blue pointer."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from embedding_studio.cli.errors import UserFacingError, friendly_errors
+
+models_app = typer.Typer(help="Indexed models and the blue (searched) one.", no_args_is_help=True)
+
+
+@models_app.command("list")
+def list_models() -> None:
+    """Every model with a collection, its state and item count; the blue one is marked.
+
+    Example: embedding-studio models list
+    """
+    from embedding_studio import vectordb
+
+    with friendly_errors():
+        records = vectordb.list_models()
+    table = Table("", "model", "state", "items", "dim", "indexed at")
+    for record in records:
+        mark = "[bold blue]blue[/]" if record.is_blue else ("previous" if record.is_previous_blue else "")
+        table.add_row(
+            mark,
+            record.id,
+            record.collection_state or "-",
+            str(record.item_count),
+            str(record.dim),
+            record.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    Console().print(table if records else "no model has been indexed yet")
+
+
+@models_app.command("rollback")
+def rollback(
+    model_id: str | None = typer.Argument(
+        None, help="The blue model to roll back (a check; default: whichever is blue)."
+    ),
+) -> None:
+    """Flip search back to the previous blue model, in one transaction.
+
+    Example: embedding-studio models rollback
+    """
+    from embedding_studio import vectordb
+
+    with friendly_errors():
+        try:
+            deployment = vectordb.rollback(from_model_id=model_id)
+        except vectordb.RollbackUnavailableError as error:
+            raise UserFacingError(str(error)) from error
+    Console().print(
+        f"[green]blue model is now[/green] {deployment.blue_model_id} (was {deployment.previous_blue_model_id})"
+    )

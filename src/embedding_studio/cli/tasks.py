@@ -1,0 +1,322 @@
+"""``finetune``, ``reindex``, ``tasks list|show|cancel``, ``search`` and ``status``.
+
+Commands work on the database directly (the same one the API and the workers use); tasks they create
+are run by ``embedding-studio worker`` processes, and ``--follow`` shows one live.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from embedding_studio.cli.errors import UserFacingError, friendly_errors
+
+tasks_app = typer.Typer(help="Fine-tuning, reindex and upsert tasks.", no_args_is_help=True)
+console = Console()
+
+_STATUS_STYLE = {
+    "pending": "yellow",
+    "processing": "cyan",
+    "done": "green",
+    "failed": "red",
+    "canceled": "magenta",
+    "refused": "red",
+}
+
+
+def _styled(status: str) -> str:
+    return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def follow_task(task_id: str, poll_s: float = 0.5) -> str:
+    """Show a task's progress bar until it ends (and its child reindex, if it sent one); returns the status."""
+    from embedding_studio.tasks import repository
+
+    task = repository.get_task(task_id)
+    with Progress(
+        TextColumn("[bold]{task.fields[kind]}[/] {task.fields[status]}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+    ) as progress:
+        bar = progress.add_task(task.progress_message or "", total=1.0, kind=task.kind.value, status=task.status.value)
+        while True:
+            task = repository.get_task(task_id)
+            progress.update(
+                bar,
+                completed=task.progress,
+                description=task.progress_message or "",
+                status=_styled(task.status.value),
+            )
+            if task.status.is_final:
+                break
+            time.sleep(poll_s)
+    if task.error:
+        console.print(f"[red]{task.status.value}:[/red] {task.error}")
+    if task.best_run_id:
+        console.print(f"best run: {task.best_run_id} ({task.best_model_url})")
+    child_id = (task.result or {}).get("reindex_task_id")
+    if child_id:
+        console.print(f"deploying through reindex task {child_id}")
+        return follow_task(child_id, poll_s)
+    return task.status.value
+
+
+def finetune(
+    batch_id: int = typer.Option(..., "--batch-id", help="A released clickstream batch."),
+    method: str = typer.Option("default_text", help="Fine-tuning method plugin."),
+    embedding_model_id: str | None = typer.Option(
+        None, "--model", help="Model to start from (default: the blue one, else the method's base model)."
+    ),
+    deploy_as_blue: bool = typer.Option(False, "--deploy-as-blue", help="Reindex with the best model and deploy it."),
+    wait_on_conflict: bool = typer.Option(False, "--wait-on-conflict", help="Wait for a running reindex into it."),
+    idempotency_key: str | None = typer.Option(None, help="The same key gives the same task back."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Show the task's progress until it ends."),
+) -> None:
+    """Create a fine-tuning task (run by a worker).
+
+    Example: embedding-studio finetune --batch-id 1 --deploy-as-blue --follow
+    """
+    from embedding_studio.tasks import FineTuningTaskParams, TaskError, service
+
+    with friendly_errors():
+        try:
+            task, created = service.create_fine_tuning_task(
+                FineTuningTaskParams(
+                    batch_id=batch_id,
+                    method=method,
+                    embedding_model_id=embedding_model_id,
+                    deploy_as_blue=deploy_as_blue,
+                    wait_on_conflict=wait_on_conflict,
+                ),
+                idempotency_key=idempotency_key,
+            )
+        except TaskError as error:
+            raise UserFacingError(str(error)) from error
+        console.print(
+            f"fine-tuning task {task.id} {'created' if created else 'already exists'}: {_styled(task.status)}"
+        )
+        if follow:
+            final = follow_task(task.id)
+            if final != "done":
+                raise typer.Exit(code=1)
+
+
+def reindex(
+    dest_model_id: str = typer.Argument(..., help="Model to embed with: base name, directory or MLflow run id."),
+    source_model_id: str | None = typer.Option(None, "--source", help="Collection to re-embed (default: blue)."),
+    loader: str | None = typer.Option(None, help="Read the catalog with this loader instead (e.g. jsonl_catalog)."),
+    loader_options: str = typer.Option("{}", help='Loader options as JSON, e.g. \'{"path": "corpus.jsonl"}\'.'),
+    deploy_as_blue: bool = typer.Option(False, "--deploy-as-blue", help="Flip search to it once built."),
+    wait_on_conflict: bool = typer.Option(False, "--wait-on-conflict", help="Wait for a running reindex into it."),
+    here: bool = typer.Option(False, "--here", help="Run in this process instead of sending it to a worker."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Show the task's progress until it ends."),
+) -> None:
+    """Embed the catalog with a model into a new collection; with --deploy-as-blue search flips to it.
+
+    Example: embedding-studio reindex all-MiniLM-L6-v2 --deploy-as-blue --here
+    """
+    from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskError, run_reindex, service
+
+    with friendly_errors():
+        try:
+            options = json.loads(loader_options)
+        except json.JSONDecodeError as error:
+            raise UserFacingError(f"--loader-options is not valid JSON: {error.msg}") from error
+        params = ReindexTaskParams(
+            dest_model_id=dest_model_id,
+            source_model_id=source_model_id,
+            loader=LoaderSpec(name=loader, options=options) if loader else None,
+            deploy_as_blue=deploy_as_blue,
+            wait_on_conflict=wait_on_conflict,
+        )
+        try:
+            if here:
+                with Progress(
+                    TextColumn("reindex"), BarColumn(), TimeElapsedColumn(), TextColumn("{task.description}")
+                ) as progress:
+                    bar = progress.add_task("", total=1.0)
+                    result = run_reindex(
+                        params,
+                        progress=lambda fraction, message: progress.update(
+                            bar, completed=fraction, description=message
+                        ),
+                    )
+                console.print(
+                    f"[green]indexed[/green] {result.item_count} items ({result.part_count} parts) with "
+                    f"{result.model_id} in {result.seconds:.1f}s" + (" — now blue" if result.deployed_as_blue else "")
+                )
+                return
+            task = service.create_reindex_task(params)
+        except TaskError as error:
+            raise UserFacingError(str(error)) from error
+        console.print(
+            f"reindex task {task.id}: {_styled(task.status.value)}" + (f" ({task.error})" if task.error else "")
+        )
+        if follow and not task.status.is_final:
+            if follow_task(task.id) != "done":
+                raise typer.Exit(code=1)
+
+
+@tasks_app.command("list")
+def list_tasks(
+    kind: str | None = typer.Option(None, help="fine_tuning, reindex or upsert."),
+    status: str | None = typer.Option(None, help="pending, processing, done, failed, canceled or refused."),
+    limit: int = typer.Option(20, min=1, help="How many, newest first."),
+) -> None:
+    """The newest tasks.
+
+    Example: embedding-studio tasks list --kind fine_tuning --status failed
+    """
+    from embedding_studio.tasks import TaskKind, TaskStatus, repository
+
+    with friendly_errors():
+        try:
+            kind_value = TaskKind(kind) if kind else None
+            status_value = TaskStatus(status) if status else None
+        except ValueError as error:
+            raise UserFacingError(str(error)) from error
+        tasks = repository.list_tasks(kind=kind_value, statuses=[status_value] if status_value else None, limit=limit)
+    table = Table("id", "kind", "status", "progress", "created", "message / error")
+    for task in tasks:
+        table.add_row(
+            task.id,
+            task.kind.value,
+            _styled(task.status.value),
+            f"{task.progress:.0%}",
+            task.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            (task.error or task.progress_message or "")[:80],
+        )
+    console.print(table if tasks else "no tasks")
+
+
+@tasks_app.command("show")
+def show_task(
+    task_id: str = typer.Argument(..., help="Task id."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Show its progress until it ends."),
+) -> None:
+    """Everything about one task.
+
+    Example: embedding-studio tasks show 3f2a... --follow
+    """
+    from embedding_studio.tasks import UnknownTaskError, repository
+
+    with friendly_errors():
+        try:
+            task = repository.get_task(task_id)
+        except UnknownTaskError as error:
+            raise UserFacingError(str(error)) from error
+        if follow and not task.status.is_final:
+            follow_task(task_id)
+            task = repository.get_task(task_id)
+    for name, value in [
+        ("id", task.id),
+        ("kind", task.kind.value),
+        ("status", _styled(task.status.value)),
+        ("progress", f"{task.progress:.0%} {task.progress_message or ''}"),
+        ("params", json.dumps(task.params)),
+        ("parent", task.parent_id),
+        ("best run", task.best_run_id),
+        ("best model", task.best_model_url),
+        ("result", json.dumps(task.result) if task.result else None),
+        ("error", task.error),
+        ("created", task.created_at.isoformat()),
+        ("finished", task.finished_at.isoformat() if task.finished_at else None),
+    ]:
+        if value is not None:
+            console.print(f"[bold]{name}:[/bold] {value}")
+
+
+@tasks_app.command("cancel")
+def cancel_task(task_id: str = typer.Argument(..., help="Task id.")) -> None:
+    """Cancel a pending task now, or ask a running one to stop at its next check.
+
+    Example: embedding-studio tasks cancel 3f2a...
+    """
+    from embedding_studio.tasks import TaskError, service
+
+    with friendly_errors():
+        try:
+            task = service.cancel_task(task_id)
+        except TaskError as error:
+            raise UserFacingError(str(error)) from error
+    console.print(
+        f"task {task.id}: {_styled(task.status.value)}" + (" (stop requested)" if task.cancel_requested else "")
+    )
+
+
+def search(
+    query: str = typer.Argument(..., help="What to search for."),
+    limit: int = typer.Option(10, min=1, max=1000, help="How many results."),
+    record: bool = typer.Option(False, "--record", help="Record the search as a clickstream session."),
+) -> None:
+    """Search the blue collection, as the API does.
+
+    Example: embedding-studio search "what is the capital of france" --limit 5
+    """
+    from embedding_studio import vectordb
+    from embedding_studio.tasks import TaskError
+    from embedding_studio.tasks.search import search_blue
+
+    with friendly_errors():
+        try:
+            answer = search_blue(query, limit=limit, record_session=record)
+        except (vectordb.NoBlueModelError, TaskError) as error:
+            raise UserFacingError(str(error)) from error
+    table = Table("#", "item", "score", "payload", title=f"model {answer.model_id}")
+    for rank, hit in enumerate(answer.hits, start=1):
+        table.add_row(str(rank), hit.item_id, f"{hit.score:.4f}", json.dumps(hit.payload)[:60] if hit.payload else "")
+    console.print(table)
+    if record:
+        console.print(f"session {answer.session_id}")
+
+
+def status() -> None:
+    """The database, the queue, the blue model and the last tasks at a glance.
+
+    Example: embedding-studio status
+    """
+    from sqlalchemy import text
+
+    from embedding_studio import vectordb
+    from embedding_studio.db import get_engine
+    from embedding_studio.tasks import repository
+    from embedding_studio.tasks.queue import queue_depth
+
+    with friendly_errors():
+        engine = get_engine()
+        with engine.connect() as connection:
+            version = connection.execute(text("show server_version")).scalar()
+        console.print(
+            f"[bold]database:[/bold] {engine.url.render_as_string(hide_password=True)} (PostgreSQL {version})"
+        )
+        deployment = vectordb.get_deployment()
+        console.print(
+            f"[bold]blue model:[/bold] {deployment.blue_model_id or 'none (index the catalog first)'}"
+            + (f", rollback to {deployment.previous_blue_model_id}" if deployment.previous_blue_model_id else "")
+        )
+        depth = queue_depth()
+        waiting = ", ".join(
+            f"{queue}: {counts.get('todo', 0)} waiting, {counts.get('doing', 0)} running"
+            for queue, counts in depth.items()
+        )
+        console.print(f"[bold]queue:[/bold] {waiting or 'empty'}")
+        console.print(
+            "[bold]tasks:[/bold] "
+            + (
+                ", ".join(f"{count} {name}" for name, count in sorted(repository.count_tasks_by_status().items()))
+                or "none"
+            )
+        )
+        for task in repository.list_tasks(limit=5):
+            console.print(
+                f"  {task.created_at:%Y-%m-%d %H:%M:%S} {task.kind.value:<11} {_styled(task.status.value)} {task.id}"
+                + (f" — {task.error[:60]}" if task.error else "")
+            )

@@ -1,0 +1,47 @@
+"""Search on the blue model, each search recorded as a clickstream session (API and CLI share it).
+
+The hot path is one read of the blue pointer, one query encoding with the model cached in this
+process, one SQL query, and one insert of the session; the blue pointer is read per request, so a flip
+takes effect on the next search and a search in flight finishes on the collection it started with.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedding_studio import vectordb
+from embedding_studio.tasks.models import resolve_model
+
+
+@dataclass(frozen=True)
+class SearchAnswer:
+    session_id: str
+    model_id: str
+    hits: list[vectordb.SearchHit]
+
+
+def search_blue(
+    query: str, limit: int = 10, offset: int = 0, user_id: str | None = None, record_session: bool = True
+) -> SearchAnswer:
+    """Raises ``vectordb.NoBlueModelError`` before any model is deployed, ``UnknownModelError`` if it cannot load."""
+    blue = vectordb.get_blue_collection()
+    if blue is None:
+        raise vectordb.NoBlueModelError()
+    model = resolve_model(blue.model_id)
+    query_vector = np.asarray(model.encode_queries([query])[0], dtype=np.float32)
+    hits = vectordb.search(query_vector, limit=limit, offset=offset, collection=blue)
+    session_id = uuid.uuid4().hex
+    if record_session:
+        from embedding_studio.clickstream.dao import clickstream_dao
+
+        clickstream_dao.add_session(
+            session_id=session_id,
+            query=query,
+            results=[hit.item_id for hit in hits],
+            user_id=user_id,
+            payload={"model_id": blue.model_id, "offset": offset},
+        )
+    return SearchAnswer(session_id=session_id, model_id=blue.model_id, hits=hits)
