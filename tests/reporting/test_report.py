@@ -101,25 +101,23 @@ def test_compare_evaluations_picks_moved_queries() -> None:
 
 
 def test_trials_come_from_the_tracker(tmp_path: Path) -> None:
-    from mlflow.tracking import MlflowClient
+    from embedding_studio.tracking import ExperimentsManager
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri)
-    experiment_id = client.create_experiment("iteration", artifact_location=(tmp_path / "artifacts").as_uri())
+    tracker = ExperimentsManager(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    iteration = tracker.start_iteration("default_text", "1")
     run_ids = []
     for number in range(2):
-        run = client.create_run(experiment_id, run_name=f"params-{number}")
-        client.log_param(run.info.run_id, "lr", str(number))
-        for step in range(3):
-            client.log_metric(run.info.run_id, "val_ndcg_at_10", 0.1 * step + number, step=step * 5)
-        client.log_metric(run.info.run_id, "train_loss", 1.0, step=0)
-        client.set_terminated(run.info.run_id)
-        run_ids.append(run.info.run_id)
-    trials = collect_trials(uri, experiment_id, best_run_id=run_ids[1])
-    assert [trial.name for trial in trials] == ["params-0", "params-1"]
+        with tracker.run(iteration, {"query_lr": 1e-5 * (number + 1), "loss": "info_nce"}) as run_id:
+            for step in range(3):
+                tracker.log_metrics(run_id, {"val_ndcg_at_10": 0.1 * step + number, "train_loss": 1.0}, step=step * 5)
+        run_ids.append(run_id)
+    trials = collect_trials(tracker, iteration.experiment_id, best_run_id=run_ids[1])
+    assert [trial.run_id for trial in trials] == run_ids
     assert trials[1].is_best and not trials[0].is_best
-    assert trials[1].metrics == {"val_ndcg_at_10": [(0, 1.0), (5, 1.1), (10, 1.2)]}
-    assert trials[0].params == {"lr": "0"}
+    assert trials[1].metrics == {"val_ndcg_at_10": [(0, 1.0), (5, 1.1), (10, 1.2)]}  # train_* is not a val curve
+    assert trials[0].params["query_lr"] == "1e-05" and trials[0].params["loss"] == "info_nce"
+    page = render_report(ReportData(title="t", trials=trials))
+    assert page.count("<svg") == 1 and "query_lr" in page and ">loss<" not in page  # only differing params
 
 
 @pytest.mark.integration

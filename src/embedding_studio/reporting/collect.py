@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from embedding_studio.evaluation import BeirDataset, RetrievalEvaluation
 from embedding_studio.reporting.data import ChangedQuery, HeldOutComparison, ShownResult, TrialCurve
+
+if TYPE_CHECKING:
+    from embedding_studio.tracking import ExperimentsManager
 
 
 def compare_evaluations(
@@ -59,33 +64,25 @@ def compare_evaluations(
     )
 
 
-def collect_trials(tracking_uri: str, experiment_id: str, best_run_id: str | None = None) -> list[TrialCurve]:
-    """Every run of the task's experiment with the history of each of its validation metrics."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri)
-    runs = client.search_runs([experiment_id], order_by=["attributes.start_time ASC"], max_results=1000)
+def collect_trials(tracker: ExperimentsManager, experiment_id: str, best_run_id: str | None = None) -> list[TrialCurve]:
+    """Every run (trial) of the task's experiment, oldest first, with the history of each validation metric."""
+    runs = sorted(tracker.list_runs(experiment_id), key=lambda run: (run.start_time, run.run_id))
     trials = []
     for number, run in enumerate(runs, start=1):
-        metrics = {}
-        for key in sorted(run.data.metrics):
-            if not key.startswith("val"):
-                continue
-            history = client.get_metric_history(run.info.run_id, key)
-            metrics[key] = sorted((int(point.step), float(point.value)) for point in history)
+        metrics = {
+            key: tracker.get_metric_history(run.run_id, key) for key in sorted(run.metrics) if key.startswith("val")
+        }
         trials.append(
             TrialCurve(
-                run_id=run.info.run_id,
-                name=run.info.run_name or f"trial {number}",
-                params=dict(run.data.params),
+                run_id=run.run_id,
+                name=run.tags.get("mlflow.runName") or f"trial {number}",
+                params={key: _param_text(value) for key, value in run.params.items()},
                 metrics=metrics,
-                is_best=run.info.run_id == best_run_id,
+                is_best=run.run_id == best_run_id,
             )
         )
     return trials
 
 
-def experiment_of_run(tracking_uri: str, run_id: str) -> str:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.experiment_id
+def _param_text(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)

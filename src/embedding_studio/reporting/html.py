@@ -141,6 +141,14 @@ def _figure(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
 
 
+def _parameters_worth_showing(trials: list[TrialCurve]) -> list[str]:
+    """The parameters that differ between trials (all of them when there is a single trial)."""
+    names = sorted({name for trial in trials for name in trial.params})
+    if len(trials) < 2:
+        return names
+    return [name for name in names if len({trial.params.get(name) for trial in trials}) > 1]
+
+
 def render_report(data: ReportData) -> str:
     """The whole page as one string."""
     parts = [
@@ -194,7 +202,7 @@ def render_report(data: ReportData) -> str:
             _figure(svg, f"{metric} on the validation split of the clickstream")
             for metric, svg in _trial_plots(data.trials)
         ) + "</div>")
-        parameter_names = sorted({name for trial in data.trials for name in trial.params})
+        parameter_names = _parameters_worth_showing(data.trials)
         header = "".join(f"<th>{escape(name)}</th>" for name in parameter_names)
         body = "".join(
             f"<tr><td>{escape(trial.name)}{' ★' if trial.is_best else ''}</td><td><code>{escape(trial.run_id)}"
