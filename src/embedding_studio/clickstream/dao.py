@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -70,6 +71,42 @@ ON CONFLICT (session_id) DO NOTHING
 RETURNING {_SESSION_COLUMNS}
 """
 
+# One statement, one implicit transaction: the batch row is held FOR SHARE until the insert commits,
+# which is all the release protocol needs. No row back means "id taken" or "batch just released".
+_INSERT_SESSION_INTO_COLLECTING_BATCH = f"""
+WITH batch AS (SELECT id FROM clickstream_batches WHERE status = 'collecting' FOR SHARE)
+INSERT INTO clickstream_sessions ({_SESSION_COLUMNS})
+SELECT %(session_id)s, batch.id, %(query)s::jsonb, %(results)s, %(user_id)s, %(is_irrelevant)s,
+       coalesce(%(created_at)s, now()), %(payload)s::jsonb
+FROM batch
+ON CONFLICT (session_id) DO NOTHING
+RETURNING {_SESSION_COLUMNS}
+"""
+
+# Events go in only when every one of them is on a shown result (all or nothing), in one round trip.
+# Answers (results, inserted): results NULL = unknown session; inserted NULL = some item was not shown.
+_INSERT_EVENTS_IF_ALL_SHOWN = f"""
+WITH incoming AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
+        event_id text, session_id text, item_id text, event_type text, created_at timestamptz, payload jsonb)
+), shown AS (
+    SELECT results FROM clickstream_sessions WHERE session_id = %(id)s
+), verdict AS (
+    SELECT EXISTS (SELECT 1 FROM shown)
+           AND NOT EXISTS (SELECT 1 FROM incoming i, shown s WHERE NOT (i.item_id = ANY (s.results)))
+           AS all_shown
+), inserted AS (
+    INSERT INTO clickstream_events ({_EVENT_COLUMNS})
+    SELECT i.event_id, %(id)s, i.item_id, coalesce(i.event_type, 'click'), coalesce(i.created_at, now()), i.payload
+    FROM incoming i, verdict WHERE verdict.all_shown
+    ORDER BY i.event_id
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT results FROM shown),
+       CASE WHEN (SELECT all_shown FROM verdict) THEN (SELECT count(*) FROM inserted) END
+"""
+
 # Sorted by key so two concurrent bulk requests that share ids take the index locks in the same
 # order and cannot deadlock each other.
 _BULK_INSERT_SESSIONS = f"""
@@ -103,6 +140,13 @@ FROM clickstream_batches b
 
 _RETRYABLE_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 _MAX_ATTEMPTS = 5
+
+
+@contextmanager
+def _autocommit() -> Iterator[Connection]:
+    """A connection whose every statement is its own transaction: one round trip for single-statement writes."""
+    with get_engine().connect() as connection:
+        yield connection.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _json_or_none(value: Any) -> str | None:
@@ -184,6 +228,11 @@ class ClickstreamDao:
             "created_at": body.created_at,
             "payload": _json_or_none(body.payload),
         }
+        with _autocommit() as connection:
+            row = connection.exec_driver_sql(_INSERT_SESSION_INTO_COLLECTING_BATCH, parameters).fetchone()
+        if row is not None:
+            return _session_from_row(row), True
+        # Either the id is taken or a release committed while we waited on the batch row: take the careful path.
         with get_engine().begin() as connection:
             parameters["batch_id"] = self._lock_collecting_batch(connection)
             row = connection.exec_driver_sql(_INSERT_SESSION, parameters).fetchone()
@@ -198,19 +247,32 @@ class ClickstreamDao:
     def add_events(self, session_id: str, events: Iterable[EventRecord | Mapping[str, Any]]) -> int:
         """Attach events to a stored session; returns how many were new (repeated event ids are ignored)."""
         records = [event if isinstance(event, EventRecord) else EventRecord.model_validate(event) for event in events]
-        with get_engine().begin() as connection:
-            row = connection.exec_driver_sql(
-                "SELECT results FROM clickstream_sessions WHERE session_id = %(id)s", {"id": session_id}
-            ).fetchone()
-            if row is None:
+        if not records:
+            if not self._session_exists(session_id):
                 raise UnknownSessionError(session_id)
-            shown = set(row[0])
+            return 0
+        rows = [_event_row_json(session_id, record) for record in records]
+        with _autocommit() as connection:
+            results, inserted = connection.exec_driver_sql(
+                _INSERT_EVENTS_IF_ALL_SHOWN, {"id": session_id, "rows": json.dumps(rows)}
+            ).one()
+        if results is None:
+            raise UnknownSessionError(session_id)
+        if inserted is None:
+            shown = set(results)
             missing = list(dict.fromkeys(record.item_id for record in records if record.item_id not in shown))
-            if missing:
-                raise ItemNotInResultsError(session_id, missing)
-            if not records:
-                return 0
-            return self._insert_events(connection, [(session_id, record) for record in records])
+            raise ItemNotInResultsError(session_id, missing)
+        return int(inserted)
+
+    @staticmethod
+    def _session_exists(session_id: str) -> bool:
+        with get_engine().connect() as connection:
+            return (
+                connection.exec_driver_sql(
+                    "SELECT 1 FROM clickstream_sessions WHERE session_id = %(id)s", {"id": session_id}
+                ).fetchone()
+                is not None
+            )
 
     def mark_irrelevant(self, session_id: str) -> ClickstreamSession:
         """Flag a session whose results the user found useless (fine-tuning treats them as negatives)."""
