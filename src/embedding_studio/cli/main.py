@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 
 from embedding_studio.cli.clickstream import clickstream_app
+from embedding_studio.cli.demo import demo
 from embedding_studio.cli.models import models_app
+from embedding_studio.cli.report import report
 from embedding_studio.cli.serve import serve
 from embedding_studio.cli.tasks import finetune, reindex, search, status, tasks_app
 from embedding_studio.cli.worker import worker
@@ -28,6 +30,8 @@ app.command("search")(search)
 app.command("status")(status)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(models_app, name="models")
+app.command("demo")(demo)
+app.command("report")(report)
 
 
 @db_app.command("upgrade", help="Apply the database migrations (the API and workers also do this on start).\n\n"

@@ -1,0 +1,33 @@
+"""``embedding-studio report TASK_ID``: the HTML report of a fine-tuning task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def report(
+    task_id: str = typer.Argument(..., help="A fine-tuning task id (embedding-studio tasks list)."),
+    out: Path | None = typer.Option(None, help="Where to write the page (default: <data_dir>/reports/task-ID.html)."),
+) -> None:
+    """Write the HTML report of a fine-tuning task: validation curves of every trial from the tracker, and the
+    held-out before/after comparison when one was recorded (the demo records one).
+
+    Examples:
+
+      embedding-studio report 3f9c2a
+
+      embedding-studio report 3f9c2a --out /tmp/task.html
+    """
+    from rich.console import Console
+
+    from embedding_studio.cli.errors import UserFacingError, friendly_errors
+    from embedding_studio.reporting.task import ReportUnavailableError, build_task_report
+
+    with friendly_errors():
+        try:
+            path = build_task_report(task_id, out)
+        except ReportUnavailableError as error:
+            raise UserFacingError(str(error)) from error
+    Console().print(f"[green]report written[/green] {path}")

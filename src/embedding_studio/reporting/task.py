@@ -1,0 +1,55 @@
+"""The report of one fine-tuning task, rebuilt from the task table and the tracker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from embedding_studio.reporting.collect import collect_trials
+from embedding_studio.reporting.data import ReportData
+from embedding_studio.reporting.html import write_report
+
+
+class ReportUnavailableError(RuntimeError):
+    """The task cannot have a report (unknown, not a fine-tuning task, or no experiment yet)."""
+
+
+def default_report_path(task_id: str) -> Path:
+    from embedding_studio.config import get_settings
+
+    return get_settings().data_dir / "reports" / f"task-{task_id}.html"
+
+
+def build_task_report(task_id: str, out: Path | None = None) -> Path:
+    """Trials come fresh from the tracker; a held-out comparison saved with an earlier report (the demo's) is kept."""
+    from embedding_studio.tasks import TaskKind, UnknownTaskError
+    from embedding_studio.tasks.repository import get_task
+    from embedding_studio.tracking import ExperimentsManager
+
+    try:
+        task = get_task(task_id)
+    except UnknownTaskError as error:
+        raise ReportUnavailableError(f"{error}; `embedding-studio tasks list` shows the tasks") from error
+    if task.kind != TaskKind.fine_tuning:
+        raise ReportUnavailableError(f"task {task_id} is a {task.kind.value} task; reports are about fine-tuning tasks")
+    experiment_id = (task.result or {}).get("experiment_id")
+    if not experiment_id:
+        raise ReportUnavailableError(
+            f"task {task_id} is {task.status.value} and has no experiment yet: nothing to report"
+        )
+    saved_path = default_report_path(task_id).with_suffix(".json")
+    saved = ReportData.from_json(saved_path.read_text(encoding="utf-8")) if saved_path.is_file() else None
+    data = ReportData(
+        title=saved.title if saved else f"Fine-tuning task {task_id}",
+        task_id=task_id,
+        experiment_id=str(experiment_id),
+        best_run_id=task.best_run_id,
+        details={
+            **(saved.details if saved else {}),
+            "status": task.status.value,
+            "batch": str(task.params.get("batch_id", "")),
+            "method": str(task.params.get("method", "")),
+        },
+        trials=collect_trials(ExperimentsManager(), str(experiment_id), task.best_run_id),
+        held_out=saved.held_out if saved else None,
+    )
+    return write_report(data, out or default_report_path(task_id))
