@@ -174,25 +174,29 @@ class ExperimentsManager:
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            _quiet_mlflow()
-            from mlflow import MlflowClient
-
-            client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-            self._initialize_store(client)
-            self._client = client
+            self._client = self._create_client()
         return self._client
 
-    def _initialize_store(self, client: MlflowClient) -> None:
-        """Create or migrate a sqlite store under a file lock, so concurrent workers don't race the migration."""
+    def _create_client(self) -> MlflowClient:
+        """Create (and for sqlite, create or migrate) the store under a file lock.
+
+        MLflow migrates a sqlite schema when a client first touches it; two workers doing that at once
+        fail with "duplicate column", so the first touch is serialised across processes.
+        """
+        _quiet_mlflow()
+        from mlflow import MlflowClient
+
         with _initialization_guard:
-            if self.tracking_uri in _initialized_stores:
-                return
-            if self.tracking_uri.startswith("sqlite:///"):
-                database = Path(self.tracking_uri.removeprefix("sqlite:///"))
-                database.parent.mkdir(parents=True, exist_ok=True)
-                with _file_lock(database.with_name(database.name + ".lock")):
-                    client.search_experiments(max_results=1)
+            if self.tracking_uri in _initialized_stores or not self.tracking_uri.startswith("sqlite:///"):
+                return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+            database = Path(self.tracking_uri.removeprefix("sqlite:///"))
+            database.parent.mkdir(parents=True, exist_ok=True)
+            with _file_lock(database.with_name(database.name + ".lock")):
+                client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+                client.search_experiments(max_results=1)
+                client.search_registered_models(max_results=1)
             _initialized_stores.add(self.tracking_uri)
+            return client
 
     # ----- iterations -------------------------------------------------------------------------------
     def start_iteration(self, plugin_name: str, batch_id: str, base_model: str | None = None) -> Iteration:
