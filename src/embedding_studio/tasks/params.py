@@ -12,6 +12,10 @@ class FineTuningTaskParams(BaseModel):
 
     batch_id: int = Field(ge=1, description="A released clickstream batch.")
     method: str = Field(default="default_text", min_length=1, description="Fine-tuning method plugin name.")
+    method_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description='Overrides of the method\'s fields, e.g. {"max_evals": 4, "num_epochs": 1}.',
+    )
     embedding_model_id: str | None = Field(
         default=None,
         description="Model to start from: base name, local directory or MLflow run id; default: the blue model, "

@@ -7,6 +7,8 @@ recorded as ``refused`` unless the caller asked to wait.
 
 from __future__ import annotations
 
+from typing import Any
+
 from embedding_studio.tasks import queue, repository
 from embedding_studio.tasks.errors import TaskError
 from embedding_studio.tasks.models import check_model_exists
@@ -33,11 +35,11 @@ def check_batch_is_released(batch_id: int) -> None:
         )
 
 
-def check_method_exists(method: str) -> None:
+def check_method_exists(method: str, options: dict[str, Any] | None = None) -> None:
     from embedding_studio.finetuning.method import get_method
 
     try:
-        get_method(method)
+        get_method(method, **(options or {}))
     except Exception as error:
         raise InvalidTaskError(f"unknown fine-tuning method {method!r}: {error}") from error
 
@@ -49,7 +51,7 @@ def create_fine_tuning_task(params: FineTuningTaskParams, idempotency_key: str |
         if existing is not None:
             return existing, False
     check_batch_is_released(params.batch_id)
-    check_method_exists(params.method)
+    check_method_exists(params.method, params.method_options)
     if params.embedding_model_id is not None:
         check_model_exists(params.embedding_model_id)
     task, created = repository.create_task(

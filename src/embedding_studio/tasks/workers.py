@@ -88,12 +88,14 @@ def cancel_checker(task_id: str) -> Callable[[], bool]:
 
 def _fine_tune(task: Task) -> None:
     from embedding_studio.finetuning import run_fine_tuning
+    from embedding_studio.finetuning.method import get_method
 
     params = FineTuningTaskParams.model_validate(task.params)
+    method = get_method(params.method, **params.method_options) if params.method_options else params.method
     start_model = params.embedding_model_id or vectordb.get_deployment().blue_model_id
     result = run_fine_tuning(
         params.batch_id,
-        method=params.method,
+        method=method,
         embedding_model_id=start_model,
         progress=progress_reporter(task.id),
         should_stop=cancel_checker(task.id),

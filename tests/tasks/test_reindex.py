@@ -1,0 +1,116 @@
+"""Reindex in this process on the real PostgreSQL, with tiny models: initial indexing, rebuilds, conflicts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from embedding_studio import vectordb
+from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, index_catalog, run_reindex
+from embedding_studio.tasks.reindex import DestinationLock, ReindexConflictError, item_text
+from embedding_studio.tasks.search import search_blue
+
+
+def test_index_catalog_deploys_the_first_model_and_search_finds_an_item_by_its_text(
+    clean_db: str, tiny_models: tuple[str, str], catalog: Path
+) -> None:
+    model_a, _ = tiny_models
+    result = index_catalog(model_a, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), batch_size=16)
+    assert result.item_count == 60 and result.deployed_as_blue
+    assert vectordb.get_deployment().blue_model_id == model_a
+    first_line_text = item_text(__import__("json").loads(catalog.read_text().splitlines()[5])["text"])
+    answer = search_blue(first_line_text, limit=3, record_session=False)
+    assert answer.model_id == model_a and len(answer.hits) == 3
+    assert "item-5" in [hit.item_id for hit in answer.hits]
+
+
+def test_rebuilding_from_the_blue_collection_keeps_upserts_made_during_the_build(
+    clean_db: str, tiny_models: tuple[str, str], catalog: Path
+) -> None:
+    model_a, model_b = tiny_models
+    index_catalog(model_a, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), batch_size=16)
+    from embedding_studio.tasks.workers import _embedder_for
+
+    started = threading.Event()
+
+    def progress(fraction: float, message: str) -> None:
+        if "embedded" in message:
+            started.set()
+
+    def upsert_while_building() -> None:
+        started.wait(30)
+        vectordb.apply_item_changes(
+            [
+                vectordb.ItemChange("new-during-build", "upsert", "water river sea boat", {"n": 1}),
+                vectordb.ItemChange("item-0", "upsert", "changed text about music", {"changed": True}),
+                vectordb.ItemChange("item-1", "delete"),
+            ],
+            _embedder_for,
+        )
+
+    upserter = threading.Thread(target=upsert_while_building)
+    upserter.start()
+    result = run_reindex(
+        ReindexTaskParams(dest_model_id=model_b, deploy_as_blue=True, batch_size=8, pause_between_batches_s=0.05),
+        progress=progress,
+    )
+    upserter.join()
+    assert result.deployed_as_blue and result.source == f"collection of {model_a}"
+    contents = {part.item_id: part for batch in vectordb.iter_source_parts(model_b) for part in batch}
+    assert "new-during-build" in contents and "item-1" not in contents
+    assert contents["item-0"].content == "changed text about music" and contents["item-0"].payload == {"changed": True}
+    assert len(contents) == 60  # 60 - 1 deleted + 1 new
+    # The previous blue got the same changes directly: a rollback loses nothing either.
+    previous = {part.item_id for batch in vectordb.iter_source_parts(model_a) for part in batch}
+    assert previous == set(contents)
+
+
+def test_a_second_reindex_into_the_same_model_is_refused_or_waits(
+    clean_db: str, tiny_models: tuple[str, str], catalog: Path
+) -> None:
+    model_a, _ = tiny_models
+    loader = LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)})
+    holder = DestinationLock(model_a)
+    assert holder.try_acquire()
+    try:
+        with pytest.raises(ReindexConflictError, match="wait_on_conflict"):
+            run_reindex(ReindexTaskParams(dest_model_id=model_a, loader=loader))
+        finished: list[float] = []
+
+        def waiting_reindex() -> None:
+            run_reindex(ReindexTaskParams(dest_model_id=model_a, loader=loader, wait_on_conflict=True))
+            finished.append(time.monotonic())
+
+        thread = threading.Thread(target=waiting_reindex)
+        thread.start()
+        time.sleep(1.0)
+        assert not finished, "the waiting reindex ran while the lock was held"
+        released_at = time.monotonic()
+    finally:
+        holder.release()
+    thread.join(60)
+    assert finished and finished[0] >= released_at
+    assert vectordb.get_collection(model_a).state == "ready"
+
+
+def test_a_failed_build_leaves_the_blue_collection_alone(
+    clean_db: str, tiny_models: tuple[str, str], catalog: Path, tmp_path: Path
+) -> None:
+    model_a, model_b = tiny_models
+    index_catalog(model_a, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"_id": "x", "text": "ok"}\nnot json\n')
+    with pytest.raises(Exception, match="not valid JSON"):
+        run_reindex(
+            ReindexTaskParams(
+                dest_model_id=model_b,
+                deploy_as_blue=True,
+                loader=LoaderSpec(name="jsonl_catalog", options={"path": str(broken)}),
+            )
+        )
+    assert vectordb.get_deployment().blue_model_id == model_a
+    assert vectordb.get_collection(model_b) is None
+    assert search_blue("water", limit=2, record_session=False).model_id == model_a
