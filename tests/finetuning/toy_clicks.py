@@ -19,7 +19,6 @@ TOPICS = {
     "book": ("book read letter", "paper page story", "word write language"),
     "garden": ("tree plant grow", "green field flower", "sun rain earth"),
 }
-QUERY_TEMPLATES = ("{0}", "{1}", "{0} {2}", "find {1}")
 
 
 @dataclass(frozen=True)
@@ -43,20 +42,33 @@ def write_catalog(path: Path, missing_topics: tuple[str, ...] = ()) -> dict[str,
     return texts
 
 
+def topic_queries(topic: str) -> list[str]:
+    """Word pairs from the topic's phrases: every word appears in several queries, so what is learnt on the
+    training queries of a topic carries over to its held-out ones."""
+    words = [word for phrase in TOPICS[topic] for word in phrase.split()]
+    return [f"{words[index]} {words[(index + 4) % len(words)]}" for index in range(0, len(words), 2)]
+
+
 def toy_sessions(sessions_per_query: int = 2, seed: int = 0, prefix: str = "s") -> list[ToySession]:
+    """Each session shows 2 items of the query's topic among 4 of other topics; the user clicks the topic's
+    items that contain a query word (or the first one shown)."""
     rng = random.Random(seed)
     all_items = [f"{topic}-{index}" for topic, phrases in TOPICS.items() for index in range(len(phrases))]
     sessions: list[ToySession] = []
     for topic, phrases in TOPICS.items():
         own = [f"{topic}-{index}" for index in range(len(phrases))]
-        for template_index, template in enumerate(QUERY_TEMPLATES[:2]):
-            query = template.format(*[phrase.split()[0] for phrase in phrases])
+        for query_index, query in enumerate(topic_queries(topic)):
+            query_words = set(query.split())
             for repeat in range(sessions_per_query):
-                others = rng.sample([item for item in all_items if item not in own], 4)
-                results = own[:2] + others
+                shown_own = rng.sample(own, 2)
+                results = shown_own + rng.sample([item for item in all_items if item not in own], 4)
                 rng.shuffle(results)
-                clicks = [own[rng.randrange(2)]]
-                sessions.append(ToySession(f"{prefix}-{topic}-{template_index}-{repeat}", query, results, clicks))
+                clicks = [
+                    item
+                    for item in results
+                    if item in own and query_words & set(phrases[int(item.rsplit("-")[1])].split())
+                ] or [next(item for item in results if item in own)]
+                sessions.append(ToySession(f"{prefix}-{topic}-{query_index}-{repeat}", query, results, clicks))
     return sessions
 
 

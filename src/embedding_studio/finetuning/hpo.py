@@ -166,11 +166,11 @@ class TrialRunner:
             with self.tracker.run(self.iteration, full_params) as run_id:
 
                 def on_validation_metrics(step: int, metrics: Mapping[str, float]) -> None:
-                    values = {key: float(value) for key, value in metrics.items()}
-                    history.append(values)
+                    values = {key: float(value) for key, value in metrics.items() if key != "step"}
+                    history.append({**values, "step": float(step)})
                     self.tracker.log_metrics(run_id, values, step)
 
-                model = TextEmbeddingModel.load(self.initial_model_dir)
+                model = TextEmbeddingModel.load(self.initial_model_dir, device=self.device)
                 try:
                     result = self.train(
                         model=model,
@@ -181,10 +181,17 @@ class TrialRunner:
                         on_validation_metrics=on_validation_metrics,
                         device=self.device,
                     )
-                    best_metrics = {key: float(value) for key, value in dict(result.best_metrics).items()}
+                    kept_metrics = dict(result.best_metrics)
                 except optuna.TrialPruned as error:
                     pruned = error
-                    best_metrics = _best_of(history, self.method.main_metric, self.method.higher_is_better)
+                    kept_metrics = dict(getattr(error, "kept_metrics", None) or {})
+                best_metrics = {key: float(value) for key, value in kept_metrics.items() if key != "step"}
+                if best_metrics:
+                    # Training leaves the weights of its best validation in the model; logging that
+                    # validation's metrics last makes them the run's latest values, which the tracker
+                    # ranks runs by, so the ranking describes the models that are stored.
+                    last_step = max((int(entry.get("step", 0)) for entry in history), default=0)
+                    self.tracker.log_metrics(run_id, best_metrics, last_step + 1)
                 self.tracker.save_model(run_id, model)
         finally:
             del model
@@ -209,14 +216,6 @@ class TrialPrunedWithOutcome(optuna.TrialPruned):
         self.outcome = outcome
 
 
-def _best_of(history: Sequence[Mapping[str, float]], metric: str, higher_is_better: bool) -> dict[str, float]:
-    scored = [entry for entry in history if metric in entry]
-    if not scored:
-        return dict(history[-1]) if history else {}
-    chooser = max if higher_is_better else min
-    return dict(chooser(scored, key=lambda entry: entry[metric]))
-
-
 def train_fine_tuner(
     *,
     model: Any,
@@ -227,7 +226,11 @@ def train_fine_tuner(
     on_validation_metrics: Callable[[int, Mapping[str, float]], None],
     device: Any = None,
 ) -> Any:
-    """Trains ``model`` in place with the learning core's EmbeddingsFineTuner; returns its FitResult."""
+    """Trains ``model`` in place with the learning core's EmbeddingsFineTuner; returns its FitResult.
+
+    The model is left holding the weights of its best validation (lowest val_loss, the untrained
+    model included), also when the trial is pruned.
+    """
     from embedding_studio.finetuning.fine_tuner import EmbeddingsFineTuner, fit_fine_tuner
 
     fine_tuner = EmbeddingsFineTuner(model=model, items=data.items, query_retriever=data.query_retriever, params=params)
@@ -243,6 +246,10 @@ def train_fine_tuner(
             on_validation_metrics=on_validation_metrics,
             device=device,
         )
+    except optuna.TrialPruned as pruned:
+        # fit_fine_tuner put the best validation's weights back even so; say which metrics they had.
+        pruned.kept_metrics = dict(fine_tuner.best_metrics)  # type: ignore[attr-defined]
+        raise
     finally:
         del fine_tuner
 
@@ -294,6 +301,10 @@ def search_parameters(
 
     def objective(trial: optuna.Trial) -> float:
         params = suggest_params(trial, method)
+        repeated = _same_params_value(trial)
+        if repeated is not None:
+            # Small categorical spaces make TPE draw a finished point again: reuse its value, train nothing.
+            return repeated
         try:
             outcome = runner.run(params, trial=trial)
         except TrialPrunedWithOutcome as pruned:
@@ -327,6 +338,14 @@ def search_parameters(
     if canceled:
         raise FineTuningCanceled(len(result.outcomes))
     return result
+
+
+def _same_params_value(trial: optuna.Trial) -> float | None:
+    finished = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    for previous in finished:
+        if previous.number != trial.number and previous.params == trial.params and previous.value is not None:
+            return float(previous.value)
+    return None
 
 
 def _within(distribution: optuna.distributions.BaseDistribution, value: Any) -> bool:

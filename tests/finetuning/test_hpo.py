@@ -1,0 +1,161 @@
+"""Parameter selection on a tiny model: TPE trials, pruning, previous-best retries, cancellation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+
+from embedding_studio.finetuning.errors import FineTuningCanceled
+from embedding_studio.finetuning.hpo import (
+    HyperparameterSearchSettings,
+    PreparedData,
+    TrialRunner,
+    previous_best_parameter_sets,
+    run_parameter_sets,
+    search_parameters,
+)
+from embedding_studio.finetuning.method import FineTuningMethod, LoaderConfig
+from embedding_studio.finetuning.query_retriever import TextQueryRetriever
+from embedding_studio.finetuning.splitter import TrainTestSplitter
+
+from .toy_clicks import TOPICS, as_inputs, toy_sessions
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from embedding_studio.models import build_tiny_text_model
+
+    path = tmp_path_factory.mktemp("tiny-model") / "model"
+    build_tiny_text_model(seed=0, dim=32).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def prepared() -> PreparedData:
+    split = TrainTestSplitter(test_share=0.25, seed=0).split(as_inputs(toy_sessions(1)))
+    items = {
+        f"{topic}-{index}": [f"{topic}. {phrase}"]
+        for topic, phrases in TOPICS.items()
+        for index, phrase in enumerate(phrases)
+    }
+    return PreparedData(split.train, split.test, items, TextQueryRetriever())
+
+
+@pytest.fixture()
+def tracker(tmp_path: Path) -> Any:
+    from embedding_studio.tracking import ExperimentsManager
+
+    return ExperimentsManager(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_location=(tmp_path / "artifacts").as_uri(),
+        cache_dir=tmp_path / "cache",
+    )
+
+
+def method(**overrides: Any) -> FineTuningMethod:
+    fields: dict[str, Any] = {
+        "name": "toy",
+        "loader": LoaderConfig(name="jsonl_catalog"),
+        "search_space": {"query_lr": FloatDistribution(2e-3, 5e-3, log=True), "temperature": [0.1]},
+        "fixed_params": {"max_seq_length": 16},
+        "max_evals": 2,
+        "num_epochs": 1,
+        "batch_size": 8,
+        "test_each_n_inputs": 0.5,
+    }
+    fields.update(overrides)
+    return FineTuningMethod(**fields)
+
+
+def runner_for(
+    fine_tuning_method: FineTuningMethod, prepared: PreparedData, model_dir: Path, tracker: Any
+) -> TrialRunner:
+    iteration = tracker.start_iteration(fine_tuning_method.name, "1")
+    return TrialRunner(fine_tuning_method, prepared, model_dir, tracker, iteration, device="cpu")
+
+
+def test_two_trials_are_tracked_runs_with_metrics_per_validation_and_a_model(
+    prepared: PreparedData, tiny_model_dir: Path, tracker: Any
+) -> None:
+    runner = runner_for(method(num_epochs=2), prepared, tiny_model_dir, tracker)
+    progress: list[tuple[float, str]] = []
+    result = search_parameters(
+        runner,
+        study_name="toy-two-trials",
+        search_settings=HyperparameterSearchSettings(pruner="none"),
+        progress=lambda fraction, message: progress.append((fraction, message)),
+    )
+    assert [outcome.state for outcome in result.outcomes] == ["complete", "complete"]
+    runs = {run.run_id: run for run in tracker.list_runs(runner.iteration.experiment_id)}
+    assert set(runs) == {outcome.run_id for outcome in result.outcomes}
+    for outcome in result.outcomes:
+        run = runs[outcome.run_id]
+        assert run.status == "FINISHED" and run.has_model
+        assert run.params["query_lr"] == outcome.params["query_lr"]
+        assert run.params["loss"] == "info_nce" and run.params["batch_size"] == 8
+        history = tracker.get_metric_history(outcome.run_id, "val_ndcg_at_10")
+        # baseline + two validations per epoch for two epochs + the kept model's metrics, at growing steps
+        assert len(history) >= 4
+        assert [step for step, _ in history] == sorted(step for step, _ in history)
+        assert run.metrics["val_ndcg_at_10"] == pytest.approx(outcome.metrics["val_ndcg_at_10"])
+    # the toy set is learnable: the kept model of the best trial beats the untrained one
+    best = tracker.get_best_run(runner.iteration.experiment_id)
+    baseline = tracker.get_metric_history(best.run_id, "val_ndcg_at_10")[0][1]
+    assert best.metrics["val_ndcg_at_10"] > baseline
+    assert [round(fraction, 2) for fraction, _ in progress] == [0.5, 1.0]
+    downloaded = tracker.download_model(best.run_id)
+    assert downloaded.encode_queries(["river"]).shape == (1, 32)
+
+
+class _AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return True
+
+
+def test_a_pruned_trial_stops_early_and_keeps_its_run(
+    prepared: PreparedData, tiny_model_dir: Path, tracker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from embedding_studio.finetuning import hpo
+
+    monkeypatch.setattr(hpo, "_make_pruner", lambda settings: _AlwaysPrune())
+    runner = runner_for(method(max_evals=1, num_epochs=2), prepared, tiny_model_dir, tracker)
+    result = search_parameters(runner, study_name="toy-pruned")
+    (outcome,) = result.outcomes
+    assert outcome.state == "pruned"
+    # pruned at its first validation after the baseline, instead of the 4 a full training makes
+    assert outcome.validations == 2
+    run = tracker.get_run(outcome.run_id)
+    assert run.status == "FINISHED" and run.has_model
+    assert "val_ndcg_at_10" in run.metrics
+
+
+def test_previous_best_parameter_sets_come_first_then_the_top_ones(
+    prepared: PreparedData, tiny_model_dir: Path, tracker: Any
+) -> None:
+    runner = runner_for(method(), prepared, tiny_model_dir, tracker)
+    first = run_parameter_sets(runner, [{"query_lr": 3e-3, "max_seq_length": 16}, {"query_lr": 1e-5}])
+    assert [outcome.state for outcome in first.outcomes] == ["complete", "complete"]
+    best = tracker.get_best_run(runner.iteration.experiment_id)
+    parameter_sets = previous_best_parameter_sets(tracker, runner.iteration, top_count=3)
+    assert parameter_sets[0] == best.params
+    assert len(parameter_sets) == 2
+    assert {params["query_lr"] for params in parameter_sets} == {3e-3, 1e-5}
+
+
+def test_should_stop_cancels_between_trials(prepared: PreparedData, tiny_model_dir: Path, tracker: Any) -> None:
+    runner = runner_for(method(max_evals=3), prepared, tiny_model_dir, tracker)
+    asked: list[int] = []
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return len(asked) > 1  # let one trial run, then cancel
+
+    with pytest.raises(FineTuningCanceled, match="after 1 finished trials"):
+        search_parameters(runner, study_name="toy-cancel", should_stop=should_stop)
+    assert len(tracker.list_runs(runner.iteration.experiment_id)) == 1
