@@ -62,15 +62,16 @@ def test_more_ids_than_one_page_cost_one_query_per_page(pg_url: str) -> None:
     loader = PgsqlTextLoader("docs", text_column="body", schema=SCHEMA, connection_url=pg_url, page_size=50)
     loader.validate()
     queries: list[int] = []
-    original = loader._execute
+    original = loader._execute_pages
 
-    def counting_execute(query, params):
-        queries.append(len(params[0]))
-        return original(query, params)
+    def counting_execute_pages(query, pages):
+        queries.extend(page.count(",") + 1 for page in pages)  # pages are array literals "{1,2,...}"
+        return original(query, pages)
 
-    loader._execute = counting_execute  # type: ignore[method-assign]
+    loader._execute_pages = counting_execute_pages  # type: ignore[method-assign]
     result = loader.load(ItemMeta(str(index)) for index in range(1, 131))
     assert len(result.items) == 130 and result.failed == []
+    assert [item.item_id for item in result.items] == [str(index) for index in range(1, 131)]
     assert queries == [50, 50, 30]
 
 
@@ -130,13 +131,21 @@ def test_injection_attempts_in_names_fail_and_the_table_survives(pg_url: str, op
     assert docs_row_count(pg_url) == before == 300
 
 
-def test_injection_attempt_in_an_id_is_just_a_missing_item(pg_url: str) -> None:
+def test_text_ids_with_quotes_braces_and_nul_and_an_injection_attempt(pg_url: str) -> None:
+    awkward = ['a"b', "c\\d", "{e,f}", "NULL", "", " spaced ", "it's"]
     with psycopg.connect(pg_url, autocommit=True) as connection:
         connection.execute(f"CREATE TABLE IF NOT EXISTS {SCHEMA}.named (name text PRIMARY KEY, body text)")
-        connection.execute(f"INSERT INTO {SCHEMA}.named VALUES ('a', 'A') ON CONFLICT DO NOTHING")
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {SCHEMA}.named VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                [(name, f"body of {name}") for name in awkward],
+            )
     loader = PgsqlTextLoader("named", id_column="name", text_column="body", schema=SCHEMA, connection_url=pg_url)
-    result = loader.load([ItemMeta("a"), ItemMeta(f"a'; DROP TABLE {SCHEMA}.docs; --")])
-    assert [item.data for item in result.items] == ["A"] and result.failed[0].reason == "missing"
+    hostile = [f"a'; DROP TABLE {SCHEMA}.docs; --", "x\x00y", "e", "f"]
+    result = loader.load([ItemMeta(name) for name in [*awkward, *hostile]])
+    assert {item.item_id: item.data for item in result.items} == {name: f"body of {name}" for name in awkward}
+    assert sorted(f.meta.item_id for f in result.failed) == sorted(hostile)
+    assert {f.reason for f in result.failed} == {"missing"}
     assert docs_row_count(pg_url) == 300
 
 

@@ -9,6 +9,7 @@ not, because asking again will not make it appear.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import random
@@ -17,6 +18,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from io import BytesIO
 from typing import Any, Literal, TypeVar
@@ -143,6 +145,25 @@ def _retry_policy_from(retry: RetryPolicy | dict[str, Any] | None) -> RetryPolic
 def unique_metas(items: Iterable[ItemMeta]) -> list[ItemMeta]:
     """The requested metas once each, in first-seen order (a set loses order, a list may repeat)."""
     return list(dict.fromkeys(items))
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while thousands of small objects are built.
+
+    Every 700 new container objects trigger a collection, and in a process that has imported torch
+    the older generations hold hundreds of thousands of objects: building 20,000 items then spends
+    about half its time in collections that free nothing (the items are all kept). Reference counting
+    still frees everything as usual; only cycle detection waits until the block ends.
+    """
+    was_enabled = gc.isenabled()
+    if was_enabled:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def chunked(values: list[T], size: int) -> Iterator[list[T]]:

@@ -20,6 +20,7 @@ from embedding_studio.items.loader import (
     LoadResult,
     RetryPolicy,
     chunked,
+    paused_gc,
     unique_metas,
 )
 from embedding_studio.items.types import DownloadedItem, FailedItem, ItemMeta
@@ -91,12 +92,13 @@ class JsonlCatalogLoader(DataLoader):
     def load(self, items: Iterable[ItemMeta]) -> LoadResult:
         records = self.records()
         result = LoadResult()
-        for meta in unique_metas(items):
-            record = records.get(meta.location or meta.item_id)
-            if record is None:
-                result.failed.append(FailedItem(meta, MISSING, f"id {meta.item_id!r} is not in {self.path}"))
-            else:
-                result.items.append(DownloadedItem(meta=meta, data=self._content(record)))
+        with paused_gc():
+            for meta in unique_metas(items):
+                record = records.get(meta.location or meta.item_id)
+                if record is None:
+                    result.failed.append(FailedItem(meta, MISSING, f"id {meta.item_id!r} is not in {self.path}"))
+                else:
+                    result.items.append(DownloadedItem(meta=meta, data=self._content(record)))
         return result
 
     def load_all(
