@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from optuna.distributions import FloatDistribution
 
 from embedding_studio.config import get_settings
 from embedding_studio.finetuning.errors import (
     BatchNotReleasedError,
     EmptyBatchError,
+    FineTuningCanceled,
     NoClicksError,
     TooManyFailedItemsError,
     UnknownBatchError,
@@ -45,10 +48,10 @@ def toy_method(catalog: Path, base_model: Path, **overrides: object) -> FineTuni
         "loader": LoaderConfig(name="jsonl_catalog", options={"path": str(catalog)}),
         "base_model": str(base_model),
         "loss": "info_nce",
-        "search_space": {"query_lr": [3e-3, 1e-4]},
+        "search_space": {"query_lr": FloatDistribution(2e-3, 5e-3, log=True)},
         "fixed_params": {"max_seq_length": 16, "temperature": 0.1},
         "max_evals": 2,
-        "num_epochs": 2,
+        "num_epochs": 1,
         "batch_size": 8,
         "test_each_n_inputs": 1.0,
     }
@@ -127,3 +130,52 @@ def test_too_many_items_missing_names_some(clean_db: str, tmp_path: Path, tiny_m
     message = str(raised.value)
     assert "9 of 24 items" in message and "more than the allowed 10%" in message
     assert "'river-0'" in message or "'mountain-0'" in message or "'animal-0'" in message
+
+
+# ----------------------------------------------------------------------------------- end to end
+
+
+def test_two_iterations_end_to_end(clean_db: str, catalog: Path, tiny_model_dir: Path, tracker: Any) -> None:
+    method = toy_method(catalog, tiny_model_dir)
+    sessions = toy_sessions(1)
+    sessions.append(ToySession("shown-nothing", "river", [], []))
+    batch_id = store_batch(sessions)
+    progress: list[tuple[float, str]] = []
+
+    first = run_fine_tuning(
+        batch_id,
+        method=method,
+        tracker=tracker,
+        progress=lambda fraction, message: progress.append((fraction, message)),
+    )
+
+    assert first.skipped_sessions == 1 and first.failed_items == 0
+    assert first.selection_mode == "search" and first.trial_count == 2
+    fractions = [fraction for fraction, _ in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("trial 2/2" in message for _, message in progress)
+    runs = tracker.list_runs(first.experiment_id)
+    assert len(runs) == 2
+    # only the best run keeps its model; it is registered under the alias
+    assert {run.run_id for run in runs if run.has_model} == {first.best_run_id}
+    assert tracker.get_registered_run_id("embedding-studio-toy_text", "best") == first.best_run_id
+    assert first.metrics["val_ndcg_at_10"] == tracker.get_best_run(first.experiment_id).metrics["val_ndcg_at_10"]
+    assert first.best_model_url.endswith("/model")
+    best_model = tracker.download_model(first.best_run_id)
+    assert best_model.encode_queries(["river boat"]).shape == (1, 32)
+
+    # the next batch starts from the best model and the best parameters of the first iteration
+    second_batch = store_batch(toy_sessions(1, seed=1, prefix="t"))
+    second = run_fine_tuning(second_batch, method=method, embedding_model_id=first.best_run_id, tracker=tracker)
+    assert second.selection_mode == "previous_best"
+    assert second.experiment_id != first.experiment_id
+    first_best_params = tracker.get_run(first.best_run_id).params
+    second_runs = sorted(tracker.list_runs(second.experiment_id), key=lambda run: run.start_time)
+    assert second_runs[0].params == first_best_params
+    assert tracker.get_iteration(second.experiment_id).base_model == first.best_run_id
+
+
+def test_cancel_between_trials(clean_db: str, catalog: Path, tiny_model_dir: Path, tracker: Any) -> None:
+    batch_id = store_batch(toy_sessions(1))
+    with pytest.raises(FineTuningCanceled, match="canceled after 0 finished trials"):
+        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir), tracker=tracker, should_stop=lambda: True)
