@@ -44,7 +44,7 @@ def start_worker(log_path: Path, *extra: str) -> subprocess.Popen[bytes]:
         "--heartbeat-interval",
         "0.5",
         "--stalled-after",
-        "2",
+        "5",
         "--check-every",
         "0.5",
         *extra,

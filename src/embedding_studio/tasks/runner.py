@@ -22,7 +22,7 @@ from procrastinate import jobs
 from embedding_studio.tasks import repository
 from embedding_studio.tasks.queue import JOB_NAMES, current_conninfo
 from embedding_studio.tasks.types import ALL_QUEUES, QUEUE_OF_KIND, TaskKind, TaskStatus
-from embedding_studio.tasks.workers import WORKER_FUNCTIONS
+from embedding_studio.tasks.workers import RUNNING_HERE, WORKER_FUNCTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ async def recover_stalled_jobs(app: procrastinate.App, stalled_after_s: float) -
         if job.task_name not in JOB_NAMES.values():
             continue  # another application's job in a shared queue
         task_id = str(job.task_kwargs.get("task_id", ""))
+        if task_id in RUNNING_HERE:
+            continue  # this very process runs it: slow heartbeats, not a dead worker
         task = await asyncio.to_thread(repository.find_task, task_id)
         if task is None or task.status.is_final:
             await app.job_manager.finish_job(job, status=jobs.Status.FAILED, delete_job=False)

@@ -36,7 +36,20 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
+#: Tasks running in this process: the stalled-job check never judges these (a busy worker may miss
+#: a heartbeat, but it is not dead).
+RUNNING_HERE: set[str] = set()
+
+
 def run_task(task_id: str, kind: TaskKind, body: Callable[[Task], None]) -> None:
+    RUNNING_HERE.add(task_id)
+    try:
+        _run_task(task_id, kind, body)
+    finally:
+        RUNNING_HERE.discard(task_id)
+
+
+def _run_task(task_id: str, kind: TaskKind, body: Callable[[Task], None]) -> None:
     task = repository.find_task(task_id)
     if task is None:
         logger.warning("job for task %s skipped: the task does not exist", task_id)
