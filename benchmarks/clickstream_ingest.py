@@ -47,6 +47,16 @@ class PhaseReport:
     requests: int = 0
     errors: int = 0
     latencies_ms: list[float] = field(default_factory=list)
+    load_generator_cpu_seconds: float = 0.0
+    server_cpu_seconds: float = 0.0
+    database_cpu_seconds: float = 0.0
+
+    @property
+    def cpu_ms_per_session(self) -> float:
+        """CPU of server + database per stored session: what contention on a shared machine cannot inflate."""
+        if not self.sessions:
+            return float("nan")
+        return (self.server_cpu_seconds + self.database_cpu_seconds) * 1000 / self.sessions
 
     @property
     def sessions_per_second(self) -> float:
@@ -166,6 +176,8 @@ def run_phase(kind: str, port: int, seconds: float, clients: int, bulk_size: int
     for thread in threads:
         thread.join()
     report.seconds = time.perf_counter() - started
+    times = os.times()
+    report.load_generator_cpu_seconds = times.user + times.system
     return report.__dict__
 
 
@@ -232,6 +244,31 @@ def measure_executemany_ceiling(database_url: str, sessions: int, bulk_size: int
 # ---------------------------------------------------------------------------------------------- plumbing
 
 
+def process_cpu_seconds(pid: int, include_children: bool = False) -> float:
+    """utime + stime from /proc (Linux); with children: live children and reaped ones (cutime/cstime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / ticks
+    if include_children:
+        total += (int(fields[13]) + int(fields[14])) / ticks
+        try:
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        except OSError:
+            children = []
+        total += sum(process_cpu_seconds(int(child)) for child in children)
+    return total
+
+
+def postmaster_pid(pg_data_dir: Path) -> int | None:
+    try:
+        return int((pg_data_dir / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -279,6 +316,12 @@ def print_phase(report: PhaseReport) -> None:
         f"{latency}   ({report.sessions} sessions, {report.requests} requests, {report.errors} errors, "
         f"{report.seconds:.1f} s)"
     )
+    if report.latencies_ms:
+        print(
+            f"{'':22s} CPU: server {report.server_cpu_seconds:.1f} s, PostgreSQL {report.database_cpu_seconds:.1f} s, "
+            f"load generator {report.load_generator_cpu_seconds:.1f} s -> {report.cpu_ms_per_session:.2f} ms of "
+            "server + database CPU per session"
+        )
 
 
 def main() -> None:
@@ -313,9 +356,20 @@ def main() -> None:
         wait_for_health(port, api)
         print(f"server: uvicorn (1 process) on 127.0.0.1:{port}, embedded PostgreSQL in {data_dir}")
 
-        single = run_load_generator("single", port, arguments.seconds, arguments.clients, arguments.bulk_size)
+        database_pid = postmaster_pid(data_dir / "pg")
+
+        def measured(kind: str, clients: int) -> PhaseReport:
+            server_before = process_cpu_seconds(api.pid)
+            database_before = process_cpu_seconds(database_pid, include_children=True) if database_pid else 0.0
+            report = run_load_generator(kind, port, arguments.seconds, clients, arguments.bulk_size)
+            report.server_cpu_seconds = process_cpu_seconds(api.pid) - server_before
+            if database_pid:
+                report.database_cpu_seconds = process_cpu_seconds(database_pid, include_children=True) - database_before
+            return report
+
+        single = measured("single", arguments.clients)
         single.name = "single-session HTTP"
-        bulk = run_load_generator("bulk", port, arguments.seconds, arguments.bulk_clients, arguments.bulk_size)
+        bulk = measured("bulk", arguments.bulk_clients)
         bulk.name = f"bulk HTTP ({arguments.bulk_size}/req)"
         api.terminate()
         api.wait(timeout=30)
@@ -332,6 +386,13 @@ def main() -> None:
         print(
             f"single-session: {single.sessions_per_second:.0f} sessions/s (target >= 500), "
             f"p99 {single.percentile(0.99):.1f} ms (target < 50 ms)"
+        )
+        cores = os.cpu_count() or 1
+        print(
+            f"if server + database had all {cores} cores: single-session at most "
+            f"{cores * 1000 / single.cpu_ms_per_session:.0f} sessions/s, bulk at most "
+            f"{cores * 1000 / bulk.cpu_ms_per_session:.0f} sessions/s (CPU bound; load average now "
+            f"{os.getloadavg()[0]:.1f})"
         )
     finally:
         if api is not None:

@@ -1,4 +1,7 @@
-"""Optional API keys: once any key is configured, every route but /health needs one."""
+"""Optional API keys: once any key is configured, every route but /health needs one.
+
+``async`` because it never blocks: a sync dependency would cost every request a thread-pool hop.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from fastapi import HTTPException, Request, status
 from embedding_studio.config import get_settings
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     keys = get_settings().api_keys
     if not keys:
         return
