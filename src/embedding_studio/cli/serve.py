@@ -6,6 +6,7 @@ import errno
 import socket
 
 import typer
+from fastapi import FastAPI
 
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
@@ -25,10 +26,18 @@ def ensure_port_is_free(host: str, port: int) -> None:
             raise UserFacingError(f"cannot listen on {host}:{port}: {error.strerror}") from error
 
 
+def app_without_migrations() -> FastAPI:
+    """The app for each uvicorn worker process; ``serve`` has applied the migrations once already."""
+    from embedding_studio.api.app import create_app
+
+    return create_app(run_migrations=False)
+
+
 def serve(
     host: str | None = typer.Option(None, help="Address to bind (default: EMBEDDING_STUDIO_API_HOST or 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port to listen on (default: EMBEDDING_STUDIO_API_PORT or 5000)."),
     log_level: str = typer.Option("info", help="uvicorn log level: critical, error, warning, info, debug."),
+    workers: int = typer.Option(1, min=1, help="Server processes; more use more cores (each has its own pool)."),
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs).
 
@@ -36,7 +45,6 @@ def serve(
     """
     import uvicorn
 
-    from embedding_studio.api.app import create_app
     from embedding_studio.config import get_settings
     from embedding_studio.db import upgrade_database
 
@@ -46,4 +54,14 @@ def serve(
     with friendly_errors():
         ensure_port_is_free(host, port)
         upgrade_database()
-    uvicorn.run(create_app(run_migrations=False), host=host, port=port, log_level=log_level)
+    if workers == 1:
+        uvicorn.run(app_without_migrations(), host=host, port=port, log_level=log_level)
+    else:
+        uvicorn.run(
+            f"{__name__}:app_without_migrations",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level=log_level,
+        )
