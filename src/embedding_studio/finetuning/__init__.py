@@ -10,6 +10,8 @@ from embedding_studio.finetuning.errors import (
     UnknownBatchError,
     UnknownMethodError,
 )
+from embedding_studio.finetuning.features import FeatureExtractor, SessionFeatures, estimate_propensities
+from embedding_studio.finetuning.fine_tuner import EmbeddingsFineTuner, FitResult, fit_fine_tuner
 from embedding_studio.finetuning.losses import InfoNCELoss, MarginRankingLoss, SimilarityBatch, create_loss
 from embedding_studio.finetuning.method import FineTuningMethod, LoaderConfig, available_methods, get_method
 from embedding_studio.finetuning.params import FineTuningParams
@@ -19,18 +21,22 @@ from embedding_studio.finetuning.splitter import TooFewQueriesError, TrainTestSp
 
 __all__ = [
     "BatchNotReleasedError",
+    "EmbeddingsFineTuner",
     "EmptyBatchError",
+    "FeatureExtractor",
     "FineTuningCanceled",
     "FineTuningError",
     "FineTuningMethod",
     "FineTuningParams",
     "FineTuningResult",
+    "FitResult",
     "InfoNCELoss",
     "LoaderConfig",
     "MarginRankingLoss",
     "NoClicksError",
     "QueryRenderError",
     "QueryRetriever",
+    "SessionFeatures",
     "SimilarityBatch",
     "TextQueryRetriever",
     "TooFewQueriesError",
@@ -41,6 +47,8 @@ __all__ = [
     "UnknownMethodError",
     "available_methods",
     "create_loss",
+    "estimate_propensities",
+    "fit_fine_tuner",
     "get_method",
     "run_fine_tuning",
 ]

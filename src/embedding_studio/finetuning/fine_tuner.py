@@ -1,0 +1,618 @@
+"""EmbeddingsFineTuner: trains a two-tower text model on labelled sessions with Lightning.
+
+The data path is built so that a training step never waits on the host: item parts and queries are
+tokenized once up front (:class:`TokenCache`), batches are padded on the CPU by the collate function
+from cached token ids, grouped by length so padding stays small, and the loss, the metrics and their
+running sums stay on the device until a validation ends (the one place values are read back).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from embedding_studio.clickstream.types import FineTuningInput
+from embedding_studio.finetuning.errors import NotEnoughDataError
+from embedding_studio.finetuning.features import FeatureExtractor, SessionFeatures
+from embedding_studio.finetuning.losses import SimilarityBatch, create_loss
+from embedding_studio.finetuning.metrics import rerank_metrics
+from embedding_studio.finetuning.params import FineTuningParams
+from embedding_studio.finetuning.query_retriever import QueryRetriever, TextQueryRetriever, normalize_query_text
+
+ValidationMetricsHook = Callable[[int, Mapping[str, float]], None]
+METRIC_NAMES = ("val_loss", "val_mrr", "val_ndcg_at_10", "val_recall_at_10")
+
+
+# ----- tokens --------------------------------------------------------------------------------------
+class TokenCache:
+    """Unpadded token tensors of many texts, tokenized once, stored flat (one tensor per key + offsets)."""
+
+    def __init__(self, tokenize: Callable[[list[str]], dict[str, Tensor]], texts: Sequence[str], chunk_size: int = 512):
+        self.pad_values, self.left_padding = _padding_of(tokenize)
+        pieces: dict[str, list[Tensor]] = {}
+        lengths: list[int] = []
+        for start in range(0, len(texts), chunk_size):
+            features = tokenize(list(texts[start : start + chunk_size]))
+            mask = features.get("attention_mask")
+            for row in range(next(iter(features.values())).shape[0]):
+                keep = mask[row].bool() if mask is not None else slice(None)
+                for key, value in features.items():
+                    pieces.setdefault(key, []).append(value[row][keep])
+                lengths.append(int(pieces[next(iter(features))][-1].shape[0]))
+        self.keys = tuple(pieces)
+        self.flat = {
+            key: torch.cat(values) if values else torch.empty(0, dtype=torch.long) for key, values in pieces.items()
+        }
+        self.lengths = torch.tensor(lengths, dtype=torch.long)
+        self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(self.lengths, 0)])
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def pad(self, indices: Sequence[int]) -> dict[str, Tensor]:
+        """A padded batch of the given texts, as the tokenizer would have produced it."""
+        width = max((int(self.lengths[index]) for index in indices), default=1)
+        batch = {
+            key: torch.full((len(indices), width), self.pad_values.get(key, 0), dtype=self.flat[key].dtype)
+            for key in self.keys
+        }
+        for row, index in enumerate(indices):
+            start, end = int(self.offsets[index]), int(self.offsets[index + 1])
+            length = end - start
+            columns = slice(width - length, width) if self.left_padding else slice(0, length)
+            for key in self.keys:
+                batch[key][row, columns] = self.flat[key][start:end]
+        return batch
+
+
+def _padding_of(tokenize: Callable[[list[str]], dict[str, Tensor]]) -> tuple[dict[str, int], bool]:
+    """The tokenizer's pad values and side, read off a batch of a short and a long text."""
+    features = tokenize(["a", "a a a a a a"])
+    mask = features.get("attention_mask")
+    if mask is None or bool(mask[0].all()):
+        return {}, False
+    padded = (mask[0] == 0).nonzero()[:, 0]
+    position = int(padded[0])
+    left = position == 0
+    return {key: int(value[0, position]) for key, value in features.items()}, left
+
+
+# ----- rows and batches ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EncodedRow:
+    """One labelled session with every text replaced by its index in a token cache."""
+
+    session_id: str
+    query_index: int
+    query_group: int
+    positive_items: tuple[int, ...]
+    positive_weights: Tensor
+    negative_items: tuple[int, ...]
+    negative_weights: Tensor
+    shown_items: tuple[int, ...]
+    clicked_items: frozenset[int]
+    length: int
+
+
+class FeatureRowsDataset(Dataset[EncodedRow]):
+    def __init__(self, rows: Sequence[EncodedRow]) -> None:
+        self.rows = list(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> EncodedRow:
+        return self.rows[index]
+
+
+class RowCollator:
+    """Pads a list of rows into the tensors a step reads; ``with_shown`` adds what re-ranking metrics need."""
+
+    def __init__(self, queries: TokenCache, parts: TokenCache, item_parts: Sequence[Sequence[int]], with_shown: bool):
+        self.queries = queries
+        self.parts = parts
+        self.item_parts = item_parts
+        self.with_shown = with_shown
+
+    def __call__(self, rows: Sequence[EncodedRow]) -> dict[str, Any]:
+        local: dict[int, int] = {}
+        for row in rows:
+            for item in row.positive_items + row.negative_items + (row.shown_items if self.with_shown else ()):
+                local.setdefault(item, len(local))
+        part_indices: list[int] = []
+        part_owner: list[int] = []
+        for item, position in local.items():
+            part_indices.extend(self.item_parts[item])
+            part_owner.extend([position] * len(self.item_parts[item]))
+
+        batch: dict[str, Any] = {
+            "query_tokens": self.queries.pad([row.query_index for row in rows]),
+            "part_tokens": self.parts.pad(part_indices),
+            "part_owner": torch.tensor(part_owner, dtype=torch.long),
+            "item_count": len(local),
+            "query_groups": torch.tensor([row.query_group for row in rows], dtype=torch.long),
+        }
+        batch["positive_index"], batch["positive_weights"] = _padded_index(
+            [[local[item] for item in row.positive_items] for row in rows], [row.positive_weights for row in rows]
+        )
+        batch["negative_index"], batch["negative_weights"] = _padded_index(
+            [[local[item] for item in row.negative_items] for row in rows], [row.negative_weights for row in rows]
+        )
+        if self.with_shown:
+            shown, _ = _padded_index([[local[item] for item in row.shown_items] for row in rows], None)
+            clicked = torch.zeros_like(shown, dtype=torch.bool)
+            for row_number, row in enumerate(rows):
+                for column, item in enumerate(row.shown_items):
+                    clicked[row_number, column] = item in row.clicked_items
+            batch["shown_index"] = shown
+            batch["clicked"] = clicked
+        return batch
+
+
+def _padded_index(indexes: Sequence[Sequence[int]], weights: Sequence[Tensor] | None) -> tuple[Tensor, Tensor]:
+    width = max(1, max((len(each) for each in indexes), default=0))
+    index = torch.full((len(indexes), width), -1, dtype=torch.long)
+    padded_weights = torch.zeros(len(indexes), width, dtype=torch.float32)
+    for row, each in enumerate(indexes):
+        if each:
+            index[row, : len(each)] = torch.tensor(each, dtype=torch.long)
+            if weights is not None:
+                padded_weights[row, : len(each)] = weights[row]
+    return index, padded_weights
+
+
+class LengthBucketBatchSampler(Sampler[list[int]]):
+    """Shuffled batches of rows of similar length: shuffle, sort within pools of ``pool_batches`` batches,
+    cut, shuffle the batches. Each pass over the data (epoch) draws a new order from ``seed`` and its count.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool, pool_batches: int = 50):
+        self.lengths = list(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.pool_batches = pool_batches
+        self.passes = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(range(len(self.lengths)))
+        rng = random.Random(self.seed * 1_000_003 + self.passes)
+        self.passes += 1
+        if self.shuffle:
+            rng.shuffle(order)
+        pool = self.batch_size * self.pool_batches
+        batches: list[list[int]] = []
+        for start in range(0, len(order), pool):
+            chunk = sorted(order[start : start + pool], key=lambda index: self.lengths[index])
+            batches.extend(chunk[offset : offset + self.batch_size] for offset in range(0, len(chunk), self.batch_size))
+        if self.shuffle:
+            rng.shuffle(batches)
+        return iter(batches)
+
+
+# ----- the module ----------------------------------------------------------------------------------
+@dataclass
+class PreparedRows:
+    train: list[EncodedRow]
+    test: list[EncodedRow]
+    train_collator: RowCollator
+    test_collator: RowCollator
+
+
+class EmbeddingsFineTuner(pl.LightningModule):
+    """Fine-tunes ``model`` (a ``TextEmbeddingModel``) on clicks; ``items`` maps item id → part texts.
+
+    An item scores as its best part: ``s(q, d) = max_k cos(q, part_k(d))``. ``items`` may also be a
+    prepared item set with a ``parts`` mapping. ``on_validation_metrics(step, metrics)`` is called
+    after every validation with plain floats (``step`` = optimizer steps so far), so the pipeline can
+    forward them to the tracker.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        items: Mapping[str, Sequence[str]] | Any,
+        query_retriever: QueryRetriever | None = None,
+        params: FineTuningParams | None = None,
+        on_validation_metrics: ValidationMetricsHook | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.params = params or FineTuningParams()
+        self.item_parts_text: Mapping[str, Sequence[str]] = getattr(items, "parts", items)
+        self.query_retriever: QueryRetriever = query_retriever or TextQueryRetriever()
+        self.on_validation_metrics = on_validation_metrics
+        self.loss_function = create_loss(self.params)
+        self.feature_extractor = FeatureExtractor(
+            self.query_retriever,
+            use_ips=self.params.use_ips,
+            max_ips_weight=self.params.max_ips_weight,
+            positives_per_query=self.params.positives_per_query,
+            negatives_per_query=self.params.negatives_per_query,
+        )
+        self.history: list[dict[str, float]] = []
+        self.best_metrics: dict[str, float] = {}
+        self._best_state: dict[str, Tensor] | None = None
+        self._validation_sums: dict[str, Tensor] = {}
+        self.prepared: PreparedRows | None = None
+
+        train_last = self.params.train_last_n_layers
+        model.set_trainable_layers(None if train_last < 0 else train_last)
+        current = model.max_seq_length
+        model.max_seq_length = min(self.params.max_seq_length, current) if current else self.params.max_seq_length
+
+    @classmethod
+    def create(
+        cls,
+        model: Any,
+        items: Mapping[str, Sequence[str]] | Any,
+        query_retriever: QueryRetriever | None,
+        params: FineTuningParams,
+        tracker_callback: ValidationMetricsHook | None = None,
+    ) -> EmbeddingsFineTuner:
+        return cls(model, items, query_retriever, params, on_validation_metrics=tracker_callback)
+
+    # ----- data ------------------------------------------------------------------------------------
+    def preprocess_inputs(
+        self, train_inputs: Sequence[FineTuningInput], test_inputs: Sequence[FineTuningInput]
+    ) -> PreparedRows:
+        """Label the sessions, learn propensities from train, and tokenize every query and needed part once."""
+        known = {item_id for item_id, parts in self.item_parts_text.items() if len(parts) > 0}
+        self.feature_extractor.fit(train_inputs)
+        train_features = self._features(train_inputs, known)
+        test_features = self._features(test_inputs, known)
+        if not train_features:
+            raise NotEnoughDataError(
+                f"none of the {len(train_inputs)} training sessions has a click (or an irrelevance mark) on a "
+                "loaded item: there is nothing to learn from"
+            )
+        if not test_features:
+            raise NotEnoughDataError(
+                f"none of the {len(test_inputs)} test sessions has a click (or an irrelevance mark) on a loaded item: "
+                "validation would measure nothing"
+            )
+
+        item_ids: dict[str, int] = {}
+        query_ids: dict[str, int] = {}
+        group_ids: dict[str, int] = {}
+        for features, shown, _ in train_features + test_features:
+            for item_id in features.positive_ids + features.negative_ids + shown:
+                item_ids.setdefault(item_id, len(item_ids))
+            query_ids.setdefault(features.query, len(query_ids))
+            group_ids.setdefault(normalize_query_text(features.query), len(group_ids))
+
+        part_texts: list[str] = []
+        item_parts: list[list[int]] = []
+        for item_id in item_ids:
+            parts = list(self.item_parts_text[item_id])
+            item_parts.append(list(range(len(part_texts), len(part_texts) + len(parts))))
+            part_texts.extend(parts)
+        parts_cache = TokenCache(self.model.tokenize_items, part_texts)
+        queries_cache = TokenCache(self.model.tokenize_queries, list(query_ids))
+        part_lengths = parts_cache.lengths.tolist()
+
+        def encode(features: SessionFeatures, shown: tuple[str, ...], clicked: frozenset[str]) -> EncodedRow:
+            items = [item_ids[item_id] for item_id in features.positive_ids + features.negative_ids]
+            return EncodedRow(
+                session_id=features.session_id,
+                query_index=query_ids[features.query],
+                query_group=group_ids[normalize_query_text(features.query)],
+                positive_items=tuple(item_ids[item_id] for item_id in features.positive_ids),
+                positive_weights=features.positive_weights,
+                negative_items=tuple(item_ids[item_id] for item_id in features.negative_ids),
+                negative_weights=features.negative_weights,
+                shown_items=tuple(item_ids[item_id] for item_id in shown),
+                clicked_items=frozenset(item_ids[item_id] for item_id in clicked),
+                length=max((part_lengths[part] for item in items for part in item_parts[item]), default=0),
+            )
+
+        self.prepared = PreparedRows(
+            train=[encode(*row) for row in train_features],
+            test=[encode(*row) for row in test_features],
+            train_collator=RowCollator(queries_cache, parts_cache, item_parts, with_shown=False),
+            test_collator=RowCollator(queries_cache, parts_cache, item_parts, with_shown=True),
+        )
+        return self.prepared
+
+    def _features(
+        self, inputs: Sequence[FineTuningInput], known: set[str]
+    ) -> list[tuple[SessionFeatures, tuple[str, ...], frozenset[str]]]:
+        rows = []
+        for fine_tuning_input, query in zip(inputs, self.query_retriever.get_queries(inputs), strict=True):
+            features = self.feature_extractor.extract_one(fine_tuning_input, query, known)
+            if features is None:
+                continue
+            shown = tuple(item_id for item_id in dict.fromkeys(fine_tuning_input.results) if item_id in known)
+            clicked = frozenset(fine_tuning_input.events) if not fine_tuning_input.is_irrelevant else frozenset()
+            rows.append((features, shown, clicked))
+        return rows
+
+    def train_dataloader_from(self, pin_memory: bool = False) -> DataLoader:
+        prepared = self._require_prepared()
+        sampler = LengthBucketBatchSampler(
+            [row.length for row in prepared.train], self.params.batch_size, seed=self.params.seed, shuffle=True
+        )
+        return DataLoader(
+            FeatureRowsDataset(prepared.train),
+            batch_sampler=sampler,
+            collate_fn=prepared.train_collator,
+            pin_memory=pin_memory,
+        )
+
+    def test_dataloader_from(self, pin_memory: bool = False) -> DataLoader:
+        prepared = self._require_prepared()
+        sampler = LengthBucketBatchSampler(
+            [row.length for row in prepared.test], self.params.batch_size, seed=self.params.seed, shuffle=False
+        )
+        return DataLoader(
+            FeatureRowsDataset(prepared.test),
+            batch_sampler=sampler,
+            collate_fn=prepared.test_collator,
+            pin_memory=pin_memory,
+        )
+
+    def _require_prepared(self) -> PreparedRows:
+        if self.prepared is None:
+            raise RuntimeError("call preprocess_inputs(train_inputs, test_inputs) before asking for data loaders")
+        return self.prepared
+
+    # ----- steps -----------------------------------------------------------------------------------
+    def item_similarities(self, batch: Mapping[str, Any]) -> Tensor:
+        """``[B, U]`` cosine of each query with each item of the batch, an item scoring as its best part."""
+        queries = self.model.forward_queries(batch["query_tokens"])
+        parts = self.model.forward_items(batch["part_tokens"])
+        part_similarities = queries.float() @ parts.float().T
+        owners = batch["part_owner"].unsqueeze(0).expand_as(part_similarities)
+        empty = torch.full(
+            (queries.shape[0], batch["item_count"]), -2.0, dtype=part_similarities.dtype, device=queries.device
+        )
+        return empty.scatter_reduce(1, owners, part_similarities, reduce="amax", include_self=False)
+
+    def _loss(self, batch: Mapping[str, Any], similarities: Tensor) -> Tensor:
+        return self.loss_function(
+            SimilarityBatch(
+                similarities=similarities,
+                positive_index=batch["positive_index"],
+                positive_weights=batch["positive_weights"],
+                negative_index=batch["negative_index"],
+                negative_weights=batch["negative_weights"],
+                query_groups=batch["query_groups"],
+            )
+        )
+
+    def training_step(self, batch: Mapping[str, Any], batch_index: int) -> Tensor:
+        loss = self._loss(batch, self.item_similarities(batch))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch["query_groups"].shape[0])
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._validation_sums = {}
+
+    def validation_step(self, batch: Mapping[str, Any], batch_index: int) -> None:
+        similarities = self.item_similarities(batch)
+        loss = self._loss(batch, similarities)
+        shown = batch["shown_index"]
+        scores = similarities.gather(1, shown.clamp_min(0))
+        per_session = rerank_metrics(scores, shown >= 0, batch["clicked"], k=10)
+        evaluated = per_session.pop("evaluated").float()
+        rows = torch.tensor(float(shown.shape[0]), device=loss.device)
+        sums = {
+            "val_loss": loss.detach() * rows,
+            "rows": rows,
+            "evaluated": evaluated.sum(),
+            **{f"val_{name}": (values.float() * evaluated).sum() for name, values in per_session.items()},
+        }
+        for name, value in sums.items():
+            self._validation_sums[name] = self._validation_sums.get(name, 0.0) + value
+
+    def on_validation_epoch_end(self) -> None:
+        sums = self._validation_sums
+        if not sums:
+            return
+        metrics = {"val_loss": sums["val_loss"] / sums["rows"]}
+        for name in ("val_mrr", "val_ndcg_at_10", "val_recall_at_10"):
+            metrics[name] = sums[name] / sums["evaluated"].clamp_min(1.0)
+        for name, value in metrics.items():
+            self.log(name, value, prog_bar=name == "val_ndcg_at_10")
+        if self.trainer.sanity_checking:
+            return
+        # Once per validation: the only point where values come back to the host.
+        values = {name: float(value) for name, value in metrics.items()}
+        step = int(self.global_step)
+        self.history.append({"step": float(step), **values})
+        if not self.best_metrics or values["val_loss"] < self.best_metrics["val_loss"]:
+            self.best_metrics = dict(values)
+            self._best_state = {
+                name: parameter.detach().to("cpu", copy=True)
+                for name, parameter in self.model.named_parameters()
+                if parameter.requires_grad
+            }
+        if self.on_validation_metrics is not None:
+            self.on_validation_metrics(step, values)
+
+    def restore_best(self) -> bool:
+        """Put back the weights of the validation with the lowest val_loss (the one EarlyStopping watched)."""
+        if self._best_state is None:
+            return False
+        parameters = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in self._best_state.items():
+                parameters[name].copy_(value.to(parameters[name].device))
+        return True
+
+    # ----- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        query_parameters = list(self.model.query_parameters())
+        item_parameters = list(self.model.item_parameters())
+        if not query_parameters and not item_parameters:
+            raise NotEnoughDataError(
+                f"train_last_n_layers={self.params.train_last_n_layers} leaves no parameter to train"
+            )
+        # With shared weights the item tower has no parameters of its own: everything uses query_lr.
+        groups = [{"params": query_parameters, "lr": self.params.query_lr}]
+        if item_parameters:
+            groups.append({"params": item_parameters, "lr": self.params.item_lr})
+        on_cuda = all(parameter.is_cuda for group in groups for parameter in group["params"])
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.params.weight_decay, fused=on_cuda or None)
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup_steps = int(self.params.warmup_share * total_steps)
+
+        def schedule(step: int) -> float:
+            # Linear warm-up to the full rate, then linear decay towards 0 at the last step.
+            if step < warmup_steps:
+                return (step + 1) / (warmup_steps + 1)
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+# ----- fitting ---------------------------------------------------------------------------------------
+@dataclass
+class FitResult:
+    """``best_metrics``: the validation with the lowest val_loss (its weights are the ones left in the model);
+    ``baseline_metrics``: the model before training; ``history``: every validation in order, with its step."""
+
+    best_metrics: dict[str, float]
+    history: list[dict[str, float]]
+    stopped_epoch: int
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def validation_interval(test_each_n_inputs: int | float, batch_size: int, batches_per_epoch: int) -> int | float:
+    """Lightning's ``val_check_interval``: a float in (0, 1] is a share of an epoch; otherwise a number of
+    training inputs, turned into batches (at least one, at most an epoch)."""
+    if isinstance(test_each_n_inputs, bool) or test_each_n_inputs <= 0:
+        raise ValueError(f"test_each_n_inputs must be a positive number, got {test_each_n_inputs!r}")
+    if isinstance(test_each_n_inputs, float) and test_each_n_inputs <= 1.0:
+        return test_each_n_inputs
+    batches = max(1, round(float(test_each_n_inputs) / batch_size))
+    return min(batches, max(1, batches_per_epoch))
+
+
+def _trainer_device(accelerator: str, device: Any) -> tuple[str, Any]:
+    if device is not None:
+        device = torch.device(device)
+        if device.type == "cuda":
+            return "gpu", [device.index or 0]
+        return device.type, 1
+    if accelerator == "auto":
+        return ("gpu", 1) if torch.cuda.is_available() else ("cpu", 1)
+    return accelerator, 1
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Iterator[None]:
+    """Lightning announces devices and tips at INFO on every Trainer; our progress goes to the tracker instead."""
+    names = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda", "lightning.fabric")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [each.level for each in loggers]
+    for each in loggers:
+        each.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for each, level in zip(loggers, levels, strict=True):
+            each.setLevel(level)
+
+
+def fit_fine_tuner(
+    fine_tuner: EmbeddingsFineTuner,
+    train_inputs: Sequence[FineTuningInput],
+    test_inputs: Sequence[FineTuningInput],
+    params: FineTuningParams | None = None,
+    max_epochs: int | None = None,
+    test_each_n_inputs: int | float = 1.0,
+    callbacks: Sequence[pl.Callback] = (),
+    enable_progress_bar: bool = False,
+    accelerator: str = "auto",
+    device: Any = None,
+    on_validation_metrics: ValidationMetricsHook | None = None,
+    checkpoint_dir: str | None = None,
+) -> FitResult:
+    """Validate once (baseline), train with early stopping on val_loss, and leave the best weights in the model.
+
+    Precision follows the device: bf16 autocast on a GPU that supports it, fp32 elsewhere. Runs are
+    reproducible for a seed on CPU (``params.seed``).
+    """
+    params = params or fine_tuner.params
+    if on_validation_metrics is not None:
+        fine_tuner.on_validation_metrics = on_validation_metrics
+    pl.seed_everything(params.seed, workers=True, verbose=False)
+    fine_tuner.preprocess_inputs(train_inputs, test_inputs)
+    accelerator_name, devices = _trainer_device(accelerator, device)
+    on_gpu = accelerator_name == "gpu"
+    precision = "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+    train_loader = fine_tuner.train_dataloader_from(pin_memory=on_gpu)
+    test_loader = fine_tuner.test_dataloader_from(pin_memory=on_gpu)
+    common: dict[str, Any] = {
+        "accelerator": accelerator_name,
+        "devices": devices,
+        "precision": precision,
+        "logger": False,
+        "enable_progress_bar": enable_progress_bar,
+        "enable_model_summary": False,
+        "deterministic": not on_gpu,
+    }
+
+    hook = fine_tuner.on_validation_metrics
+    fine_tuner.on_validation_metrics = None
+    with _quiet_lightning():
+        baseline_trainer = pl.Trainer(enable_checkpointing=False, **common)
+        baseline_trainer.validate(fine_tuner, test_loader, verbose=False)
+    fine_tuner.on_validation_metrics = hook
+    baseline = dict(fine_tuner.history[-1]) if fine_tuner.history else {}
+    baseline.pop("step", None)
+    fine_tuner.history.clear()
+    # The untrained model is a candidate too: if training only hurts, its weights come back.
+    fine_tuner.best_metrics = dict(baseline)
+    fine_tuner._best_state = {
+        name: parameter.detach().to("cpu", copy=True)
+        for name, parameter in fine_tuner.model.named_parameters()
+        if parameter.requires_grad
+    }
+    if hook is not None and baseline:
+        hook(0, baseline)
+
+    all_callbacks: list[pl.Callback] = [EarlyStopping(monitor="val_loss", patience=3, mode="min", strict=False)]
+    if checkpoint_dir is not None:
+        all_callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, monitor="val_loss", mode="min", save_top_k=1))
+    all_callbacks.extend(callbacks)
+    with _quiet_lightning():
+        trainer = pl.Trainer(
+            max_epochs=max_epochs or params.num_epochs,
+            callbacks=all_callbacks,
+            enable_checkpointing=checkpoint_dir is not None,
+            num_sanity_val_steps=0,
+            val_check_interval=validation_interval(test_each_n_inputs, params.batch_size, len(train_loader)),
+            gradient_clip_val=1.0,
+            **common,
+        )
+    # Sentence-transformers hands its modules over in eval mode; training wants dropout on.
+    fine_tuner.train()
+    try:
+        with _quiet_lightning():
+            trainer.fit(fine_tuner, train_loader, test_loader)
+    finally:
+        fine_tuner.restore_best()
+        fine_tuner.eval()
+    return FitResult(
+        best_metrics=dict(fine_tuner.best_metrics),
+        history=list(fine_tuner.history),
+        stopped_epoch=int(trainer.current_epoch),
+        baseline_metrics=baseline,
+    )

@@ -1,0 +1,193 @@
+import random
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from embedding_studio.clickstream.types import FineTuningInput
+from embedding_studio.finetuning.errors import NotEnoughDataError
+from embedding_studio.finetuning.fine_tuner import (
+    EmbeddingsFineTuner,
+    LengthBucketBatchSampler,
+    TokenCache,
+    fit_fine_tuner,
+    validation_interval,
+)
+from embedding_studio.finetuning.params import FineTuningParams
+from embedding_studio.finetuning.splitter import TrainTestSplitter
+from embedding_studio.models import build_tiny_text_model
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The CI box runs several test processes on two cores: OpenMP threads spinning against each other
+    make tiny matrix products 20-100x slower, so these tests compute on one thread."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _toy_world(seed: int = 0, item_count: int = 60, session_count: int = 200):
+    """Each item carries a key word; a query names the key of the item its user clicks, plus noise.
+
+    Learnable (match the shared token) but not solved by the random tiny model, and the split holds
+    out whole queries, so improving on test needs the rule, not memorised pairs.
+    """
+    rng = random.Random(seed)
+    keys = [f"key{number}" for number in range(item_count)]
+    fillers = [f"fill{number}" for number in range(20)]
+    items = {
+        f"item{number}": [f"{keys[number]} {rng.choice(fillers)} {rng.choice(fillers)}"] for number in range(item_count)
+    }
+    inputs = []
+    for number in range(session_count):
+        target = rng.randrange(item_count)
+        others = rng.sample([other for other in range(item_count) if other != target], 7)
+        shown = [f"item{index}" for index in others + [target]]
+        rng.shuffle(shown)
+        inputs.append(
+            FineTuningInput(
+                session_id=f"s{number}",
+                query=f"{keys[target]} {rng.choice(fillers)}",
+                results=shown,
+                ranks={item_id: rank for rank, item_id in enumerate(shown, 1)},
+                events=[f"item{target}"],
+                is_irrelevant=False,
+            )
+        )
+    return items, inputs, keys + fillers
+
+
+@pytest.mark.parametrize("loss", ["info_nce", "margin_ranking"])
+def test_short_training_run_improves_validation_metrics(loss: str) -> None:
+    items, inputs, vocabulary = _toy_world()
+    split = TrainTestSplitter(seed=0).split(inputs)
+    params = FineTuningParams(loss=loss, query_lr=1e-3, batch_size=16, num_epochs=2, seed=0)
+    model = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)
+    reported: list[tuple[int, dict[str, float]]] = []
+    fine_tuner = EmbeddingsFineTuner.create(
+        model, items, None, params, tracker_callback=lambda step, metrics: reported.append((step, dict(metrics)))
+    )
+    result = fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=2, test_each_n_inputs=80)
+
+    before, after = result.baseline_metrics, result.best_metrics
+    assert set(after) == {"val_loss", "val_mrr", "val_ndcg_at_10", "val_recall_at_10"}
+    assert after["val_loss"] < before["val_loss"]
+    assert after["val_ndcg_at_10"] > before["val_ndcg_at_10"] + 0.05
+    assert after["val_mrr"] > before["val_mrr"]
+    assert reported[0] == (0, before)
+    assert [step for step, _ in reported] == sorted(step for step, _ in reported)
+    assert len(result.history) == len(reported) - 1 >= 4  # ~160 train inputs / 80 per validation, 2 epochs
+    # The weights left in the model are the best validation's: re-encoding the test set agrees with it.
+    shown_scores = _rerank_ndcg(model, items, split.test)
+    assert shown_scores == pytest.approx(after["val_ndcg_at_10"], abs=1e-4)
+
+
+def _rerank_ndcg(model, items, sessions) -> float:
+    from embedding_studio.finetuning.metrics import ndcg_at_k
+
+    values = []
+    for session in sessions:
+        query = model.encode_queries([session.query])[0]
+        vectors = model.encode_items([items[item_id][0] for item_id in session.results])
+        order = sorted(range(len(session.results)), key=lambda index: -float(vectors[index] @ query))
+        values.append(ndcg_at_k([session.results[index] for index in order], {click: 1.0 for click in session.events}))
+    return sum(values) / len(values)
+
+
+def test_training_is_deterministic_for_a_seed() -> None:
+    items, inputs, vocabulary = _toy_world(session_count=60)
+    split = TrainTestSplitter(seed=0).split(inputs)
+    params = FineTuningParams(loss="margin_ranking", query_lr=1e-3, batch_size=16, num_epochs=1, seed=3)
+    results = []
+    for _ in range(2):
+        fine_tuner = EmbeddingsFineTuner(build_tiny_text_model(seed=0, vocab=vocabulary), items, params=params)
+        results.append(fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=1).history)
+    assert results[0] == results[1]
+
+
+def test_an_item_scores_by_its_best_part() -> None:
+    items = {"multi": ["boat water", "red shoe"], "single": ["red dress"], "other": ["city"]}
+    sessions = [
+        FineTuningInput("s1", "red shoe", ["multi", "single"], {"multi": 1, "single": 2}, ["multi"]),
+        FineTuningInput("s2", "city", ["other", "single"], {"other": 1, "single": 2}, ["other"]),
+    ]
+    model = build_tiny_text_model(seed=1)
+    fine_tuner = EmbeddingsFineTuner(model, items, params=FineTuningParams(batch_size=4))
+    fine_tuner.preprocess_inputs(sessions[:1], sessions[1:])
+    batch = next(iter(fine_tuner.test_dataloader_from()))
+    with torch.no_grad():
+        similarities = fine_tuner.item_similarities(batch)
+    query = model.encode_queries(["city"])[0]
+    parts = model.encode_items(["city", "red dress"])
+    expected = sorted((parts @ query).tolist(), reverse=True)
+    assert sorted(similarities[0].tolist(), reverse=True) == pytest.approx(expected, abs=1e-5)
+
+    train_batch = next(iter(fine_tuner.train_dataloader_from()))
+    with torch.no_grad():
+        train_similarities = fine_tuner.item_similarities(train_batch)
+    query = model.encode_queries(["red shoe"])[0]
+    multi = model.encode_items(items["multi"]) @ query
+    single = model.encode_items(items["single"]) @ query
+    assert sorted(train_similarities[0].tolist()) == pytest.approx(sorted([multi.max(), single.max()]), abs=1e-5)
+
+
+def test_token_cache_pads_like_the_tokenizer() -> None:
+    model = build_tiny_text_model(seed=0)
+    texts = ["red shoe", "a much longer text about the red shoe and the blue dress", "city"]
+    cache = TokenCache(model.tokenize_items, texts)
+    expected = model.tokenize_items(texts)
+    padded = cache.pad([0, 1, 2])
+    for key, value in expected.items():
+        assert torch.equal(padded[key], value), key
+    assert cache.lengths.tolist() == expected["attention_mask"].sum(dim=1).tolist()
+
+
+def test_separate_towers_get_their_own_learning_rate() -> None:
+    items, inputs, vocabulary = _toy_world(session_count=30)
+    model = build_tiny_text_model(seed=0, vocab=vocabulary).with_separate_towers()
+    params = FineTuningParams(query_lr=1e-3, item_lr=1e-4, warmup_share=0.5)
+    fine_tuner = EmbeddingsFineTuner(model, items, params=params)
+    fine_tuner._trainer = SimpleNamespace(estimated_stepping_batches=10)
+    configured = fine_tuner.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    assert [group["initial_lr"] for group in optimizer.param_groups] == [1e-3, 1e-4]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 / 6)  # warm-up starts low
+    for _ in range(5):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+
+
+def test_frozen_model_and_unlabelled_data_are_refused_clearly() -> None:
+    items, inputs, vocabulary = _toy_world(session_count=30)
+    fine_tuner = EmbeddingsFineTuner(build_tiny_text_model(vocab=vocabulary), items)
+    unlabelled = [FineTuningInput(s.session_id, s.query, s.results, s.ranks, []) for s in inputs]
+    with pytest.raises(NotEnoughDataError, match="training sessions"):
+        fine_tuner.preprocess_inputs(unlabelled, inputs)
+    frozen = EmbeddingsFineTuner(
+        build_tiny_text_model(vocab=vocabulary), items, params=FineTuningParams(train_last_n_layers=0)
+    )
+    frozen._trainer = SimpleNamespace(estimated_stepping_batches=10)
+    with pytest.raises(NotEnoughDataError, match="train_last_n_layers=0"):
+        frozen.configure_optimizers()
+
+
+def test_validation_interval_and_bucketed_batches() -> None:
+    assert validation_interval(1.0, batch_size=16, batches_per_epoch=10) == 1.0
+    assert validation_interval(0.25, batch_size=16, batches_per_epoch=10) == 0.25
+    assert validation_interval(64, batch_size=16, batches_per_epoch=10) == 4
+    assert validation_interval(10_000, batch_size=16, batches_per_epoch=10) == 10
+    assert validation_interval(3, batch_size=16, batches_per_epoch=10) == 1
+    with pytest.raises(ValueError, match="test_each_n_inputs"):
+        validation_interval(0, batch_size=16, batches_per_epoch=10)
+
+    lengths = [random.Random(0).randrange(100) for _ in range(100)]
+    sampler = LengthBucketBatchSampler(lengths, batch_size=8, seed=0, shuffle=True)
+    first, second = list(sampler), list(sampler)
+    assert sorted(index for batch in first for index in batch) == list(range(100))
+    assert first != second  # a new order each epoch
+    assert list(LengthBucketBatchSampler(lengths, batch_size=8, seed=0, shuffle=True)) == first
+    spreads = [max(lengths[i] for i in batch) - min(lengths[i] for i in batch) for batch in first]
+    assert sum(spreads) / len(spreads) < 20  # similar lengths share a batch
