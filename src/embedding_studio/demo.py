@@ -23,7 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -67,7 +67,7 @@ class DemoProfile:
 
 
 PROFILES = {
-    "quick": DemoProfile("quick", sessions_per_query=12, max_evals=1, num_epochs=1, judged_items_per_query=16,
+    "quick": DemoProfile("quick", sessions_per_query=10, max_evals=1, num_epochs=1, judged_items_per_query=16,
                          distractors=200, test_share=0.25),
     "full": DemoProfile("full", sessions_per_query=30, max_evals=2, num_epochs=2, judged_items_per_query=None,
                         distractors=0, test_share=0.25),
@@ -216,6 +216,32 @@ def stop_stale_postgres(pgdata: Path, timeout_s: float = 30.0) -> None:
         return
 
 
+def _die_with_parent() -> None:
+    """A demo killed outright (SIGKILL, OOM) must not leave its API and worker running (Linux only)."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+@contextmanager
+def _terminate_gracefully() -> Iterator[None]:
+    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the servers the demo started are stopped."""
+
+    def raise_interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread: leave signal handling alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class DemoServices:
     """PostgreSQL (embedded), the API and a worker, all in one data directory; stopped together."""
 
@@ -285,6 +311,7 @@ class DemoServices:
             stderr=subprocess.STDOUT,
             env=self._child_environment(),
             start_new_session=True,  # Ctrl-C in the terminal reaches the demo, which stops its children itself
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         self._processes[name] = process
         return process
@@ -471,6 +498,8 @@ def _step(progress: Progress, description: str, total: float | None = 100.0) -> 
     yield step
     progress.update(step, completed=total if total is not None else 1, total=total or 1)
     progress.update(step, description=f"{description} [dim]({time.monotonic() - started:.0f} s)[/dim]")
+    if not progress.console.is_terminal:  # CI logs get one line per step instead of a live display
+        progress.console.print(f"done: {description} ({time.monotonic() - started:.0f} s)")
 
 
 def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult:
@@ -514,6 +543,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
 
     services = DemoServices(data_dir, port, profile, catalog_path)
     api: DemoApi | None = None
+    stack = ExitStack()
+    stack.enter_context(_terminate_gracefully())
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn())
     try:
@@ -605,6 +636,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         if api is not None:
             api.close()
         services.stop()
+        stack.close()
 
 
 def _check_base_model() -> str:

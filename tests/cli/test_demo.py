@@ -1,0 +1,76 @@
+"""The demo's pieces that need no servers: dataset choice, catalog slicing, the demo method plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from embedding_studio.demo import (
+    DEMO_METHOD,
+    PROFILE_ENV,
+    PROFILES,
+    create_demo_plugin,
+    demo_catalog,
+    resolve_dataset,
+    stop_stale_postgres,
+    write_catalog,
+)
+from embedding_studio.evaluation import DatasetError, load_beir_dataset, split_queries
+
+
+def test_datasets_by_name_or_path(tmp_path: Path) -> None:
+    assert resolve_dataset("msmarco").name == "msmarco"
+    assert resolve_dataset("dbpedia").name == "dbpedia"
+    assert resolve_dataset(str(tmp_path)) == tmp_path
+    with pytest.raises(DatasetError, match="msmarco"):
+        resolve_dataset("no-such-set")
+
+
+def test_quick_catalog_keeps_judged_items_of_every_query_and_distractors(tmp_path: Path) -> None:
+    dataset = load_beir_dataset(resolve_dataset("msmarco"))
+    profile = PROFILES["quick"]
+    split = split_queries(dataset, test_share=profile.test_share, seed=0)
+    catalog = demo_catalog(dataset, split, profile, seed=0)
+    assert profile.judged_items_per_query is not None
+    assert len(catalog.corpus) < len(dataset.corpus) // 3
+    for query_id in split.train + split.test:
+        kept = catalog.qrels[query_id]
+        assert 1 <= len(kept) <= profile.judged_items_per_query
+        assert all(item_id in catalog.corpus for item_id in kept)  # every judgment is achievable
+    judged = {item_id for judged in catalog.qrels.values() for item_id in judged}
+    assert len(set(catalog.corpus) - judged) == profile.distractors
+    assert demo_catalog(dataset, split, profile, seed=0).item_ids == catalog.item_ids  # deterministic
+    assert demo_catalog(dataset, split, PROFILES["full"], seed=0) is dataset
+
+
+def test_written_catalog_is_what_the_loader_and_the_evaluation_both_read(tmp_path: Path) -> None:
+    from embedding_studio.items import create_loader
+
+    dataset = load_beir_dataset(resolve_dataset("dbpedia"))
+    catalog = dataset.subset(set(dataset.item_ids[:25]))
+    path = write_catalog(catalog, tmp_path / "catalog" / "corpus.jsonl")
+    loader = create_loader("jsonl_catalog", path=str(path))
+    loaded = {item.meta.item_id: item.data for batch in loader.load_all(10) for item in batch}
+    assert set(loaded) == set(catalog.item_ids)
+    for item_id, data in loaded.items():
+        assert data == catalog.item_text(item_id)  # offline figures score the texts search indexes
+
+
+def test_demo_method_follows_the_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    from embedding_studio.finetuning.method import get_method
+
+    monkeypatch.setenv(PROFILE_ENV, "quick")
+    quick = get_method(DEMO_METHOD)
+    assert quick.name == DEMO_METHOD
+    assert (quick.max_evals, quick.num_epochs) == (PROFILES["quick"].max_evals, PROFILES["quick"].num_epochs)
+    monkeypatch.setenv(PROFILE_ENV, "full")
+    full = create_demo_plugin(max_evals=5)
+    assert full.max_evals == 5 and full.num_epochs == PROFILES["full"].num_epochs
+
+
+def test_stopping_a_server_that_is_not_there_does_nothing(tmp_path: Path) -> None:
+    stop_stale_postgres(tmp_path / "pgdata")
+    (tmp_path / "pgdata").mkdir()
+    (tmp_path / "pgdata" / "postmaster.pid").write_text("999999999\n")
+    stop_stale_postgres(tmp_path / "pgdata")

@@ -1,0 +1,49 @@
+"""`embedding-studio demo --quick` as a newcomer runs it: real processes, real database, real training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(1500)
+def test_quick_demo_raises_held_out_ndcg(tmp_path: Path) -> None:
+    data_dir = tmp_path / "demo"
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("DATABASE_URL", "MLFLOW_TRACKING_URI") and not key.startswith("EMBEDDING_STUDIO_")
+    }
+    environment["EMBEDDING_STUDIO_DATA_DIR"] = str(tmp_path / "home")
+    environment["COLUMNS"] = "160"
+    result = subprocess.run(
+        [sys.executable, "-m", "embedding_studio.cli.main", "demo", "--quick", "--data-dir", str(data_dir)],
+        capture_output=True, text=True, env=environment, timeout=1400,
+    )
+    logs = "\n".join(
+        f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])
+        for log in sorted((data_dir / "logs").glob("*.log"))
+    )
+    assert result.returncode == 0, f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}\n{logs}"
+
+    summary = json.loads((data_dir / "demo-summary.json").read_text())
+    assert summary["after"]["ndcg@10"] > summary["before"]["ndcg@10"], summary
+    assert summary["sessions"] > 0 and summary["clicks"] > 0
+    assert summary["blue_model_id"] not in ("", "all-MiniLM-L6-v2")  # search answers from the fine-tuned model
+
+    output = " ".join(result.stdout.split())
+    assert "NDCG@10" in output and "MRR@10" in output
+    assert f"mlflow ui --backend-store-uri sqlite:///{data_dir / 'mlflow.db'}" in output
+    report = Path(summary["report"])
+    assert report.is_file() and str(report) in output
+    page = report.read_text()
+    assert page.count("<svg") >= 3  # trial curves, before/after bars, per-query scatter
+    assert "Queries whose top results changed" in page or summary["after"] == summary["before"]
+    # the servers the demo started are gone
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()
