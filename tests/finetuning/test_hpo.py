@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,10 @@ from embedding_studio.finetuning.hpo import (
     PreparedData,
     TrialRunner,
     previous_best_parameter_sets,
-    run_parameter_sets,
     search_parameters,
 )
 from embedding_studio.finetuning.method import FineTuningMethod, LoaderConfig
+from embedding_studio.finetuning.params import FineTuningParams
 from embedding_studio.finetuning.query_retriever import TextQueryRetriever
 from embedding_studio.finetuning.splitter import TrainTestSplitter
 
@@ -135,17 +136,39 @@ def test_a_pruned_trial_stops_early_and_keeps_its_run(
     assert "val_ndcg_at_10" in run.metrics
 
 
-def test_previous_best_parameter_sets_come_first_then_the_top_ones(
-    prepared: PreparedData, tiny_model_dir: Path, tracker: Any
-) -> None:
-    runner = runner_for(method(), prepared, tiny_model_dir, tracker)
-    first = run_parameter_sets(runner, [{"query_lr": 3e-3, "max_seq_length": 16}, {"query_lr": 1e-5}])
-    assert [outcome.state for outcome in first.outcomes] == ["complete", "complete"]
-    best = tracker.get_best_run(runner.iteration.experiment_id)
-    parameter_sets = previous_best_parameter_sets(tracker, runner.iteration, top_count=3)
-    assert parameter_sets[0] == best.params
-    assert len(parameter_sets) == 2
-    assert {params["query_lr"] for params in parameter_sets} == {3e-3, 1e-5}
+@dataclass
+class _Run:
+    run_id: str
+    params: dict[str, Any]
+
+
+class _RankedRuns:
+    """Stands in for the tracker's ranking (the real one is exercised by the two-trial test above)."""
+
+    def __init__(self, ranked: list[dict[str, Any]]) -> None:
+        self.ranked = ranked
+
+    def get_best_run(self, experiment_id: str) -> _Run | None:
+        return _Run("best", self.ranked[0]) if self.ranked else None
+
+    def get_top_params(self, experiment_id: str, n: int) -> list[dict[str, Any]]:
+        return self.ranked[:n]
+
+
+def test_previous_best_parameter_sets_come_first_then_the_top_ones_each_once() -> None:
+    from embedding_studio.tracking import Iteration
+
+    ranked = [
+        {"query_lr": 3e-3, "loss": "info_nce"},
+        {"query_lr": "0.0001", "use_ips": "false"},  # as a plain MLflow param store would return them
+        {"query_lr": 3e-3, "loss": "info_nce", "not_a_param_any_more": 1},
+        {"query_lr": -1.0},  # no longer valid: skipped, not fatal
+        {"query_lr": 1e-5},
+    ]
+    parameter_sets = previous_best_parameter_sets(_RankedRuns(ranked), Iteration("1", "toy"), top_count=3)  # type: ignore[arg-type]
+    assert [params["query_lr"] for params in parameter_sets] == [3e-3, 1e-4, 1e-5]
+    assert parameter_sets[1]["use_ips"] is False
+    assert parameter_sets[0] == FineTuningParams(query_lr=3e-3).model_dump()
 
 
 def test_should_stop_cancels_between_trials(prepared: PreparedData, tiny_model_dir: Path, tracker: Any) -> None:

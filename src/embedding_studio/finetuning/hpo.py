@@ -359,12 +359,14 @@ def _within(distribution: optuna.distributions.BaseDistribution, value: Any) -> 
 def previous_best_parameter_sets(
     tracker: ExperimentsManager, previous: Iteration, top_count: int
 ) -> list[dict[str, Any]]:
-    """The previous iteration's best params first, then its top parameter sets, each once."""
+    """The previous iteration's best params first, then its next best parameter sets: ``top_count`` sets in all,
+    each once."""
     candidates: list[Mapping[str, Any]] = []
     best = tracker.get_best_run(previous.experiment_id)
     if best is not None and getattr(best, "params", None):
         candidates.append(best.params)
-    candidates.extend(tracker.get_top_params(previous.experiment_id, top_count))
+    # Ask for more than needed: the best run is among the top ones, and some sets may repeat or no longer validate.
+    candidates.extend(tracker.get_top_params(previous.experiment_id, 2 * top_count + 1))
     unique: list[dict[str, Any]] = []
     for candidate in candidates:
         try:
