@@ -191,3 +191,17 @@ def test_validation_interval_and_bucketed_batches() -> None:
     assert list(LengthBucketBatchSampler(lengths, batch_size=8, seed=0, shuffle=True)) == first
     spreads = [max(lengths[i] for i in batch) - min(lengths[i] for i in batch) for batch in first]
     assert sum(spreads) / len(spreads) < 20  # similar lengths share a batch
+
+
+def test_training_truncates_to_max_seq_length_without_changing_the_saved_model() -> None:
+    long_text = " ".join(["red shoe blue dress"] * 10)
+    items = {"long": [long_text], "short": ["city"]}
+    sessions = [
+        FineTuningInput("s1", "red shoe", ["long", "short"], {"long": 1, "short": 2}, ["long"]),
+        FineTuningInput("s2", "city", ["long", "short"], {"long": 1, "short": 2}, ["short"]),
+    ]
+    model = build_tiny_text_model(seed=0, max_seq_length=64)
+    fine_tuner = EmbeddingsFineTuner(model, items, params=FineTuningParams(max_seq_length=12))
+    prepared = fine_tuner.preprocess_inputs(sessions[:1], sessions[1:])
+    assert max(prepared.train_collator.parts.lengths.tolist()) == 12
+    assert model.max_seq_length == 64

@@ -252,8 +252,6 @@ class EmbeddingsFineTuner(pl.LightningModule):
 
         train_last = self.params.train_last_n_layers
         model.set_trainable_layers(None if train_last < 0 else train_last)
-        current = model.max_seq_length
-        model.max_seq_length = min(self.params.max_seq_length, current) if current else self.params.max_seq_length
 
     @classmethod
     def create(
@@ -301,8 +299,19 @@ class EmbeddingsFineTuner(pl.LightningModule):
             parts = list(self.item_parts_text[item_id])
             item_parts.append(list(range(len(part_texts), len(part_texts) + len(parts))))
             part_texts.extend(parts)
-        parts_cache = TokenCache(self.model.tokenize_items, part_texts)
-        queries_cache = TokenCache(self.model.tokenize_queries, list(query_ids))
+        # Truncate to max_seq_length for training only: tokens are cached, so the saved model keeps
+        # the sequence length it came with for inference.
+        original_length = self.model.max_seq_length
+        if original_length:
+            self.model.max_seq_length = min(self.params.max_seq_length, original_length)
+        else:
+            self.model.max_seq_length = self.params.max_seq_length
+        try:
+            parts_cache = TokenCache(self.model.tokenize_items, part_texts)
+            queries_cache = TokenCache(self.model.tokenize_queries, list(query_ids))
+        finally:
+            if original_length:
+                self.model.max_seq_length = original_length
         part_lengths = parts_cache.lengths.tolist()
 
         def encode(features: SessionFeatures, shown: tuple[str, ...], clicked: frozenset[str]) -> EncodedRow:
@@ -610,6 +619,8 @@ def fit_fine_tuner(
     finally:
         fine_tuner.restore_best()
         fine_tuner.eval()
+        # The best weights are in place; the CPU copy is not needed any more.
+        fine_tuner._best_state = None
     return FitResult(
         best_metrics=dict(fine_tuner.best_metrics),
         history=list(fine_tuner.history),
