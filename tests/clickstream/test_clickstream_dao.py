@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from embedding_studio.clickstream.dao import (
+    InvalidRecordError,
     ItemNotInResultsError,
     SessionConflictError,
     UnknownBatchError,
@@ -85,6 +86,17 @@ def test_add_events_ignores_repeats_and_rejects_unknown_items(clean_db: str) -> 
     stored = clickstream_dao.get_session("s1")
     assert [event.event_id for event in stored.events] == ["e1", "e2"]  # e3 was not half-written
     assert all(event.event_type == "click" for event in stored.events)
+
+
+def test_invalid_arguments_are_named(clean_db: str) -> None:
+    with pytest.raises(InvalidRecordError, match="results"):
+        clickstream_dao.add_session("s1", "q", ["a", "a"])
+    clickstream_dao.add_session("s1", "q", ["a"])
+    with pytest.raises(InvalidRecordError, match="event_id"):
+        clickstream_dao.add_events("s1", [{"item_id": "a"}])
+    assert clickstream_dao.add_events("s1", []) == 0
+    with pytest.raises(UnknownSessionError):
+        clickstream_dao.add_events("ghost", [])
 
 
 def test_mark_irrelevant(clean_db: str) -> None:

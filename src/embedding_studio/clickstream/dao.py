@@ -22,6 +22,7 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
+from pydantic import ValidationError
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -36,6 +37,7 @@ from embedding_studio.clickstream.records import (
     EventRecord,
     SessionBody,
     SessionRecord,
+    describe_validation_error,
     guess_session_id,
     parse_session_record,
 )
@@ -225,14 +227,22 @@ class ClickstreamDao:
         Returns the stored session and whether it was created now; the same body again is not stored
         twice (``created=False``), the same id with a different body raises :class:`SessionConflictError`.
         """
-        body = SessionBody(
-            session_id=session_id,
-            query=query,
-            results=results,
-            user_id=user_id,
-            created_at=created_at,
-            payload=payload,
-        )
+        fields = {
+            "session_id": session_id,
+            "query": query,
+            "results": results,
+            "user_id": user_id,
+            "created_at": created_at,
+            "payload": payload,
+        }
+        try:
+            body = SessionBody.model_validate(fields)
+        except ValidationError as error:
+            raise InvalidRecordError(describe_validation_error(error)) from error
+        return self.store_session(body)
+
+    def store_session(self, body: SessionBody) -> tuple[ClickstreamSession, bool]:
+        """:meth:`add_session` for a body that was validated already (the API's), so it is not checked twice."""
         parameters = {
             "session_id": body.session_id,
             "query": json.dumps(body.query),
@@ -260,7 +270,12 @@ class ClickstreamDao:
 
     def add_events(self, session_id: str, events: Iterable[EventRecord | Mapping[str, Any]]) -> int:
         """Attach events to a stored session; returns how many were new (repeated event ids are ignored)."""
-        records = [event if isinstance(event, EventRecord) else EventRecord.model_validate(event) for event in events]
+        try:
+            records = [
+                event if isinstance(event, EventRecord) else EventRecord.model_validate(event) for event in events
+            ]
+        except ValidationError as error:
+            raise InvalidRecordError(describe_validation_error(error)) from error
         if not records:
             if not self._session_exists(session_id):
                 raise UnknownSessionError(session_id)

@@ -50,15 +50,7 @@ _NOT_FOUND = {"description": "Unknown session or batch"}
 async def add_session(body: SessionBody, response: Response) -> SessionCreatedOut:
     """Record one search: the query and the item ids shown, in order. Sending it again changes nothing."""
     try:
-        session, created = await run_in_threadpool(
-            clickstream_dao.add_session,
-            session_id=body.session_id,
-            query=body.query,
-            results=body.results,
-            user_id=body.user_id,
-            created_at=body.created_at,
-            payload=body.payload,
-        )
+        session, created = await run_in_threadpool(clickstream_dao.store_session, body)
     except SessionConflictError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
     if not created:
