@@ -85,6 +85,8 @@ def test_irrelevant(client: TestClient) -> None:
         ({"session_id": 5, "query": "q", "results": []}, "session_id"),
         ({"query": "q", "results": []}, "session_id"),
         ({"session_id": "s1", "query": "q", "results": ["a", "a"]}, "results"),
+        ({"session_id": "s1", "query": "  ", "results": ["a"]}, "query"),
+        ({"session_id": "s1", "query": 7, "results": ["a"]}, "query.str"),
         ({"session_id": "s1", "query": "q", "results": [], "created_at": "yesterday"}, "created_at"),
         ({"session_id": "s1", "query": "q", "results": [], "resluts": []}, "resluts"),
         ([1, 2, 3], "body"),

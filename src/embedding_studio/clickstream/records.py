@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from embedding_studio.clickstream.errors import InvalidRecordError
 
 MAX_ID_LENGTH = 512
+MAX_RESULTS = 10_000
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -50,7 +51,9 @@ class SessionBody(BaseModel):
 
     session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     query: str | dict[str, Any]
-    results: list[str] = Field(description="Item ids in the order they were shown (rank 1 first).")
+    results: list[str] = Field(
+        max_length=MAX_RESULTS, description="Item ids in the order they were shown (rank 1 first)."
+    )
     user_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     created_at: datetime | None = None
     payload: dict[str, Any] | None = None
@@ -59,6 +62,13 @@ class SessionBody(BaseModel):
     @classmethod
     def _created_at_in_utc(cls, value: datetime | None) -> datetime | None:
         return _as_utc(value)
+
+    @field_validator("query")
+    @classmethod
+    def _query_is_not_empty(cls, query: str | dict[str, Any]) -> str | dict[str, Any]:
+        if not query or (isinstance(query, str) and not query.strip()):
+            raise ValueError("the query must not be empty")
+        return query
 
     @field_validator("results")
     @classmethod
