@@ -105,6 +105,7 @@ def test_training_is_deterministic_for_a_seed() -> None:
         fine_tuner = EmbeddingsFineTuner(build_tiny_text_model(seed=0, vocab=vocabulary), items, params=params)
         results.append(fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=1).history)
     assert results[0] == results[1]
+    assert not torch.are_deterministic_algorithms_enabled()  # the process-wide flag is given back
 
 
 def test_an_item_scores_by_its_best_part() -> None:

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import math
 import random
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -532,11 +533,19 @@ def _quiet_lightning() -> Iterator[None]:
     levels = [each.level for each in loggers]
     for each in loggers:
         each.setLevel(logging.WARNING)
+    # Lightning's `deterministic=True` flips a process-wide torch flag; give the process its own back.
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     try:
-        yield
+        with warnings.catch_warnings():
+            # Tokens are cached and batches padded in microseconds: loader workers would only add start-up time.
+            warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+            yield
     finally:
         for each, level in zip(loggers, levels, strict=True):
             each.setLevel(level)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 def fit_fine_tuner(
