@@ -490,9 +490,10 @@ class ClickstreamDao:
         last_session_id: str | None = None
         while True:
             with get_engine().connect() as connection:
+                # Two statements rather than "after IS NULL OR ...", so the index range scan starts at the cursor.
+                after = "" if last_session_id is None else "AND session_id > %(after)s "
                 rows = connection.exec_driver_sql(
-                    f"SELECT {_SESSION_COLUMNS} FROM clickstream_sessions "
-                    "WHERE batch_id = %(batch_id)s AND (%(after)s::text IS NULL OR session_id > %(after)s::text) "
+                    f"SELECT {_SESSION_COLUMNS} FROM clickstream_sessions WHERE batch_id = %(batch_id)s {after}"
                     "ORDER BY session_id LIMIT %(limit)s",
                     {"batch_id": batch_id, "after": last_session_id, "limit": page_size},
                 ).fetchall()
