@@ -182,3 +182,30 @@ def test_should_stop_cancels_between_trials(prepared: PreparedData, tiny_model_d
     with pytest.raises(FineTuningCanceled, match="after 1 finished trials"):
         search_parameters(runner, study_name="toy-cancel", should_stop=should_stop)
     assert len(tracker.list_runs(runner.iteration.experiment_id)) == 1
+
+
+def test_workers_sharing_a_study_in_a_database_split_its_trials(
+    prepared: PreparedData, tiny_model_dir: Path, tracker: Any, tmp_path: Path
+) -> None:
+    """Two runners (two workers) on one Optuna study in an RDB run max_evals trials together, not each."""
+    from embedding_studio.finetuning.fine_tuner import FitResult
+
+    def quick_train(*, params: Any, on_validation_metrics: Any, **_: Any) -> FitResult:
+        # Stands in for training (tested above): the metric depends on the drawn learning rate.
+        metrics = {"val_loss": 1.0, "val_ndcg_at_10": 1.0 - abs(params.query_lr - 3e-3) * 100}
+        on_validation_metrics(1, metrics)
+        return FitResult(best_metrics=metrics, history=[metrics], stopped_epoch=0)
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    fine_tuning_method = method(max_evals=3)
+    iteration = tracker.start_iteration("toy", "7")
+    workers = [
+        TrialRunner(fine_tuning_method, prepared, tiny_model_dir, tracker, iteration, device="cpu", train=quick_train)
+        for _ in range(2)
+    ]
+    first = search_parameters(workers[0], study_name="shared", storage_url=storage)
+    second = search_parameters(workers[1], study_name="shared", storage_url=storage)
+    assert len(first.outcomes) == 3 and second.outcomes == []
+    study = optuna.load_study(study_name="shared", storage=storage)
+    assert len(study.trials) == 3
+    assert len(tracker.list_runs(iteration.experiment_id)) == 3

@@ -47,6 +47,11 @@ class HyperparameterSearchSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="EMBEDDING_STUDIO_HPO_", extra="ignore")
 
     storage: str | None = Field(default=None, description="'', 'database' or an SQLAlchemy URL for Optuna.")
+    study_name: str | None = Field(
+        default=None,
+        description="Name of a shared study: workers given the same name (and storage) split its max_evals trials. "
+        "Unset: one study per iteration.",
+    )
     pruner: Literal["median", "successive_halving", "none"] = "median"
     startup_trials: int = Field(default=2, ge=0, description="Trials that run to the end before pruning starts.")
     warmup_validations: int = Field(default=1, ge=0, description="Validations of a trial before it may be pruned.")
@@ -328,9 +333,13 @@ def search_parameters(
     if should_stop is not None and should_stop():
         raise FineTuningCanceled(0)
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    # Other workers of a shared study may have run some of the trials already (or be running them).
+    started = len(study.get_trials(deepcopy=False, states=(*finished_states, optuna.trial.TrialState.RUNNING)))
+    if started >= max_evals:
+        return result
     study.optimize(
         objective,
-        n_trials=max_evals,
+        n_trials=max_evals - started,
         callbacks=[optuna.study.MaxTrialsCallback(max_evals, states=finished_states), after_trial],
         catch=(),
         gc_after_trial=True,

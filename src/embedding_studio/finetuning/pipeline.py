@@ -304,7 +304,8 @@ def _select_parameters(
     report(_PREPARED, f"searching {runner.method.max_evals} parameter sets")
     return search_parameters(
         runner,
-        study_name=f"{runner.method.name}-batch-{batch_id}-experiment-{iteration.experiment_id}",
+        study_name=search_settings.study_name
+        or f"{runner.method.name}-batch-{batch_id}-experiment-{iteration.experiment_id}",
         search_settings=search_settings,
         storage_url=storage_url,
         progress=report,
