@@ -21,10 +21,19 @@ from embedding_studio.items.manager import (
     items_to_load,
 )
 from embedding_studio.items.normalizer import DatasetFieldsNormalizer, NormalizationError
-from embedding_studio.items.preprocessors import ImagePreprocessor, TextPreprocessor
 from embedding_studio.items.registry import LoaderConfig, UnknownLoaderError, create_configured_loader, create_loader
 from embedding_studio.items.splitters import TextSplitter
 from embedding_studio.items.types import DownloadedItem, FailedItem, ItemMeta
+
+
+def __getattr__(name: str) -> object:
+    """The preprocessors need torch; import it only when one is asked for (loaders and the API do without)."""
+    if name in ("ImagePreprocessor", "TextPreprocessor"):
+        from embedding_studio.items import preprocessors
+
+        return getattr(preprocessors, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AugmentationConfig",

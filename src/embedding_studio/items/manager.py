@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from embedding_studio.clickstream.types import FineTuningInput
 from embedding_studio.items.augmentation import AugmentationConfig, Augmenter
 from embedding_studio.items.loader import UNREADABLE, LoadResult
 from embedding_studio.items.normalizer import DatasetFieldsNormalizer, NormalizationError
-from embedding_studio.items.preprocessors import Preprocessor
 from embedding_studio.items.splitters import TextSplitter
 from embedding_studio.items.types import DownloadedItem, FailedItem, ItemMeta
+
+if TYPE_CHECKING:
+    from embedding_studio.items.preprocessors import Preprocessor
 
 logger = logging.getLogger(__name__)
 
