@@ -27,6 +27,11 @@ def test_missing_required_option_is_named() -> None:
         create_loader("s3_text")
 
 
+def test_an_option_the_loader_fixes_itself_is_refused_by_name() -> None:
+    with pytest.raises(LoaderError, match="no option 'content_type'"):
+        create_loader("s3_text", bucket="b", content_type="image")
+
+
 def test_loader_config_creates_the_catalog_loader() -> None:
     loader = LoaderConfig(name="jsonl_catalog", options={"as_fields": True}).create()
     item = loader.load([ItemMeta("4380635")]).items[0]

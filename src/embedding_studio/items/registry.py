@@ -62,6 +62,7 @@ def _check_options(name: str, cls: type[DataLoader], options: dict[str, Any]) ->
                 required.add(parameter.name)
         if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
             break
+    accepted -= set(getattr(cls, "fixed_options", ()))  # e.g. the content type of s3_text is text
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise LoaderError(

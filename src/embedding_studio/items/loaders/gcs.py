@@ -144,15 +144,21 @@ class GCPLoader(ObjectStoreLoader):
 
 
 class GCPTextLoader(GCPLoader):
+    fixed_options = ("content_type",)
+
     def __init__(self, bucket: str, **options: Any) -> None:
         super().__init__(bucket, content_type="text", **options)
 
 
 class GCPJsonLoader(GCPLoader):
+    fixed_options = ("content_type",)
+
     def __init__(self, bucket: str, **options: Any) -> None:
         super().__init__(bucket, content_type="json", **options)
 
 
 class GCPImageLoader(GCPLoader):
+    fixed_options = ("content_type",)
+
     def __init__(self, bucket: str, **options: Any) -> None:
         super().__init__(bucket, content_type="image", **options)

@@ -72,15 +72,21 @@ class LocalFileLoader(ObjectStoreLoader):
 
 
 class LocalTextLoader(LocalFileLoader):
+    fixed_options = ("content_type",)
+
     def __init__(self, root: str | os.PathLike[str], extension: str = ".txt", **options: Any) -> None:
         super().__init__(root, content_type="text", extension=extension, **options)
 
 
 class LocalJsonLoader(LocalFileLoader):
+    fixed_options = ("content_type",)
+
     def __init__(self, root: str | os.PathLike[str], extension: str = ".json", **options: Any) -> None:
         super().__init__(root, content_type="json", extension=extension, **options)
 
 
 class LocalImageLoader(LocalFileLoader):
+    fixed_options = ("content_type",)
+
     def __init__(self, root: str | os.PathLike[str], extension: str = ".png", **options: Any) -> None:
         super().__init__(root, content_type="image", extension=extension, **options)

@@ -176,15 +176,21 @@ class AwsS3Loader(ObjectStoreLoader):
 
 
 class AwsS3TextLoader(AwsS3Loader):
+    fixed_options = ("content_type",)
+
     def __init__(self, bucket: str, **options: Any) -> None:
         super().__init__(bucket, content_type="text", **options)
 
 
 class AwsS3JsonLoader(AwsS3Loader):
+    fixed_options = ("content_type",)
+
     def __init__(self, bucket: str, **options: Any) -> None:
         super().__init__(bucket, content_type="json", **options)
 
 
 class AwsS3ImageLoader(AwsS3Loader):
+    fixed_options = ("content_type",)
+
     def __init__(self, bucket: str, **options: Any) -> None:
         super().__init__(bucket, content_type="image", **options)
