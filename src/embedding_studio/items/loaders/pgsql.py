@@ -210,8 +210,10 @@ class PgsqlLoader(DataLoader):
         shape = self.validate()
         udt = shape.columns[self.id_column]
         convert = self._id_converter(udt)
-        # id value -> the metas asking for it (one, unless two sources or spellings name the same row)
-        wanted: dict[Any, list[ItemMeta]] = {}
+        # id value -> the meta asking for it; a second meta for the same row (another source, "07" and "7")
+        # waits in ``also_wanted``, so the common case costs one dict entry per id
+        wanted: dict[Any, ItemMeta] = {}
+        also_wanted: dict[Any, list[ItemMeta]] = {}
         impossible: set[ItemMeta] = set()
         for meta in items:
             try:
@@ -223,33 +225,35 @@ class PgsqlLoader(DataLoader):
                         FailedItem(meta, MISSING, f"{meta.item_id!r} cannot be a {udt} id of {self.describe()}")
                     )
                 continue
-            same_id = wanted.get(value)
-            if same_id is None:
-                wanted[value] = [meta]
-            elif meta not in same_id:
-                same_id.append(meta)
+            first = wanted.setdefault(value, meta)
+            if first is not meta and first != meta:
+                others = also_wanted.setdefault(value, [])
+                if meta not in others:
+                    others.append(meta)
         query = sql.SQL("{select} WHERE {id} = ANY(%s::{cast})").format(
             select=self._select(), id=sql.Identifier(self.id_column), cast=self._id_array_cast(udt)
         )
-        rows_by_id: dict[Any, Sequence[Any]] = {}
         pages = [self._array_literal(page) for page in chunked(list(wanted), self.page_size)]
-        for rows in self._execute_pages(query, pages):
-            for row in rows:
-                rows_by_id[row[0]] = row
         row_content = self.row_content
         items_append, failed_append = result.items.append, result.failed.append
-        for value, metas_for_value in wanted.items():
-            row = rows_by_id.get(value)
-            for meta in metas_for_value:
-                if row is None:
-                    failed_append(FailedItem(meta, MISSING, f"no row with {self.id_column} = {value!s}"))
+        for rows in self._execute_pages(query, pages):
+            for row in rows:
+                meta = wanted.pop(row[0], None)
+                if meta is None:
                     continue
                 try:
                     data, extra = row_content(row[1:])
                 except ValueError as error:
                     failed_append(FailedItem(meta, UNREADABLE, f"{self.describe()}: {error}"))
+                    for other in also_wanted.get(row[0], ()):
+                        failed_append(FailedItem(other, UNREADABLE, f"{self.describe()}: {error}"))
                     continue
                 items_append(DownloadedItem(meta, data, extra))
+                for other in also_wanted.get(row[0], ()):
+                    items_append(DownloadedItem(other, data, dict(extra)))
+        for value, meta in wanted.items():  # what no page returned
+            for missing in (meta, *also_wanted.get(value, ())):
+                failed_append(FailedItem(missing, MISSING, f"no row with {self.id_column} = {value!s}"))
         return result
 
     def _execute_pages(self, query: Any, pages: list[str]) -> list[list[tuple[Any, ...]]]:
