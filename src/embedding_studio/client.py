@@ -3,11 +3,16 @@
 One method per endpoint, typed answers (the API's own pydantic models), and one error type,
 :class:`ApiError`, carrying the HTTP status and the server's reason. Other resources add their
 methods to :class:`EmbeddingStudioClient` the same way: build the path, call :meth:`_request`, parse.
+
+Tasks (fine-tuning, reindex, item upserts) run in workers; :meth:`EmbeddingStudioClient.wait_for_task`
+polls one until it ends and turns anything but ``done`` into :class:`TaskEndedError` or
+:class:`TaskTimeoutError`, so a script never mistakes a refused or failed task for a finished one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -27,6 +32,15 @@ from embedding_studio.api.schemas.clickstream import (
     SessionOut,
     SessionRecord,
 )
+from embedding_studio.api.schemas.tasks import (
+    ModelListOut,
+    SearchOut,
+    TaskCreatedOut,
+    TaskListOut,
+    TaskOut,
+)
+from embedding_studio.tasks.params import LoaderSpec, UpsertItem
+from embedding_studio.tasks.types import TaskKind, TaskStatus
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -41,6 +55,22 @@ class ApiError(RuntimeError):
         self.detail = detail
         self.errors = errors or []
         super().__init__(f"HTTP {status_code}: {detail}")
+
+
+class TaskNotDoneError(RuntimeError):
+    """:meth:`EmbeddingStudioClient.wait_for_task` did not see the task end ``done``; ``task`` is its last state."""
+
+    def __init__(self, message: str, task: TaskOut) -> None:
+        self.task = task
+        super().__init__(message)
+
+
+class TaskEndedError(TaskNotDoneError):
+    """The task ended failed, canceled or refused; the message carries its status and the server's reason."""
+
+
+class TaskTimeoutError(TaskNotDoneError, TimeoutError):
+    """The task was still pending or processing when the wait ran out (it keeps running on the server)."""
 
 
 def _as_json(value: BaseModel | Mapping[str, Any]) -> Any:
@@ -149,8 +179,196 @@ class EmbeddingStudioClient:
     def get_batch(self, batch_id: int) -> BatchOut:
         return self._parse(BatchOut, self._request("GET", f"/api/v1/clickstream/batches/{int(batch_id)}"))
 
+    # ---------------------------------------------------------------------------------------- search
+
+    def search(self, query: str, limit: int = 10, offset: int = 0, user_id: str | None = None) -> SearchOut:
+        """Search on the blue model; the answer's ``session_id`` is already recorded, so report clicks on it
+        (:meth:`add_click`). No deployed model → :class:`ApiError` 503 saying so."""
+        body: dict[str, Any] = {"query": query, "limit": limit, "offset": offset}
+        if user_id is not None:
+            body["user_id"] = user_id
+        return self._parse(SearchOut, self._request("POST", "/api/v1/search", json=body))
+
+    # ----------------------------------------------------------------------------------- fine-tuning
+
+    def create_fine_tuning_task(
+        self,
+        batch_id: int,
+        method: str | None = None,
+        embedding_model_id: str | None = None,
+        deploy_as_blue: bool = False,
+        wait_on_conflict: bool = False,
+        idempotency_key: str | None = None,
+        method_options: Mapping[str, Any] | None = None,
+    ) -> TaskCreatedOut:
+        """Queue fine-tuning on a released batch (an unknown or collecting batch, an unknown method or model →
+        :class:`ApiError` 422 with the reason). Unset ``method`` and ``embedding_model_id`` take the server's
+        defaults: the ``default_text`` method, starting from the blue model. The same ``idempotency_key`` gives
+        the first task back instead of a second one."""
+        body: dict[str, Any] = {
+            "batch_id": batch_id,
+            "deploy_as_blue": deploy_as_blue,
+            "wait_on_conflict": wait_on_conflict,
+        }
+        if method is not None:
+            body["method"] = method
+        if embedding_model_id is not None:
+            body["embedding_model_id"] = embedding_model_id
+        if method_options is not None:
+            body["method_options"] = dict(method_options)
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        return self._parse(TaskCreatedOut, self._request("POST", "/api/v1/fine-tuning/tasks", json=body))
+
+    def get_fine_tuning_task(self, task_id: str) -> TaskOut:
+        return self._parse(TaskOut, self._request("GET", f"/api/v1/fine-tuning/tasks/{_quote(task_id)}"))
+
+    def list_fine_tuning_tasks(
+        self, status: TaskStatus | str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[TaskOut]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if status is not None:
+            params["status"] = str(status)
+        body = self._request("GET", "/api/v1/fine-tuning/tasks", params=params)
+        return self._parse(TaskListOut, body).tasks
+
+    def cancel_fine_tuning_task(self, task_id: str) -> TaskOut:
+        """A pending task is canceled at once; a running one stops at its next check (``cancel_requested``).
+        A task that already ended → :class:`ApiError` 409."""
+        path = f"/api/v1/fine-tuning/tasks/{_quote(task_id)}/cancel"
+        return self._parse(TaskOut, self._request("POST", path))
+
+    # --------------------------------------------------------------------------------------- reindex
+
+    def create_reindex_task(
+        self,
+        dest_model_id: str,
+        source_model_id: str | None = None,
+        deploy_as_blue: bool = False,
+        wait_on_conflict: bool = False,
+        loader: LoaderSpec | Mapping[str, Any] | None = None,
+        batch_size: int | None = None,
+        pause_between_batches_s: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> TaskCreatedOut:
+        """Queue embedding the catalog with ``dest_model_id`` (from ``source_model_id``'s collection, default the
+        blue one, or from ``loader``). Its ``status`` is ``refused`` at once when another reindex builds the same
+        model and ``wait_on_conflict`` is off."""
+        body: dict[str, Any] = {
+            "dest_model_id": dest_model_id,
+            "deploy_as_blue": deploy_as_blue,
+            "wait_on_conflict": wait_on_conflict,
+        }
+        optional = {
+            "source_model_id": source_model_id,
+            "loader": _as_json(loader) if loader is not None else None,
+            "batch_size": batch_size,
+            "pause_between_batches_s": pause_between_batches_s,
+            "idempotency_key": idempotency_key,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
+        return self._parse(TaskCreatedOut, self._request("POST", "/api/v1/reindex/tasks", json=body))
+
+    def get_reindex_task(self, task_id: str) -> TaskOut:
+        return self._parse(TaskOut, self._request("GET", f"/api/v1/reindex/tasks/{_quote(task_id)}"))
+
+    def cancel_reindex_task(self, task_id: str) -> TaskOut:
+        path = f"/api/v1/reindex/tasks/{_quote(task_id)}/cancel"
+        return self._parse(TaskOut, self._request("POST", path))
+
+    # ---------------------------------------------------------------------------------------- models
+
+    def list_models(self) -> ModelListOut:
+        return self._parse(ModelListOut, self._request("GET", "/api/v1/models"))
+
+    def rollback_model(self, model_id: str) -> ModelListOut:
+        """Give ``model_id``, the current blue model: search goes back to the previous blue one. Any other
+        indexed model → :class:`ApiError` 409; a model never indexed → 404."""
+        return self._parse(ModelListOut, self._request("POST", f"/api/v1/models/{_quote(model_id)}/rollback"))
+
+    # ----------------------------------------------------------------------------------------- items
+
+    def upsert_items(
+        self, items: Iterable[UpsertItem | Mapping[str, Any]], idempotency_key: str | None = None
+    ) -> TaskCreatedOut:
+        """Queue adding or replacing items (``{item_id, text, payload?}``) in every collection; the upsert
+        worker applies them, reindexes in progress included."""
+        body: dict[str, Any] = {"items": [_as_json(item) for item in items]}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        return self._parse(TaskCreatedOut, self._request("POST", "/api/v1/items/upsert", json=body))
+
+    def delete_items(self, item_ids: Iterable[str], idempotency_key: str | None = None) -> TaskCreatedOut:
+        body: dict[str, Any] = {"item_ids": list(item_ids)}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        return self._parse(TaskCreatedOut, self._request("POST", "/api/v1/items/delete", json=body))
+
+    def get_items_task(self, task_id: str) -> TaskOut:
+        return self._parse(TaskOut, self._request("GET", f"/api/v1/items/tasks/{_quote(task_id)}"))
+
+    # ----------------------------------------------------------------------------------------- tasks
+
+    def get_task(self, task_id: str, kind: TaskKind | str) -> TaskOut:
+        """Any task by kind: ``fine_tuning`` (or ``fine-tuning``), ``reindex``, ``upsert`` (or ``items``)."""
+        getter = {
+            TaskKind.fine_tuning: self.get_fine_tuning_task,
+            TaskKind.reindex: self.get_reindex_task,
+            TaskKind.upsert: self.get_items_task,
+        }[_task_kind(kind)]
+        return getter(task_id)
+
+    def wait_for_task(
+        self,
+        task_id: str,
+        kind: TaskKind | str,
+        timeout: float = 600.0,
+        poll_interval: float = 0.5,
+        on_progress: Callable[[TaskOut], None] | None = None,
+    ) -> TaskOut:
+        """Poll until the task ends and return it when ``done``.
+
+        ``on_progress`` sees every polled state (``progress``, ``progress_message``), e.g. to drive a progress
+        bar or to check that the workers are still alive. A task ending failed, canceled or refused raises
+        :class:`TaskEndedError`; one still running after ``timeout`` seconds raises :class:`TaskTimeoutError`.
+        """
+        task_kind = _task_kind(kind)
+        if timeout < 0 or poll_interval <= 0:
+            raise ValueError(f"timeout must be >= 0 and poll_interval > 0, got {timeout} and {poll_interval}")
+        deadline = time.monotonic() + timeout
+        while True:
+            task = self.get_task(task_id, task_kind)
+            if on_progress is not None:
+                on_progress(task)
+            if task.status == TaskStatus.done:
+                return task
+            if TaskStatus(task.status).is_final:
+                raise TaskEndedError(
+                    f"{task_kind.value} task {task_id} ended {task.status}: {task.error or 'no reason given'}", task
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TaskTimeoutError(
+                    f"{task_kind.value} task {task_id} is still {task.status} after {timeout:g} s "
+                    f"(progress {task.progress:.0%}{': ' + task.progress_message if task.progress_message else ''})",
+                    task,
+                )
+            time.sleep(min(poll_interval, remaining))
+
 
 _BATCH_LIST = TypeAdapter(list[BatchOut])
+
+_KIND_ALIASES = {"fine-tuning": TaskKind.fine_tuning, "items": TaskKind.upsert}
+
+
+def _task_kind(kind: TaskKind | str) -> TaskKind:
+    if isinstance(kind, TaskKind):
+        return kind
+    try:
+        return _KIND_ALIASES.get(kind) or TaskKind(kind)
+    except ValueError:
+        known = ", ".join([*(member.value for member in TaskKind), *_KIND_ALIASES])
+        raise ValueError(f"unknown task kind {kind!r}: expected one of {known}") from None
 
 
 def _quote(path_part: str) -> str:
