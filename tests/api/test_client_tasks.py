@@ -110,9 +110,7 @@ def test_bad_task_requests_are_refused_with_the_reason(client: EmbeddingStudioCl
 
 def test_fine_tuning_tasks_are_created_once_listed_and_canceled(client: EmbeddingStudioClient) -> None:
     batch_id = client.release_batch().released_batch_id
-    created = client.create_fine_tuning_task(
-        batch_id, method_options={"max_evals": 1}, idempotency_key="client-test"
-    )
+    created = client.create_fine_tuning_task(batch_id, method_options={"max_evals": 1}, idempotency_key="client-test")
     assert created.status == "pending"
     assert client.create_fine_tuning_task(batch_id, idempotency_key="client-test").id == created.id
     task = client.get_fine_tuning_task(created.id)
