@@ -105,3 +105,18 @@ def test_without_clicks_the_curve_is_flat_and_bad_method_is_refused() -> None:
     with pytest.raises(ValueError, match="method"):
         estimate_propensities([], method="magic")
     assert prior_propensities().propensity(3) == pytest.approx(1 / math.log2(4))
+
+
+def test_an_item_clicked_for_the_same_query_elsewhere_is_not_a_negative() -> None:
+    sessions = [
+        _session("s1", ["a", "b", "c"], ["c"], query="Red Shoes"),
+        _session("s2", ["a", "b", "c"], ["b"], query="red shoes"),
+        _session("s3", ["a", "b", "c"], [], irrelevant=True, query="red shoes"),
+        _session("s4", ["a", "b", "c"], ["c"], query="blue dress"),
+    ]
+    extractor = FeatureExtractor(use_ips=False).fit(sessions)
+    rows = {row.session_id: row for row in extractor.extract(sessions)}
+    assert rows["s1"].negative_ids == ("a",)
+    assert rows["s2"].negative_ids == ("a",)
+    assert rows["s3"].negative_ids == ("a",)
+    assert rows["s4"].negative_ids == ("a", "b")

@@ -5,7 +5,10 @@ Rules (``r`` is the 1-based rank an item was shown at, ``r_d`` the rank of the d
 * a clicked result is a positive; a shown-but-not-clicked one is a negative;
 * a session the user marked irrelevant makes every shown result a negative (confidence 1);
 * a session with neither clicks nor an irrelevance mark carries no label and yields no row (it still
-  counts as impressions when propensities are estimated).
+  counts as impressions when propensities are estimated);
+* an item some other session of the same query clicked is never a negative of that query: the skip is
+  the noisier signal (the user may have found what they wanted above it, or skimmed past it), and
+  pushing it away in one session while pulling it close in another only adds noise.
 
 Weights, the ``w`` of the loss formulas:
 
@@ -171,8 +174,11 @@ class FeatureExtractor:
         self.propensity_method = propensity_method
         self.propensities: PropensityCurve = prior_propensities()
         self.positive_normaliser = 1.0
+        self.clicked_by_query: dict[str, set[str]] = {}
 
     def fit(self, inputs: Sequence[FineTuningInput]) -> FeatureExtractor:
+        self.clicked_by_query = {}
+        self.remember_clicks(inputs)
         if self.use_ips:
             self.propensities = estimate_propensities(inputs, self.query_retriever, method=self.propensity_method)
             weights = [
@@ -186,6 +192,12 @@ class FeatureExtractor:
             self.propensities = prior_propensities()
             self.positive_normaliser = 1.0
         return self
+
+    def remember_clicks(self, inputs: Sequence[FineTuningInput]) -> None:
+        """Note which items users clicked for each query, so no session of that query makes them negatives."""
+        for fine_tuning_input, query in zip(inputs, self.query_retriever.get_queries(inputs), strict=True):
+            if fine_tuning_input.events and not fine_tuning_input.is_irrelevant:
+                self.clicked_by_query.setdefault(normalize_query_text(query), set()).update(fine_tuning_input.events)
 
     def extract(
         self, inputs: Sequence[FineTuningInput], known_items: Container[str] | None = None
@@ -207,10 +219,11 @@ class FeatureExtractor:
             shown = [item_id for item_id in shown if item_id in known_items]
         ranked = sorted(shown, key=lambda item_id: _rank(fine_tuning_input, item_id))
         clicked = set(fine_tuning_input.events)
+        clicked_elsewhere = self.clicked_by_query.get(normalize_query_text(query), set()) - clicked
 
         if fine_tuning_input.is_irrelevant:
             positives: list[tuple[str, float]] = []
-            negatives = [(item_id, 1.0) for item_id in ranked]
+            negatives = [(item_id, 1.0) for item_id in ranked if item_id not in clicked_elsewhere]
         else:
             positives = [
                 (item_id, self._positive_weight(_rank(fine_tuning_input, item_id)))
@@ -223,7 +236,7 @@ class FeatureExtractor:
             negatives = [
                 (item_id, self._negative_confidence(_rank(fine_tuning_input, item_id), deepest))
                 for item_id in ranked
-                if item_id not in clicked
+                if item_id not in clicked and item_id not in clicked_elsewhere
             ]
         # Strongest evidence first; ties keep the shown order (sorted is stable).
         positives = sorted(positives, key=lambda pair: -pair[1])[: self.positives_per_query]

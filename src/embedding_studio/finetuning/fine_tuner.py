@@ -272,6 +272,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
         """Label the sessions, learn propensities from train, and tokenize every query and needed part once."""
         known = {item_id for item_id, parts in self.item_parts_text.items() if len(parts) > 0}
         self.feature_extractor.fit(train_inputs)
+        self.feature_extractor.remember_clicks(test_inputs)
         train_features = self._features(train_inputs, known)
         test_features = self._features(test_inputs, known)
         if not train_features:
