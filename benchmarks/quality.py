@@ -1,0 +1,425 @@
+"""Quality on real data: does fine-tuning on (simulated) clicks beat the base model, and a standard fine-tune?
+
+For each dataset (BEIR layout) and seed:
+
+1. split the judged queries into train and held-out test (``evaluation.split_queries``);
+2. index the corpus with the base model (all-MiniLM-L6-v2) and show each training query's top 10;
+3. simulate ``--sessions-per-query`` sessions per training query with a position-based click model
+   over those top 10 (``evaluation.PositionBasedClickModel``, P(click) = P(examine r) × P(attractive | grade));
+4. fine-tune (b) with our learning code (the pipeline's ``train_fine_tuner``: ItemSetManager,
+   EmbeddingsFineTuner, our loss with shown-not-clicked hard negatives and IPS weights) and (c) with
+   sentence-transformers' ``MultipleNegativesRankingLoss`` on every (query, clicked item) pair of the
+   same sessions, for the same number of epochs;
+5. score (a) base, (b) ours, (c) MNRL on the held-out queries by exact search over the corpus:
+   NDCG@10, MRR@10, Recall@100 against the graded judgments.
+
+Prints one table: mean ± std over seeds, the ratio of our NDCG@10 gain to MNRL's gain, whether ours
+fell below base on any seed, the device and the time each part took.
+
+    .venv/bin/python benchmarks/quality.py                       # both shipped datasets, 5 seeds
+    .venv/bin/python benchmarks/quality.py --seeds 1 --max-corpus 1500 --datasets msmarco
+    .venv/bin/python benchmarks/quality.py --data /path/to/beir/dataset --seeds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from embedding_studio.clickstream.types import FineTuningInput  # noqa: E402
+from embedding_studio.evaluation import (  # noqa: E402
+    BeirDataset,
+    PositionBasedClickModel,
+    encode_corpus,
+    evaluate_retrieval,
+    load_beir_dataset,
+    rank_corpus,
+    split_queries,
+)
+
+DEMO_DATA = Path(__file__).resolve().parent.parent / "src" / "embedding_studio" / "demo_data"
+METRICS = ("ndcg@10", "mrr@10", "recall@100")
+SHOWN_RESULTS = 10
+
+
+@dataclass
+class SeedResult:
+    base: dict[str, float]
+    ours: dict[str, float]
+    mnrl: dict[str, float]
+    seconds: dict[str, float]
+    sessions: int
+    clicks: int
+
+
+@dataclass
+class DatasetReport:
+    name: str
+    corpus_size: int
+    train_queries: int
+    test_queries: int
+    seeds: list[SeedResult] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def reduce_corpus(dataset: BeirDataset, max_corpus: int | None, seed: int = 0) -> BeirDataset:
+    """At most ``max_corpus`` items: relevant ones first (so the task stays meaningful), then others."""
+    if max_corpus is None or len(dataset.corpus) <= max_corpus:
+        return dataset
+    rng = random.Random(seed)
+    relevant = sorted({item for judged in dataset.qrels.values() for item, grade in judged.items() if grade > 0})
+    relevant = [item for item in relevant if item in dataset.corpus]
+    others = sorted(set(dataset.corpus) - set(relevant))
+    rng.shuffle(relevant)
+    rng.shuffle(others)
+    keep = (relevant + others)[:max_corpus]
+    return dataset.subset(set(keep))
+
+
+def simulate_sessions(
+    dataset: BeirDataset,
+    shown: dict[str, list[str]],
+    sessions_per_query: int,
+    seed: int,
+    prefix: str = "s",
+) -> list[FineTuningInput]:
+    click_model = PositionBasedClickModel(max_grade=max(1, dataset.max_grade), seed=seed)
+    inputs: list[FineTuningInput] = []
+    for query_id, results in shown.items():
+        judged = dataset.qrels.get(query_id, {})
+        for index in range(sessions_per_query):
+            clicks = click_model.simulate(results, judged)
+            inputs.append(
+                FineTuningInput(
+                    session_id=f"{prefix}-{query_id}-{index}",
+                    query=dataset.queries[query_id],
+                    results=list(results),
+                    ranks={item_id: rank for rank, item_id in enumerate(results, start=1)},
+                    events=list(dict.fromkeys(clicks)),
+                )
+            )
+    return inputs
+
+
+# ------------------------------------------------------------------------------------------- (b) ours
+
+
+def our_params(args: argparse.Namespace, seed: int) -> Any:
+    from embedding_studio.finetuning.params import FineTuningParams
+
+    return FineTuningParams(
+        loss=args.loss,
+        query_lr=args.lr,
+        item_lr=args.lr,
+        temperature=args.temperature,
+        batch_size=args.batch_size,
+        num_epochs=args.epochs,
+        use_ips=not args.no_ips,
+        negatives_per_query=args.negatives,
+        seed=seed,
+    )
+
+
+def train_ours(
+    dataset: BeirDataset,
+    train_inputs: list[FineTuningInput],
+    validation_inputs: list[FineTuningInput],
+    args: argparse.Namespace,
+    seed: int,
+    device: torch.device,
+) -> Any:
+    from embedding_studio.finetuning.hpo import PreparedData, train_fine_tuner
+    from embedding_studio.finetuning.method import FineTuningMethod, LoaderConfig
+    from embedding_studio.finetuning.query_retriever import TextQueryRetriever
+    from embedding_studio.items import ItemSetManager
+    from embedding_studio.items.manager import SimpleTrainingDataset
+    from embedding_studio.items.types import DownloadedItem, ItemMeta
+    from embedding_studio.models import load_embedding_model
+
+    shown_ids = dict.fromkeys(item for each in [*train_inputs, *validation_inputs] for item in each.results)
+    downloaded = [DownloadedItem(ItemMeta(item_id), dataset.item_text(item_id)) for item_id in shown_ids]
+    items, clickstream = ItemSetManager()(downloaded, SimpleTrainingDataset(train_inputs, validation_inputs))
+    data = PreparedData(
+        train_inputs=clickstream.train, test_inputs=clickstream.test, items=items, query_retriever=TextQueryRetriever()
+    )
+    torch.manual_seed(seed)
+    model = load_embedding_model(args.base_model)
+    method = FineTuningMethod(
+        name="benchmark", loader=LoaderConfig(name="jsonl_catalog"), test_each_n_inputs=1.0, num_epochs=args.epochs
+    )
+    train_fine_tuner(
+        model=model,
+        data=data,
+        params=our_params(args, seed),
+        method=method,
+        callbacks=[],
+        on_validation_metrics=lambda step, metrics: None,
+        device=device,
+    )
+    model.eval()
+    return model
+
+
+# ------------------------------------------------------------------------------------------- (c) MNRL
+
+
+def click_pairs(inputs: Sequence[FineTuningInput], dataset: BeirDataset) -> list[tuple[str, str]]:
+    return [(str(each.query), dataset.item_text(item_id)) for each in inputs for item_id in each.events]
+
+
+def no_duplicate_batches(pairs: list[tuple[str, str]], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Batches in which no query and no item text repeats: a repeated text would be its own in-batch negative
+    (what sentence-transformers' NO_DUPLICATES batch sampler does)."""
+    order = list(range(len(pairs)))
+    rng.shuffle(order)
+    batches: list[list[int]] = []
+    remaining = order
+    while remaining:
+        batch: list[int] = []
+        seen: set[str] = set()
+        left: list[int] = []
+        for index in remaining:
+            query, item = pairs[index]
+            if len(batch) < batch_size and query not in seen and item not in seen:
+                batch.append(index)
+                seen.update((query, item))
+            else:
+                left.append(index)
+        batches.append(batch)
+        remaining = left
+    return batches
+
+
+def _tokenize(model: Any, texts: list[str]) -> dict[str, Any]:
+    tokenize = getattr(model, "preprocess", None) or model.tokenize
+    return tokenize(texts)
+
+
+def _to_device(features: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in features.items()}
+
+
+def train_mnrl(pairs: list[tuple[str, str]], args: argparse.Namespace, seed: int, device: torch.device) -> Any:
+    """sentence-transformers' MultipleNegativesRankingLoss, trained as ``SentenceTransformer.fit`` would:
+    AdamW, linear warm-up over 10% of the steps then linear decay, the same epochs as ours."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from transformers import get_linear_schedule_with_warmup
+
+    from embedding_studio.models.loading import packaged_model_path
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    model = SentenceTransformer(str(packaged_model_path(args.base_model) or args.base_model), device=str(device))
+    model.max_seq_length = 128
+    loss = MultipleNegativesRankingLoss(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.mnrl_lr, weight_decay=0.01)
+    steps_per_epoch = len(no_duplicate_batches(pairs, args.mnrl_batch_size, random.Random(seed)))
+    total_steps = max(1, steps_per_epoch * args.epochs)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * total_steps), total_steps)
+    model.train()
+    for _ in range(args.epochs):
+        for batch in no_duplicate_batches(pairs, args.mnrl_batch_size, rng):
+            if len(batch) < 2:
+                continue
+            features = [
+                _to_device(_tokenize(model, [pairs[index][side] for index in batch]), device) for side in (0, 1)
+            ]
+            value = loss(features, labels=None)
+            optimizer.zero_grad()
+            value.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+    model.eval()
+    return model
+
+
+# ------------------------------------------------------------------------------------------- run
+
+
+def run_dataset(path: Path, args: argparse.Namespace, device: torch.device) -> DatasetReport:
+    from embedding_studio.models import load_embedding_model, release_memory
+
+    dataset = reduce_corpus(load_beir_dataset(path), args.max_corpus)
+    dataset.name = path.name
+    started = time.perf_counter()
+    base = load_embedding_model(args.base_model)
+    base_corpus = encode_corpus(base, dataset)
+    base_index_seconds = time.perf_counter() - started
+    _note(f"{path.name}: {len(dataset.corpus)} items indexed by the base model in {base_index_seconds:.0f}s")
+    report: DatasetReport | None = None
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        split = split_queries(dataset, test_share=args.test_share, seed=seed)
+        if report is None:
+            report = DatasetReport(path.name, len(dataset.corpus), len(split.train), len(split.test))
+        seconds: dict[str, float] = {"base index": base_index_seconds}
+        base_metrics = evaluate_retrieval(base, dataset, split.test, corpus_embeddings=base_corpus)
+        shown = rank_corpus(base, dataset, split.train, corpus_embeddings=base_corpus, top_k=SHOWN_RESULTS)
+        train_inputs = simulate_sessions(dataset, shown, args.sessions_per_query, seed=seed * 1000 + 1)
+        validation_inputs = simulate_sessions(
+            dataset, shown, args.validation_sessions_per_query, seed=seed * 1000 + 2, prefix="v"
+        )
+
+        _note(f"{path.name} seed {seed}: {len(train_inputs)} sessions simulated; training ours")
+        started = time.perf_counter()
+        ours = train_ours(dataset, train_inputs, validation_inputs, args, seed, device)
+        seconds["ours train"] = time.perf_counter() - started
+        started = time.perf_counter()
+        ours_metrics = evaluate_retrieval(ours, dataset, split.test)
+        seconds["ours eval"] = time.perf_counter() - started
+        del ours
+        release_memory()
+
+        pairs = click_pairs(train_inputs, dataset)
+        _note(f"{path.name} seed {seed}: ours NDCG@10 {ours_metrics['ndcg@10']:.4f}; training mnrl")
+        started = time.perf_counter()
+        mnrl = train_mnrl(pairs, args, seed, device)
+        seconds["mnrl train"] = time.perf_counter() - started
+        started = time.perf_counter()
+        mnrl_metrics = evaluate_retrieval(mnrl, dataset, split.test)
+        seconds["mnrl eval"] = time.perf_counter() - started
+        del mnrl
+        release_memory()
+
+        result = SeedResult(
+            base=base_metrics,
+            ours=ours_metrics,
+            mnrl=mnrl_metrics,
+            seconds=seconds,
+            sessions=len(train_inputs),
+            clicks=len(pairs),
+        )
+        report.seeds.append(result)
+        print(
+            f"  {path.name} seed {seed}: base {base_metrics['ndcg@10']:.4f}  ours {ours_metrics['ndcg@10']:.4f}  "
+            f"mnrl {mnrl_metrics['ndcg@10']:.4f}  ({result.sessions} sessions, {result.clicks} clicks; "
+            + ", ".join(f"{key} {value:.0f}s" for key, value in seconds.items())
+            + ")",
+            flush=True,
+        )
+    assert report is not None
+    return report
+
+
+def _note(message: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _mean_std(values: list[float]) -> str:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def print_table(reports: list[DatasetReport], device_description: str, args: argparse.Namespace) -> bool:
+    print()
+    print(f"device: {device_description}")
+    print(
+        f"config: seeds {args.first_seed}..{args.first_seed + args.seeds - 1}, max corpus {args.max_corpus}, "
+        f"{args.sessions_per_query} sessions/train query, epochs {args.epochs}, ours: loss {args.loss} "
+        f"lr {args.lr} temperature {args.temperature} batch {args.batch_size} ips {not args.no_ips} "
+        f"negatives {args.negatives}; mnrl: lr {args.mnrl_lr} batch {args.mnrl_batch_size}"
+    )
+    header = f"{'dataset':<10} {'model':<6} " + " ".join(f"{metric:>17}" for metric in METRICS)
+    print(header)
+    print("-" * len(header))
+    target_met = True
+    for report in reports:
+        for label in ("base", "ours", "mnrl"):
+            cells = [_mean_std([getattr(seed, label)[metric] for seed in report.seeds]) for metric in METRICS]
+            print(f"{report.name:<10} {label:<6} " + " ".join(f"{cell:>17}" for cell in cells))
+        ours_gain = statistics.fmean(seed.ours["ndcg@10"] - seed.base["ndcg@10"] for seed in report.seeds)
+        mnrl_gain = statistics.fmean(seed.mnrl["ndcg@10"] - seed.base["ndcg@10"] for seed in report.seeds)
+        ratio = ours_gain / mnrl_gain if mnrl_gain > 0 else math.inf if ours_gain > 0 else float("nan")
+        below = sum(1 for seed in report.seeds if seed.ours["ndcg@10"] < seed.base["ndcg@10"])
+        timing = {key: statistics.fmean(seed.seconds[key] for seed in report.seeds) for key in report.seeds[0].seconds}
+        print(
+            f"{report.name:<10} NDCG@10 gain: ours {ours_gain:+.4f}, mnrl {mnrl_gain:+.4f}, ratio ours/mnrl "
+            f"{ratio:.2f} (target ≥ 1.25); ours below base on {below}/{len(report.seeds)} seeds; "
+            f"corpus {report.corpus_size}, queries {report.train_queries} train / {report.test_queries} test"
+        )
+        print(f"{report.name:<10} mean seconds: " + ", ".join(f"{key} {value:.0f}" for key, value in timing.items()))
+        target_met = target_met and ratio >= 1.25 and below == 0
+    print(f"target met on every dataset: {target_met}")
+    return target_met
+
+
+def describe_device(device: torch.device) -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} threads {torch.get_num_threads()}"
+    if device.type == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(device)}"
+    else:
+        text += ", no GPU used"
+    return text
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", default="msmarco,dbpedia", help="shipped dataset names, comma separated")
+    parser.add_argument("--data", action="append", default=[], help="a BEIR-layout dataset folder (repeatable)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--max-corpus", type=int, default=None, help="keep at most this many items (relevant first)")
+    parser.add_argument("--test-share", type=float, default=0.2)
+    parser.add_argument("--sessions-per-query", type=int, default=30)
+    parser.add_argument("--validation-sessions-per-query", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--base-model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--loss", default="info_nce", choices=("info_nce", "margin_ranking"))
+    parser.add_argument("--lr", type=float, default=5e-5)
+    parser.add_argument("--temperature", type=float, default=0.05)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--negatives", type=int, default=16)
+    parser.add_argument("--no-ips", action="store_true")
+    parser.add_argument("--mnrl-lr", type=float, default=2e-5)
+    parser.add_argument("--mnrl-batch-size", type=int, default=32)
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from embedding_studio.models import resolve_device
+
+    args = parse_args(argv)
+    device = resolve_device(args.device)
+    paths = [DEMO_DATA / name.strip() for name in args.datasets.split(",") if name.strip()] if not args.data else []
+    paths += [Path(path) for path in args.data]
+    np.random.seed(args.first_seed)
+    total_started = time.perf_counter()
+    reports = [run_dataset(path, args, device) for path in paths]
+    met = print_table(reports, describe_device(device), args)
+    print(f"total {time.perf_counter() - total_started:.0f}s")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
