@@ -71,7 +71,7 @@ class DemoProfile:
 # kept results. Hard negatives are the top-ranked skipped results, so keeping 4 of them loses little, and
 # training the top two of MiniLM's six layers halves the backward pass; both profiles fit their budget so.
 PROFILES = {
-    "quick": DemoProfile("quick", sessions_per_query=8, max_evals=1, num_epochs=1, judged_items_per_query=12,
+    "quick": DemoProfile("quick", sessions_per_query=10, max_evals=1, num_epochs=1, judged_items_per_query=12,
                          distractors=150, test_share=0.25),
     "full": DemoProfile("full", sessions_per_query=15, max_evals=2, num_epochs=1, judged_items_per_query=60,
                         distractors=500, test_share=0.25),
@@ -91,9 +91,11 @@ def create_demo_plugin(settings: Any = None, **overrides: Any) -> Any:
         "name": DEMO_METHOD,
         "max_evals": profile.max_evals,
         "num_epochs": profile.num_epochs,
+        "batch_size": 8,  # a few hundred sessions: small batches give the optimizer enough steps in one epoch
         "loss": "info_nce",
-        # A narrow space around what works for MiniLM on a few hundred sessions: few trials must not gamble.
-        "search_space": {"query_lr": [3e-5, 6e-5], "temperature": [0.05]},
+        # A narrow space around what works for the top layers of MiniLM on a few hundred sessions: one or two
+        # trials must not gamble on a learning rate that leaves the model where it was.
+        "search_space": {"query_lr": [1.5e-4] if profile.max_evals == 1 else [1e-4, 2e-4], "temperature": [0.05]},
         "fixed_params": {"use_ips": True, "train_last_n_layers": 2, "negatives_per_query": 4, "max_seq_length": 96},
     }
     fields.update(overrides)
