@@ -156,6 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tracker = ExperimentsManager(
             tracking_uri=f"sqlite:///{work_dir / 'mlflow.db'}", cache_dir=work_dir / "model-cache"
         )
+        tracker.client  # noqa: B018  create and migrate the MLflow store before any clock starts
         pruned = run_job("pruned", "median", clickstream, args, device, tracker, work_dir)
         unpruned = run_job("unpruned", "none", clickstream, args, device, tracker, work_dir)
 

@@ -286,6 +286,9 @@ def quality_pairs(clickstream: _common.SimulatedClickstream) -> list[tuple[str, 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common.add_clickstream_arguments(parser)
+    # Enough sessions that the default window (220 steps) fits in two epochs, so EarlyStopping (patience 3,
+    # one validation per epoch) cannot end ours before the window does.
+    parser.set_defaults(sessions_per_query=100)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-seq-length", type=int, default=128)
     parser.add_argument("--lr", type=float, default=5e-5)
