@@ -201,10 +201,29 @@ class ExperimentsManager:
     # ----- iterations -------------------------------------------------------------------------------
     def start_iteration(self, plugin_name: str, batch_id: str, base_model: str | None = None) -> Iteration:
         """Create the experiment of the next iteration of `plugin_name` (index = previous highest + 1)."""
-        from mlflow.exceptions import MlflowException
-
         if not plugin_name or "/" in plugin_name:
             raise ValueError(f"plugin name {plugin_name!r} must be non-empty and contain no '/'")
+        with self._allocation_lock():
+            return self._create_next_iteration(plugin_name, batch_id, base_model)
+
+    @contextlib.contextmanager
+    def _allocation_lock(self) -> Iterator[None]:
+        """Serialise "read the highest index, create the next" across processes sharing a sqlite store.
+
+        Experiment names differ per batch, so a name clash alone cannot stop two workers on different
+        batches from taking the same index; on a local store a file lock does. A tracking server has no
+        shared file: there the name clash still catches workers on the same batch.
+        """
+        if not self.tracking_uri.startswith("sqlite:///"):
+            yield
+            return
+        database = Path(self.tracking_uri.removeprefix("sqlite:///"))
+        with _file_lock(database.with_name(database.name + ".iterations.lock")):
+            yield
+
+    def _create_next_iteration(self, plugin_name: str, batch_id: str, base_model: str | None) -> Iteration:
+        from mlflow.exceptions import MlflowException
+
         for _attempt in range(20):
             index = max((iteration.index for iteration in self.list_iterations(plugin_name)), default=0) + 1
             name = f"{plugin_name}/batch-{batch_id}/iteration-{index}"
