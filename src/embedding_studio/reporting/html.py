@@ -92,7 +92,7 @@ def _comparison_plot(held_out: HeldOutComparison) -> str:
         axes.text(position - width / 2, old, f"{old:.3f}", ha="center", va="bottom", fontsize=7)
         axes.text(position + width / 2, new, f"{new:.3f}", ha="center", va="bottom", fontsize=7)
     axes.set_xticks(list(positions), [METRIC_LABELS[name] for name in names])
-    axes.set_ylim(0, min(1.0, max(before + after + [0.1]) * 1.25))
+    axes.set_ylim(0, min(1.1, max(before + after + [0.1]) * 1.25))  # room for the value labels above 1.0 bars
     axes.set_title(f"held-out queries ({held_out.query_count})")
     axes.legend(fontsize=7, loc="lower right")
     return _svg(figure)
