@@ -95,7 +95,7 @@ def create_demo_plugin(settings: Any = None, **overrides: Any) -> Any:
         "loss": "info_nce",
         # A narrow space around what works for the top layers of MiniLM on a few hundred sessions: one or two
         # trials must not gamble on a learning rate that leaves the model where it was.
-        "search_space": {"query_lr": [1.5e-4] if profile.max_evals == 1 else [1e-4, 2e-4], "temperature": [0.05]},
+        "search_space": {"query_lr": [5e-5] if profile.max_evals == 1 else [3e-5, 8e-5], "temperature": [0.05]},
         "fixed_params": {"use_ips": True, "train_last_n_layers": 2, "negatives_per_query": 4, "max_seq_length": 96},
     }
     fields.update(overrides)
