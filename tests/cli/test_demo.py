@@ -12,6 +12,7 @@ from embedding_studio.demo import (
     PROFILES,
     create_demo_plugin,
     demo_catalog,
+    kept_untrained,
     resolve_dataset,
     stop_stale_postgres,
     write_catalog,
@@ -27,22 +28,28 @@ def test_datasets_by_name_or_path(tmp_path: Path) -> None:
         resolve_dataset("no-such-set")
 
 
-def test_quick_catalog_keeps_judged_items_of_every_query_and_distractors(tmp_path: Path) -> None:
-    dataset = load_beir_dataset(resolve_dataset("msmarco"))
+def test_quick_catalog_is_capped_relevant_items_first_and_every_judgment_achievable() -> None:
+    dataset = load_beir_dataset(resolve_dataset("dbpedia"))  # 865 relevant items of 5000: room for others too
     profile = PROFILES["quick"]
-    split = split_queries(dataset, test_share=profile.test_share, seed=0)
-    catalog = demo_catalog(dataset, split, profile, seed=0)
-    assert profile.judged_items_per_query is not None
-    assert len(catalog.corpus) < len(dataset.corpus) // 3
-    for query_id in split.train + split.test:
-        kept = catalog.qrels[query_id]
-        assert 1 <= len(kept) <= profile.judged_items_per_query
-        assert all(item_id in catalog.corpus for item_id in kept)  # every judgment is achievable
-    judged = {item_id for judged in catalog.qrels.values() for item_id in judged}
-    assert len(set(catalog.corpus) - judged) == profile.distractors
-    assert demo_catalog(dataset, split, profile, seed=0).item_ids == catalog.item_ids  # deterministic
-    full = demo_catalog(dataset, split, PROFILES["full"], seed=0)
+    catalog = demo_catalog(dataset, profile, seed=0)
+    assert profile.max_catalog_items is not None
+    assert len(catalog.corpus) == profile.max_catalog_items
+    relevant = {item_id for judged in dataset.qrels.values() for item_id, grade in judged.items() if grade > 0}
+    assert relevant & set(dataset.corpus) <= set(catalog.corpus)  # relevant items first, then the others
+    for judged in catalog.qrels.values():
+        assert judged and all(item_id in catalog.corpus for item_id in judged)  # every judgment is achievable
+    assert demo_catalog(dataset, profile, seed=0).item_ids == catalog.item_ids  # deterministic
+    split = split_queries(catalog, test_share=profile.test_share, seed=0)
+    assert split.train and split.test
+    full = demo_catalog(dataset, PROFILES["full"], seed=0)
     assert len(catalog.corpus) < len(full.corpus) <= len(dataset.corpus)
+
+
+def test_untrained_weights_are_recognised_from_the_val_loss_history() -> None:
+    assert kept_untrained([(0, 0.43), (15, 0.45), (30, 0.44)])  # training never beat the baseline
+    assert kept_untrained([(0, 0.43)])  # no validation after training at all
+    assert not kept_untrained([(0, 0.43), (15, 0.38), (30, 0.37)])
+    assert not kept_untrained([])  # nothing logged: nothing to claim
 
 
 def test_written_catalog_is_what_the_loader_and_the_evaluation_both_read(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ def test_quick_demo_raises_held_out_ndcg(tmp_path: Path) -> None:
     assert summary["after"]["ndcg@10"] > summary["before"]["ndcg@10"], summary
     assert summary["sessions"] > 0 and summary["clicks"] > 0
     assert summary["blue_model_id"] not in ("", "all-MiniLM-L6-v2")  # search answers from the fine-tuned model
+    assert summary["kept_untrained_weights"] is False, summary  # ... and that model's weights were trained
 
     output = " ".join(result.stdout.split())
     assert "NDCG@10" in output and "MRR@10" in output
