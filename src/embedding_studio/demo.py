@@ -72,7 +72,7 @@ class DemoProfile:
 # same position-based click model over the base model's top 10, and the same training parameters. An easier
 # catalog (a few judged items per query plus unjudged filler) leaves the base model near MRR 1.0: nothing to learn.
 PROFILES = {
-    "quick": DemoProfile("quick", sessions_per_query=20, max_evals=1, num_epochs=1, max_catalog_items=1000,
+    "quick": DemoProfile("quick", sessions_per_query=10, max_evals=1, num_epochs=1, max_catalog_items=600,
                          test_share=0.2, validations_per_epoch=2),
     "full": DemoProfile("full", sessions_per_query=30, max_evals=2, num_epochs=1, max_catalog_items=2000,
                         test_share=0.2, validations_per_epoch=3),
@@ -99,7 +99,7 @@ def create_demo_plugin(settings: Any = None, **overrides: Any) -> Any:
         "search_space": {"query_lr": [5e-5] if profile.max_evals == 1 else [5e-5, 8e-5], "temperature": [0.05]},
         "fixed_params": {"use_ips": True, "train_last_n_layers": -1, "negatives_per_query": 16,
                          "max_seq_length": 128},
-        # Validation also picks the weights (lowest val_loss, the untrained model included): a few checks per
+        # Validation also picks the weights (highest val NDCG@10, the untrained model included): a few checks per
         # epoch give the trained states more than one chance against the untrained one.
         "test_each_n_inputs": 1.0 / profile.validations_per_epoch,
     }
@@ -110,7 +110,7 @@ def create_demo_plugin(settings: Any = None, **overrides: Any) -> Any:
 @dataclass
 class DemoOptions:
     quick: bool = False
-    dataset: str = "msmarco"
+    dataset: str = "dbpedia"
     data_dir: Path | None = None
     port: int | None = None
     reuse: bool = False
@@ -672,24 +672,26 @@ def _check_base_model() -> str:
     return name
 
 
-def kept_untrained(val_loss_history: Sequence[tuple[int, float]]) -> bool:
-    """Whether training left the untrained weights in place: the fine-tuner keeps the weights of the lowest
-    val_loss, the baseline validation (step 0, before any training step) included, so the baseline being the
-    lowest means the "fine-tuned" model is the base model under a new name."""
-    if not val_loss_history:
+def kept_untrained(selection_history: Sequence[tuple[int, float]]) -> bool:
+    """Whether training left the untrained weights in place.
+
+    The fine-tuner keeps the weights of the validation with the highest val_ndcg_at_10, the baseline
+    validation (step 0, before any training step) included; the baseline staying the best means the
+    "fine-tuned" model is the base model under a new name."""
+    if not selection_history:
         return False
-    baseline = [value for step, value in val_loss_history if step == 0]
-    trained = [value for step, value in val_loss_history if step > 0]
-    return bool(baseline) and (not trained or min(trained) >= baseline[0])
+    baseline = [value for step, value in selection_history if step == 0]
+    trained = [value for step, value in selection_history if step > 0]
+    return bool(baseline) and (not trained or max(trained) <= baseline[0])
 
 
 def best_run_kept_untrained_weights(experiment_id: Any, best_run_id: str) -> bool:
-    """Reads the best run's val_loss history from the tracker (see :func:`kept_untrained`)."""
+    """Reads the best run's val_ndcg_at_10 history from the tracker (see :func:`kept_untrained`)."""
     if not experiment_id or not best_run_id:
         return False
     from embedding_studio.tracking import ExperimentsManager
 
-    return kept_untrained(ExperimentsManager().get_metric_history(best_run_id, "val_loss"))
+    return kept_untrained(ExperimentsManager().get_metric_history(best_run_id, "val_ndcg_at_10"))
 
 
 def _write_demo_report(

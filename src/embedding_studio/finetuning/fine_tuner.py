@@ -230,8 +230,11 @@ class EmbeddingsFineTuner(pl.LightningModule):
         query_retriever: QueryRetriever | None = None,
         params: FineTuningParams | None = None,
         on_validation_metrics: ValidationMetricsHook | None = None,
+        selection_metric: str = "val_ndcg_at_10",
     ) -> None:
         super().__init__()
+        if selection_metric not in METRIC_NAMES:
+            raise ValueError(f"selection_metric {selection_metric!r} is not one of {', '.join(METRIC_NAMES)}")
         self.model = model
         self.params = params or FineTuningParams()
         self.item_parts_text: Mapping[str, Sequence[str]] = getattr(items, "parts", items)
@@ -248,6 +251,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
         self.history: list[dict[str, float]] = []
         self.best_metrics: dict[str, float] = {}
         self._best_state: dict[str, Tensor] | None = None
+        self.selection_metric = selection_metric
         self._validation_sums: dict[str, Tensor] = {}
         self.prepared: PreparedRows | None = None
 
@@ -445,7 +449,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
         values = {name: float(value) for name, value in metrics.items()}
         step = int(self.global_step)
         self.history.append({"step": float(step), **values})
-        if not self.best_metrics or values["val_loss"] < self.best_metrics["val_loss"]:
+        if self._improves_on_best(values):
             self.best_metrics = dict(values)
             self._best_state = {
                 name: parameter.detach().to("cpu", copy=True)
@@ -455,8 +459,22 @@ class EmbeddingsFineTuner(pl.LightningModule):
         if self.on_validation_metrics is not None:
             self.on_validation_metrics(step, values)
 
+    def _improves_on_best(self, values: dict[str, float]) -> bool:
+        """Whether this validation beats the best so far on the selection metric (val_loss breaks ties).
+
+        Weights are kept by the metric the tracker ranks runs by (re-ranking NDCG@10 of clicked items on
+        held-out queries by default): a lower val_loss with a worse ranking is not a better model to deploy.
+        """
+        if not self.best_metrics:
+            return True
+        metric = self.selection_metric
+        current, best = values[metric], self.best_metrics[metric]
+        if current == best:
+            return values["val_loss"] < self.best_metrics["val_loss"]
+        return current < best if metric == "val_loss" else current > best
+
     def restore_best(self) -> bool:
-        """Put back the weights of the validation with the lowest val_loss (the one EarlyStopping watched)."""
+        """Put back the weights of the best validation by the selection metric (see ``_improves_on_best``)."""
         if self._best_state is None:
             return False
         parameters = dict(self.model.named_parameters())
@@ -495,7 +513,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
 # ----- fitting ---------------------------------------------------------------------------------------
 @dataclass
 class FitResult:
-    """``best_metrics``: the validation with the lowest val_loss (its weights are the ones left in the model);
+    """``best_metrics``: the best validation by the selection metric (its weights are the ones left in the model);
     ``baseline_metrics``: the model before training; ``history``: every validation in order, with its step."""
 
     best_metrics: dict[str, float]
@@ -563,7 +581,8 @@ def fit_fine_tuner(
     on_validation_metrics: ValidationMetricsHook | None = None,
     checkpoint_dir: str | None = None,
 ) -> FitResult:
-    """Validate once (baseline), train with early stopping on val_loss, and leave the best weights in the model.
+    """Validate once (baseline), train with early stopping on val_loss, and leave the best weights in the model
+    (best by ``fine_tuner.selection_metric``, the untrained weights included).
 
     Precision follows the device: bf16 autocast on a GPU that supports it, fp32 elsewhere. Runs are
     reproducible for a seed on CPU (``params.seed``).

@@ -233,7 +233,7 @@ def train_fine_tuner(
 ) -> Any:
     """Trains ``model`` in place with the learning core's EmbeddingsFineTuner; returns its FitResult.
 
-    The model is left holding the weights of its best validation (lowest val_loss, the untrained
+    The model is left holding the weights of its best validation (highest val NDCG@10, the untrained
     model included), also when the trial is pruned.
     """
     from embedding_studio.finetuning.fine_tuner import EmbeddingsFineTuner, fit_fine_tuner
