@@ -10,6 +10,7 @@ not, because asking again will not make it appear.
 from __future__ import annotations
 
 import gc
+import inspect
 import json
 import logging
 import random
@@ -315,6 +316,56 @@ class ObjectStoreLoader(DataLoader):
         self.max_workers = max_workers
         self._executor: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+
+    def __init_subclass__(
+        cls, content_type: ContentType | None = None, extension: str | None = None, **kwargs: Any
+    ) -> None:
+        """``class AwsS3JsonLoader(AwsS3Loader, content_type="json")`` is its parent with the content type
+        fixed (and, given ``extension``, another default extension), so the text, json and image loaders of
+        every store share one constructor instead of three hand-written copies per store.
+
+        The constructor's signature is the parent's less ``content_type``: the registry reads it to name a
+        wrong or missing option. Only the source (``bucket``, ``root``) and a given ``extension`` may be
+        passed positionally, the rest by keyword.
+        """
+        super().__init_subclass__(**kwargs)
+        if content_type is None:
+            if extension is not None:
+                raise TypeError(f"{cls.__name__}: a default extension is given only with a fixed content_type")
+            return
+        if content_type not in ("text", "json", "image"):
+            raise LoaderError(f"unknown content type {content_type!r}; expected text, json or image")
+        parent_init = cls.__mro__[1].__init__
+        parent_signature = inspect.signature(parent_init)
+        parameters: list[inspect.Parameter] = []
+        keyword_only = False
+        for position, parameter in enumerate(parent_signature.parameters.values()):
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                raise TypeError(f"{cls.__name__}: the parent constructor must name its options (no *args/**kwargs)")
+            if parameter.name == "content_type":
+                continue
+            if parameter.name == "extension" and extension is not None:
+                parameter = parameter.replace(default=extension)
+            elif position > 1:  # after self and the source
+                keyword_only = True
+            if keyword_only:
+                parameter = parameter.replace(kind=parameter.KEYWORD_ONLY)
+            parameters.append(parameter)
+        signature = parent_signature.replace(parameters=parameters)
+        self_name = parameters[0].name
+
+        def __init__(self: ObjectStoreLoader, *args: Any, **options: Any) -> None:
+            arguments = signature.bind(self, *args, **options).arguments
+            del arguments[self_name]
+            if extension is not None:
+                arguments.setdefault("extension", extension)
+            parent_init(self, content_type=content_type, **arguments)
+
+        __init__.__signature__ = signature  # type: ignore[attr-defined]
+        __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+        __init__.__module__ = cls.__module__
+        cls.__init__ = __init__  # type: ignore[method-assign]
+        cls.fixed_options = ("content_type",)
 
     # -- what a concrete store provides --
     @abstractmethod

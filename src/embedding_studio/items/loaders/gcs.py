@@ -143,22 +143,13 @@ class GCPLoader(ObjectStoreLoader):
             raise LoaderError(f"bucket {self.bucket!r} does not exist{self._at()}") from error
 
 
-class GCPTextLoader(GCPLoader):
-    fixed_options = ("content_type",)
-
-    def __init__(self, bucket: str, **options: Any) -> None:
-        super().__init__(bucket, content_type="text", **options)
+class GCPTextLoader(GCPLoader, content_type="text"):
+    """GCS objects decoded as text (UTF-8, else the fallback encoding)."""
 
 
-class GCPJsonLoader(GCPLoader):
-    fixed_options = ("content_type",)
-
-    def __init__(self, bucket: str, **options: Any) -> None:
-        super().__init__(bucket, content_type="json", **options)
+class GCPJsonLoader(GCPLoader, content_type="json"):
+    """GCS objects parsed as JSON."""
 
 
-class GCPImageLoader(GCPLoader):
-    fixed_options = ("content_type",)
-
-    def __init__(self, bucket: str, **options: Any) -> None:
-        super().__init__(bucket, content_type="image", **options)
+class GCPImageLoader(GCPLoader, content_type="image"):
+    """GCS objects opened as PIL images."""

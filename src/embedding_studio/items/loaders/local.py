@@ -71,22 +71,13 @@ class LocalFileLoader(ObjectStoreLoader):
                 yield path.relative_to(self.root).as_posix()
 
 
-class LocalTextLoader(LocalFileLoader):
-    fixed_options = ("content_type",)
-
-    def __init__(self, root: str | os.PathLike[str], extension: str = ".txt", **options: Any) -> None:
-        super().__init__(root, content_type="text", extension=extension, **options)
+class LocalTextLoader(LocalFileLoader, content_type="text", extension=".txt"):
+    """Files decoded as text (UTF-8, else the fallback encoding)."""
 
 
-class LocalJsonLoader(LocalFileLoader):
-    fixed_options = ("content_type",)
-
-    def __init__(self, root: str | os.PathLike[str], extension: str = ".json", **options: Any) -> None:
-        super().__init__(root, content_type="json", extension=extension, **options)
+class LocalJsonLoader(LocalFileLoader, content_type="json", extension=".json"):
+    """Files parsed as JSON."""
 
 
-class LocalImageLoader(LocalFileLoader):
-    fixed_options = ("content_type",)
-
-    def __init__(self, root: str | os.PathLike[str], extension: str = ".png", **options: Any) -> None:
-        super().__init__(root, content_type="image", extension=extension, **options)
+class LocalImageLoader(LocalFileLoader, content_type="image", extension=".png"):
+    """Files opened as PIL images."""

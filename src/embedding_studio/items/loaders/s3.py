@@ -175,22 +175,13 @@ class AwsS3Loader(ObjectStoreLoader):
                 self._client = None
 
 
-class AwsS3TextLoader(AwsS3Loader):
-    fixed_options = ("content_type",)
-
-    def __init__(self, bucket: str, **options: Any) -> None:
-        super().__init__(bucket, content_type="text", **options)
+class AwsS3TextLoader(AwsS3Loader, content_type="text"):
+    """S3 objects decoded as text (UTF-8, else the fallback encoding)."""
 
 
-class AwsS3JsonLoader(AwsS3Loader):
-    fixed_options = ("content_type",)
-
-    def __init__(self, bucket: str, **options: Any) -> None:
-        super().__init__(bucket, content_type="json", **options)
+class AwsS3JsonLoader(AwsS3Loader, content_type="json"):
+    """S3 objects parsed as JSON."""
 
 
-class AwsS3ImageLoader(AwsS3Loader):
-    fixed_options = ("content_type",)
-
-    def __init__(self, bucket: str, **options: Any) -> None:
-        super().__init__(bucket, content_type="image", **options)
+class AwsS3ImageLoader(AwsS3Loader, content_type="image"):
+    """S3 objects opened as PIL images."""
