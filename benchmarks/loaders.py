@@ -34,14 +34,9 @@ CREDENTIALS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from _common import cpu_model  # benchmarks/_common.py; imported here as it brings in torch
+
+    cpu = cpu_model()
     gpu = "none"
     try:
         import torch
