@@ -29,15 +29,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from embedding_studio.models import build_tiny_text_model
-
-    path = tmp_path_factory.mktemp("tiny-model") / "model"
-    build_tiny_text_model(seed=0, dim=32).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def prepared() -> PreparedData:
     split = TrainTestSplitter(test_share=0.25, seed=0).split(as_inputs(toy_sessions(1)))
     items = {

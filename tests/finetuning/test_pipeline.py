@@ -26,15 +26,6 @@ from .toy_clicks import ToySession, toy_sessions, write_catalog
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from embedding_studio.models import build_tiny_text_model
-
-    path = tmp_path_factory.mktemp("tiny-model") / "model"
-    build_tiny_text_model(seed=0, dim=32).save(path)
-    return path
-
-
 @pytest.fixture()
 def catalog(tmp_path: Path) -> Path:
     path = tmp_path / "corpus.jsonl"
