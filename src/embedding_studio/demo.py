@@ -74,8 +74,8 @@ class DemoProfile:
 PROFILES = {
     "quick": DemoProfile("quick", sessions_per_query=10, max_evals=1, num_epochs=1, max_catalog_items=600,
                          test_share=0.2, validations_per_epoch=2),
-    "full": DemoProfile("full", sessions_per_query=30, max_evals=2, num_epochs=1, max_catalog_items=2000,
-                        test_share=0.2, validations_per_epoch=3),
+    "full": DemoProfile("full", sessions_per_query=15, max_evals=2, num_epochs=1, max_catalog_items=1200,
+                        test_share=0.2, validations_per_epoch=2),
 }
 
 

@@ -29,13 +29,18 @@ def test_datasets_by_name_or_path(tmp_path: Path) -> None:
 
 
 def test_quick_catalog_is_capped_relevant_items_first_and_every_judgment_achievable() -> None:
-    dataset = load_beir_dataset(resolve_dataset("dbpedia"))  # 865 relevant items of 5000: room for others too
+    dataset = load_beir_dataset(resolve_dataset("dbpedia"))  # 865 relevant items of 5000
     profile = PROFILES["quick"]
     catalog = demo_catalog(dataset, profile, seed=0)
     assert profile.max_catalog_items is not None
     assert len(catalog.corpus) == profile.max_catalog_items
     relevant = {item_id for judged in dataset.qrels.values() for item_id, grade in judged.items() if grade > 0}
-    assert relevant & set(dataset.corpus) <= set(catalog.corpus)  # relevant items first, then the others
+    relevant &= set(dataset.corpus)
+    # Relevant items first, then the others: a cap below the relevant count holds relevant items only.
+    if profile.max_catalog_items < len(relevant):
+        assert set(catalog.corpus) <= relevant
+    else:
+        assert relevant <= set(catalog.corpus)
     for judged in catalog.qrels.values():
         assert judged and all(item_id in catalog.corpus for item_id in judged)  # every judgment is achievable
     assert demo_catalog(dataset, profile, seed=0).item_ids == catalog.item_ids  # deterministic
@@ -43,6 +48,7 @@ def test_quick_catalog_is_capped_relevant_items_first_and_every_judgment_achieva
     assert split.train and split.test
     full = demo_catalog(dataset, PROFILES["full"], seed=0)
     assert len(catalog.corpus) < len(full.corpus) <= len(dataset.corpus)
+    assert relevant <= set(full.corpus)  # the full profile's cap leaves room for every relevant item
 
 
 def test_untrained_weights_are_recognised_from_the_selection_metric_history() -> None:
