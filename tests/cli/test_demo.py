@@ -46,9 +46,10 @@ def test_quick_catalog_is_capped_relevant_items_first_and_every_judgment_achieva
     assert demo_catalog(dataset, profile, seed=0).item_ids == catalog.item_ids  # deterministic
     split = split_queries(catalog, test_share=profile.test_share, seed=0)
     assert split.train and split.test
+    # The full profile trains on the same data and searches more parameter sets: its first trial is quick's.
     full = demo_catalog(dataset, PROFILES["full"], seed=0)
-    assert len(catalog.corpus) < len(full.corpus) <= len(dataset.corpus)
-    assert relevant <= set(full.corpus)  # the full profile's cap leaves room for every relevant item
+    assert full.item_ids == catalog.item_ids
+    assert PROFILES["full"].max_evals > profile.max_evals
 
 
 def test_untrained_weights_are_recognised_from_the_selection_metric_history() -> None:
