@@ -8,7 +8,9 @@ import typer
 
 
 def demo(
-    quick: bool = typer.Option(False, "--quick", help="One trial instead of an HPO search of three: about 3 minutes on 2 CPU cores."),
+    quick: bool = typer.Option(
+        False, "--quick", help="One trial instead of an HPO search of three: about 3 minutes on 2 CPU cores."
+    ),
     dataset: str = typer.Option(
         "dbpedia",
         help="dbpedia (default: the base model was never trained on it, so there is room to learn), msmarco "
