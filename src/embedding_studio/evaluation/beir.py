@@ -15,6 +15,9 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# The catalog loader's join, so offline figures score exactly the "title. text" that search indexes.
+from embedding_studio.items.loaders.catalog import title_and_text as join_title_and_text
+
 
 class DatasetError(ValueError):
     """A dataset folder is missing a file or holds a line that cannot be read; the message names both."""
@@ -64,18 +67,6 @@ class BeirDataset:
         they still count as relevant items the search failed to find)."""
         corpus = {item_id: value for item_id, value in self.corpus.items() if item_id in item_ids}
         return BeirDataset(corpus=corpus, queries=dict(self.queries), qrels=self.qrels, name=self.name, path=self.path)
-
-
-def join_title_and_text(title: str, text: str) -> str:
-    """``"title. text"`` (no extra full stop after a title that ends a sentence), as ``jsonl_catalog`` does,
-    so offline figures score exactly the texts that search indexes."""
-    title, text = title.strip(), text.strip()
-    if not title:
-        return text
-    if not text:
-        return title
-    separator = " " if title.endswith((".", "!", "?", ":")) else ". "
-    return f"{title}{separator}{text}"
 
 
 def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, object]]:
