@@ -358,27 +358,22 @@ class EmbeddingsFineTuner(pl.LightningModule):
 
     def train_dataloader_from(self, pin_memory: bool = False) -> DataLoader:
         prepared = self._require_prepared()
-        sampler = LengthBucketBatchSampler(
-            [row.length for row in prepared.train], self.params.batch_size, seed=self.params.seed, shuffle=True
-        )
-        return DataLoader(
-            FeatureRowsDataset(prepared.train),
-            batch_sampler=sampler,
-            collate_fn=prepared.train_collator,
-            pin_memory=pin_memory,
+        return self._length_bucketed_loader(
+            prepared.train, prepared.train_collator, shuffle=True, pin_memory=pin_memory
         )
 
     def test_dataloader_from(self, pin_memory: bool = False) -> DataLoader:
         prepared = self._require_prepared()
+        return self._length_bucketed_loader(prepared.test, prepared.test_collator, shuffle=False, pin_memory=pin_memory)
+
+    def _length_bucketed_loader(
+        self, rows: Sequence[Any], collator: Callable[..., Any], shuffle: bool, pin_memory: bool
+    ) -> DataLoader:
+        """Batches of rows of similar length, so padding (and wasted compute) stays small."""
         sampler = LengthBucketBatchSampler(
-            [row.length for row in prepared.test], self.params.batch_size, seed=self.params.seed, shuffle=False
+            [row.length for row in rows], self.params.batch_size, seed=self.params.seed, shuffle=shuffle
         )
-        return DataLoader(
-            FeatureRowsDataset(prepared.test),
-            batch_sampler=sampler,
-            collate_fn=prepared.test_collator,
-            pin_memory=pin_memory,
-        )
+        return DataLoader(FeatureRowsDataset(rows), batch_sampler=sampler, collate_fn=collator, pin_memory=pin_memory)
 
     def _require_prepared(self) -> PreparedRows:
         if self.prepared is None:
