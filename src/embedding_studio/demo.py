@@ -48,6 +48,7 @@ from embedding_studio.evaluation import (
 DEMO_DATA_DIR = Path(__file__).resolve().parent / "demo_data"
 DEMO_METHOD = "demo_text"
 PROFILE_ENV = "EMBEDDING_STUDIO_DEMO_PROFILE"
+SEED_ENV = "EMBEDDING_STUDIO_DEMO_SEED"
 EVALUATION_USER = "demo-evaluation"
 EVALUATION_DEPTH = 100  # Recall@100 needs the top 100
 SHOWN_RESULTS = 10
@@ -89,6 +90,7 @@ def create_demo_plugin(settings: Any = None, **overrides: Any) -> Any:
     from embedding_studio.finetuning.plugins.default_text import create_plugin
 
     profile = PROFILES.get(os.environ.get(PROFILE_ENV, "full"), PROFILES["full"])
+    seed = int(os.environ.get(SEED_ENV, "0"))
     fields: dict[str, Any] = {
         "name": DEMO_METHOD,
         "max_evals": profile.max_evals,
@@ -98,7 +100,10 @@ def create_demo_plugin(settings: Any = None, **overrides: Any) -> Any:
         "batch_size": 16,
         "loss": "info_nce",
         "search_space": {"query_lr": [5e-5] if profile.max_evals == 1 else [5e-5, 3e-5, 8e-5], "temperature": [0.05]},
-        "fixed_params": {"use_ips": True, "train_last_n_layers": -1, "negatives_per_query": 16,
+        # The demo's --seed (EMBEDDING_STUDIO_DEMO_SEED) also seeds the session split and the training order and
+        # initialisation, so one seed always gives the same model.
+        "split_seed": seed,
+        "fixed_params": {"seed": seed, "use_ips": True, "train_last_n_layers": -1, "negatives_per_query": 16,
                          "max_seq_length": 128},
         # Validation also picks the weights (highest val NDCG@10, the untrained model included): a few checks per
         # epoch give the trained states more than one chance against the untrained one.
@@ -257,8 +262,9 @@ def _terminate_gracefully() -> Iterator[None]:
 class DemoServices:
     """PostgreSQL (embedded), the API and a worker, all in one data directory; stopped together."""
 
-    def __init__(self, data_dir: Path, port: int, profile: DemoProfile, catalog_path: Path) -> None:
+    def __init__(self, data_dir: Path, port: int, profile: DemoProfile, catalog_path: Path, seed: int = 0) -> None:
         self.data_dir = data_dir
+        self.seed = seed
         self.port = port
         self.profile = profile
         self.catalog_path = catalog_path
@@ -291,6 +297,7 @@ class DemoServices:
             "EMBEDDING_STUDIO_CATALOG_LOADER_OPTIONS": json.dumps({"path": str(self.catalog_path)}),
             "EMBEDDING_STUDIO_API_KEYS": "[]",
             PROFILE_ENV: self.profile.name,
+            SEED_ENV: str(self.seed),
             "TOKENIZERS_PARALLELISM": "false",
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
@@ -553,7 +560,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         f"data directory: {data_dir}"
     )
 
-    services = DemoServices(data_dir, port, profile, catalog_path)
+    services = DemoServices(data_dir, port, profile, catalog_path, options.seed)
     api: DemoApi | None = None
     stack = ExitStack()
     stack.enter_context(_terminate_gracefully())

@@ -21,7 +21,9 @@ def demo(
     ),
     port: int | None = typer.Option(None, help="Port of the demo's API (default: a free one)."),
     reuse: bool = typer.Option(False, "--reuse", help="Keep what a previous demo left in the data directory."),
-    seed: int = typer.Option(0, help="Seed of the query split, the catalog slice and the simulated clicks."),
+    seed: int = typer.Option(
+        0, help="Seed of the catalog slice, the query split, the simulated clicks and the fine-tuning."
+    ),
     keep_serving: bool = typer.Option(False, "--keep-serving", help="Keep the API running afterwards (Ctrl-C stops)."),
 ) -> None:
     """Watch Embedding Studio improve a real search engine: index, simulated users, fine-tune, flip, measure.

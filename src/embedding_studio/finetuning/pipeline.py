@@ -13,6 +13,7 @@ when a step fails.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from collections.abc import Callable
@@ -195,7 +196,21 @@ def _read_batch(batch_id: int, settings: Settings) -> tuple[list[FineTuningInput
         raise EmptyBatchError(batch_id, session_count, converted.skipped_count)
     if not any(fine_tuning_input.events for fine_tuning_input in converted.inputs):
         raise NoClicksError(batch_id, len(converted.inputs))
-    return converted.inputs, converted.skipped_count
+    # Sessions come back in session-id order, and ids are random: ordering by content makes the training order,
+    # and so the trained model, depend on the batch and the seed only.
+    return sorted(converted.inputs, key=_content_order), converted.skipped_count
+
+
+def _content_order(fine_tuning_input: FineTuningInput) -> tuple[str, tuple[str, ...], tuple[str, ...], bool, str]:
+    query = fine_tuning_input.query
+    query_text = query if isinstance(query, str) else json.dumps(query, sort_keys=True, default=str)
+    return (
+        query_text,
+        tuple(fine_tuning_input.results),
+        tuple(sorted(fine_tuning_input.events)),
+        fine_tuning_input.is_irrelevant,
+        fine_tuning_input.session_id,  # content ties are identical sessions; the id only makes the order total
+    )
 
 
 def _load_items(
