@@ -206,3 +206,46 @@ def test_training_truncates_to_max_seq_length_without_changing_the_saved_model()
     prepared = fine_tuner.preprocess_inputs(sessions[:1], sessions[1:])
     assert max(prepared.train_collator.parts.lengths.tolist()) == 12
     assert model.max_seq_length == 64
+
+
+def test_the_gpu_recipe_trains_on_cpu_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 autocast + a fused AdamW + gradient clipping is what a GPU run does. Lightning refuses its own
+    clipping for a fused optimizer under mixed precision (an H200 run failed so); CPU has both a fused AdamW and
+    bf16 autocast, so the same combination runs here, and it must still learn."""
+    import embedding_studio.finetuning.fine_tuner as fine_tuner_module
+
+    class FusedAdamW(torch.optim.AdamW):  # what configure_optimizers builds on CUDA
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **{**kwargs, "fused": True})
+
+    monkeypatch.setattr(fine_tuner_module, "training_precision", lambda on_gpu: "bf16-mixed")
+    monkeypatch.setattr(torch.optim, "AdamW", FusedAdamW)
+    items, inputs, vocabulary = _toy_world(session_count=120)
+    split = TrainTestSplitter(seed=0).split(inputs)
+    params = FineTuningParams(query_lr=1e-3, batch_size=16, num_epochs=2, seed=0)
+    fine_tuner = EmbeddingsFineTuner(build_tiny_text_model(seed=0, dim=32, vocab=vocabulary), items, params=params)
+    result = fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=2, test_each_n_inputs=48)
+    assert fine_tuner.trainer.optimizers[0].defaults["fused"] is True
+    assert result.best_metrics["val_ndcg_at_10"] > result.baseline_metrics["val_ndcg_at_10"] + 0.02
+
+
+def test_gradients_are_clipped_to_unit_norm_before_the_step() -> None:
+    items, inputs, vocabulary = _toy_world(session_count=20)
+    fine_tuner = EmbeddingsFineTuner(build_tiny_text_model(seed=0, vocab=vocabulary), items)
+    for parameter in fine_tuner.parameters():
+        parameter.grad = torch.full_like(parameter, 5.0)
+    fine_tuner.on_before_optimizer_step(torch.optim.SGD(fine_tuner.parameters(), lr=0.1))
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in fine_tuner.parameters()]))
+    assert total.item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_similarities_keep_float32_resolution_under_bf16_autocast() -> None:
+    items, inputs, vocabulary = _toy_world(session_count=40)
+    fine_tuner = EmbeddingsFineTuner(build_tiny_text_model(seed=0, vocab=vocabulary), items)
+    fine_tuner.preprocess_inputs(inputs[:30], inputs[30:])
+    batch = next(iter(fine_tuner.test_dataloader_from()))
+    with torch.no_grad(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        similarities = fine_tuner.item_similarities(batch)
+    assert similarities.dtype == torch.float32
+    scored = similarities[similarities > -2.0]
+    assert (scored.to(torch.bfloat16).float() != scored).any()  # not bf16 values in a float32 tensor

@@ -33,6 +33,7 @@ from embedding_studio.finetuning.query_retriever import QueryRetriever, TextQuer
 
 ValidationMetricsHook = Callable[[int, Mapping[str, float]], None]
 METRIC_NAMES = ("val_loss", "val_mrr", "val_ndcg_at_10", "val_recall_at_10")
+GRADIENT_CLIP_NORM = 1.0
 
 
 # ----- tokens --------------------------------------------------------------------------------------
@@ -382,10 +383,15 @@ class EmbeddingsFineTuner(pl.LightningModule):
 
     # ----- steps -----------------------------------------------------------------------------------
     def item_similarities(self, batch: Mapping[str, Any]) -> Tensor:
-        """``[B, U]`` cosine of each query with each item of the batch, an item scoring as its best part."""
+        """``[B, U]`` cosine of each query with each item of the batch, an item scoring as its best part.
+
+        The product runs outside autocast, in float32: under bf16 a cosine near 0.8 moves in steps of 0.004, which
+        ties the shown items of a session in validation and, divided by a 0.05 temperature, makes the logits of
+        the loss jump by 0.08. The matrix is ``B x parts``, so float32 costs nothing measurable."""
         queries = self.model.forward_queries(batch["query_tokens"])
         parts = self.model.forward_items(batch["part_tokens"])
-        part_similarities = queries.float() @ parts.float().T
+        with torch.autocast(device_type=queries.device.type, enabled=False):
+            part_similarities = queries.float() @ parts.float().T
         owners = batch["part_owner"].unsqueeze(0).expand_as(part_similarities)
         empty = torch.full(
             (queries.shape[0], batch["item_count"]), -2.0, dtype=part_similarities.dtype, device=queries.device
@@ -479,6 +485,15 @@ class EmbeddingsFineTuner(pl.LightningModule):
         return True
 
     # ----- optimisation ----------------------------------------------------------------------------
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip the global gradient norm to `GRADIENT_CLIP_NORM` here, not through the Trainer's
+        `gradient_clip_val`: Lightning refuses that for a fused AdamW (it cannot tell whether the optimizer unscales
+        internally), and under bf16 there is no loss scale to undo, so clipping right before the step is exact.
+        `clip_grad_norm_` computes and applies the norm on the device: no host sync."""
+        gradients = [parameter for parameter in self.parameters() if parameter.grad is not None]
+        if gradients:
+            torch.nn.utils.clip_grad_norm_(gradients, max_norm=GRADIENT_CLIP_NORM)
+
     def configure_optimizers(self) -> Any:
         query_parameters = list(self.model.query_parameters())
         item_parameters = list(self.model.item_parameters())
@@ -515,6 +530,11 @@ class FitResult:
     history: list[dict[str, float]]
     stopped_epoch: int
     baseline_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def training_precision(on_gpu: bool) -> str:
+    """bf16 autocast on a GPU that has it (about twice the speed and half the activation memory), fp32 elsewhere."""
+    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
 
 
 def validation_interval(test_each_n_inputs: int | float, batch_size: int, batches_per_epoch: int) -> int | float:
@@ -589,7 +609,7 @@ def fit_fine_tuner(
     fine_tuner.preprocess_inputs(train_inputs, test_inputs)
     accelerator_name, devices = _trainer_device(accelerator, device)
     on_gpu = accelerator_name == "gpu"
-    precision = "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+    precision = training_precision(on_gpu)
     train_loader = fine_tuner.train_dataloader_from(pin_memory=on_gpu)
     test_loader = fine_tuner.test_dataloader_from(pin_memory=on_gpu)
     common: dict[str, Any] = {
@@ -632,7 +652,6 @@ def fit_fine_tuner(
             enable_checkpointing=checkpoint_dir is not None,
             num_sanity_val_steps=0,
             val_check_interval=validation_interval(test_each_n_inputs, params.batch_size, len(train_loader)),
-            gradient_clip_val=1.0,
             **common,
         )
     # Sentence-transformers hands its modules over in eval mode; training wants dropout on.
