@@ -249,3 +249,11 @@ def test_similarities_keep_float32_resolution_under_bf16_autocast() -> None:
     assert similarities.dtype == torch.float32
     scored = similarities[similarities > -2.0]
     assert (scored.to(torch.bfloat16).float() != scored).any()  # not bf16 values in a float32 tensor
+
+
+def test_the_trained_model_stays_on_the_training_device() -> None:
+    from embedding_studio.finetuning.fine_tuner import _training_device
+
+    assert _training_device("gpu", 1) == torch.device("cuda", 0)
+    assert _training_device("gpu", [2]) == torch.device("cuda", 2)
+    assert _training_device("cpu", 1) == torch.device("cpu")

@@ -559,6 +559,13 @@ def _trainer_device(accelerator: str, device: Any) -> tuple[str, Any]:
     return accelerator, 1
 
 
+def _training_device(accelerator_name: str, devices: Any) -> torch.device:
+    """The torch device a Trainer with these arguments trains on."""
+    if accelerator_name == "gpu":
+        return torch.device("cuda", devices[0] if isinstance(devices, list) else 0)
+    return torch.device(accelerator_name if accelerator_name in ("cpu", "mps") else "cpu")
+
+
 @contextlib.contextmanager
 def _quiet_lightning() -> Iterator[None]:
     """Lightning announces devices and tips at INFO on every Trainer; our progress goes to the tracker instead."""
@@ -660,6 +667,9 @@ def fit_fine_tuner(
         with _quiet_lightning():
             trainer.fit(fine_tuner, train_loader, test_loader)
     finally:
+        # Lightning's teardown leaves the module on the CPU; the trained model stays where it was trained, so
+        # evaluating or serving it next is not a CPU encode (on an H200 that made one evaluation take 105 s, not 3).
+        fine_tuner.to(_training_device(accelerator_name, devices))
         fine_tuner.restore_best()
         fine_tuner.eval()
         # The best weights are in place; the CPU copy is not needed any more.
