@@ -16,11 +16,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-import psycopg
 from psycopg import errors as pg_errors
 from pydantic import ValidationError
 from sqlalchemy import Connection
@@ -52,6 +50,7 @@ from embedding_studio.clickstream.types import (
 )
 from embedding_studio.config import get_settings
 from embedding_studio.db import get_engine
+from embedding_studio.db.pool import autocommit_pool, run_idempotent
 
 __all__ = [
     "ClickstreamDao",
@@ -145,24 +144,15 @@ _RETRYABLE_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 _MAX_ATTEMPTS = 5
 
 
-@contextmanager
-def _autocommit() -> Iterator[psycopg.Connection[Any]]:
-    """A pooled psycopg connection in autocommit mode, for the hot single-statement writes.
+def _autocommit_fetchone(statement: str, parameters: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """One statement in its own transaction on an unchecked pooled connection: the hot single-statement writes.
 
-    Each statement is its own transaction (one round trip), and going to psycopg directly skips
-    SQLAlchemy's per-statement work, which costs more CPU than the statement itself here.
+    One round trip, no SQLAlchemy per-statement work and no ping (see `embedding_studio.db.pool`); the statements
+    sent here are idempotent, so a dead connection costs one retry.
     """
-    pooled = get_engine().raw_connection()
-    try:
-        connection = pooled.driver_connection
-        assert isinstance(connection, psycopg.Connection)
-        connection.autocommit = True
-        try:
-            yield connection
-        finally:
-            connection.autocommit = False
-    finally:
-        pooled.close()  # back to the pool
+    return run_idempotent(
+        autocommit_pool("clickstream"), lambda connection: connection.execute(statement, parameters).fetchone()
+    )
 
 
 def _json_or_none(value: Any) -> str | None:
@@ -252,8 +242,7 @@ class ClickstreamDao:
             "created_at": body.created_at,
             "payload": _json_or_none(body.payload),
         }
-        with _autocommit() as connection:
-            row = connection.execute(_INSERT_SESSION_INTO_COLLECTING_BATCH, parameters).fetchone()
+        row = _autocommit_fetchone(_INSERT_SESSION_INTO_COLLECTING_BATCH, parameters)
         if row is not None:
             return _session_from_row(row), True
         # Either the id is taken or a release committed while we waited on the batch row: take the careful path.
@@ -281,9 +270,9 @@ class ClickstreamDao:
                 raise UnknownSessionError(session_id)
             return 0
         rows = [_event_row_json(session_id, record) for record in records]
-        with _autocommit() as connection:
-            answer = connection.execute(_INSERT_EVENTS_IF_ALL_SHOWN, {"id": session_id, "rows": json.dumps(rows)})
-            results, inserted = answer.fetchone() or (None, None)
+        # A retry after a commit whose answer was lost counts those events as repeats: none is stored twice.
+        answer = _autocommit_fetchone(_INSERT_EVENTS_IF_ALL_SHOWN, {"id": session_id, "rows": json.dumps(rows)})
+        results, inserted = answer or (None, None)
         if results is None:
             raise UnknownSessionError(session_id)
         if inserted is None:

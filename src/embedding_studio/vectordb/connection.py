@@ -7,18 +7,15 @@ Search is the hot path: a pool of autocommit connections with the pgvector type 
 
 from __future__ import annotations
 
-import threading
-
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
-from embedding_studio.db import get_engine, libpq_url
+from embedding_studio.db.pool import autocommit_pool, close_autocommit_pools, current_conninfo
 
 DEFAULT_EF_SEARCH = 100
 
-_pools: dict[str, ConnectionPool] = {}
-_lock = threading.Lock()
+__all__ = ["DEFAULT_EF_SEARCH", "close_pools", "current_conninfo", "get_pool"]
 
 
 def _configure(connection: psycopg.Connection) -> None:
@@ -26,32 +23,10 @@ def _configure(connection: psycopg.Connection) -> None:
     connection.execute(f"SET hnsw.ef_search = {DEFAULT_EF_SEARCH}")
 
 
-def current_conninfo() -> str:
-    """The libpq URL of the database the rest of the process uses (resolved once by ``get_engine``)."""
-    return libpq_url(get_engine().url.render_as_string(hide_password=False))
-
-
 def get_pool() -> ConnectionPool:
-    conninfo = current_conninfo()
-    with _lock:
-        pool = _pools.get(conninfo)
-        if pool is None:
-            pool = ConnectionPool(
-                conninfo,
-                min_size=1,
-                max_size=16,
-                kwargs={"autocommit": True},
-                configure=_configure,
-                open=True,
-                name="vectordb",
-            )
-            _pools[conninfo] = pool
-        return pool
+    return autocommit_pool("vectordb", configure=_configure)
 
 
 def close_pools() -> None:
     """Close every pool (tests that swap databases, workers shutting down)."""
-    with _lock:
-        for pool in _pools.values():
-            pool.close()
-        _pools.clear()
+    close_autocommit_pools()
