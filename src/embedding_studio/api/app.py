@@ -13,6 +13,7 @@ from sqlalchemy import text
 
 from embedding_studio.api.auth import require_api_key
 from embedding_studio.db import get_engine, upgrade_database
+from embedding_studio.db.pool import open_async_autocommit_pool
 
 logger = logging.getLogger(__name__)
 
@@ -29,10 +30,16 @@ def _validation_reasons(error: RequestValidationError) -> list[dict[str, object]
 
 def create_app(run_migrations: bool = True) -> FastAPI:
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_migrations:
             upgrade_database()
-        yield
+        # The clickstream's inserts await psycopg on the event loop (see db.pool) rather than take a thread.
+        async with open_async_autocommit_pool("api-hot-path") as pool:
+            app.state.hot_path_pool = pool
+            try:
+                yield
+            finally:
+                app.state.hot_path_pool = None
 
     app = FastAPI(
         title="Embedding Studio",

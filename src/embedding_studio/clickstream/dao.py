@@ -13,13 +13,16 @@ path sends a whole request as one ``jsonb_to_recordset`` statement per table.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
 from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
@@ -50,7 +53,7 @@ from embedding_studio.clickstream.types import (
 )
 from embedding_studio.config import get_settings
 from embedding_studio.db import get_engine
-from embedding_studio.db.pool import autocommit_pool, run_idempotent
+from embedding_studio.db.pool import autocommit_pool, run_idempotent, run_idempotent_async
 
 __all__ = [
     "ClickstreamDao",
@@ -155,6 +158,53 @@ def _autocommit_fetchone(statement: str, parameters: Mapping[str, Any]) -> tuple
     )
 
 
+async def _autocommit_fetchone_async(
+    pool: AsyncConnectionPool, statement: str, parameters: Mapping[str, Any]
+) -> tuple[Any, ...] | None:
+    """`_autocommit_fetchone` on the event loop."""
+
+    async def work(connection: psycopg.AsyncConnection[Any]) -> tuple[Any, ...] | None:
+        cursor = await connection.execute(statement, parameters)
+        return await cursor.fetchone()
+
+    return await run_idempotent_async(pool, work)
+
+
+def _session_parameters(body: SessionBody) -> dict[str, Any]:
+    return {
+        "session_id": body.session_id,
+        "query": json.dumps(body.query),
+        "results": body.results,
+        "user_id": body.user_id,
+        "is_irrelevant": False,
+        "created_at": body.created_at,
+        "payload": _json_or_none(body.payload),
+    }
+
+
+def _event_records(events: Iterable[EventRecord | Mapping[str, Any]]) -> list[EventRecord]:
+    try:
+        return [event if isinstance(event, EventRecord) else EventRecord.model_validate(event) for event in events]
+    except ValidationError as error:
+        raise InvalidRecordError(describe_validation_error(error)) from error
+
+
+def _events_parameters(session_id: str, records: list[EventRecord]) -> dict[str, Any]:
+    return {"id": session_id, "rows": json.dumps([_event_row_json(session_id, record) for record in records])}
+
+
+def _events_inserted(session_id: str, records: list[EventRecord], answer: tuple[Any, ...] | None) -> int:
+    """The insert's answer read back: how many events were new, or why none was stored."""
+    results, inserted = answer or (None, None)
+    if results is None:
+        raise UnknownSessionError(session_id)
+    if inserted is None:
+        shown = set(results)
+        missing = list(dict.fromkeys(record.item_id for record in records if record.item_id not in shown))
+        raise ItemNotInResultsError(session_id, missing)
+    return int(inserted)
+
+
 def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -233,18 +283,25 @@ class ClickstreamDao:
 
     def store_session(self, body: SessionBody) -> tuple[ClickstreamSession, bool]:
         """:meth:`add_session` for a body that was validated already (the API's), so it is not checked twice."""
-        parameters = {
-            "session_id": body.session_id,
-            "query": json.dumps(body.query),
-            "results": body.results,
-            "user_id": body.user_id,
-            "is_irrelevant": False,
-            "created_at": body.created_at,
-            "payload": _json_or_none(body.payload),
-        }
+        parameters = _session_parameters(body)
         row = _autocommit_fetchone(_INSERT_SESSION_INTO_COLLECTING_BATCH, parameters)
         if row is not None:
             return _session_from_row(row), True
+        return self._store_session_carefully(body, parameters)
+
+    async def store_session_async(
+        self, body: SessionBody, pool: AsyncConnectionPool
+    ) -> tuple[ClickstreamSession, bool]:
+        """:meth:`store_session` awaiting the insert on the event loop (the API's hot path)."""
+        parameters = _session_parameters(body)
+        row = await _autocommit_fetchone_async(pool, _INSERT_SESSION_INTO_COLLECTING_BATCH, parameters)
+        if row is not None:
+            return _session_from_row(row), True
+        return await asyncio.to_thread(self._store_session_carefully, body, parameters)
+
+    def _store_session_carefully(
+        self, body: SessionBody, parameters: dict[str, Any]
+    ) -> tuple[ClickstreamSession, bool]:
         # Either the id is taken or a release committed while we waited on the batch row: take the careful path.
         with get_engine().begin() as connection:
             parameters["batch_id"] = self._lock_collecting_batch(connection)
@@ -259,27 +316,25 @@ class ClickstreamDao:
 
     def add_events(self, session_id: str, events: Iterable[EventRecord | Mapping[str, Any]]) -> int:
         """Attach events to a stored session; returns how many were new (repeated event ids are ignored)."""
-        try:
-            records = [
-                event if isinstance(event, EventRecord) else EventRecord.model_validate(event) for event in events
-            ]
-        except ValidationError as error:
-            raise InvalidRecordError(describe_validation_error(error)) from error
+        records = _event_records(events)
         if not records:
             if not self._session_exists(session_id):
                 raise UnknownSessionError(session_id)
             return 0
-        rows = [_event_row_json(session_id, record) for record in records]
         # A retry after a commit whose answer was lost counts those events as repeats: none is stored twice.
-        answer = _autocommit_fetchone(_INSERT_EVENTS_IF_ALL_SHOWN, {"id": session_id, "rows": json.dumps(rows)})
-        results, inserted = answer or (None, None)
-        if results is None:
-            raise UnknownSessionError(session_id)
-        if inserted is None:
-            shown = set(results)
-            missing = list(dict.fromkeys(record.item_id for record in records if record.item_id not in shown))
-            raise ItemNotInResultsError(session_id, missing)
-        return int(inserted)
+        answer = _autocommit_fetchone(_INSERT_EVENTS_IF_ALL_SHOWN, _events_parameters(session_id, records))
+        return _events_inserted(session_id, records, answer)
+
+    async def add_events_async(
+        self, session_id: str, events: Iterable[EventRecord | Mapping[str, Any]], pool: AsyncConnectionPool
+    ) -> int:
+        """:meth:`add_events` awaiting the insert on the event loop (the API's hot path)."""
+        records = _event_records(events)
+        if not records:
+            return await asyncio.to_thread(self.add_events, session_id, records)
+        parameters = _events_parameters(session_id, records)
+        answer = await _autocommit_fetchone_async(pool, _INSERT_EVENTS_IF_ALL_SHOWN, parameters)
+        return _events_inserted(session_id, records, answer)
 
     @staticmethod
     def _session_exists(session_id: str) -> bool:

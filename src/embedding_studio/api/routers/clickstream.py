@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 
 from embedding_studio.api.schemas.clickstream import (
     BatchOut,
@@ -38,6 +39,11 @@ router = APIRouter(prefix="/clickstream", tags=["clickstream"])
 _NOT_FOUND = {"description": "Unknown session or batch"}
 
 
+def hot_path_pool(request: Request) -> AsyncConnectionPool | None:
+    """The app's asyncio pool (opened by its lifespan); None in an app run without one, which takes threads."""
+    return getattr(request.app.state, "hot_path_pool", None)
+
+
 @router.post(
     "/sessions",
     status_code=status.HTTP_201_CREATED,
@@ -47,10 +53,14 @@ _NOT_FOUND = {"description": "Unknown session or batch"}
         409: {"description": "The session id exists with a different body"},
     },
 )
-async def add_session(body: SessionBody, response: Response) -> SessionCreatedOut:
+async def add_session(body: SessionBody, request: Request, response: Response) -> SessionCreatedOut:
     """Record one search: the query and the item ids shown, in order. Sending it again changes nothing."""
+    pool = hot_path_pool(request)
     try:
-        session, created = await run_in_threadpool(clickstream_dao.store_session, body)
+        if pool is not None:
+            session, created = await clickstream_dao.store_session_async(body, pool)
+        else:
+            session, created = await run_in_threadpool(clickstream_dao.store_session, body)
     except SessionConflictError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
     if not created:
@@ -73,10 +83,14 @@ async def get_session(session_id: str) -> SessionOut:
     response_model=EventsOut,
     responses={404: _NOT_FOUND, 422: {"description": "An event names an item that was not shown"}},
 )
-async def add_events(session_id: str, body: EventsIn) -> EventsOut | JSONResponse:
+async def add_events(session_id: str, body: EventsIn, request: Request) -> EventsOut | JSONResponse:
     """Record clicks (or other events) on results of a stored session; repeated event ids are ignored."""
+    pool = hot_path_pool(request)
     try:
-        inserted = await run_in_threadpool(clickstream_dao.add_events, session_id, body.events)
+        if pool is not None:
+            inserted = await clickstream_dao.add_events_async(session_id, body.events, pool)
+        else:
+            inserted = await run_in_threadpool(clickstream_dao.add_events, session_id, body.events)
     except UnknownSessionError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
     except ItemNotInResultsError as error:
