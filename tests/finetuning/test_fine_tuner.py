@@ -257,3 +257,27 @@ def test_the_trained_model_stays_on_the_training_device() -> None:
     assert _training_device("gpu", 1) == torch.device("cuda", 0)
     assert _training_device("gpu", [2]) == torch.device("cuda", 2)
     assert _training_device("cpu", 1) == torch.device("cpu")
+
+
+def test_a_weight_share_below_one_keeps_that_share_of_the_change() -> None:
+    """W = W_0 + s (W_tuned - W_0), and the metrics the run reports are those of the interpolated weights."""
+    items, inputs, vocabulary = _toy_world(session_count=120)
+    split = TrainTestSplitter(seed=0).split(inputs)
+    trained = {}
+    results = {}
+    for share in (1.0, 0.5):
+        params = FineTuningParams(query_lr=1e-3, batch_size=16, num_epochs=1, seed=0, fine_tuned_weight_share=share)
+        torch.manual_seed(0)  # the same initial weights for both runs
+        model = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)
+        initial = {name: value.detach().clone() for name, value in model.query_tower.named_parameters()}
+        fine_tuner = EmbeddingsFineTuner(model, items, params=params)
+        results[share] = fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=1, test_each_n_inputs=48)
+        trained[share] = {name: value.detach().clone() for name, value in model.query_tower.named_parameters()}
+        if share == 0.5:
+            assert _rerank_ndcg(model, items, split.test) == pytest.approx(
+                results[share].best_metrics["val_ndcg_at_10"], abs=1e-4
+            )
+    assert results[1.0].best_metrics != results[1.0].baseline_metrics  # training changed the weights
+    for name, value in trained[0.5].items():
+        torch.testing.assert_close(value, (initial[name] + trained[1.0][name]) / 2, rtol=1e-4, atol=1e-6)
+    assert results[0.5].history == results[1.0].history  # the interpolated validation is not a training step

@@ -38,6 +38,13 @@ class FineTuningParams(BaseModel):
     max_seq_length: int = Field(128, ge=8, le=8192)
     negatives_per_query: int = Field(16, ge=0, le=1024, description="hard negatives kept per session, best first")
     positives_per_query: int = Field(4, ge=1, le=256, description="clicked results kept per session")
+    fine_tuned_weight_share: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="share s of the fine-tuned change kept: W = W_base + s * (W_tuned - W_base); below 1 trades "
+        "fit to the clicked queries for robustness on unseen ones (weight-space ensembling, WiSE-FT)",
+    )
     seed: int = 0
 
     @model_validator(mode="after")
