@@ -271,7 +271,9 @@ def test_a_weight_share_below_one_keeps_that_share_of_the_change() -> None:
         model = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)
         initial = {name: value.detach().clone() for name, value in model.query_tower.named_parameters()}
         fine_tuner = EmbeddingsFineTuner(model, items, params=params)
-        results[share] = fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=1, test_each_n_inputs=48)
+        results[share] = fit_fine_tuner(
+            fine_tuner, split.train, split.test, params, max_epochs=1, test_each_n_inputs=48
+        )
         trained[share] = {name: value.detach().clone() for name, value in model.query_tower.named_parameters()}
         if share == 0.5:
             assert _rerank_ndcg(model, items, split.test) == pytest.approx(
