@@ -82,17 +82,8 @@ class DatasetReport:
 
 
 def reduce_corpus(dataset: BeirDataset, max_corpus: int | None, seed: int = 0) -> BeirDataset:
-    """At most ``max_corpus`` items: relevant ones first (so the task stays meaningful), then others."""
-    if max_corpus is None or len(dataset.corpus) <= max_corpus:
-        return dataset
-    rng = random.Random(seed)
-    relevant = sorted({item for judged in dataset.qrels.values() for item, grade in judged.items() if grade > 0})
-    relevant = [item for item in relevant if item in dataset.corpus]
-    others = sorted(set(dataset.corpus) - set(relevant))
-    rng.shuffle(relevant)
-    rng.shuffle(others)
-    keep = (relevant + others)[:max_corpus]
-    return dataset.subset(set(keep))
+    """At most ``max_corpus`` items, relevant ones first (the demo's catalog is cut the same way)."""
+    return dataset.relevant_first(max_corpus, seed)
 
 
 def simulate_sessions(

@@ -178,18 +178,12 @@ def resolve_dataset(name_or_path: str) -> Path:
 
 def demo_catalog(dataset: BeirDataset, profile: DemoProfile, seed: int) -> BeirDataset:
     """The catalog the demo indexes: at most ``max_catalog_items``, items relevant to some query first, then others
-    (benchmarks/quality.py's reduce_corpus), so other queries' relevant items are the hard distractors. Judgments
-    of items left out are dropped, so every figure stays achievable."""
+    (``BeirDataset.relevant_first``, as benchmarks/quality.py cuts its corpus), so other queries' relevant items
+    are the hard distractors. Judgments of items left out are dropped, so every figure stays achievable."""
     if profile.max_catalog_items is None or len(dataset.corpus) <= profile.max_catalog_items:
         return dataset
-    rng = random.Random(seed)
-    relevant = sorted({item_id for judged in dataset.qrels.values() for item_id, grade in judged.items() if grade > 0})
-    relevant = [item_id for item_id in relevant if item_id in dataset.corpus]
-    others = sorted(set(dataset.corpus) - set(relevant))
-    rng.shuffle(relevant)
-    rng.shuffle(others)
-    keep = set((relevant + others)[: profile.max_catalog_items])
-    catalog = dataset.subset(keep)
+    catalog = dataset.relevant_first(profile.max_catalog_items, seed)
+    keep = set(catalog.corpus)
     catalog.qrels = {
         query_id: kept
         for query_id, judged in dataset.qrels.items()

@@ -68,6 +68,19 @@ class BeirDataset:
         corpus = {item_id: value for item_id, value in self.corpus.items() if item_id in item_ids}
         return BeirDataset(corpus=corpus, queries=dict(self.queries), qrels=self.qrels, name=self.name, path=self.path)
 
+    def relevant_first(self, max_items: int | None, seed: int = 0) -> BeirDataset:
+        """At most ``max_items`` items (``subset``): those relevant to some query first, in a seeded order, then
+        the others, so the task stays meaningful and other queries' relevant items are the hard distractors."""
+        if max_items is None or len(self.corpus) <= max_items:
+            return self
+        rng = random.Random(seed)
+        relevant = sorted({item_id for judged in self.qrels.values() for item_id, grade in judged.items() if grade > 0})
+        relevant = [item_id for item_id in relevant if item_id in self.corpus]
+        others = sorted(set(self.corpus) - set(relevant))
+        rng.shuffle(relevant)
+        rng.shuffle(others)
+        return self.subset(set((relevant + others)[:max_items]))
+
 
 def _read_jsonl(path: Path, required: tuple[str, ...]) -> list[dict[str, object]]:
     if not path.is_file():
