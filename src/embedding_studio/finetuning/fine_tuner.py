@@ -452,11 +452,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
         self.history.append({"step": float(step), **values})
         if self._improves_on_best(values):
             self.best_metrics = dict(values)
-            self._best_state = {
-                name: parameter.detach().to("cpu", copy=True)
-                for name, parameter in self.model.named_parameters()
-                if parameter.requires_grad
-            }
+            self._best_state = self.trainable_state_on_cpu()
         if self.on_validation_metrics is not None:
             self.on_validation_metrics(step, values)
 
@@ -473,6 +469,14 @@ class EmbeddingsFineTuner(pl.LightningModule):
         if current == best:
             return values["val_loss"] < self.best_metrics["val_loss"]
         return current < best if metric == "val_loss" else current > best
+
+    def trainable_state_on_cpu(self) -> dict[str, Tensor]:
+        """A CPU copy of every trained parameter: what ``restore_best`` puts back."""
+        return {
+            name: parameter.detach().to("cpu", copy=True)
+            for name, parameter in self.model.named_parameters()
+            if parameter.requires_grad
+        }
 
     def restore_best(self) -> bool:
         """Put back the weights of the best validation by the selection metric (see ``_improves_on_best``)."""
@@ -572,6 +576,27 @@ def interpolate_towards(model: torch.nn.Module, initial_state: Mapping[str, Tens
             parameter.lerp_(initial.to(device=parameter.device, dtype=parameter.dtype), 1.0 - share)
 
 
+def _validate_once(
+    fine_tuner: EmbeddingsFineTuner, loader: DataLoader, trainer_arguments: Mapping[str, Any], device: torch.device
+) -> dict[str, float]:
+    """The metrics of one validation outside training (the baseline, the interpolated weights): not reported to
+    the hook, not left in the history, and not taken as the best weights. The model is back on ``device`` after
+    (Lightning's teardown leaves it on the CPU)."""
+    hook, fine_tuner.on_validation_metrics = fine_tuner.on_validation_metrics, None
+    best_metrics, best_state = fine_tuner.best_metrics, fine_tuner._best_state
+    history_length = len(fine_tuner.history)
+    try:
+        with _quiet_lightning():
+            pl.Trainer(enable_checkpointing=False, **trainer_arguments).validate(fine_tuner, loader, verbose=False)
+    finally:
+        fine_tuner.on_validation_metrics = hook
+        fine_tuner.best_metrics, fine_tuner._best_state = best_metrics, best_state
+        fine_tuner.to(device)
+    metrics = fine_tuner.history.pop() if len(fine_tuner.history) > history_length else {}
+    metrics.pop("step", None)
+    return metrics
+
+
 def _training_device(accelerator_name: str, devices: Any) -> torch.device:
     """The torch device a Trainer with these arguments trains on."""
     if accelerator_name == "gpu":
@@ -642,25 +667,15 @@ def fit_fine_tuner(
         "deterministic": not on_gpu,
     }
 
-    hook = fine_tuner.on_validation_metrics
-    fine_tuner.on_validation_metrics = None
-    with _quiet_lightning():
-        baseline_trainer = pl.Trainer(enable_checkpointing=False, **common)
-        baseline_trainer.validate(fine_tuner, test_loader, verbose=False)
-    fine_tuner.on_validation_metrics = hook
-    baseline = dict(fine_tuner.history[-1]) if fine_tuner.history else {}
-    baseline.pop("step", None)
+    training_device = _training_device(accelerator_name, devices)
+    baseline = _validate_once(fine_tuner, test_loader, common, training_device)
     fine_tuner.history.clear()
     # The untrained model is a candidate too: if training only hurts, its weights come back.
     fine_tuner.best_metrics = dict(baseline)
-    fine_tuner._best_state = {
-        name: parameter.detach().to("cpu", copy=True)
-        for name, parameter in fine_tuner.model.named_parameters()
-        if parameter.requires_grad
-    }
-    initial_state = dict(fine_tuner._best_state)
-    if hook is not None and baseline:
-        hook(0, baseline)
+    initial_state = fine_tuner.trainable_state_on_cpu()
+    fine_tuner._best_state = dict(initial_state)
+    if fine_tuner.on_validation_metrics is not None and baseline:
+        fine_tuner.on_validation_metrics(0, baseline)
 
     all_callbacks: list[pl.Callback] = [EarlyStopping(monitor="val_loss", patience=3, mode="min", strict=False)]
     if checkpoint_dir is not None:
@@ -683,28 +698,17 @@ def fit_fine_tuner(
     finally:
         # Lightning's teardown leaves the module on the CPU; the trained model stays where it was trained, so
         # evaluating or serving it next is not a CPU encode (on an H200 that made one evaluation take 105 s, not 3).
-        fine_tuner.to(_training_device(accelerator_name, devices))
+        fine_tuner.to(training_device)
         fine_tuner.restore_best()
         fine_tuner.eval()
         # The best weights are in place; the CPU copy is not needed any more.
         fine_tuner._best_state = None
     if params.fine_tuned_weight_share < 1.0 and fine_tuner.best_metrics != baseline:
         interpolate_towards(fine_tuner.model, initial_state, params.fine_tuned_weight_share)
-        # The tracker ranks runs by what the stored weights score: validate the interpolated ones, as the
-        # result's best metrics, outside the history of training validations and without keeping weights.
-        hook, fine_tuner.on_validation_metrics = fine_tuner.on_validation_metrics, None
-        fine_tuner.best_metrics = {}
-        try:
-            with _quiet_lightning():
-                pl.Trainer(enable_checkpointing=False, **common).validate(fine_tuner, test_loader, verbose=False)
-        finally:
-            fine_tuner.on_validation_metrics = hook
-            fine_tuner._best_state = None
-            fine_tuner.to(_training_device(accelerator_name, devices))
-            fine_tuner.eval()
-        interpolated = fine_tuner.history.pop()
-        interpolated.pop("step", None)
-        fine_tuner.best_metrics = interpolated
+        # The tracker ranks runs by what the stored weights score: the interpolated ones' validation is the
+        # result's best metrics.
+        fine_tuner.best_metrics = _validate_once(fine_tuner, test_loader, common, training_device)
+        fine_tuner.eval()
     return FitResult(
         best_metrics=dict(fine_tuner.best_metrics),
         history=list(fine_tuner.history),
