@@ -23,6 +23,9 @@ from embedding_studio.db.engine import get_engine, libpq_url
 logger = logging.getLogger(__name__)
 Result = TypeVar("Result")
 
+# Every pool: unchecked autocommit connections, one kept open, at most 16.
+_POOL_OPTIONS: dict[str, Any] = {"min_size": 1, "max_size": 16, "kwargs": {"autocommit": True}}
+
 _pools: dict[tuple[str, str], ConnectionPool] = {}
 _lock = threading.Lock()
 
@@ -38,9 +41,7 @@ def autocommit_pool(name: str, configure: Callable[[psycopg.Connection[Any]], No
     with _lock:
         pool = _pools.get(key)
         if pool is None:
-            pool = ConnectionPool(
-                key[0], min_size=1, max_size=16, kwargs={"autocommit": True}, configure=configure, open=True, name=name
-            )
+            pool = ConnectionPool(key[0], configure=configure, open=True, name=name, **_POOL_OPTIONS)
             _pools[key] = pool
         return pool
 
@@ -74,11 +75,10 @@ async def open_async_autocommit_pool(name: str) -> AsyncIterator[AsyncConnection
     """An asyncio pool for the API's hot statements, open for as long as the app runs (its lifespan).
 
     Awaiting psycopg on the event loop instead of handing each request to a worker thread saves ~0.4 ms of CPU
-    per request (measured on the clickstream insert: 1.2 ms through a thread, 0.75 ms inline).
+    per request (clickstream session and events POSTs through the ASGI app: 1.47 ms of CPU through a
+    thread, 1.07 ms awaited here).
     """
-    pool = AsyncConnectionPool(
-        current_conninfo(), min_size=1, max_size=16, kwargs={"autocommit": True}, open=False, name=name
-    )
+    pool = AsyncConnectionPool(current_conninfo(), open=False, name=name, **_POOL_OPTIONS)
     await pool.open()
     try:
         yield pool
