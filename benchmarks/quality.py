@@ -31,8 +31,9 @@ import random
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -249,7 +250,7 @@ def train_mnrl(pairs: list[tuple[str, str]], args: argparse.Namespace, seed: int
 
 
 def run_dataset(path: Path, args: argparse.Namespace, device: torch.device) -> DatasetReport:
-    from embedding_studio.models import load_embedding_model, release_memory
+    from embedding_studio.models import load_embedding_model
 
     dataset = reduce_corpus(load_beir_dataset(path), args.max_corpus)
     dataset.name = path.name
@@ -272,25 +273,13 @@ def run_dataset(path: Path, args: argparse.Namespace, device: torch.device) -> D
         )
 
         _note(f"{path.name} seed {seed}: {len(train_inputs)} sessions simulated; training ours")
-        started = time.perf_counter()
-        ours = train_ours(dataset, train_inputs, validation_inputs, args, seed, device)
-        seconds["ours train"] = time.perf_counter() - started
-        started = time.perf_counter()
-        ours_metrics = evaluate_retrieval(ours, dataset, split.test)
-        seconds["ours eval"] = time.perf_counter() - started
-        del ours
-        release_memory()
+        train = partial(train_ours, dataset, train_inputs, validation_inputs, args, seed, device)
+        ours_metrics = _train_and_evaluate("ours", train, dataset, split.test, seconds)
 
         pairs = click_pairs(train_inputs, dataset)
         _note(f"{path.name} seed {seed}: ours NDCG@10 {ours_metrics['ndcg@10']:.4f}; training mnrl")
-        started = time.perf_counter()
-        mnrl = train_mnrl(pairs, args, seed, device)
-        seconds["mnrl train"] = time.perf_counter() - started
-        started = time.perf_counter()
-        mnrl_metrics = evaluate_retrieval(mnrl, dataset, split.test)
-        seconds["mnrl eval"] = time.perf_counter() - started
-        del mnrl
-        release_memory()
+        train = partial(train_mnrl, pairs, args, seed, device)
+        mnrl_metrics = _train_and_evaluate("mnrl", train, dataset, split.test, seconds)
 
         result = SeedResult(
             base=base_metrics,
@@ -310,6 +299,23 @@ def run_dataset(path: Path, args: argparse.Namespace, device: torch.device) -> D
         )
     assert report is not None
     return report
+
+
+def _train_and_evaluate(
+    label: str, train: Callable[[], Any], dataset: BeirDataset, test_queries: Sequence[str], seconds: dict[str, float]
+) -> dict[str, float]:
+    """Train one contender, score it on the held-out queries and free it; ``seconds`` gets both times."""
+    from embedding_studio.models import release_memory
+
+    started = time.perf_counter()
+    model = train()
+    seconds[f"{label} train"] = time.perf_counter() - started
+    started = time.perf_counter()
+    metrics = evaluate_retrieval(model, dataset, test_queries)
+    seconds[f"{label} eval"] = time.perf_counter() - started
+    del model
+    release_memory()
+    return metrics
 
 
 def _note(message: str) -> None:
