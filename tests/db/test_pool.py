@@ -11,7 +11,11 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_connection_killed_by_the_server_costs_one_retry(database_url: str) -> None:
-    pool = autocommit_pool("test-retry")
+    pool = autocommit_pool("test-retry-after-kill")
+    # Let the pool open its one connection first: a checkout that has to wait for it makes the pool grow a
+    # second one, and the next checkout would then get the live one instead of the killed one.
+    pool.wait()
+    assert pool.get_stats()["pool_size"] == 1
     with pool.connection() as connection:
         dead_pid = connection.info.backend_pid
     with psycopg.connect(current_conninfo(), autocommit=True) as admin:
@@ -35,10 +39,10 @@ def test_errors_that_are_not_about_the_connection_are_not_retried(database_url: 
         connection.execute("SELECT * FROM no_such_table")
 
     with pytest.raises(psycopg.errors.UndefinedTable):
-        run_idempotent(autocommit_pool("test-retry"), work)
+        run_idempotent(autocommit_pool("test-no-retry"), work)
     assert len(calls) == 1
 
 
 def test_pool_connections_are_in_autocommit_mode(database_url: str) -> None:
-    with autocommit_pool("test-retry").connection() as connection:
+    with autocommit_pool("test-autocommit").connection() as connection:
         assert connection.autocommit is True
