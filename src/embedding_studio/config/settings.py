@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Device for training and encoding; `cuda` fails clearly without a GPU."
     )
+    search_cpu_threads: int = Field(
+        default=1,
+        ge=0,
+        description="torch CPU threads of the API process, which encodes queries; 0 keeps torch's default (a "
+        "thread per core). Concurrent searches run side by side on one thread each.",
+    )
     clickstream_page_size: int = Field(
         default=1000, ge=1, description="Sessions per page when a batch is streamed out of the database."
     )
