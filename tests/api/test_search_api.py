@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,29 @@ def test_models_list_marks_blue_and_rollback_flips_back(indexed: tuple[TestClien
     rolled = client.post(f"/api/v1/models/{second}/rollback")
     assert rolled.status_code == 200 and rolled.json()["blue_model_id"] == first
     assert client.post("/api/v1/search", json={"query": "water"}).json()["model_id"] == first
+
+
+def test_the_api_encodes_on_the_configured_number_of_cpu_threads(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from embedding_studio.api.app import create_app
+    from embedding_studio.config import reset_settings
+
+    before = torch.get_num_threads()
+    wanted = 2 if before != 2 else 3
+    monkeypatch.setenv("EMBEDDING_STUDIO_SEARCH_CPU_THREADS", str(wanted))
+    reset_settings()
+    try:
+        with TestClient(create_app(run_migrations=False)):
+            # OpenMP keeps the count per thread: the threads that later serve requests see the new one.
+            seen: list[int] = []
+            request_thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+            request_thread.start()
+            request_thread.join()
+            assert seen == [wanted]
+    finally:
+        torch.set_num_threads(before)
+        monkeypatch.delenv("EMBEDDING_STUDIO_SEARCH_CPU_THREADS")
+        reset_settings()
