@@ -127,6 +127,7 @@ def our_params(args: argparse.Namespace, seed: int) -> Any:
         num_epochs=args.epochs,
         use_ips=not args.no_ips,
         negatives_per_query=args.negatives,
+        fine_tuned_weight_share=args.weight_share,
         seed=seed,
     )
 
@@ -335,7 +336,8 @@ def print_table(reports: list[DatasetReport], device_description: str, args: arg
         f"config: seeds {args.first_seed}..{args.first_seed + args.seeds - 1}, max corpus {args.max_corpus}, "
         f"{args.sessions_per_query} sessions/train query, epochs {args.epochs}, ours: loss {args.loss} "
         f"lr {args.lr} temperature {args.temperature} batch {args.batch_size} ips {not args.no_ips} "
-        f"negatives {args.negatives}; mnrl: lr {args.mnrl_lr} batch {args.mnrl_batch_size}"
+        f"negatives {args.negatives} weight share {args.weight_share}; "
+        f"mnrl: lr {args.mnrl_lr} batch {args.mnrl_batch_size}"
     )
     header = f"{'dataset':<10} {'model':<6} " + " ".join(f"{metric:>17}" for metric in METRICS)
     print(header)
@@ -399,6 +401,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--negatives", type=int, default=16)
     parser.add_argument("--no-ips", action="store_true")
+    parser.add_argument(
+        "--weight-share",
+        type=float,
+        default=0.5,
+        help="ours: share of the fine-tuned change kept (FineTuningParams.fine_tuned_weight_share; the demo's 0.5)",
+    )
     parser.add_argument("--mnrl-lr", type=float, default=2e-5)
     parser.add_argument("--mnrl-batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
