@@ -7,6 +7,7 @@ import pytest
 
 from embedding_studio import vectordb
 from embedding_studio.vectordb import ItemChange, ItemPart
+from embedding_studio.vectordb.connection import get_pool
 
 DIM = 8
 
@@ -76,8 +77,13 @@ def test_flip_keeps_the_previous_blue_for_rollback_and_retires_the_one_before(cl
     assert (deployment.blue_model_id, deployment.previous_blue_model_id) == ("model-b", "model-a")
     assert vectordb.get_collection("model-a").state == "ready"
 
+    retired_table = vectordb.get_collection("model-a").table_name
     build("model-c", [ItemPart("x", 0, "c", one_hot(2))], deploy=True)
     assert vectordb.get_collection("model-a").state == "retired"
+    with get_pool().connection() as connection:  # its stale vectors do not keep their disk
+        assert connection.execute("SELECT to_regclass(%s)", (retired_table,)).fetchone() == (None,)
+    with pytest.raises(vectordb.CollectionStateError, match="retired"):
+        vectordb.deploy("model-a")
     assert vectordb.get_collection("model-b").state == "ready"
 
     with pytest.raises(vectordb.RollbackUnavailableError, match="not the blue model"):

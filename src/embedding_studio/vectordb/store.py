@@ -569,11 +569,17 @@ def _flip(cursor: psycopg.Cursor[Any], model_id: str) -> str | None:
     if state_row[0] != "ready":
         raise CollectionStateError(f"model {model_id!r} cannot be deployed: its collection is {state_row[0]!r}")
     if old_previous is not None and old_previous not in (model_id, old_blue):
-        # The rollback target moves on: the one before it stops receiving upserts.
+        # The rollback target moves on: the one before it stops receiving upserts, so its vectors go stale and it
+        # can only serve again after a rebuild. Its table (vectors and HNSW index, ~350 MB per 100k items) goes
+        # with this flip instead of piling up with every fine-tuning round; the row stays as its history.
         cursor.execute(
-            "UPDATE collections SET state = 'retired', updated_at = now() WHERE model_id = %s AND state = 'ready'",
+            "UPDATE collections SET state = 'retired', updated_at = now() WHERE model_id = %s AND state = 'ready' "
+            "RETURNING table_name",
             (old_previous,),
         )
+        retired = cursor.fetchone()
+        if retired is not None:
+            cursor.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(retired[0])))
     if old_blue is not None:
         cursor.execute("UPDATE collections SET state = 'ready', updated_at = now() WHERE model_id = %s", (old_blue,))
     cursor.execute("UPDATE collections SET state = 'blue', updated_at = now() WHERE model_id = %s", (model_id,))
