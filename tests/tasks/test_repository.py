@@ -73,3 +73,30 @@ def test_failed_tasks_keep_their_reason_and_listing_is_newest_first(clean_db: st
     assert [task.id for task in repository.list_tasks(kind=TaskKind.fine_tuning)] == [a.id]
     assert [task.id for task in repository.list_tasks(statuses=[TaskStatus.pending])] == [b.id]
     assert repository.count_tasks_by_status() == {"failed": 1, "pending": 1}
+
+
+def test_a_task_whose_sender_died_before_queuing_its_job_gets_its_job_from_the_recovery(clean_db: str) -> None:
+    from sqlalchemy import text
+
+    from embedding_studio.db import get_engine
+    from embedding_studio.tasks import queue
+    from embedding_studio.tasks.runner import send_unsent_tasks
+
+    orphan, _ = repository.create_task(TaskKind.upsert, {"upserts": [], "deletes": ["x"]})
+    just_recorded, _ = repository.create_task(TaskKind.upsert, {"upserts": [], "deletes": ["y"]})
+    with get_engine().begin() as connection:
+        connection.execute(
+            text("UPDATE tasks SET created_at = now() - interval '10 minutes' WHERE id = :id"), {"id": orphan.id}
+        )
+
+    assert send_unsent_tasks(older_than_s=60) == [orphan.id]
+    sent = repository.get_task(orphan.id)
+    assert sent.status is TaskStatus.pending and sent.job_id is not None
+    assert repository.get_task(just_recorded.id).job_id is None  # its sender may still be about to queue it
+    with get_engine().connect() as connection:
+        job = connection.execute(
+            text("SELECT status, args->>'task_id' FROM procrastinate_jobs WHERE id = :id"), {"id": sent.job_id}
+        ).one()
+    assert tuple(job) == ("todo", orphan.id)
+    assert send_unsent_tasks(older_than_s=60) == []  # sent once
+    queue.cancel_job(sent.job_id)

@@ -314,3 +314,20 @@ def stalled_processing_tasks(older_than_s: float) -> list[Task]:
             .all()
         )
     return [_task(row) for row in rows]
+
+
+def unsent_pending_tasks(older_than_s: float) -> list[Task]:
+    """Pending tasks recorded a while ago whose job was never queued (the sending process died in between)."""
+    with get_engine().connect() as connection:
+        rows = (
+            connection.execute(
+                text(
+                    f"SELECT {_COLUMNS} FROM tasks WHERE status = 'pending' AND job_id IS NULL "
+                    "AND created_at < now() - make_interval(secs => :seconds) ORDER BY created_at"
+                ),
+                {"seconds": older_than_s},
+            )
+            .mappings()
+            .all()
+        )
+    return [_task(row) for row in rows]

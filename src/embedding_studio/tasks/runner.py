@@ -6,6 +6,10 @@ for stalled jobs: reindex and upsert jobs are retried once (they are idempotent:
 rebuilt from scratch, upserts replace whole items), fine-tuning jobs are failed with the reason,
 since their half-logged experiment should be looked at before running again. Either way the task
 never stays ``processing`` forever.
+
+A task is recorded before its job is queued; a process that dies between the two leaves it ``pending``
+with no job. The same periodic check queues those (`send_unsent_tasks`), so no task stays ``pending``
+forever either. A job sent twice runs once: the second finds its task no longer pending.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import procrastinate
 from procrastinate import jobs
 
 from embedding_studio.tasks import repository
-from embedding_studio.tasks.queue import JOB_NAMES, current_conninfo
+from embedding_studio.tasks.queue import JOB_NAMES, current_conninfo, send_task
 from embedding_studio.tasks.types import ALL_QUEUES, QUEUE_OF_KIND, TaskKind, TaskStatus
 from embedding_studio.tasks.workers import RUNNING_HERE, WORKER_FUNCTIONS
 
@@ -69,11 +73,32 @@ async def recover_stalled_jobs(app: procrastinate.App, stalled_after_s: float) -
     return handled
 
 
-async def _recover_periodically(app: procrastinate.App, stalled_after_s: float, every_s: float) -> None:
+def send_unsent_tasks(older_than_s: float) -> list[str]:
+    """Queue the jobs of pending tasks whose sender died before queuing them; returns the task ids sent."""
+    sent: list[str] = []
+    for task in repository.unsent_pending_tasks(older_than_s):
+        try:
+            send_task(task)
+        except Exception:  # send_task marked it failed with the reason
+            logger.exception("task %s: its job could not be queued", task.id)
+            continue
+        logger.warning("task %s was pending with no job for over %.0fs: its job is queued now", task.id, older_than_s)
+        sent.append(task.id)
+    return sent
+
+
+async def recover(app: procrastinate.App, stalled_after_s: float, unsent_after_s: float) -> None:
+    await recover_stalled_jobs(app, stalled_after_s)
+    await asyncio.to_thread(send_unsent_tasks, unsent_after_s)
+
+
+async def _recover_periodically(
+    app: procrastinate.App, stalled_after_s: float, unsent_after_s: float, every_s: float
+) -> None:
     while True:
         await asyncio.sleep(every_s)
         try:
-            await recover_stalled_jobs(app, stalled_after_s)
+            await recover(app, stalled_after_s, unsent_after_s)
         except Exception:  # a failed check must not take the worker down; the next one tries again
             logger.exception("stalled job check failed")
 
@@ -84,6 +109,7 @@ def run_worker(
     heartbeat_interval_s: float = 10.0,
     stalled_after_s: float = 30.0,
     check_every_s: float = 15.0,
+    unsent_after_s: float = 60.0,
     name: str | None = None,
 ) -> None:
     """Run a worker until SIGINT/SIGTERM: the given queues (default all), ``concurrency`` jobs at once."""
@@ -100,8 +126,8 @@ def run_worker(
 
     async def main() -> None:
         async with app.open_async():
-            await recover_stalled_jobs(app, stalled_after_s)
-            checker = asyncio.create_task(_recover_periodically(app, stalled_after_s, check_every_s))
+            await recover(app, stalled_after_s, unsent_after_s)
+            checker = asyncio.create_task(_recover_periodically(app, stalled_after_s, unsent_after_s, check_every_s))
             try:
                 await app.run_worker_async(
                     queues=list(queues) if queues else None,
