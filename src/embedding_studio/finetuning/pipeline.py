@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from embedding_studio.config import Settings, get_settings
+from embedding_studio.config.scratch import scratch_directory
 from embedding_studio.finetuning.errors import (
     BatchNotReleasedError,
     EmptyBatchError,
@@ -118,7 +117,7 @@ def run_fine_tuning(
 
     model: TextEmbeddingModel | None = None
     try:
-        with tempfile.TemporaryDirectory(prefix="es-initial-model-") as initial_model_dir:
+        with scratch_directory("initial-model-") as initial_model_dir:
             report(0.12, f"loading the initial model {embedding_model_id or fine_tuning_method.base_model}")
             model = _load_initial_model(fine_tuning_method, embedding_model_id, tracker)
             model.save(initial_model_dir)
@@ -129,7 +128,7 @@ def run_fine_tuning(
             runner = TrialRunner(
                 fine_tuning_method,
                 data,
-                Path(initial_model_dir),
+                initial_model_dir,
                 tracker,
                 iteration,
                 device=_resolve_device(settings),

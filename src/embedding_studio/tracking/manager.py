@@ -17,7 +17,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from embedding_studio.config import get_settings
+from embedding_studio.config.scratch import scratch_directory
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -333,8 +333,8 @@ class ExperimentsManager:
 
     def save_model(self, run_id: str, model: TextEmbeddingModel | TextToImageEmbeddingModel) -> str:
         """Store the model as the run's `model/` artifact directory; returns its URI."""
-        with tempfile.TemporaryDirectory(prefix="es-model-upload-") as directory:
-            model_directory = Path(directory) / MODEL_ARTIFACT_PATH
+        with scratch_directory("model-upload-") as directory:
+            model_directory = directory / MODEL_ARTIFACT_PATH
             model.save(model_directory)
             self.client.log_artifacts(run_id, str(model_directory), artifact_path=MODEL_ARTIFACT_PATH)
         self.client.set_tag(run_id, TAG_HAS_MODEL, "true")
