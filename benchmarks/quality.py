@@ -215,7 +215,7 @@ def train_mnrl(pairs: list[tuple[str, str]], args: argparse.Namespace, seed: int
     """sentence-transformers' MultipleNegativesRankingLoss, trained as ``SentenceTransformer.fit`` would:
     AdamW, linear warm-up over 10% of the steps then linear decay, the same epochs as ours."""
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import get_linear_schedule_with_warmup
 
     from embedding_studio.models.loading import packaged_model_path
