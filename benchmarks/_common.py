@@ -66,7 +66,9 @@ def add_clickstream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-corpus", type=int, default=None, help="keep at most this many items (relevant first)")
     parser.add_argument("--test-share", type=float, default=0.2, help="share of the judged queries held out")
     parser.add_argument("--sessions-per-query", type=int, default=30)
-    parser.add_argument("--validation-sessions-per-query", type=int, default=2)
+    parser.add_argument(
+        "--validation-share", type=float, default=0.2, help="share of training sessions (whole queries) validated on"
+    )
 
 
 def simulate_clickstream(
@@ -86,9 +88,8 @@ def simulate_clickstream(
     )
     del base, corpus_embeddings
     release_memory()
-    train_inputs = quality.simulate_sessions(dataset, shown, args.sessions_per_query, seed=args.seed * 1000 + 1)
-    validation_inputs = quality.simulate_sessions(
-        dataset, shown, args.validation_sessions_per_query, seed=args.seed * 1000 + 2, prefix="v"
+    train_inputs, validation_inputs = quality.simulate_training_clickstream(
+        dataset, shown, args.sessions_per_query, args.validation_share, args.seed
     )
     return SimulatedClickstream(
         dataset=dataset,

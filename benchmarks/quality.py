@@ -92,7 +92,6 @@ def simulate_sessions(
     shown: dict[str, list[str]],
     sessions_per_query: int,
     seed: int,
-    prefix: str = "s",
 ) -> list[FineTuningInput]:
     click_model = PositionBasedClickModel(max_grade=max(1, dataset.max_grade), seed=seed)
     inputs: list[FineTuningInput] = []
@@ -102,7 +101,7 @@ def simulate_sessions(
             clicks = click_model.simulate(results, judged)
             inputs.append(
                 FineTuningInput(
-                    session_id=f"{prefix}-{query_id}-{index}",
+                    session_id=f"s-{query_id}-{index}",
                     query=dataset.queries[query_id],
                     results=list(results),
                     ranks={item_id: rank for rank, item_id in enumerate(results, start=1)},
@@ -110,6 +109,22 @@ def simulate_sessions(
                 )
             )
     return inputs
+
+
+def simulate_training_clickstream(
+    dataset: BeirDataset, shown: dict[str, list[str]], sessions_per_query: int, validation_share: float, seed: int
+) -> tuple[list[FineTuningInput], list[FineTuningInput]]:
+    """(train, validation) sessions of the training queries, split by query as the pipeline splits a batch.
+
+    Whole queries go to the validation side (``TrainTestSplitter``), so the fine-tuner's choice of weights, and its
+    falling back to the base weights, is judged on queries it did not train on. Validation sessions of the same
+    queries as training would reward memorising them: on held-out queries that fell below the base model.
+    """
+    from embedding_studio.finetuning.splitter import TrainTestSplitter
+
+    sessions = simulate_sessions(dataset, shown, sessions_per_query, seed=seed * 1000 + 1)
+    split = TrainTestSplitter(test_share=validation_share, seed=seed).split(sessions)
+    return split.train, split.test
 
 
 # ------------------------------------------------------------------------------------------- (b) ours
@@ -268,16 +283,19 @@ def run_dataset(path: Path, args: argparse.Namespace, device: torch.device) -> D
         seconds: dict[str, float] = {"base index": base_index_seconds}
         base_metrics = evaluate_retrieval(base, dataset, split.test, corpus_embeddings=base_corpus)
         shown = rank_corpus(base, dataset, split.train, corpus_embeddings=base_corpus, top_k=SHOWN_RESULTS)
-        train_inputs = simulate_sessions(dataset, shown, args.sessions_per_query, seed=seed * 1000 + 1)
-        validation_inputs = simulate_sessions(
-            dataset, shown, args.validation_sessions_per_query, seed=seed * 1000 + 2, prefix="v"
+        train_inputs, validation_inputs = simulate_training_clickstream(
+            dataset, shown, args.sessions_per_query, args.validation_share, seed
         )
+        all_inputs = [*train_inputs, *validation_inputs]
 
-        _note(f"{path.name} seed {seed}: {len(train_inputs)} sessions simulated; training ours")
+        _note(
+            f"{path.name} seed {seed}: {len(all_inputs)} sessions simulated ({len(validation_inputs)} of held-out "
+            "training queries for validation); training ours"
+        )
         train = partial(train_ours, dataset, train_inputs, validation_inputs, args, seed, device)
         ours_metrics = _train_and_evaluate("ours", train, dataset, split.test, seconds)
 
-        pairs = click_pairs(train_inputs, dataset)
+        pairs = click_pairs(all_inputs, dataset)  # MNRL has no validation: it trains on every session
         _note(f"{path.name} seed {seed}: ours NDCG@10 {ours_metrics['ndcg@10']:.4f}; training mnrl")
         train = partial(train_mnrl, pairs, args, seed, device)
         mnrl_metrics = _train_and_evaluate("mnrl", train, dataset, split.test, seconds)
@@ -287,7 +305,7 @@ def run_dataset(path: Path, args: argparse.Namespace, device: torch.device) -> D
             ours=ours_metrics,
             mnrl=mnrl_metrics,
             seconds=seconds,
-            sessions=len(train_inputs),
+            sessions=len(all_inputs),
             clicks=len(pairs),
         )
         report.seeds.append(result)
@@ -392,7 +410,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-corpus", type=int, default=None, help="keep at most this many items (relevant first)")
     parser.add_argument("--test-share", type=float, default=0.2)
     parser.add_argument("--sessions-per-query", type=int, default=30)
-    parser.add_argument("--validation-sessions-per-query", type=int, default=2)
+    parser.add_argument(
+        "--validation-share",
+        type=float,
+        default=0.2,
+        help="ours: share of the training sessions, whole queries, held out for validation (the pipeline's default)",
+    )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--base-model", default="all-MiniLM-L6-v2")
     parser.add_argument("--loss", default="info_nce", choices=("info_nce", "margin_ranking"))
