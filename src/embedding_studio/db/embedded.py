@@ -31,12 +31,24 @@ def embedded_server_settings() -> dict[str, str]:
     initdb's 128 MB of shared buffers hold less than one HNSW index of 100,000 384-dimensional vectors
     (195 MB), so every search read ~1,200 pages through the kernel: HNSW search p50 9.9 ms at 128 MB,
     5.9 ms with the index in shared buffers (ef_search 100, 2-core machine). A quarter of the machine's
-    memory, as the PostgreSQL documentation suggests for a dedicated server, between 128 MB and 2 GB:
-    the memory is only taken as pages are used.
+    memory (or of the container's limit), as the PostgreSQL documentation suggests for a dedicated server,
+    between 128 MB and 2 GB: the memory is only taken as pages are used.
     """
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    shared_buffers = min(max(memory // 4, 128 * _MIB), 2048 * _MIB)
+    shared_buffers = min(max(_available_memory() // 4, 128 * _MIB), 2048 * _MIB)
     return {"shared_buffers": f"{shared_buffers // _MIB}MB"}
+
+
+def _available_memory() -> int:
+    """Physical memory, or the container's limit when it is lower (cgroup v2, then v1)."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            limit = Path(limit_file).read_text(encoding="ascii").strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            memory = min(memory, int(limit))
+    return memory
 
 
 @contextmanager
