@@ -174,7 +174,7 @@ def train_ours(
     method = FineTuningMethod(
         name="benchmark", loader=LoaderConfig(name="jsonl_catalog"), test_each_n_inputs=1.0, num_epochs=args.epochs
     )
-    train_fine_tuner(
+    result = train_fine_tuner(
         model=model,
         data=data,
         params=our_params(args, seed),
@@ -182,6 +182,12 @@ def train_ours(
         callbacks=[],
         on_validation_metrics=lambda step, metrics: None,
         device=device,
+    )
+    key = method.main_metric
+    validations = ", ".join(f"{metrics.get(key, float('nan')):.4f}" for metrics in result.history)
+    _note(
+        f"{dataset.name} seed {seed}: ours validation {key}: base weights {result.baseline_metrics.get(key, 0):.4f}, "
+        f"after each validation [{validations}], kept {result.best_metrics.get(key, 0):.4f}"
     )
     model.eval()
     return model
