@@ -1,6 +1,5 @@
 import random
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 import torch
@@ -9,7 +8,6 @@ from embedding_studio.clickstream.types import FineTuningInput
 from embedding_studio.finetuning.errors import NotEnoughDataError
 from embedding_studio.finetuning.fine_tuner import (
     EmbeddingsFineTuner,
-    FitResult,
     LengthBucketBatchSampler,
     TokenCache,
     fit_fine_tuner,
@@ -261,43 +259,27 @@ def test_the_trained_model_stays_on_the_training_device() -> None:
     assert _training_device("cpu", 1) == torch.device("cpu")
 
 
-def _fit_with_share(share: float) -> tuple[FitResult, dict[str, torch.Tensor], dict[str, torch.Tensor], Any, Any]:
+def test_a_weight_share_below_one_keeps_that_share_of_the_change() -> None:
+    """W = W_0 + s (W_tuned - W_0), and the metrics the run reports are those of the interpolated weights."""
     items, inputs, vocabulary = _toy_world(session_count=120)
     split = TrainTestSplitter(seed=0).split(inputs)
-    params = FineTuningParams(query_lr=1e-3, batch_size=16, num_epochs=1, seed=0, fine_tuned_weight_share=share)
-    torch.manual_seed(0)  # the same initial weights for every share
-    model = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)
-    initial = {name: value.detach().clone() for name, value in model.query_tower.named_parameters()}
-    fine_tuner = EmbeddingsFineTuner(model, items, params=params)
-    result = fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=1, test_each_n_inputs=48)
-    trained = {name: value.detach().clone() for name, value in model.query_tower.named_parameters()}
-    return result, initial, trained, model, (items, split)
-
-
-def test_a_weight_share_below_one_keeps_that_share_of_the_change_when_it_validates() -> None:
-    """W = W_0 + s (W_tuned - W_0) unless the fully tuned weights validate better; the run reports what it kept."""
-    full, initial, tuned, _, _ = _fit_with_share(1.0)
-    assert full.best_metrics != full.baseline_metrics and full.interpolated_metrics is None  # training helped
-    half, _, kept, model, (items, split) = _fit_with_share(0.5)
-    assert half.history == full.history  # the interpolated validation is not a training step
-    assert half.interpolated_metrics is not None
-    assert _rerank_ndcg(model, items, split.test) == pytest.approx(half.best_metrics["val_ndcg_at_10"], abs=1e-4)
-    if half.interpolated_metrics["val_ndcg_at_10"] >= full.best_metrics["val_ndcg_at_10"]:
-        assert half.best_metrics == half.interpolated_metrics
-        for name, value in kept.items():
-            torch.testing.assert_close(value, (initial[name] + tuned[name]) / 2, rtol=1e-4, atol=1e-6)
-    else:
-        assert half.best_metrics == full.best_metrics
-        for name, value in kept.items():
-            torch.testing.assert_close(value, tuned[name])
-
-
-def test_an_interpolation_that_validates_worse_than_the_tuned_weights_is_not_kept() -> None:
-    """A share of 1% is the base model again, to within validation noise: the tuned weights beat it, and stay."""
-    full, _, tuned, _, _ = _fit_with_share(1.0)
-    tiny, _, kept, _, _ = _fit_with_share(0.01)
-    assert tiny.interpolated_metrics is not None
-    assert tiny.interpolated_metrics["val_ndcg_at_10"] < full.best_metrics["val_ndcg_at_10"]
-    assert tiny.best_metrics == full.best_metrics
-    for name, value in kept.items():
-        torch.testing.assert_close(value, tuned[name])
+    trained = {}
+    results = {}
+    for share in (1.0, 0.5):
+        params = FineTuningParams(query_lr=1e-3, batch_size=16, num_epochs=1, seed=0, fine_tuned_weight_share=share)
+        torch.manual_seed(0)  # the same initial weights for both runs
+        model = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)
+        initial = {name: value.detach().clone() for name, value in model.query_tower.named_parameters()}
+        fine_tuner = EmbeddingsFineTuner(model, items, params=params)
+        results[share] = fit_fine_tuner(
+            fine_tuner, split.train, split.test, params, max_epochs=1, test_each_n_inputs=48
+        )
+        trained[share] = {name: value.detach().clone() for name, value in model.query_tower.named_parameters()}
+        if share == 0.5:
+            assert _rerank_ndcg(model, items, split.test) == pytest.approx(
+                results[share].best_metrics["val_ndcg_at_10"], abs=1e-4
+            )
+    assert results[1.0].best_metrics != results[1.0].baseline_metrics  # training changed the weights
+    for name, value in trained[0.5].items():
+        torch.testing.assert_close(value, (initial[name] + trained[1.0][name]) / 2, rtol=1e-4, atol=1e-6)
+    assert results[0.5].history == results[1.0].history  # the interpolated validation is not a training step

@@ -43,8 +43,7 @@ class FineTuningParams(BaseModel):
         gt=0.0,
         le=1.0,
         description="share s of the fine-tuned change kept: W = W_base + s * (W_tuned - W_base); below 1 trades "
-        "fit to the clicked queries for robustness on unseen ones (weight-space ensembling, WiSE-FT); kept unless "
-        "the fully fine-tuned weights validate better on the held-out queries",
+        "fit to the clicked queries for robustness on unseen ones (weight-space ensembling, WiSE-FT)",
     )
     seed: int = 0
 
