@@ -250,7 +250,7 @@ def main() -> None:
         default=40.0,
         help="also measure S3 through a relay adding this delay per request, S3's tens of ms (0: skip)",
     )
-    parser.add_argument("--s3-latency-items", type=int, default=2_000, help="items the loader reads via the relay")
+    parser.add_argument("--s3-latency-items", type=int, default=20_000, help="items the loader reads via the relay")
     parser.add_argument("--page-size", type=int, default=1000, help="PostgreSQL loader: ids per query")
     parser.add_argument("--only", choices=("s3", "pgsql"), default=None)
     args = parser.parse_args()
