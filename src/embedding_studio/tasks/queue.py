@@ -12,7 +12,8 @@ import threading
 import procrastinate
 from sqlalchemy import text
 
-from embedding_studio.db import get_engine, libpq_url
+from embedding_studio.db import get_engine
+from embedding_studio.db.pool import current_conninfo
 from embedding_studio.tasks import repository
 from embedding_studio.tasks.types import QUEUE_OF_KIND, Task, TaskKind, TaskStatus
 
@@ -26,10 +27,6 @@ JOB_NAMES = {
 
 _apps: dict[str, procrastinate.App] = {}
 _lock = threading.Lock()
-
-
-def current_conninfo() -> str:
-    return libpq_url(get_engine().url.render_as_string(hide_password=False))
 
 
 def get_sending_app() -> procrastinate.App:

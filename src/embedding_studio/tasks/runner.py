@@ -23,8 +23,9 @@ from collections.abc import Sequence
 import procrastinate
 from procrastinate import jobs
 
+from embedding_studio.db.pool import current_conninfo
 from embedding_studio.tasks import repository
-from embedding_studio.tasks.queue import JOB_NAMES, current_conninfo, send_task
+from embedding_studio.tasks.queue import JOB_NAMES, send_task
 from embedding_studio.tasks.types import ALL_QUEUES, QUEUE_OF_KIND, TaskKind, TaskStatus
 from embedding_studio.tasks.workers import RUNNING_HERE, WORKER_FUNCTIONS
 
