@@ -126,25 +126,17 @@ def list_tasks(
     offset: int = 0,
 ) -> list[Task]:
     """Newest first."""
-    with get_engine().connect() as connection:
-        rows = (
-            connection.execute(
-                text(
-                    f"SELECT {_COLUMNS} FROM tasks WHERE (CAST(:kind AS text) IS NULL OR kind = :kind) "
-                    "AND (CAST(:statuses AS text[]) IS NULL OR status = ANY(CAST(:statuses AS text[]))) "
-                    "ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset"
-                ),
-                {
-                    "kind": kind.value if kind else None,
-                    "statuses": [status.value for status in statuses] if statuses is not None else None,
-                    "limit": limit,
-                    "offset": offset,
-                },
-            )
-            .mappings()
-            .all()
-        )
-    return [_task(row) for row in rows]
+    return _select_tasks(
+        "(CAST(:kind AS text) IS NULL OR kind = :kind) "
+        "AND (CAST(:statuses AS text[]) IS NULL OR status = ANY(CAST(:statuses AS text[]))) "
+        "ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset",
+        {
+            "kind": kind.value if kind else None,
+            "statuses": [status.value for status in statuses] if statuses is not None else None,
+            "limit": limit,
+            "offset": offset,
+        },
+    )
 
 
 def count_tasks_by_status() -> dict[str, int]:
@@ -167,6 +159,13 @@ def _update(task_id: str, assignments: str, parameters: dict[str, Any], conditio
             .first()
         )
     return _task(row) if row else None
+
+
+def _select_tasks(condition: str, parameters: dict[str, Any]) -> list[Task]:
+    """The tasks whose row matches ``condition`` (SQL after WHERE, ORDER BY and LIMIT included)."""
+    with get_engine().connect() as connection:
+        rows = connection.execute(text(f"SELECT {_COLUMNS} FROM tasks WHERE {condition}"), parameters).mappings().all()
+    return [_task(row) for row in rows]
 
 
 def set_job_id(task_id: str, job_id: int) -> None:
@@ -258,76 +257,26 @@ def is_cancel_requested(task_id: str) -> bool:
 
 def active_reindex_tasks(dest_model_id: str, exclude_task_id: str | None = None) -> list[Task]:
     """Reindex tasks into ``dest_model_id`` that are pending or processing (a conflict for a new one)."""
-    with get_engine().connect() as connection:
-        rows = (
-            connection.execute(
-                text(
-                    f"SELECT {_COLUMNS} FROM tasks WHERE kind = 'reindex' AND status IN ('pending', 'processing') "
-                    "AND params->>'dest_model_id' = :dest AND (CAST(:exclude AS text) IS NULL OR id <> :exclude) "
-                    "ORDER BY created_at"
-                ),
-                {"dest": dest_model_id, "exclude": exclude_task_id},
-            )
-            .mappings()
-            .all()
-        )
-    return [_task(row) for row in rows]
+    return _select_tasks(
+        "kind = 'reindex' AND status IN ('pending', 'processing') "
+        "AND params->>'dest_model_id' = :dest AND (CAST(:exclude AS text) IS NULL OR id <> :exclude) "
+        "ORDER BY created_at",
+        {"dest": dest_model_id, "exclude": exclude_task_id},
+    )
 
 
 def child_tasks(parent_id: str) -> list[Task]:
-    with get_engine().connect() as connection:
-        rows = (
-            connection.execute(
-                text(f"SELECT {_COLUMNS} FROM tasks WHERE parent_id = :parent ORDER BY created_at"),
-                {"parent": parent_id},
-            )
-            .mappings()
-            .all()
-        )
-    return [_task(row) for row in rows]
+    return _select_tasks("parent_id = :parent ORDER BY created_at", {"parent": parent_id})
 
 
 def list_tasks_by_idempotency_key(idempotency_key: str) -> list[Task]:
-    with get_engine().connect() as connection:
-        rows = (
-            connection.execute(
-                text(f"SELECT {_COLUMNS} FROM tasks WHERE idempotency_key = :key"), {"key": idempotency_key}
-            )
-            .mappings()
-            .all()
-        )
-    return [_task(row) for row in rows]
-
-
-def stalled_processing_tasks(older_than_s: float) -> list[Task]:
-    """Processing tasks whose row has not moved for a while (used with the queue's own stalled-job view)."""
-    with get_engine().connect() as connection:
-        rows = (
-            connection.execute(
-                text(
-                    f"SELECT {_COLUMNS} FROM tasks WHERE status = 'processing' "
-                    "AND updated_at < now() - make_interval(secs => :seconds)"
-                ),
-                {"seconds": older_than_s},
-            )
-            .mappings()
-            .all()
-        )
-    return [_task(row) for row in rows]
+    return _select_tasks("idempotency_key = :key", {"key": idempotency_key})
 
 
 def unsent_pending_tasks(older_than_s: float) -> list[Task]:
     """Pending tasks recorded a while ago whose job was never queued (the sending process died in between)."""
-    with get_engine().connect() as connection:
-        rows = (
-            connection.execute(
-                text(
-                    f"SELECT {_COLUMNS} FROM tasks WHERE status = 'pending' AND job_id IS NULL "
-                    "AND created_at < now() - make_interval(secs => :seconds) ORDER BY created_at"
-                ),
-                {"seconds": older_than_s},
-            )
-            .mappings()
-            .all()
-        )
-    return [_task(row) for row in rows]
+    return _select_tasks(
+        "status = 'pending' AND job_id IS NULL AND created_at < now() - make_interval(secs => :seconds) "
+        "ORDER BY created_at",
+        {"seconds": older_than_s},
+    )
