@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -160,30 +159,19 @@ def run(arguments: argparse.Namespace, data_dir: Path) -> None:
 def measure_search_over_http(queries: list[str]) -> None:
     """`embedding-studio serve` in its own process, as deployed; this process is the client."""
     import httpx
+    from _serving import free_port, wait_for_health  # benchmarks/_serving.py
 
     from embedding_studio.config import get_settings
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     environment = {**os.environ, "EMBEDDING_STUDIO_API_KEYS": "[]", "TOKENIZERS_PARALLELISM": "false"}
     api = subprocess.Popen(
         [sys.executable, "-m", "embedding_studio.cli.main", "serve", "--port", str(port), "--log-level", "warning"],
         env=environment,
     )
     try:
+        wait_for_health(port, api)
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-            deadline = time.monotonic() + 120
-            while True:
-                if api.poll() is not None:
-                    raise SystemExit(f"the API process stopped (exit code {api.returncode})")
-                try:
-                    if client.get("/health").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(0.2)
             for query in queries[:30]:  # loads the model, warms the index pages
                 client.post("/api/v1/search", json={"query": query}).raise_for_status()
             latencies: list[float] = []
