@@ -1,9 +1,9 @@
 """What the speed benchmarks of the GPU issue share: the quality benchmark's simulated clickstream, prepared once.
 
-The clickstream is the one ``quality.py`` trains on (its ``reduce_corpus`` and ``simulate_sessions`` are
-imported, not copied): split the judged queries, rank the corpus with the base model, show each
-training query's top 10 and simulate clicks with a position-based click model. ``prepare_data`` turns
-it into the ``PreparedData`` every HPO trial shares, the way ``quality.train_ours`` does.
+The clickstream is the one ``quality.py`` trains on (``BeirDataset.relevant_first`` and its
+``simulate_training_clickstream`` are called, not copied): split the judged queries, rank the corpus with
+the base model, show each training query's top 10 and simulate clicks with a position-based click model.
+``prepare_data`` turns it into the ``PreparedData`` every HPO trial shares, the way ``quality.train_ours`` does.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def simulate_clickstream(
     from embedding_studio.models import load_embedding_model, release_memory
 
     started = time.perf_counter()
-    dataset = quality.reduce_corpus(load_beir_dataset(args.data), args.max_corpus)
+    dataset = load_beir_dataset(args.data).relevant_first(args.max_corpus)
     split = split_queries(dataset, test_share=args.test_share, seed=args.seed)
     base = load_embedding_model(args.model, device=device)
     corpus_embeddings = encode_corpus(base, dataset)

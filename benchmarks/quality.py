@@ -82,11 +82,6 @@ class DatasetReport:
 # ------------------------------------------------------------------------------------------- data
 
 
-def reduce_corpus(dataset: BeirDataset, max_corpus: int | None, seed: int = 0) -> BeirDataset:
-    """At most ``max_corpus`` items, relevant ones first (the demo's catalog is cut the same way)."""
-    return dataset.relevant_first(max_corpus, seed)
-
-
 def simulate_sessions(
     dataset: BeirDataset,
     shown: dict[str, list[str]],
@@ -274,7 +269,7 @@ def train_mnrl(pairs: list[tuple[str, str]], args: argparse.Namespace, seed: int
 def run_dataset(path: Path, args: argparse.Namespace, device: torch.device) -> DatasetReport:
     from embedding_studio.models import load_embedding_model
 
-    dataset = reduce_corpus(load_beir_dataset(path), args.max_corpus)
+    dataset = load_beir_dataset(path).relevant_first(args.max_corpus)
     dataset.name = path.name
     started = time.perf_counter()
     base = load_embedding_model(args.base_model)

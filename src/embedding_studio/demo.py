@@ -68,7 +68,7 @@ class DemoProfile:
 
 
 # The settings benchmarks/quality.py measured a held-out gain with on dbpedia (600 items, 10 sessions per training
-# query, one seed: NDCG@10 0.7595 -> 0.7649): a catalog reduced the way its reduce_corpus does (items relevant to
+# query, one seed: NDCG@10 0.7595 -> 0.7649): a catalog reduced the way it cuts its corpus (items relevant to
 # some query first, so every other query's relevant items are the distractors), clicks from the same position-based
 # click model over the base model's top 10, and the same training parameters. Full trains on the same data and
 # searches three learning rates (its first trial is quick's); bigger slices did not beat the base model on the
