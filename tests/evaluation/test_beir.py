@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from embedding_studio.evaluation import DatasetError, load_beir_dataset, split_queries
+from embedding_studio.evaluation import DatasetError, load_beir_dataset, split_from_qrels, split_queries
 
 DEMO_DATA = Path(__file__).resolve().parents[2] / "src" / "embedding_studio" / "demo_data"
 
@@ -104,3 +104,52 @@ def test_shipped_datasets_load() -> None:
         assert len(dataset.corpus) == 5000
         assert len(dataset.queries) == 50
         assert len(dataset.judged_query_ids()) >= 40
+
+
+def write_dataset_with_train_split(folder: Path) -> Path:
+    """write_dataset plus qrels/train.tsv judging q5 (train only), q1 (also in test) and q7 (no query text)."""
+    write_dataset(folder)
+    rows = ["query-id\tcorpus-id\tscore", "q5\td2\t1", "q5\td3\t3", "q1\td3\t1", "q7\td1\t1"]
+    (folder / "qrels" / "train.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_train_judgments_are_read_next_to_the_test_ones(tmp_path: Path) -> None:
+    dataset = load_beir_dataset(write_dataset_with_train_split(tmp_path / "set"))
+    assert dataset.has_train_split
+    assert dataset.qrels["q1"] == {"d1": 2, "d2": 0}  # scoring still reads the test judgments
+    assert dataset.train_qrels == {"q5": {"d2": 1, "d3": 3}, "q1": {"d3": 1}}  # q7 has no text: dropped
+    assert dataset.training_judgments("q5") == {"d2": 1, "d3": 3}
+    assert dataset.max_grade == 3  # the scale covers the training judgments too
+    without = load_beir_dataset(write_dataset(tmp_path / "plain"))
+    assert not without.has_train_split and without.train_qrels == {}
+    assert without.training_judgments("q1") == {"d1": 2, "d2": 0}  # a random split's training queries use qrels
+    assert load_beir_dataset(tmp_path / "set", split="train").train_qrels == {}
+
+
+def test_split_from_qrels_uses_the_dataset_split_and_never_trains_on_a_test_query(tmp_path: Path) -> None:
+    dataset = load_beir_dataset(write_dataset_with_train_split(tmp_path / "set"))
+    split = split_from_qrels(dataset)
+    assert split.test == ["q1", "q2", "q3", "q4"]
+    assert split.train == ["q5"]  # q1 is judged in both files: test only
+    plain = load_beir_dataset(write_dataset(tmp_path / "plain"))
+    with pytest.raises(DatasetError, match=r"no qrels/train\.tsv"):
+        split_from_qrels(plain)
+    dataset.train_qrels = {"q1": {"d3": 1}}
+    with pytest.raises(DatasetError, match="0 training and 4 test"):
+        split_from_qrels(dataset)
+
+
+def test_relevant_first_keeps_items_relevant_to_training_queries(tmp_path: Path) -> None:
+    folder = write_dataset(tmp_path / "set")
+    corpus = [json.dumps({"_id": f"d{number}", "text": f"item {number}"}) for number in range(1, 31)]
+    (folder / "corpus.jsonl").write_text("\n".join(corpus) + "\n", encoding="utf-8")
+    (folder / "qrels" / "train.tsv").write_text("q5\td20\t1\nq5\td25\t1\nq5\td26\t0\n", encoding="utf-8")
+    dataset = load_beir_dataset(folder)
+    for seed in range(5):
+        cut = dataset.relevant_first(6, seed=seed)
+        assert len(cut.corpus) == 6
+        # test-relevant d1, d2, d3 and train-relevant d20, d25 always stay; d26 (grade 0) is not relevant
+        assert {"d1", "d2", "d3", "d20", "d25"} <= set(cut.corpus)
+        assert cut.train_qrels == dataset.train_qrels
+    assert split_from_qrels(dataset.relevant_first(6)).train == ["q5"]

@@ -13,6 +13,7 @@ from embedding_studio.evaluation import (
     evaluate_retrieval_detailed,
     mrr_at_k,
     ndcg_at_k,
+    paired_bootstrap,
     recall_at_k,
 )
 
@@ -125,3 +126,46 @@ def test_evaluate_rankings_from_elsewhere() -> None:
     assert evaluation.metrics == pytest.approx({"ndcg@10": 0.5, "mrr@10": 0.5, "recall@100": 0.5})
     with pytest.raises(KeyError, match="qb"):
         evaluate_rankings({"qa": []}, dataset, ["qa", "qb"])
+
+
+def test_paired_bootstrap_matches_the_normal_interval_for_many_queries() -> None:
+    rng = np.random.default_rng(3)
+    before = rng.uniform(0.0, 1.0, size=400)
+    differences = rng.normal(0.02, 0.1, size=400)
+    after = before + differences
+    interval = paired_bootstrap(before.tolist(), after.tolist(), samples=20_000, seed=1)
+    assert interval.mean_difference == pytest.approx(differences.mean())
+    # For a mean of n paired differences the bootstrap interval approaches d̄ ± 1.96 · s / √n.
+    half_width = 1.96 * differences.std(ddof=1) / math.sqrt(len(differences))
+    assert interval.low == pytest.approx(differences.mean() - half_width, abs=0.002)
+    assert interval.high == pytest.approx(differences.mean() + half_width, abs=0.002)
+    assert interval.samples == 20_000
+    assert interval.low < interval.mean_difference < interval.high
+
+
+def test_paired_bootstrap_of_two_queries_by_hand() -> None:
+    # differences 0 and 1: a resampled mean is 0, 0.5 or 1 with P = 1/4, 1/2, 1/4, so the 95% interval is [0, 1]
+    interval = paired_bootstrap([0.3, 0.2], [0.3, 1.2], samples=4_000, seed=0)
+    assert interval.mean_difference == pytest.approx(0.5)
+    assert interval.low == pytest.approx(0.0)
+    assert interval.high == pytest.approx(1.0)
+    narrower = paired_bootstrap([0.3, 0.2], [0.3, 1.2], samples=4_000, seed=0, confidence=0.4)
+    assert narrower.low == pytest.approx(0.5) and narrower.high == pytest.approx(0.5)
+
+
+def test_paired_bootstrap_without_a_difference_is_zero_and_deterministic() -> None:
+    values = [0.1, 0.5, 0.9, 0.4]
+    interval = paired_bootstrap(values, list(values))
+    assert (interval.mean_difference, interval.low, interval.high) == (0.0, 0.0, 0.0)
+    assert not interval.excludes_zero
+    before, after = [0.1, 0.4, 0.2, 0.8, 0.5], [0.3, 0.3, 0.6, 0.8, 0.9]
+    assert paired_bootstrap(before, after, seed=5) == paired_bootstrap(before, after, seed=5)
+
+
+def test_paired_bootstrap_rejects_mismatched_or_empty_values() -> None:
+    with pytest.raises(ValueError, match="before has 3 values, after has 2"):
+        paired_bootstrap([0.1, 0.2, 0.3], [0.1, 0.2])
+    with pytest.raises(ValueError, match="at least one"):
+        paired_bootstrap([], [])
+    with pytest.raises(ValueError, match="confidence"):
+        paired_bootstrap([0.1], [0.2], confidence=1.0)

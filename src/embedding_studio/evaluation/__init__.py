@@ -10,10 +10,12 @@ from embedding_studio.evaluation.beir import (
     QuerySplit,
     join_title_and_text,
     load_beir_dataset,
+    split_from_qrels,
     split_queries,
 )
 from embedding_studio.evaluation.click_model import PositionBasedClickModel, default_examination
 from embedding_studio.evaluation.metrics import (
+    BootstrapInterval,
     QueryEvaluation,
     RetrievalEvaluation,
     dcg,
@@ -23,12 +25,14 @@ from embedding_studio.evaluation.metrics import (
     evaluate_retrieval_detailed,
     mrr_at_k,
     ndcg_at_k,
+    paired_bootstrap,
     rank_corpus,
     recall_at_k,
 )
 
 __all__ = [
     "BeirDataset",
+    "BootstrapInterval",
     "DatasetError",
     "PositionBasedClickModel",
     "QueryEvaluation",
@@ -44,7 +48,9 @@ __all__ = [
     "load_beir_dataset",
     "mrr_at_k",
     "ndcg_at_k",
+    "paired_bootstrap",
     "rank_corpus",
     "recall_at_k",
+    "split_from_qrels",
     "split_queries",
 ]
