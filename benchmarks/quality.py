@@ -559,8 +559,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--validation-pool",
         type=int,
-        default=1000,
-        help="ours: catalog items, none shown, loaded next to the shown ones for the retrieval validation to search",
+        default=2000,
+        help="ours: catalog items, none shown, loaded next to the shown ones for the retrieval validation to search "
+        "(the pipeline's FineTuningMethod.validation_pool_size)",
     )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument(
