@@ -72,16 +72,48 @@ def test_short_training_run_improves_validation_metrics(loss: str) -> None:
     result = fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=2, test_each_n_inputs=80)
 
     before, after = result.baseline_metrics, result.best_metrics
-    assert set(after) == {"val_loss", "val_mrr", "val_ndcg_at_10", "val_recall_at_10"}
-    assert after["val_loss"] < before["val_loss"]
+    assert set(after) == {
+        "val_loss",
+        "val_mrr",
+        "val_ndcg_at_10",
+        "val_recall_at_10",
+        "val_rerank_mrr",
+        "val_rerank_ndcg_at_10",
+        "val_rerank_recall_at_10",
+    }
     assert after["val_ndcg_at_10"] > before["val_ndcg_at_10"] + 0.05
     assert after["val_mrr"] > before["val_mrr"]
     assert reported[0] == (0, before)
     assert [step for step, _ in reported] == sorted(step for step, _ in reported)
     assert len(result.history) == len(reported) - 1 >= 4  # ~160 train inputs / 80 per validation, 2 epochs
-    # The weights left in the model are the best validation's: re-encoding the test set agrees with it.
-    shown_scores = _rerank_ndcg(model, items, split.test)
-    assert shown_scores == pytest.approx(after["val_ndcg_at_10"], abs=1e-4)
+    # The weights left in the model are the kept validation's: searching the whole pool again agrees with it.
+    assert _retrieval_ndcg(model, items, split.test) == pytest.approx(after["val_ndcg_at_10"], abs=1e-4)
+    if result.weight_share == 1.0:
+        assert _rerank_ndcg(model, items, split.test) == pytest.approx(after["val_rerank_ndcg_at_10"], abs=1e-4)
+
+
+def _retrieval_ndcg(model, items, sessions) -> float:
+    """NDCG@10 of each held-out query searched over every item, graded by the share of its sessions that clicked,
+    computed from scratch with the encode path search uses."""
+    from embedding_studio.finetuning.metrics import ndcg_at_k
+
+    sessions_of: dict[str, list] = {}
+    for session in sessions:
+        sessions_of.setdefault(session.query, []).append(session)
+    item_ids = sorted(items)
+    vectors = model.encode_items([items[item_id][0] for item_id in item_ids])
+    values = []
+    for query, group in sessions_of.items():
+        relevance: dict[str, float] = {}
+        for session in group:
+            for click in session.events:
+                relevance[click] = relevance.get(click, 0.0) + 1.0 / len(group)
+        if not relevance:
+            continue
+        scores = vectors @ model.encode_queries([query])[0]
+        order = sorted(range(len(item_ids)), key=lambda index: -float(scores[index]))
+        values.append(ndcg_at_k([item_ids[index] for index in order], relevance))
+    return sum(values) / len(values)
 
 
 def _rerank_ndcg(model, items, sessions) -> float:
@@ -214,9 +246,12 @@ def test_the_gpu_recipe_trains_on_cpu_too(monkeypatch: pytest.MonkeyPatch) -> No
     bf16 autocast, so the same combination runs here, and it must still learn."""
     import embedding_studio.finetuning.fine_tuner as fine_tuner_module
 
+    built: list[torch.optim.Optimizer] = []
+
     class FusedAdamW(torch.optim.AdamW):  # what configure_optimizers builds on CUDA
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **{**kwargs, "fused": True})
+            built.append(self)
 
     monkeypatch.setattr(fine_tuner_module, "training_precision", lambda on_gpu: "bf16-mixed")
     monkeypatch.setattr(torch.optim, "AdamW", FusedAdamW)
@@ -225,7 +260,7 @@ def test_the_gpu_recipe_trains_on_cpu_too(monkeypatch: pytest.MonkeyPatch) -> No
     params = FineTuningParams(query_lr=1e-3, batch_size=16, num_epochs=2, seed=0)
     fine_tuner = EmbeddingsFineTuner(build_tiny_text_model(seed=0, dim=32, vocab=vocabulary), items, params=params)
     result = fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=2, test_each_n_inputs=48)
-    assert fine_tuner.trainer.optimizers[0].defaults["fused"] is True
+    assert built and all(optimizer.defaults["fused"] is True for optimizer in built)
     assert result.best_metrics["val_ndcg_at_10"] > result.baseline_metrics["val_ndcg_at_10"] + 0.02
 
 
@@ -266,7 +301,9 @@ def test_a_weight_share_below_one_keeps_that_share_of_the_change() -> None:
     trained = {}
     results = {}
     for share in (1.0, 0.5):
-        params = FineTuningParams(query_lr=1e-3, batch_size=16, num_epochs=1, seed=0, fine_tuned_weight_share=share)
+        params = FineTuningParams(
+            query_lr=1e-3, batch_size=16, num_epochs=1, seed=0, fine_tuned_weight_share=share, choose_weight_share=False
+        )
         torch.manual_seed(0)  # the same initial weights for both runs
         model = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)
         initial = {name: value.detach().clone() for name, value in model.query_tower.named_parameters()}
@@ -276,10 +313,28 @@ def test_a_weight_share_below_one_keeps_that_share_of_the_change() -> None:
         )
         trained[share] = {name: value.detach().clone() for name, value in model.query_tower.named_parameters()}
         if share == 0.5:
-            assert _rerank_ndcg(model, items, split.test) == pytest.approx(
+            assert _retrieval_ndcg(model, items, split.test) == pytest.approx(
                 results[share].best_metrics["val_ndcg_at_10"], abs=1e-4
             )
     assert results[1.0].best_metrics != results[1.0].baseline_metrics  # training changed the weights
     for name, value in trained[0.5].items():
         torch.testing.assert_close(value, (initial[name] + trained[1.0][name]) / 2, rtol=1e-4, atol=1e-6)
     assert results[0.5].history == results[1.0].history  # the interpolated validation is not a training step
+
+
+def test_the_weight_share_is_chosen_on_the_retrieval_validation() -> None:
+    """Shares 0.25, 0.5, 0.75 and 1 of the change compete; the best one's weights and metrics are what is kept."""
+    items, inputs, vocabulary = _toy_world(session_count=120)
+    split = TrainTestSplitter(seed=0).split(inputs)
+    params = FineTuningParams(query_lr=1e-3, batch_size=16, num_epochs=1, seed=0)
+    model = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)
+    fine_tuner = EmbeddingsFineTuner(model, items, params=params)
+    result = fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=1, test_each_n_inputs=48)
+
+    assert set(result.weight_share_validations) == {0.25, 0.5, 0.75}
+    candidates = {share: metrics["val_ndcg_at_10"] for share, metrics in result.weight_share_validations.items()}
+    fully_tuned = max(entry["val_ndcg_at_10"] for entry in result.history)
+    candidates[1.0] = fully_tuned
+    assert result.weight_share in candidates
+    assert result.best_metrics["val_ndcg_at_10"] == pytest.approx(max(candidates.values()))
+    assert _retrieval_ndcg(model, items, split.test) == pytest.approx(result.best_metrics["val_ndcg_at_10"], abs=1e-4)

@@ -75,7 +75,7 @@ def runner_for(
 def test_two_trials_are_tracked_runs_with_metrics_per_validation_and_a_model(
     prepared: PreparedData, tiny_model_dir: Path, tracker: Any
 ) -> None:
-    runner = runner_for(method(), prepared, tiny_model_dir, tracker)
+    runner = runner_for(method(num_epochs=3), prepared, tiny_model_dir, tracker)
     progress: list[tuple[float, str]] = []
     result = search_parameters(
         runner,

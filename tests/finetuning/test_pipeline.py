@@ -170,3 +170,36 @@ def test_cancel_between_trials(clean_db: str, catalog: Path, tiny_model_dir: Pat
     batch_id = store_batch(toy_sessions(1))
     with pytest.raises(FineTuningCanceled, match="canceled after 0 finished trials"):
         run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir), tracker=tracker, should_stop=lambda: True)
+
+
+def test_the_reference_model_is_validated_on_the_same_sessions_and_pool(
+    clean_db: str, catalog: Path, tiny_model_dir: Path, tracker: Any
+) -> None:
+    """The deployment gate compares like with like: the reference model's figure is the one a trial would report
+    for it. Starting from the reference, that is the best trial's own baseline; another model is validated anew,
+    and validating the start model anew gives the baseline figure again."""
+    method = toy_method(catalog, tiny_model_dir, max_evals=1, validation_pool_size=5)
+    batch_id = store_batch(toy_sessions(1))
+
+    from_start = run_fine_tuning(
+        batch_id,
+        method=method,
+        embedding_model_id=str(tiny_model_dir),
+        reference_model_id=str(tiny_model_dir),
+        tracker=tracker,
+    )
+    baseline = tracker.get_metric_history(from_start.best_run_id, "val_ndcg_at_10")[0][1]
+    assert from_start.reference_metrics["val_ndcg_at_10"] == pytest.approx(baseline)
+    assert from_start.main_metric == "val_ndcg_at_10"
+    assert from_start.validation_queries > 0
+    assert from_start.validation_pool_items == 24  # every catalog item: the shown ones and the sample of 5
+
+    other = run_fine_tuning(
+        batch_id,
+        method=method,
+        embedding_model_id=from_start.best_run_id,
+        reference_model_id=str(tiny_model_dir),
+        tracker=tracker,
+    )
+    assert other.reference_metrics["val_ndcg_at_10"] == pytest.approx(baseline, abs=1e-5)
+    assert set(other.reference_metrics) >= {"val_ndcg_at_10", "val_recall_at_10", "val_mrr"}

@@ -40,3 +40,27 @@ def test_corrupt_line_is_named(tmp_path: Path) -> None:
     corpus.write_text('{"_id": "1", "text": "ok"}\n{broken\n', encoding="utf-8")
     with pytest.raises(CatalogFormatError, match="corpus.jsonl:2"):
         JsonlCatalogLoader(corpus).load([ItemMeta("1")])
+
+
+def test_a_sample_is_uniform_reproducible_and_leaves_out_excluded_ids(tmp_path: Path) -> None:
+    from embedding_studio.items.loader import reservoir_sample
+
+    path = tmp_path / "corpus.jsonl"
+    path.write_text("".join(f'{{"_id": "d{index}", "title": "t{index}", "text": "x"}}\n' for index in range(50)))
+    loader = JsonlCatalogLoader(path)
+    sample = loader.sample(10, seed=3, exclude={"d0", "d1"})
+    ids = [item.meta.item_id for item in sample]
+    assert len(ids) == len(set(ids)) == 10
+    assert not {"d0", "d1"} & set(ids)
+    assert ids == [item.meta.item_id for item in loader.sample(10, seed=3, exclude={"d0", "d1"})]
+    assert sample[0].data.startswith("t")
+    assert len(loader.sample(100)) == 50  # a sample larger than the source is all of it
+
+    # Algorithm R: every position is equally likely to be kept.
+    counts = [0] * 10
+    for seed in range(2000):
+        for value in reservoir_sample(range(10), 3, seed):
+            counts[value] += 1
+    assert all(abs(count / 2000 - 0.3) < 0.05 for count in counts)
+    with pytest.raises(ValueError, match="count"):
+        reservoir_sample(range(3), -1, 0)

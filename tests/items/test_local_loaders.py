@@ -82,3 +82,16 @@ def test_registry_builds_local_loaders_and_names_bad_options(text_root: Path) ->
         create_loader("local_text", root=str(text_root), bucket="x")
     with pytest.raises(LoaderError, match="does not exist"):
         create_loader("local_text", root=str(text_root / "nope"))
+
+
+def test_an_object_store_sample_reads_only_the_sampled_objects(tmp_path: Path) -> None:
+    for index in range(30):
+        (tmp_path / f"doc{index}.txt").write_text(f"text {index}", encoding="utf-8")
+    loader = LocalTextLoader(tmp_path)
+    fetched: list[str] = []
+    fetch_bytes = loader.fetch_bytes
+    loader.fetch_bytes = lambda key: fetched.append(key) or fetch_bytes(key)  # type: ignore[method-assign]
+    sample = loader.sample(5, seed=1, exclude={"doc0"})
+    assert len(sample) == 5 and "doc0" not in {item.item_id for item in sample}
+    assert len(fetched) == 5  # listing the keys read no object
+    assert all(item.data.startswith("text ") for item in sample)

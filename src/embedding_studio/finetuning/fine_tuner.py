@@ -30,9 +30,12 @@ from embedding_studio.finetuning.losses import SimilarityBatch, create_loss
 from embedding_studio.finetuning.metrics import rerank_metrics
 from embedding_studio.finetuning.params import FineTuningParams
 from embedding_studio.finetuning.query_retriever import QueryRetriever, TextQueryRetriever, normalize_query_text
+from embedding_studio.finetuning.retrieval_validation import RetrievalValidator, group_validation_queries
 
 ValidationMetricsHook = Callable[[int, Mapping[str, float]], None]
-METRIC_NAMES = ("val_loss", "val_mrr", "val_ndcg_at_10", "val_recall_at_10")
+RETRIEVAL_METRIC_NAMES = ("val_mrr", "val_ndcg_at_10", "val_recall_at_10")
+RERANK_METRIC_NAMES = ("val_rerank_mrr", "val_rerank_ndcg_at_10", "val_rerank_recall_at_10")
+METRIC_NAMES = ("val_loss", *RETRIEVAL_METRIC_NAMES, *RERANK_METRIC_NAMES)
 GRADIENT_CLIP_NORM = 1.0
 
 
@@ -213,6 +216,7 @@ class PreparedRows:
     test: list[EncodedRow]
     train_collator: RowCollator
     test_collator: RowCollator
+    retrieval_validator: RetrievalValidator
 
 
 class EmbeddingsFineTuner(pl.LightningModule):
@@ -285,9 +289,9 @@ class EmbeddingsFineTuner(pl.LightningModule):
                 f"none of the {len(train_inputs)} training sessions has a click (or an irrelevance mark) on a "
                 "loaded item: there is nothing to learn from"
             )
-        if not test_features:
+        if not any(clicked for _, _, clicked in test_features):
             raise NotEnoughDataError(
-                f"none of the {len(test_inputs)} test sessions has a click (or an irrelevance mark) on a loaded item: "
+                f"none of the {len(test_inputs)} test sessions has a click on a loaded item: "
                 "validation would measure nothing"
             )
 
@@ -299,6 +303,9 @@ class EmbeddingsFineTuner(pl.LightningModule):
                 item_ids.setdefault(item_id, len(item_ids))
             query_ids.setdefault(features.query, len(query_ids))
             group_ids.setdefault(normalize_query_text(features.query), len(group_ids))
+        # The retrieval validation searches every loaded item: the batch's shown items and the catalog sample.
+        for item_id in sorted(known):
+            item_ids.setdefault(item_id, len(item_ids))
 
         part_texts: list[str] = []
         item_parts: list[list[int]] = []
@@ -336,11 +343,22 @@ class EmbeddingsFineTuner(pl.LightningModule):
                 length=max((part_lengths[part] for item in items for part in item_parts[item]), default=0),
             )
 
+        validation_queries = group_validation_queries(
+            [
+                (
+                    group_ids[normalize_query_text(features.query)],
+                    query_ids[features.query],
+                    frozenset(item_ids[item_id] for item_id in clicked if item_id in item_ids),
+                )
+                for features, _, clicked in test_features
+            ]
+        )
         self.prepared = PreparedRows(
             train=[encode(*row) for row in train_features],
             test=[encode(*row) for row in test_features],
             train_collator=RowCollator(queries_cache, parts_cache, item_parts, with_shown=False),
             test_collator=RowCollator(queries_cache, parts_cache, item_parts, with_shown=True),
+            retrieval_validator=RetrievalValidator(queries_cache, parts_cache, item_parts, validation_queries),
         )
         return self.prepared
 
@@ -430,7 +448,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
             "val_loss": loss.detach() * rows,
             "rows": rows,
             "evaluated": evaluated.sum(),
-            **{f"val_{name}": (values.float() * evaluated).sum() for name, values in per_session.items()},
+            **{f"val_rerank_{name}": (values.float() * evaluated).sum() for name, values in per_session.items()},
         }
         for name, value in sums.items():
             self._validation_sums[name] = self._validation_sums.get(name, 0.0) + value
@@ -439,15 +457,16 @@ class EmbeddingsFineTuner(pl.LightningModule):
         sums = self._validation_sums
         if not sums:
             return
-        metrics = {"val_loss": sums["val_loss"] / sums["rows"]}
-        for name in ("val_mrr", "val_ndcg_at_10", "val_recall_at_10"):
-            metrics[name] = sums[name] / sums["evaluated"].clamp_min(1.0)
-        for name, value in metrics.items():
-            self.log(name, value, prog_bar=name == "val_ndcg_at_10")
         if self.trainer.sanity_checking:
             return
+        metrics = {"val_loss": sums["val_loss"] / sums["rows"]}
+        for name in RERANK_METRIC_NAMES:
+            metrics[name] = sums[name] / sums["evaluated"].clamp_min(1.0)
         # Once per validation: the only point where values come back to the host.
         values = {name: float(value) for name, value in metrics.items()}
+        values.update(self._require_prepared().retrieval_validator.evaluate(self.model, self.device))
+        for name, value in values.items():
+            self.log(name, value, prog_bar=name == "val_ndcg_at_10")
         step = int(self.global_step)
         self.history.append({"step": float(step), **values})
         if self._improves_on_best(values):
@@ -459,8 +478,9 @@ class EmbeddingsFineTuner(pl.LightningModule):
     def _improves_on_best(self, values: dict[str, float]) -> bool:
         """Whether this validation beats the best so far on the selection metric (val_loss breaks ties).
 
-        Weights are kept by the metric the tracker ranks runs by (re-ranking NDCG@10 of clicked items on
-        held-out queries by default): a lower val_loss with a worse ranking is not a better model to deploy.
+        Weights are kept by the metric the tracker ranks runs by (retrieval NDCG@10 of the held-out queries over the
+        candidate pool by default, see ``retrieval_validation``): a lower val_loss with worse search is not a better
+        model to deploy.
         """
         if not self.best_metrics:
             return True
@@ -528,12 +548,15 @@ class EmbeddingsFineTuner(pl.LightningModule):
 @dataclass
 class FitResult:
     """``best_metrics``: the best validation by the selection metric (its weights are the ones left in the model);
-    ``baseline_metrics``: the model before training; ``history``: every validation in order, with its step."""
+    ``baseline_metrics``: the model before training; ``history``: every validation in order, with its step;
+    ``weight_share``: the share of the fine-tuned change kept (0: the untrained weights came back)."""
 
     best_metrics: dict[str, float]
     history: list[dict[str, float]]
     stopped_epoch: int
     baseline_metrics: dict[str, float] = field(default_factory=dict)
+    weight_share: float = 1.0
+    weight_share_validations: dict[float, dict[str, float]] = field(default_factory=dict)
 
 
 def training_precision(on_gpu: bool) -> str:
@@ -563,17 +586,24 @@ def _trainer_device(accelerator: str, device: Any) -> tuple[str, Any]:
     return accelerator, 1
 
 
-def interpolate_towards(model: torch.nn.Module, initial_state: Mapping[str, Tensor], share: float) -> None:
-    """Keep a share of what training changed: ``W = W_0 + share * (W - W_0)`` for each trained parameter.
+def interpolate_weights(
+    model: torch.nn.Module, initial_state: Mapping[str, Tensor], tuned_state: Mapping[str, Tensor], share: float
+) -> None:
+    """Keep a share of what training changed: ``W = W_0 + share * (W_tuned - W_0)`` for each trained parameter.
 
-    Weight-space ensembling of the fine-tuned and the initial model (WiSE-FT, Wortsman et al., 2022): on a few
-    dozen clicked queries it trades some fit to those queries for robustness on the ones nobody clicked yet.
+    Weight-space ensembling of the fine-tuned and the initial model (WiSE-FT, Wortsman et al., 2022): it trades
+    some fit to the clicked queries for robustness on the ones nobody clicked yet.
     """
     parameters = dict(model.named_parameters())
     with torch.no_grad():
         for name, initial in initial_state.items():
             parameter = parameters[name]
-            parameter.lerp_(initial.to(device=parameter.device, dtype=parameter.dtype), 1.0 - share)
+            tuned = tuned_state[name].to(device=parameter.device, dtype=parameter.dtype)
+            parameter.copy_(tuned).lerp_(initial.to(device=parameter.device, dtype=parameter.dtype), 1.0 - share)
+
+
+# The shares of the fine-tuned change tried when the share is chosen on validation (WiSE-FT's grid, coarser).
+WEIGHT_SHARE_CHOICES = (0.25, 0.5, 0.75)
 
 
 def _validate_once(
@@ -627,6 +657,42 @@ def _quiet_lightning() -> Iterator[None]:
         torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
+def _trainer_arguments(accelerator: str, device: Any, enable_progress_bar: bool = False) -> dict[str, Any]:
+    """What every Trainer of a fit shares: device, precision (bf16 autocast on a GPU), no logger."""
+    accelerator_name, devices = _trainer_device(accelerator, device)
+    on_gpu = accelerator_name == "gpu"
+    return {
+        "accelerator": accelerator_name,
+        "devices": devices,
+        "precision": training_precision(on_gpu),
+        "logger": False,
+        "enable_progress_bar": enable_progress_bar,
+        "enable_model_summary": False,
+        "deterministic": not on_gpu,
+    }
+
+
+def validate_model(
+    model: Any,
+    items: Mapping[str, Sequence[str]] | Any,
+    query_retriever: QueryRetriever | None,
+    train_inputs: Sequence[FineTuningInput],
+    test_inputs: Sequence[FineTuningInput],
+    params: FineTuningParams,
+    device: Any = None,
+) -> dict[str, float]:
+    """The validation a fit would start with, for a model that is not trained: how the current blue model does on
+    the same held-out sessions and candidate pool as a candidate, so the two can be compared."""
+    fine_tuner = EmbeddingsFineTuner(model, items, query_retriever, params)
+    fine_tuner.preprocess_inputs(train_inputs, test_inputs)
+    common = _trainer_arguments("auto", device)
+    loader = fine_tuner.test_dataloader_from(pin_memory=common["accelerator"] == "gpu")
+    try:
+        return _validate_once(fine_tuner, loader, common, _training_device(common["accelerator"], common["devices"]))
+    finally:
+        fine_tuner.eval()
+
+
 def fit_fine_tuner(
     fine_tuner: EmbeddingsFineTuner,
     train_inputs: Sequence[FineTuningInput],
@@ -652,22 +718,11 @@ def fit_fine_tuner(
         fine_tuner.on_validation_metrics = on_validation_metrics
     pl.seed_everything(params.seed, workers=True, verbose=False)
     fine_tuner.preprocess_inputs(train_inputs, test_inputs)
-    accelerator_name, devices = _trainer_device(accelerator, device)
-    on_gpu = accelerator_name == "gpu"
-    precision = training_precision(on_gpu)
+    common = _trainer_arguments(accelerator, device, enable_progress_bar)
+    on_gpu = common["accelerator"] == "gpu"
     train_loader = fine_tuner.train_dataloader_from(pin_memory=on_gpu)
     test_loader = fine_tuner.test_dataloader_from(pin_memory=on_gpu)
-    common: dict[str, Any] = {
-        "accelerator": accelerator_name,
-        "devices": devices,
-        "precision": precision,
-        "logger": False,
-        "enable_progress_bar": enable_progress_bar,
-        "enable_model_summary": False,
-        "deterministic": not on_gpu,
-    }
-
-    training_device = _training_device(accelerator_name, devices)
+    training_device = _training_device(common["accelerator"], common["devices"])
     baseline = _validate_once(fine_tuner, test_loader, common, training_device)
     fine_tuner.history.clear()
     # The untrained model is a candidate too: if training only hurts, its weights come back.
@@ -677,7 +732,11 @@ def fit_fine_tuner(
     if fine_tuner.on_validation_metrics is not None and baseline:
         fine_tuner.on_validation_metrics(0, baseline)
 
-    all_callbacks: list[pl.Callback] = [EarlyStopping(monitor="val_loss", patience=3, mode="min", strict=False)]
+    # Stop when search on the held-out queries stops getting better (the metric that keeps weights), not val_loss.
+    selection_mode = "min" if fine_tuner.selection_metric == "val_loss" else "max"
+    all_callbacks: list[pl.Callback] = [
+        EarlyStopping(monitor=fine_tuner.selection_metric, patience=3, mode=selection_mode, strict=False)
+    ]
     if checkpoint_dir is not None:
         all_callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, monitor="val_loss", mode="min", save_top_k=1))
     all_callbacks.extend(callbacks)
@@ -703,15 +762,60 @@ def fit_fine_tuner(
         fine_tuner.eval()
         # The best weights are in place; the CPU copy is not needed any more.
         fine_tuner._best_state = None
-    if params.fine_tuned_weight_share < 1.0 and fine_tuner.best_metrics != baseline:
-        interpolate_towards(fine_tuner.model, initial_state, params.fine_tuned_weight_share)
-        # The tracker ranks runs by what the stored weights score: the interpolated ones' validation is the
-        # result's best metrics.
-        fine_tuner.best_metrics = _validate_once(fine_tuner, test_loader, common, training_device)
-        fine_tuner.eval()
+    share_validations: dict[float, dict[str, float]] = {}
+    weight_share = 0.0  # the untrained weights came back
+    if fine_tuner.best_metrics != baseline:
+        weight_share = _choose_weight_share(
+            fine_tuner, initial_state, params, test_loader, common, training_device, share_validations
+        )
     return FitResult(
         best_metrics=dict(fine_tuner.best_metrics),
         history=list(fine_tuner.history),
         stopped_epoch=int(trainer.current_epoch),
         baseline_metrics=baseline,
+        weight_share=weight_share,
+        weight_share_validations=share_validations,
     )
+
+
+def _choose_weight_share(
+    fine_tuner: EmbeddingsFineTuner,
+    initial_state: Mapping[str, Tensor],
+    params: FineTuningParams,
+    test_loader: DataLoader,
+    common: Mapping[str, Any],
+    device: torch.device,
+    validations: dict[float, dict[str, float]],
+) -> float:
+    """Leave in the model the share of the fine-tuned change that validates best, and return it.
+
+    With ``choose_weight_share`` the shares ``WEIGHT_SHARE_CHOICES`` and 1 compete on the retrieval validation
+    (WiSE-FT chooses its mixing coefficient on held-out data the same way); otherwise ``fine_tuned_weight_share``
+    is taken as it is. The tracker ranks runs by what the stored weights score, so the kept share's validation
+    becomes the result's best metrics.
+    """
+    shares = [share * params.fine_tuned_weight_share for share in WEIGHT_SHARE_CHOICES]
+    if not params.choose_weight_share:
+        shares = [params.fine_tuned_weight_share] if params.fine_tuned_weight_share < 1.0 else []
+    if not shares:
+        return 1.0
+    tuned_state = fine_tuner.trainable_state_on_cpu()
+    best_share, best_metrics = 1.0, dict(fine_tuner.best_metrics)
+    if not params.choose_weight_share:
+        best_share, best_metrics = shares[0], {}
+    for share in shares:
+        interpolate_weights(fine_tuner.model, initial_state, tuned_state, share)
+        metrics = _validate_once(fine_tuner, test_loader, common, device)
+        validations[share] = metrics
+        if not best_metrics or _better(metrics, best_metrics, fine_tuner.selection_metric):
+            best_share, best_metrics = share, metrics
+    interpolate_weights(fine_tuner.model, initial_state, tuned_state, best_share)
+    fine_tuner.best_metrics = dict(best_metrics)
+    fine_tuner.eval()
+    return best_share
+
+
+def _better(values: Mapping[str, float], best: Mapping[str, float], metric: str) -> bool:
+    if metric == "val_loss":
+        return values[metric] < best[metric]
+    return values[metric] > best[metric]

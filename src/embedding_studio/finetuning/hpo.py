@@ -85,6 +85,7 @@ class TrialOutcome:
     metrics: dict[str, float]
     state: Literal["complete", "pruned"]
     validations: int
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,6 +168,7 @@ class TrialRunner:
         pruned: optuna.TrialPruned | None = None
         model = None
         history: list[dict[str, float]] = []
+        baseline_metrics: dict[str, float] = {}
         try:
             with self.tracker.run(self.iteration, full_params) as run_id:
 
@@ -187,6 +189,9 @@ class TrialRunner:
                         device=self.device,
                     )
                     kept_metrics = dict(result.best_metrics)
+                    baseline_metrics = {
+                        key: float(value) for key, value in (getattr(result, "baseline_metrics", None) or {}).items()
+                    }
                 except optuna.TrialPruned as error:
                     pruned = error
                     kept_metrics = dict(getattr(error, "kept_metrics", None) or {})
@@ -207,6 +212,7 @@ class TrialRunner:
             metrics=best_metrics,
             state="pruned" if pruned is not None else "complete",
             validations=len(history),
+            baseline_metrics=baseline_metrics,
         )
         if pruned is not None:
             raise TrialPrunedWithOutcome(outcome) from pruned

@@ -90,10 +90,17 @@ class FineTuningMethod:
     test_share: float = 0.2
     split_seed: int = 0
     batch_size: int = 16
+    #: catalog items sampled (besides every item the batch showed) as the retrieval validation's distractors
+    validation_pool_size: int = 2000
+    validation_pool_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.max_evals < 1:
             raise FineTuningError(f"method {self.name!r}: max_evals must be at least 1, got {self.max_evals}")
+        if self.validation_pool_size < 0:
+            raise FineTuningError(
+                f"method {self.name!r}: validation_pool_size must be at least 0, got {self.validation_pool_size}"
+            )
         if self.num_epochs < 1:
             raise FineTuningError(f"method {self.name!r}: num_epochs must be at least 1, got {self.num_epochs}")
         self.search_space = {key: as_distribution(self.name, key, value) for key, value in self.search_space.items()}

@@ -111,3 +111,35 @@ def recall_at_k(ranked_ids: Sequence[str], relevance: Mapping[str, float], k: in
 def _deduplicated(ranked_ids: Sequence[str]) -> list[str]:
     """An item returned twice (e.g. two of its parts) counts at its best position only."""
     return list(dict.fromkeys(ranked_ids))
+
+
+def retrieval_metrics(item_scores: Tensor, relevance: Tensor, k: int = 10) -> dict[str, Tensor]:
+    """Per-query ``mrr``, ``ndcg_at_{k}``, ``recall_at_{k}`` of a search over a whole candidate pool.
+
+    ``item_scores [Q, I]``: each query's score for each pool item; ``relevance [Q, I]``: its graded relevance
+    (0 for irrelevant). The top ``k`` by score are what a searcher sees (``torch.topk``; ties in index order):
+
+    * ``DCG@k = Σ_{r≤k} rel(d_r) / log2(1 + r)`` and ``NDCG@k = DCG@k / IDCG@k`` (the ideal order's DCG);
+    * ``RR@k = 1 / r`` of the first ``d_r`` with ``rel > 0`` in the top k, 0 when there is none;
+    * ``Recall@k = |{d_r: r ≤ k, rel(d_r) > 0}| / |{d: rel(d) > 0}|``.
+
+    Queries without a relevant item have ``evaluated`` False and 0 everywhere.
+    """
+    relevance = relevance.float()
+    depth = min(k, item_scores.shape[1])
+    top = torch.topk(item_scores.float(), depth, dim=1).indices  # [Q, depth]
+    gains = relevance.gather(1, top)  # [Q, depth]
+    discounts = 1.0 / torch.log2(torch.arange(2, depth + 2, device=item_scores.device, dtype=torch.float32))
+    dcg = (gains * discounts).sum(dim=1)
+    ideal = (torch.topk(relevance, depth, dim=1).values * discounts).sum(dim=1)
+    relevant_count = (relevance > 0).sum(dim=1)
+    evaluated = relevant_count > 0
+    hits = gains > 0
+    first_hit = torch.where(hits.any(dim=1), hits.float().argmax(dim=1) + 1, torch.zeros_like(relevant_count))
+    reciprocal = torch.where(first_hit > 0, 1.0 / first_hit.clamp_min(1).float(), torch.zeros_like(dcg))
+    return {
+        "mrr": reciprocal,
+        f"ndcg_at_{k}": torch.where(evaluated, dcg / ideal.clamp_min(1e-12), torch.zeros_like(dcg)),
+        f"recall_at_{k}": hits.sum(dim=1).float() / relevant_count.clamp_min(1).float(),
+        "evaluated": evaluated,
+    }

@@ -45,6 +45,11 @@ class FineTuningParams(BaseModel):
         description="share s of the fine-tuned change kept: W = W_base + s * (W_tuned - W_base); below 1 trades "
         "fit to the clicked queries for robustness on unseen ones (weight-space ensembling, WiSE-FT)",
     )
+    choose_weight_share: bool = Field(
+        True,
+        description="choose the share of the fine-tuned change kept on the retrieval validation: s·0.25, s·0.5, "
+        "s·0.75 and s for s = fine_tuned_weight_share (WiSE-FT's mixing coefficient, chosen on held-out queries)",
+    )
     seed: int = 0
 
     @model_validator(mode="after")

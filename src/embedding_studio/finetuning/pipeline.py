@@ -42,6 +42,7 @@ from embedding_studio.finetuning.hpo import (
     search_parameters,
 )
 from embedding_studio.finetuning.method import FineTuningMethod, get_method
+from embedding_studio.finetuning.query_retriever import normalize_query_text
 
 if TYPE_CHECKING:
     from embedding_studio.clickstream.types import FineTuningInput
@@ -72,6 +73,12 @@ class FineTuningResult:
     pruned_trials: int = 0
     selection_mode: str = "search"
     params: dict[str, Any] = field(default_factory=dict)
+    #: the reference model's (the blue one's) validation on the same held-out sessions and pool; {} without one
+    reference_metrics: dict[str, float] = field(default_factory=dict)
+    reference_model_id: str | None = None
+    main_metric: str = "val_ndcg_at_10"
+    validation_queries: int = 0
+    validation_pool_items: int = 0
 
 
 def run_fine_tuning(
@@ -85,12 +92,16 @@ def run_fine_tuning(
     *,
     search_settings: HyperparameterSearchSettings | None = None,
     train: TrainFunction | None = None,
+    reference_model_id: str | None = None,
 ) -> FineTuningResult:
     """Fine-tune on released batch ``batch_id`` with ``method``, starting from ``embedding_model_id``.
 
     ``embedding_model_id`` is a base model name or local path (``models.load_embedding_model``) or the
     MLflow run id of an earlier best model; None starts from the method's base model. ``should_stop``
     is asked between trials; when it says yes, :class:`FineTuningCanceled` is raised.
+
+    ``reference_model_id`` (the blue model, for a deployment gate) is validated on the same held-out sessions and
+    candidate pool as the trials; its metrics come back in ``reference_metrics``.
     """
     settings = settings or get_settings()
     fine_tuning_method = method if isinstance(method, FineTuningMethod) else get_method(method, settings=settings)
@@ -106,8 +117,11 @@ def run_fine_tuning(
     report(0.06, "loading the items shown in the batch")
     downloaded, failed = _load_items(fine_tuning_method, inputs, settings)
 
+    report(0.08, f"sampling up to {fine_tuning_method.validation_pool_size} catalog items for the validation")
+    pool_sample = _sample_catalog(fine_tuning_method, {item.meta.item_id for item in downloaded})
+
     report(0.10, "splitting sessions into train and test by query")
-    data = _prepare_data(fine_tuning_method, inputs, downloaded, query_retriever, batch_id)
+    data = _prepare_data(fine_tuning_method, inputs, [*downloaded, *pool_sample], query_retriever, batch_id)
 
     tracker = tracker or _default_tracker(fine_tuning_method, settings)
     previous = tracker.get_previous_iteration(fine_tuning_method.name)
@@ -148,6 +162,12 @@ def run_fine_tuning(
             f"no trial of experiment {iteration.experiment_id} logged {fine_tuning_method.main_metric!r}; "
             "nothing to choose from"
         )
+    reference_metrics: dict[str, float] = {}
+    if reference_model_id is not None:
+        report(0.97, f"validating the reference model {reference_model_id} on the same held-out sessions")
+        reference_metrics = _reference_metrics(
+            fine_tuning_method, data, selection, best.run_id, embedding_model_id, reference_model_id, tracker, settings
+        )
     tracker.delete_non_best_models(iteration.experiment_id)
     tracker.register_best(best.run_id, _registered_name(fine_tuning_method), BEST_MODEL_ALIAS)
     report(1.0, f"best run {best.run_id}")
@@ -162,7 +182,69 @@ def run_fine_tuning(
         pruned_trials=sum(1 for outcome in selection.outcomes if outcome.state == "pruned"),
         selection_mode=selection.mode,
         params=dict(getattr(best, "params", {}) or {}),
+        reference_metrics=reference_metrics,
+        reference_model_id=reference_model_id,
+        main_metric=fine_tuning_method.main_metric,
+        validation_queries=len(
+            {normalize_query_text(query) for query in query_retriever.get_queries(data.test_inputs)}
+        ),
+        validation_pool_items=len(data.items),
     )
+
+
+def _sample_catalog(method: FineTuningMethod, shown: set[str]) -> list[Any]:
+    """``method.validation_pool_size`` catalog items the batch did not show: the retrieval validation's distractors.
+
+    A loader that cannot be read whole is no reason to fail the task: validation then searches the shown items
+    only, and the log says so."""
+    if method.validation_pool_size <= 0:
+        return []
+    loader = method.create_loader()
+    try:
+        return loader.sample(method.validation_pool_size, seed=method.validation_pool_seed, exclude=shown)
+    except Exception as error:  # the batch's own items loaded; a failed sample only narrows the validation
+        logger.warning("could not sample the catalog for validation (%s); validating on the shown items", error)
+        return []
+    finally:
+        loader.close()
+
+
+def _reference_metrics(
+    method: FineTuningMethod,
+    data: PreparedData,
+    selection: SelectionResult,
+    best_run_id: str,
+    start_model_id: str | None,
+    reference_model_id: str,
+    tracker: ExperimentsManager,
+    settings: Settings,
+) -> dict[str, float]:
+    """The reference model's validation, comparable with the best run's: the same sessions, pool and parameters.
+
+    When the reference is the model training started from (the usual case: fine-tuning starts from blue), the
+    best trial's own baseline validation is that figure; otherwise the reference model is loaded and validated.
+    """
+    from embedding_studio.finetuning.fine_tuner import validate_model
+    from embedding_studio.finetuning.params import FineTuningParams
+
+    best_outcome = next((outcome for outcome in selection.outcomes if outcome.run_id == best_run_id), None)
+    if best_outcome is not None and best_outcome.baseline_metrics and reference_model_id == start_model_id:
+        return dict(best_outcome.baseline_metrics)
+    params = FineTuningParams.model_validate(best_outcome.params if best_outcome is not None else method.base_params())
+    model = _load_initial_model(method, reference_model_id, tracker)
+    try:
+        return validate_model(
+            model,
+            data.items,
+            data.query_retriever,
+            data.train_inputs,
+            data.test_inputs,
+            params,
+            device=_resolve_device(settings),
+        )
+    finally:
+        del model
+        _release_memory()
 
 
 class _Progress:

@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -167,6 +167,22 @@ def paused_gc() -> Iterator[None]:
             gc.enable()
 
 
+def reservoir_sample(values: Iterable[T], count: int, seed: int) -> list[T]:
+    """A uniform sample of ``count`` values of a stream read once (Vitter's algorithm R), in stream order."""
+    if count < 0:
+        raise ValueError(f"count must be at least 0, got {count}")
+    rng = random.Random(seed)
+    reservoir: list[tuple[int, T]] = []
+    for position, value in enumerate(values):
+        if len(reservoir) < count:
+            reservoir.append((position, value))
+            continue
+        slot = rng.randrange(position + 1)
+        if slot < count:
+            reservoir[slot] = (position, value)
+    return [value for _, value in sorted(reservoir, key=lambda pair: pair[0])]
+
+
 def chunked(values: list[T], size: int) -> Iterator[list[T]]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
@@ -200,6 +216,20 @@ class DataLoader(ABC):
         self, batch_size: int = 1000, on_failed: Callable[[list[FailedItem]], None] | None = None
     ) -> Iterator[list[DownloadedItem]]:
         """Stream every item of the source in batches of at most ``batch_size``."""
+
+    def sample(self, count: int, seed: int = 0, exclude: Container[str] = ()) -> list[DownloadedItem]:
+        """About ``count`` items drawn uniformly from the source, none of whose ids is in ``exclude``.
+
+        Fine-tuning validates on search over the shown items plus such a sample (the distractors search has to
+        beat). This default streams the whole source through ``load_all``; sources that can list their ids
+        without reading the items (object stores, the JSONL catalog) override it to read only the sample.
+        """
+
+        def candidates() -> Iterator[DownloadedItem]:
+            for page in self.load_all():
+                yield from (item for item in page if item.meta.item_id not in exclude)
+
+        return reservoir_sample(candidates(), count, seed)
 
     def is_transient(self, error: BaseException) -> bool:
         """Whether ``error`` is worth retrying; sources override this with their own error types."""
@@ -450,6 +480,12 @@ class ObjectStoreLoader(DataLoader):
                 page = []
         if page:
             yield from self._load_page(page, on_failed)
+
+    def sample(self, count: int, seed: int = 0, exclude: Container[str] = ()) -> list[DownloadedItem]:
+        """Lists the keys (no object is read), samples them, and reads only the sampled objects."""
+        metas = (self.meta_for_key(key) for key in self.iter_keys())
+        chosen = reservoir_sample((meta for meta in metas if meta.item_id not in exclude), count, seed)
+        return list(self.load(chosen).items)
 
     def meta_for_key(self, key: str) -> ItemMeta:
         """The meta ``load_all`` yields for a key: the location is kept only when the id does not lead back to it."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from embedding_studio.items.loader import (
     RetryPolicy,
     chunked,
     paused_gc,
+    reservoir_sample,
     unique_metas,
 )
 from embedding_studio.items.types import DownloadedItem, FailedItem, ItemMeta
@@ -100,6 +101,10 @@ class JsonlCatalogLoader(DataLoader):
                 else:
                     result.items.append(DownloadedItem(meta=meta, data=self._content(record)))
         return result
+
+    def sample(self, count: int, seed: int = 0, exclude: Container[str] = ()) -> list[DownloadedItem]:
+        item_ids = reservoir_sample((item_id for item_id in self.records() if item_id not in exclude), count, seed)
+        return list(self.load(ItemMeta(item_id=item_id, source=self.source) for item_id in item_ids).items)
 
     def load_all(
         self, batch_size: int = 1000, on_failed: Callable[[list[FailedItem]], None] | None = None
