@@ -200,14 +200,22 @@ class EmbeddingStudioClient:
         wait_on_conflict: bool = False,
         idempotency_key: str | None = None,
         method_options: Mapping[str, Any] | None = None,
+        force_deploy: bool = False,
+        min_deploy_gain: float = 0.0,
     ) -> TaskCreatedOut:
         """Queue fine-tuning on a released batch (an unknown or collecting batch, an unknown method or model →
         :class:`ApiError` 422 with the reason). Unset ``method`` and ``embedding_model_id`` take the server's
         defaults: the ``default_text`` method, starting from the blue model. The same ``idempotency_key`` gives
-        the first task back instead of a second one."""
+        the first task back instead of a second one.
+
+        With ``deploy_as_blue`` the best model is deployed only when it retrieves at least as well as the blue
+        one on the batch's held-out sessions (better by ``min_deploy_gain``), or when ``force_deploy``; the
+        finished task's ``deployment`` says which and why (a task not deployed still ends ``done``)."""
         body: dict[str, Any] = {
             "batch_id": batch_id,
             "deploy_as_blue": deploy_as_blue,
+            "force_deploy": force_deploy,
+            "min_deploy_gain": min_deploy_gain,
             "wait_on_conflict": wait_on_conflict,
         }
         if method is not None:

@@ -30,6 +30,7 @@ from typing import Any, TextIO
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -143,6 +144,8 @@ class DemoResult:
     clicks: int
     kept_untrained_weights: bool = False
     timings: dict[str, float] = field(default_factory=dict)
+    deployed: bool = True  # False: the deployment gate kept blue (the fine-tuned model did not beat it)
+    deployment_reason: str | None = None
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -157,6 +160,8 @@ class DemoResult:
             "sessions": self.sessions,
             "clicks": self.clicks,
             "kept_untrained_weights": self.kept_untrained_weights,
+            "deployed": self.deployed,
+            "deployment_reason": self.deployment_reason,
             "timings_s": self.timings,
         }
 
@@ -617,21 +622,32 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
             result = fine_tuning.get("result") or {}
             best_run_id = fine_tuning.get("best_run_id") or ""
             kept_untrained = best_run_kept_untrained_weights(result.get("experiment_id"), best_run_id)
-            reindex_id = result.get("reindex_task_id")
-            if not reindex_id:
-                raise UserFacingError(f"fine-tuning task {fine_tuning_id} finished without a reindex task")
-            with _step(progress, "re-indexing with the fine-tuned model, then the blue flip") as step:
-                follow_task(api, services, "reindex", str(reindex_id),
-                            lambda fraction, _: progress.update(step, completed=100 * fraction))
-                blue = api.models().get("blue_model_id")
-                if blue != best_run_id:
-                    raise UserFacingError(f"search answers from {blue!r}, not the fine-tuned model {best_run_id!r}")
-            timings["reindex"] = time.monotonic() - mark
+            deployed, deployment_reason = deployment_outcome(result)
+            blue_model_id = best_run_id
+            if not deployed:
+                # The gate kept blue: no reindex, search is unchanged, so "after" is what users get now: before.
+                blue_model_id = str(api.models().get("blue_model_id") or base_model)
+                progress.console.print(f"[bold yellow]{escape(deployment_reason or 'not deployed')}[/bold yellow]: "
+                                       f"search keeps answering from {blue_model_id}")
+                after = before
+            else:
+                reindex_id = result.get("reindex_task_id")
+                if not reindex_id:
+                    raise UserFacingError(f"fine-tuning task {fine_tuning_id} finished without a reindex task")
+                with _step(progress, "re-indexing with the fine-tuned model, then the blue flip") as step:
+                    follow_task(api, services, "reindex", str(reindex_id),
+                                lambda fraction, _: progress.update(step, completed=100 * fraction))
+                    blue = api.models().get("blue_model_id")
+                    if blue != best_run_id:
+                        raise UserFacingError(
+                            f"search answers from {blue!r}, not the fine-tuned model {best_run_id!r}"
+                        )
+                timings["reindex"] = time.monotonic() - mark
 
-            mark = time.monotonic()
-            with _step(progress, f"searching {len(split.test)} held-out queries (after)", total=1):
-                after = measure(api, catalog, split.test)
-            timings["measure_after"] = time.monotonic() - mark
+                mark = time.monotonic()
+                with _step(progress, f"searching {len(split.test)} held-out queries (after)", total=1):
+                    after = measure(api, catalog, split.test)
+                timings["measure_after"] = time.monotonic() - mark
 
             with _step(progress, "writing the report", total=1):
                 report_path = _write_demo_report(
@@ -642,8 +658,8 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
         demo = DemoResult(
             task_id=fine_tuning_id, batch_id=batch_id, before=before.metrics, after=after.metrics,
             report_path=report_path, data_dir=data_dir, mlflow_uri=services.mlflow_uri, api_url=services.api_url,
-            blue_model_id=best_run_id, sessions=sessions, clicks=clicks, kept_untrained_weights=kept_untrained,
-            timings=timings,
+            blue_model_id=blue_model_id, sessions=sessions, clicks=clicks, kept_untrained_weights=kept_untrained,
+            timings=timings, deployed=deployed, deployment_reason=deployment_reason,
         )
         (data_dir / "demo-summary.json").write_text(json.dumps(demo.summary(), indent=1), encoding="utf-8")
         print_outcome(console, demo, options.keep_serving)
@@ -690,6 +706,16 @@ def kept_untrained(selection_history: Sequence[tuple[int, float]]) -> bool:
     return bool(baseline) and (not trained or max(trained) <= baseline[0])
 
 
+def deployment_outcome(fine_tuning_result: dict[str, Any]) -> tuple[bool, str | None]:
+    """Whether the deployment gate sent the fine-tuned model out (``result.deployment``), and its reason.
+
+    A result without a verdict (a server from before the gate) was always deployed."""
+    deployment = fine_tuning_result.get("deployment")
+    if not isinstance(deployment, dict):
+        return True, None
+    return bool(deployment.get("deployed", True)), deployment.get("reason")
+
+
 def best_run_kept_untrained_weights(experiment_id: Any, best_run_id: str) -> bool:
     """Reads the best run's val_ndcg_at_10 history from the tracker (see :func:`kept_untrained`)."""
     if not experiment_id or not best_run_id:
@@ -713,7 +739,7 @@ def _write_demo_report(
     profile: DemoProfile,
     kept_untrained: bool,
 ) -> Path:
-    from embedding_studio.reporting import ReportData, write_report
+    from embedding_studio.reporting import DeploymentOutcome, ReportData, write_report
     from embedding_studio.reporting.collect import collect_trials, compare_evaluations
     from embedding_studio.tracking import ExperimentsManager
 
@@ -739,6 +765,7 @@ def _write_demo_report(
         },
         trials=trials,
         held_out=compare_evaluations(before, after, catalog),
+        deployment=DeploymentOutcome.of_task_result(result),
     )
     return write_report(data, data_dir / "reports" / f"task-{fine_tuning['id']}.html")
 
@@ -754,12 +781,18 @@ def print_outcome(console: Console, demo: DemoResult, keep_serving: bool) -> Non
         colour = "green" if change > 0 else "red" if change < 0 else "white"
         table.add_row(label, f"{demo.before[key]:.4f}", f"{demo.after[key]:.4f}", f"[{colour}]{change:+.4f}[/{colour}]")
     console.print(table)
-    if demo.kept_untrained_weights:
+    if demo.kept_untrained_weights and demo.deployed:
         console.print(
             "[bold yellow]Training did not beat the untrained model on the validation sessions (its val NDCG@10 "
             f"never rose above the base model's), so model {demo.blue_model_id} carries the base model's weights "
             "unchanged: the figures after are the base model's.[/bold yellow] More sessions per query, another "
             "--seed or the full profile give the optimizer more to learn from."
+        )
+    if not demo.deployed:
+        console.print(
+            f"[bold yellow]The fine-tuned model was {escape(demo.deployment_reason or 'not deployed')}."
+            f"[/bold yellow] Search still answers from {demo.blue_model_id}, so the figures after are unchanged. "
+            "More sessions per query, another --seed or the full profile give training more to learn from."
         )
     console.print(f"done in {demo.timings.get('total', 0):.0f} s; fine-tuning task {demo.task_id}, "
                   f"search now answers from model {demo.blue_model_id}")

@@ -77,6 +77,9 @@ def test_fine_tune_and_deploy_through_the_api_with_searches_during_the_flip(api:
         "embedding_model_id": base,
         "method_options": {"max_evals": 1, "num_epochs": 1, "loader": loader, "base_model": base},
         "deploy_as_blue": True,
+        # This test is about the flip under searches, not whether the model beats blue on these few clicks
+        # (the deployment gate has tests/tasks/test_deployment_gate*.py).
+        "force_deploy": True,
         "idempotency_key": "first-fine-tuning",
     }
     created = api.post("/api/v1/fine-tuning/tasks", json=request)

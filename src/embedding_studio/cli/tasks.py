@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks import Task
 
 tasks_app = typer.Typer(help="Fine-tuning, reindex and upsert tasks.", no_args_is_help=True)
 console = Console()
@@ -31,6 +36,22 @@ _STATUS_STYLE = {
 
 def _styled(status: str) -> str:
     return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def _last_word(task: Task) -> str:
+    """What a task says last: its error, else the deployment gate's verdict, else its last progress message."""
+    if task.error:
+        return escape(task.error[:80])
+    return deployment_line(task) or escape((task.progress_message or "")[:80])
+
+
+def deployment_line(task: Task) -> str | None:
+    """The deployment gate's verdict on a fine-tuning task with deploy_as_blue, styled; None for other tasks."""
+    deployment = (task.result or {}).get("deployment")
+    if not isinstance(deployment, dict) or not deployment.get("reason"):
+        return None
+    colour = "green" if deployment.get("deployed") else "yellow"
+    return f"[{colour}]{escape(str(deployment['reason']))}[/{colour}]"
 
 
 def follow_task(task_id: str, poll_s: float = 0.5) -> str:
@@ -62,6 +83,9 @@ def follow_task(task_id: str, poll_s: float = 0.5) -> str:
         console.print(f"[red]{task.status.value}:[/red] {task.error}")
     if task.best_run_id:
         console.print(f"best run: {task.best_run_id} ({task.best_model_url})")
+    verdict = deployment_line(task)
+    if verdict:
+        console.print(verdict)
     child_id = (task.result or {}).get("reindex_task_id")
     if child_id:
         console.print(f"deploying through reindex task {child_id}")
@@ -75,12 +99,31 @@ def finetune(
     embedding_model_id: str | None = typer.Option(
         None, "--model", help="Model to start from (default: the blue one, else the method's base model)."
     ),
-    deploy_as_blue: bool = typer.Option(False, "--deploy-as-blue", help="Reindex with the best model and deploy it."),
+    deploy_as_blue: bool = typer.Option(
+        False,
+        "--deploy-as-blue",
+        help="Reindex with the best model and deploy it, when it retrieves at least as well as the blue model on "
+        "the batch's held-out sessions.",
+    ),
+    force_deploy: bool = typer.Option(
+        False, "--force-deploy", help="With --deploy-as-blue: deploy even when the model is not better than blue."
+    ),
+    min_deploy_gain: float = typer.Option(
+        0.0,
+        "--min-deploy-gain",
+        min=0.0,
+        help="With --deploy-as-blue: how much the model's held-out NDCG@10 (the method's main metric) must beat "
+        "blue's by.",
+    ),
     wait_on_conflict: bool = typer.Option(False, "--wait-on-conflict", help="Wait for a running reindex into it."),
     idempotency_key: str | None = typer.Option(None, help="The same key gives the same task back."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Show the task's progress until it ends."),
 ) -> None:
     """Create a fine-tuning task (run by a worker).
+
+    With --deploy-as-blue the best model is compared with the blue one on the batch's held-out sessions and
+    deployed only when at least as good (by --min-deploy-gain); otherwise the task ends done with
+    "not deployed: NDCG@10 … against blue …". --force-deploy deploys it anyway.
 
     Example: embedding-studio finetune --batch-id 1 --deploy-as-blue --follow
     """
@@ -94,6 +137,8 @@ def finetune(
                     method=method,
                     embedding_model_id=embedding_model_id,
                     deploy_as_blue=deploy_as_blue,
+                    force_deploy=force_deploy,
+                    min_deploy_gain=min_deploy_gain,
                     wait_on_conflict=wait_on_conflict,
                 ),
                 idempotency_key=idempotency_key,
@@ -192,7 +237,7 @@ def list_tasks(
             _styled(task.status.value),
             f"{task.progress:.0%}",
             task.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            (task.error or task.progress_message or "")[:80],
+            _last_word(task),
         )
     console.print(table if tasks else "no tasks")
 
@@ -220,7 +265,8 @@ def show_task(
         ("id", task.id),
         ("kind", task.kind.value),
         ("status", _styled(task.status.value)),
-        ("progress", f"{task.progress:.0%} {task.progress_message or ''}"),
+        ("progress", f"{task.progress:.0%} {escape(task.progress_message or '')}"),
+        ("deployment", deployment_line(task)),
         ("params", json.dumps(task.params)),
         ("parent", task.parent_id),
         ("best run", task.best_run_id),
@@ -318,5 +364,6 @@ def status() -> None:
         for task in repository.list_tasks(limit=5):
             console.print(
                 f"  {task.created_at:%Y-%m-%d %H:%M:%S} {task.kind.value:<11} {_styled(task.status.value)} {task.id}"
-                + (f" — {task.error[:60]}" if task.error else "")
+                + (f" — {escape(task.error[:60])}" if task.error else "")
+                + (f" — {verdict}" if (verdict := deployment_line(task)) else "")
             )

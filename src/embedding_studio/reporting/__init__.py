@@ -2,6 +2,7 @@
 
 from embedding_studio.reporting.data import (
     ChangedQuery,
+    DeploymentOutcome,
     HeldOutComparison,
     ReportData,
     ShownResult,
@@ -11,6 +12,7 @@ from embedding_studio.reporting.html import render_report, write_report
 
 __all__ = [
     "ChangedQuery",
+    "DeploymentOutcome",
     "HeldOutComparison",
     "ReportData",
     "ShownResult",

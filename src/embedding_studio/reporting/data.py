@@ -51,6 +51,22 @@ class HeldOutComparison:
 
 
 @dataclass
+class DeploymentOutcome:
+    """Whether the task's best model went out as blue, and the deployment gate's reason (shown as it is)."""
+
+    deployed: bool
+    reason: str
+
+    @classmethod
+    def of_task_result(cls, result: dict[str, Any] | None) -> DeploymentOutcome | None:
+        """From a fine-tuning task's ``result.deployment``; None when the task was not sent to deploy."""
+        deployment = (result or {}).get("deployment")
+        if not isinstance(deployment, dict) or "deployed" not in deployment:
+            return None
+        return cls(deployed=bool(deployment["deployed"]), reason=str(deployment.get("reason", "")))
+
+
+@dataclass
 class ReportData:
     title: str
     task_id: str | None = None
@@ -59,6 +75,7 @@ class ReportData:
     details: dict[str, str] = field(default_factory=dict)
     trials: list[TrialCurve] = field(default_factory=list)
     held_out: HeldOutComparison | None = None
+    deployment: DeploymentOutcome | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -107,6 +124,7 @@ class ReportData:
             details=dict(raw.get("details", {})),
             trials=trials,
             held_out=held_out,
+            deployment=DeploymentOutcome(**raw["deployment"]) if raw.get("deployment") else None,
         )
 
     def save_json(self, path: Path) -> Path:

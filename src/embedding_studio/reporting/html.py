@@ -41,6 +41,9 @@ th { background: #f6f8fa; text-align: left; } .num { text-align: right; font-var
 .g0 { background: #eaeef2; } .g1 { background: #fff1b3; } .g2 { background: #b6e3b6; } .g3 { background: #6fcf7f; }
 .query { background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; padding: .8rem; margin: .8rem 0; }
 .muted { color: #656d76; font-size: .9rem; }
+.deployment { border-radius: 6px; padding: .6rem .9rem; font-weight: 600; }
+.deployed { background: #dafbe1; border: 1px solid #4ac26b; } .not-deployed { background: #fff8c5;
+       border: 1px solid #d4a72c; }
 """
 
 METRIC_LABELS = {"ndcg@10": "NDCG@10", "mrr@10": "MRR@10", "recall@100": "Recall@100"}
@@ -77,7 +80,7 @@ def _trial_plots(trials: list[TrialCurve]) -> list[tuple[str, str]]:
     return plots
 
 
-def _comparison_plot(held_out: HeldOutComparison) -> str:
+def _comparison_plot(held_out: HeldOutComparison, after_label: str = "after (fine-tuned)") -> str:
     names = [name for name in METRIC_LABELS if name in held_out.before and name in held_out.after]
     figure, axes = plt.subplots(figsize=(5.2, 3.2))
     positions = range(len(names))
@@ -86,7 +89,7 @@ def _comparison_plot(held_out: HeldOutComparison) -> str:
     after = [held_out.after[name] for name in names]
     axes.bar([position - width / 2 for position in positions], before, width, label="before (base model)",
              color="#8c959f")
-    axes.bar([position + width / 2 for position in positions], after, width, label="after (fine-tuned)",
+    axes.bar([position + width / 2 for position in positions], after, width, label=after_label,
              color="#2da44e")
     for position, (old, new) in enumerate(zip(before, after, strict=True)):
         axes.text(position - width / 2, old, f"{old:.3f}", ha="center", va="bottom", fontsize=7)
@@ -166,6 +169,10 @@ def render_report(data: ReportData) -> str:
             f"<tr><th>{escape(key)}</th><td>{escape(str(value))}</td></tr>" for key, value in details.items()
         ) + "</table>")
 
+    if data.deployment is not None:
+        css = "deployed" if data.deployment.deployed else "not-deployed"
+        parts.append(f"<p class='deployment {css}'>{escape(data.deployment.reason)}</p>")
+
     parts.append("<h2>Held-out queries: before and after</h2>")
     held_out = data.held_out
     if held_out is None:
@@ -184,7 +191,13 @@ def render_report(data: ReportData) -> str:
             "trained on, scored against the dataset's graded relevance judgments.</p>"
             f"<table><tr><th>metric</th><th>before</th><th>after</th><th>change</th></tr>{rows}</table>"
         )
-        plots = [_figure(_comparison_plot(held_out), "mean metrics, base model vs deployed model")]
+        kept_blue = data.deployment is not None and not data.deployment.deployed
+        plots = [
+            _figure(_comparison_plot(held_out, "after (blue kept)"), "mean metrics: the fine-tuned model was not "
+                    "deployed, so search after is search before")
+            if kept_blue
+            else _figure(_comparison_plot(held_out), "mean metrics, base model vs deployed model")
+        ]
         if held_out.ndcg_per_query:
             plots.append(_figure(_per_query_plot(held_out), "each dot is one held-out query"))
         parts.append("<div class='plots'>" + "".join(plots) + "</div>")

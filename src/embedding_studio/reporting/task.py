@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from embedding_studio.reporting.collect import collect_trials
-from embedding_studio.reporting.data import ReportData
+from embedding_studio.reporting.data import DeploymentOutcome, ReportData
 from embedding_studio.reporting.html import write_report
 
 
@@ -51,5 +51,6 @@ def build_task_report(task_id: str, out: Path | None = None) -> Path:
         },
         trials=collect_trials(ExperimentsManager(), str(experiment_id), task.best_run_id),
         held_out=saved.held_out if saved else None,
+        deployment=DeploymentOutcome.of_task_result(task.result),
     )
     return write_report(data, out or default_report_path(task_id))

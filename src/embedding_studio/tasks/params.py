@@ -21,7 +21,22 @@ class FineTuningTaskParams(BaseModel):
         description="Model to start from: base name, local directory or MLflow run id; default: the blue model, "
         "else the method's base model.",
     )
-    deploy_as_blue: bool = Field(default=False, description="Reindex with the best model and flip search to it.")
+    deploy_as_blue: bool = Field(
+        default=False,
+        description="Reindex with the best model and flip search to it, when it retrieves at least as well as the "
+        "blue model on the batch's held-out sessions (see min_deploy_gain, force_deploy); otherwise the task ends "
+        'done with result.deployment = {"deployed": false, "reason": "not deployed: NDCG@10 ... against blue ..."}.',
+    )
+    force_deploy: bool = Field(
+        default=False,
+        description="With deploy_as_blue: deploy the best model even when it is not better than the blue one.",
+    )
+    min_deploy_gain: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="With deploy_as_blue: by how much the best model's held-out main metric (NDCG@10 for the "
+        "shipped methods) must beat the blue model's for it to be deployed; 0 deploys a model at least as good.",
+    )
     wait_on_conflict: bool = Field(
         default=False, description="If another reindex into the same model runs, wait for it instead of refusing."
     )

@@ -200,8 +200,13 @@ def finish_task(
     best_model_url: str | None = None,
     result: dict[str, Any] | None = None,
     only_from: Sequence[TaskStatus] = (TaskStatus.pending, TaskStatus.processing),
+    message: str | None = None,
 ) -> Task | None:
-    """Move a task to a final status (done, failed, canceled, refused) unless it already has one."""
+    """Move a task to a final status (done, failed, canceled, refused) unless it already has one.
+
+    ``message`` replaces the last progress message, so what a finished task says last (``tasks list``, the
+    API's ``progress_message``) is its outcome, e.g. "not deployed: NDCG@10 0.4100 against blue 0.4300".
+    """
     if status not in FINAL_STATUSES:
         raise ValueError(f"{status} is not a final status")
     return _update(
@@ -210,6 +215,7 @@ def finish_task(
         "best_run_id = coalesce(:best_run_id, best_run_id), "
         "best_model_url = coalesce(:best_model_url, best_model_url), "
         "result = coalesce(CAST(:result AS jsonb), result), "
+        "progress_message = coalesce(:message, progress_message), "
         "progress = CASE WHEN :status = 'done' THEN 1 ELSE progress END",
         {
             "status": status.value,
@@ -217,6 +223,7 @@ def finish_task(
             "best_run_id": best_run_id,
             "best_model_url": best_model_url,
             "result": json.dumps(result) if result is not None else None,
+            "message": message,
             "only_from": [value.value for value in only_from],
         },
         "status = ANY(CAST(:only_from AS text[]))",

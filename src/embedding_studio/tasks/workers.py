@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from embedding_studio import vectordb
 from embedding_studio.tasks import repository
+from embedding_studio.tasks.deployment import DeploymentDecision, blue_changed_decision, deployment_decision
 from embedding_studio.tasks.errors import TaskCanceledError
 from embedding_studio.tasks.params import FineTuningTaskParams, ReindexTaskParams, UpsertTaskParams
 from embedding_studio.tasks.reindex import ReindexConflictError, run_reindex
 from embedding_studio.tasks.types import Task, TaskKind, TaskStatus
+
+if TYPE_CHECKING:
+    from embedding_studio.finetuning import FineTuningMethod, FineTuningResult
 
 logger = logging.getLogger(__name__)
 
@@ -105,16 +109,25 @@ def _fine_tune(task: Task) -> None:
 
     params = FineTuningTaskParams.model_validate(task.params)
     method = get_method(params.method, **params.method_options) if params.method_options else params.method
-    start_model = params.embedding_model_id or vectordb.get_deployment().blue_model_id
+    blue_model_id = vectordb.get_deployment().blue_model_id
+    start_model = params.embedding_model_id or blue_model_id
+    # The gate needs blue's figures on the very sessions and candidate pool the best model was validated on,
+    # so the pipeline measures blue too; without deploy_as_blue nobody asks, and the time is saved.
+    reference_model_id = blue_model_id if params.deploy_as_blue else None
     result = run_fine_tuning(
         params.batch_id,
         method=method,
         embedding_model_id=start_model,
         progress=progress_reporter(task.id),
         should_stop=cancel_checker(task.id),
+        reference_model_id=reference_model_id,
     )
     child_id: str | None = None
+    decision: DeploymentDecision | None = None
     if params.deploy_as_blue:
+        decision = _deployment_decision(params, method, result, reference_model_id)
+        logger.info("fine-tuning task %s: %s", task.id, decision.reason)
+    if decision is not None and decision.deployed:
         from embedding_studio.tasks.service import create_reindex_task
 
         # As in the seed: the deployment is a reindex task of its own, a child of this one.
@@ -129,6 +142,9 @@ def _fine_tune(task: Task) -> None:
             check_model=False,
         )
         child_id = child.id
+    final_message = f"best run {result.best_run_id}"
+    if decision is not None:
+        final_message = decision.reason + (f"; reindex task {child_id} deploys it" if child_id else "")
     repository.finish_task(
         task.id,
         TaskStatus.done,
@@ -139,7 +155,42 @@ def _fine_tune(task: Task) -> None:
             "experiment_id": result.experiment_id,
             "reindex_task_id": child_id,
             "start_model_id": start_model,
+            "main_metric": result.main_metric,
+            "blue_metrics": dict(result.reference_metrics),
+            "validation_queries": result.validation_queries,
+            "validation_pool_items": result.validation_pool_items,
+            "deployment": decision.as_dict() if decision is not None else None,
         },
+        message=final_message,
+    )
+
+
+def _deployment_decision(
+    params: FineTuningTaskParams,
+    method: str | FineTuningMethod,
+    result: FineTuningResult,
+    compared_with: str | None,
+) -> DeploymentDecision:
+    """The gate, on the figures ``run_fine_tuning`` measured for the best model and for blue."""
+    from embedding_studio.finetuning.method import get_method
+
+    metric = result.main_metric
+    candidate = result.metrics.get(metric)
+    blue = result.reference_metrics.get(metric) if compared_with is not None else None
+    higher_is_better = (get_method(method) if isinstance(method, str) else method).higher_is_better
+    blue_now = vectordb.get_deployment().blue_model_id
+    if blue_now != compared_with:  # another deployment while this task trained: the figures are not about it
+        return blue_changed_decision(
+            candidate, blue, metric, compared_with, blue_now, params.min_deploy_gain, params.force_deploy
+        )
+    return deployment_decision(
+        candidate,
+        blue,
+        min_gain=params.min_deploy_gain,
+        forced=params.force_deploy,
+        metric=metric,
+        blue_model_id=compared_with,
+        higher_is_better=higher_is_better,
     )
 
 

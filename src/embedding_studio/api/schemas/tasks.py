@@ -35,6 +35,23 @@ class TaskCreatedOut(BaseModel):
     error: str | None = None
 
 
+class DeploymentOut(BaseModel):
+    """The deployment gate's verdict on a fine-tuning task sent with ``deploy_as_blue`` (also in
+    ``result.deployment``)."""
+
+    deployed: bool = Field(description="Whether the best model is being deployed (see result.reindex_task_id).")
+    reason: str = Field(
+        description='Why, e.g. "not deployed: NDCG@10 0.4100 against blue 0.4300" or "deployed: no blue model to '
+        'compare with".'
+    )
+    metric: str | None = Field(default=None, description="The method's main metric the models were compared by.")
+    candidate: float | None = Field(default=None, description="The best model's figure on the held-out sessions.")
+    blue: float | None = Field(default=None, description="The blue model's figure on the same sessions.")
+    blue_model_id: str | None = Field(default=None, description="The blue model compared with.")
+    min_gain: float = Field(default=0.0, description="The min_deploy_gain the task was sent with.")
+    forced: bool = Field(default=False, description="The force_deploy the task was sent with.")
+
+
 class TaskOut(BaseModel):
     id: str
     kind: str
@@ -47,6 +64,9 @@ class TaskOut(BaseModel):
     progress: float
     progress_message: str | None
     result: dict[str, Any] | None
+    deployment: DeploymentOut | None = Field(
+        default=None, description="Fine-tuning with deploy_as_blue, once done: deployed or not, and why."
+    )
     idempotency_key: str | None
     cancel_requested: bool
     attempts: int
@@ -69,6 +89,7 @@ class TaskOut(BaseModel):
             progress=task.progress,
             progress_message=task.progress_message,
             result=task.result,
+            deployment=_deployment_of(task),
             idempotency_key=task.idempotency_key,
             cancel_requested=task.cancel_requested,
             attempts=task.attempts,
@@ -77,6 +98,11 @@ class TaskOut(BaseModel):
             started_at=task.started_at,
             finished_at=task.finished_at,
         )
+
+
+def _deployment_of(task: Task) -> DeploymentOut | None:
+    deployment = (task.result or {}).get("deployment")
+    return DeploymentOut.model_validate(deployment) if isinstance(deployment, dict) else None
 
 
 class TaskListOut(BaseModel):
