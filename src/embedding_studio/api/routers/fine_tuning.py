@@ -38,7 +38,9 @@ def task_errors() -> Iterator[None]:
 
 @router.post("/tasks", status_code=status.HTTP_202_ACCEPTED, response_model=TaskCreatedOut)
 def create_fine_tuning_task(body: FineTuningTaskIn, response: Response) -> TaskCreatedOut:
-    """Fine-tune on a released batch; with ``deploy_as_blue`` the best model is reindexed and deployed."""
+    """Fine-tune on a released batch; with ``deploy_as_blue`` the best model is reindexed and deployed when it
+    retrieves at least as well as the blue one on the batch's held-out sessions (by ``min_deploy_gain``), or
+    with ``force_deploy``. Otherwise the task ends ``done`` and its ``deployment`` says why it was not deployed."""
     with task_errors():
         task, created = service.create_fine_tuning_task(body.params(), idempotency_key=body.idempotency_key)
     if not created:
