@@ -182,6 +182,7 @@ def our_params(args: argparse.Namespace, seed: int) -> Any:
         use_ips=not args.no_ips,
         negatives_per_query=args.negatives,
         fine_tuned_weight_share=args.weight_share,
+        choose_weight_share=not args.fixed_share,
         max_seq_length=args.max_seq_length,
         seed=seed,
     )
@@ -246,7 +247,8 @@ def train_ours(
     _note(
         f"{dataset.name} seed {seed}: ours validation {key} ({len(shown_ids)} shown + {len(pool_ids)} catalog items "
         f"loaded): base weights {result.baseline_metrics.get(key, 0):.4f}, after each validation [{validations}], "
-        f"kept {result.best_metrics.get(key, 0):.4f}"
+        f"kept {result.best_metrics.get(key, 0):.4f} at weight share {getattr(result, 'weight_share', 1.0)} "
+        f"(shares tried: {_share_figures(result, key)}); re-ranking {_rerank_figures(result)}"
     )
     model.eval()
     return model
@@ -447,6 +449,18 @@ def _train_and_evaluate(
     return evaluation
 
 
+def _share_figures(result: Any, key: str) -> str:
+    tried = getattr(result, "weight_share_validations", {}) or {}
+    return ", ".join(f"{share:g}: {metrics.get(key, float('nan')):.4f}" for share, metrics in sorted(tried.items()))
+
+
+def _rerank_figures(result: Any) -> str:
+    """The old selector beside the new one, to show where they disagree."""
+    key = "val_rerank_ndcg_at_10"
+    after = ", ".join(f"{metrics.get(key, float('nan')):.4f}" for metrics in result.history)
+    return f"{key} base {result.baseline_metrics.get(key, float('nan')):.4f} -> [{after}]"
+
+
 def _note(message: str) -> None:
     print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -580,8 +594,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--weight-share",
         type=float,
-        default=0.5,
-        help="ours: share of the fine-tuned change kept (FineTuningParams.fine_tuned_weight_share; the demo's 0.5)",
+        default=1.0,
+        help="ours: the largest share s of the fine-tuned change kept (FineTuningParams.fine_tuned_weight_share)",
+    )
+    parser.add_argument(
+        "--fixed-share",
+        action="store_true",
+        help="ours: keep exactly --weight-share instead of choosing s/2 or s on the retrieval validation",
     )
     parser.add_argument("--mnrl-lr", type=float, default=2e-5)
     parser.add_argument("--mnrl-batch-size", type=int, default=32)

@@ -30,7 +30,11 @@ from embedding_studio.finetuning.losses import SimilarityBatch, create_loss
 from embedding_studio.finetuning.metrics import rerank_metrics
 from embedding_studio.finetuning.params import FineTuningParams
 from embedding_studio.finetuning.query_retriever import QueryRetriever, TextQueryRetriever, normalize_query_text
-from embedding_studio.finetuning.retrieval_validation import RetrievalValidator, group_validation_queries
+from embedding_studio.finetuning.retrieval_validation import (
+    PoolEmbeddings,
+    RetrievalValidator,
+    group_validation_queries,
+)
 
 ValidationMetricsHook = Callable[[int, Mapping[str, float]], None]
 RETRIEVAL_METRIC_NAMES = ("val_mrr", "val_ndcg_at_10", "val_recall_at_10")
@@ -122,18 +126,18 @@ class FeatureRowsDataset(Dataset[EncodedRow]):
 
 
 class RowCollator:
-    """Pads a list of rows into the tensors a step reads; ``with_shown`` adds what re-ranking metrics need."""
+    """Pads a list of training rows into the tensors a step reads: tokens of the batch's queries and items, and
+    positives and negatives as indexes into the batch's items."""
 
-    def __init__(self, queries: TokenCache, parts: TokenCache, item_parts: Sequence[Sequence[int]], with_shown: bool):
+    def __init__(self, queries: TokenCache, parts: TokenCache, item_parts: Sequence[Sequence[int]]):
         self.queries = queries
         self.parts = parts
         self.item_parts = item_parts
-        self.with_shown = with_shown
 
     def __call__(self, rows: Sequence[EncodedRow]) -> dict[str, Any]:
         local: dict[int, int] = {}
         for row in rows:
-            for item in row.positive_items + row.negative_items + (row.shown_items if self.with_shown else ()):
+            for item in row.positive_items + row.negative_items:
                 local.setdefault(item, len(local))
         part_indices: list[int] = []
         part_owner: list[int] = []
@@ -154,14 +158,31 @@ class RowCollator:
         batch["negative_index"], batch["negative_weights"] = _padded_index(
             [[local[item] for item in row.negative_items] for row in rows], [row.negative_weights for row in rows]
         )
-        if self.with_shown:
-            shown, _ = _padded_index([[local[item] for item in row.shown_items] for row in rows], None)
-            clicked = torch.zeros_like(shown, dtype=torch.bool)
-            for row_number, row in enumerate(rows):
-                for column, item in enumerate(row.shown_items):
-                    clicked[row_number, column] = item in row.clicked_items
-            batch["shown_index"] = shown
-            batch["clicked"] = clicked
+        return batch
+
+
+class ValidationRowCollator:
+    """Held-out rows with every item as its index in the validation pool (no tokens): a validation embeds the pool
+    once and reads each row's scores off it, however many sessions showed the same items."""
+
+    def __call__(self, rows: Sequence[EncodedRow]) -> dict[str, Any]:
+        batch: dict[str, Any] = {
+            "query_index": torch.tensor([row.query_index for row in rows], dtype=torch.long),
+            "query_groups": torch.tensor([row.query_group for row in rows], dtype=torch.long),
+        }
+        batch["positive_index"], batch["positive_weights"] = _padded_index(
+            [row.positive_items for row in rows], [row.positive_weights for row in rows]
+        )
+        batch["negative_index"], batch["negative_weights"] = _padded_index(
+            [row.negative_items for row in rows], [row.negative_weights for row in rows]
+        )
+        shown, _ = _padded_index([row.shown_items for row in rows], None)
+        clicked = torch.zeros_like(shown, dtype=torch.bool)
+        for row_number, row in enumerate(rows):
+            for column, item in enumerate(row.shown_items):
+                clicked[row_number, column] = item in row.clicked_items
+        batch["shown_index"] = shown
+        batch["clicked"] = clicked
         return batch
 
 
@@ -215,7 +236,7 @@ class PreparedRows:
     train: list[EncodedRow]
     test: list[EncodedRow]
     train_collator: RowCollator
-    test_collator: RowCollator
+    test_collator: ValidationRowCollator
     retrieval_validator: RetrievalValidator
 
 
@@ -258,6 +279,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
         self._best_state: dict[str, Tensor] | None = None
         self.selection_metric = selection_metric
         self._validation_sums: dict[str, Tensor] = {}
+        self._pool_embeddings: PoolEmbeddings | None = None
         self.prepared: PreparedRows | None = None
 
         train_last = self.params.train_last_n_layers
@@ -356,9 +378,15 @@ class EmbeddingsFineTuner(pl.LightningModule):
         self.prepared = PreparedRows(
             train=[encode(*row) for row in train_features],
             test=[encode(*row) for row in test_features],
-            train_collator=RowCollator(queries_cache, parts_cache, item_parts, with_shown=False),
-            test_collator=RowCollator(queries_cache, parts_cache, item_parts, with_shown=True),
-            retrieval_validator=RetrievalValidator(queries_cache, parts_cache, item_parts, validation_queries),
+            train_collator=RowCollator(queries_cache, parts_cache, item_parts),
+            test_collator=ValidationRowCollator(),
+            retrieval_validator=RetrievalValidator(
+                queries_cache,
+                parts_cache,
+                item_parts,
+                validation_queries,
+                query_indices=[query_ids[features.query] for features, _, _ in test_features],
+            ),
         )
         return self.prepared
 
@@ -435,9 +463,16 @@ class EmbeddingsFineTuner(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._validation_sums = {}
+        # The pool and the held-out queries, embedded once for every figure of this validation.
+        self._pool_embeddings = self._require_prepared().retrieval_validator.embed(self.model, self.device)
 
     def validation_step(self, batch: Mapping[str, Any], batch_index: int) -> None:
-        similarities = self.item_similarities(batch)
+        """The loss and the re-ranking of shown results of held-out rows, from the validation's pool embeddings:
+        ``similarities [B, I]`` covers every pool item, so in-batch negatives are the other rows' clicks as in
+        training, and the shown results are a gather."""
+        validator = self._require_prepared().retrieval_validator
+        assert self._pool_embeddings is not None
+        similarities = validator.item_scores(self._pool_embeddings, batch["query_index"])
         loss = self._loss(batch, similarities)
         shown = batch["shown_index"]
         scores = similarities.gather(1, shown.clamp_min(0))
@@ -455,16 +490,15 @@ class EmbeddingsFineTuner(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         sums = self._validation_sums
-        if not sums:
-            return
-        if self.trainer.sanity_checking:
+        embeddings, self._pool_embeddings = self._pool_embeddings, None
+        if not sums or embeddings is None or self.trainer.sanity_checking:
             return
         metrics = {"val_loss": sums["val_loss"] / sums["rows"]}
         for name in RERANK_METRIC_NAMES:
             metrics[name] = sums[name] / sums["evaluated"].clamp_min(1.0)
         # Once per validation: the only point where values come back to the host.
         values = {name: float(value) for name, value in metrics.items()}
-        values.update(self._require_prepared().retrieval_validator.evaluate(self.model, self.device))
+        values.update(self._require_prepared().retrieval_validator.metrics(embeddings))
         for name, value in values.items():
             self.log(name, value, prog_bar=name == "val_ndcg_at_10")
         step = int(self.global_step)
@@ -602,8 +636,10 @@ def interpolate_weights(
             parameter.copy_(tuned).lerp_(initial.to(device=parameter.device, dtype=parameter.dtype), 1.0 - share)
 
 
-# The shares of the fine-tuned change tried when the share is chosen on validation (WiSE-FT's grid, coarser).
-WEIGHT_SHARE_CHOICES = (0.25, 0.5, 0.75)
+# The shares of the fine-tuned change tried besides the whole of it when the share is chosen on validation. WiSE-FT
+# sweeps a finer grid; each share costs one validation (one encode of the pool, minutes on a CPU), and half-way is
+# where its curves gain most over both ends.
+WEIGHT_SHARE_CHOICES = (0.5,)
 
 
 def _validate_once(
@@ -789,26 +825,30 @@ def _choose_weight_share(
 ) -> float:
     """Leave in the model the share of the fine-tuned change that validates best, and return it.
 
-    With ``choose_weight_share`` the shares ``WEIGHT_SHARE_CHOICES`` and 1 compete on the retrieval validation
-    (WiSE-FT chooses its mixing coefficient on held-out data the same way); otherwise ``fine_tuned_weight_share``
-    is taken as it is. The tracker ranks runs by what the stored weights score, so the kept share's validation
-    becomes the result's best metrics.
+    With ``choose_weight_share`` the shares ``s·c`` (``c`` in ``WEIGHT_SHARE_CHOICES``) and ``s`` itself, for
+    ``s = fine_tuned_weight_share``, compete on the retrieval validation (WiSE-FT chooses its mixing coefficient on
+    held-out data the same way); otherwise ``s`` is taken as it is. The fully tuned weights (share 1) were validated
+    during training already. The tracker ranks runs by what the stored weights score, so the kept share's
+    validation becomes the result's best metrics.
     """
-    shares = [share * params.fine_tuned_weight_share for share in WEIGHT_SHARE_CHOICES]
-    if not params.choose_weight_share:
-        shares = [params.fine_tuned_weight_share] if params.fine_tuned_weight_share < 1.0 else []
-    if not shares:
+    top = params.fine_tuned_weight_share
+    shares = [top * choice for choice in WEIGHT_SHARE_CHOICES] if params.choose_weight_share else []
+    shares.append(top)
+    if shares == [1.0]:
         return 1.0
     tuned_state = fine_tuner.trainable_state_on_cpu()
-    best_share, best_metrics = 1.0, dict(fine_tuner.best_metrics)
-    if not params.choose_weight_share:
-        best_share, best_metrics = shares[0], {}
+    best_share: float | None = None
+    best_metrics: dict[str, float] = {}
     for share in shares:
-        interpolate_weights(fine_tuner.model, initial_state, tuned_state, share)
-        metrics = _validate_once(fine_tuner, test_loader, common, device)
-        validations[share] = metrics
-        if not best_metrics or _better(metrics, best_metrics, fine_tuner.selection_metric):
+        if share == 1.0:
+            metrics = dict(fine_tuner.best_metrics)
+        else:
+            interpolate_weights(fine_tuner.model, initial_state, tuned_state, share)
+            metrics = _validate_once(fine_tuner, test_loader, common, device)
+            validations[share] = metrics
+        if best_share is None or _better(metrics, best_metrics, fine_tuner.selection_metric):
             best_share, best_metrics = share, metrics
+    assert best_share is not None
     interpolate_weights(fine_tuner.model, initial_state, tuned_state, best_share)
     fine_tuner.best_metrics = dict(best_metrics)
     fine_tuner.eval()

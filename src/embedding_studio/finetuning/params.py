@@ -47,8 +47,8 @@ class FineTuningParams(BaseModel):
     )
     choose_weight_share: bool = Field(
         True,
-        description="choose the share of the fine-tuned change kept on the retrieval validation: s·0.25, s·0.5, "
-        "s·0.75 and s for s = fine_tuned_weight_share (WiSE-FT's mixing coefficient, chosen on held-out queries)",
+        description="choose the share of the fine-tuned change kept on the retrieval validation: s/2 or s for "
+        "s = fine_tuned_weight_share (WiSE-FT's mixing coefficient, chosen on held-out queries)",
     )
     seed: int = 0
 

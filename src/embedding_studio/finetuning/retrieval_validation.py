@@ -66,11 +66,24 @@ def group_validation_queries(
     return queries
 
 
+@dataclass
+class PoolEmbeddings:
+    """One validation's embeddings: every pool part, and every held-out query (rows in ``query_rows`` order)."""
+
+    parts: Tensor  # [P, dim]
+    queries: Tensor  # [Q_all, dim]
+
+
 class RetrievalValidator:
     """Scores a two-tower model on held-out queries searched over a candidate pool.
 
     ``pool_parts[i]`` lists the part indexes (into ``parts``) of pool item ``i``; ``queries`` and ``parts``
-    are token caches with a ``pad(indices)`` method and ``lengths`` (``fine_tuner.TokenCache``).
+    are token caches with a ``pad(indices)`` method and ``lengths`` (``fine_tuner.TokenCache``);
+    ``query_indices`` are all the queries of held-out sessions (the validation queries among them).
+
+    A validation embeds the pool and the queries once (:meth:`embed`); every validation figure, the retrieval
+    metrics, the re-ranking of shown results and the validation loss, is read off those embeddings
+    (:meth:`item_scores`), so no item is encoded twice however many sessions showed it.
     """
 
     def __init__(
@@ -79,6 +92,7 @@ class RetrievalValidator:
         parts: Any,
         pool_parts: Sequence[Sequence[int]],
         validation_queries: Sequence[ValidationQuery],
+        query_indices: Sequence[int] = (),
         cutoff: int = RETRIEVAL_CUTOFF,
     ) -> None:
         self.queries = queries
@@ -90,6 +104,8 @@ class RetrievalValidator:
         self.part_owner = torch.tensor(
             [item for item, item_parts in enumerate(pool_parts) for _ in item_parts], dtype=torch.long
         )
+        self.query_indices = sorted({*query_indices, *(query.query_index for query in self.validation_queries)})
+        self.query_row = {query_index: row for row, query_index in enumerate(self.query_indices)}
         relevance = torch.zeros(len(self.validation_queries), self.pool_size, dtype=torch.float32)
         for row, query in enumerate(self.validation_queries):
             for item, value in query.relevance.items():
@@ -101,19 +117,31 @@ class RetrievalValidator:
         return len(self.validation_queries)
 
     @torch.no_grad()
-    def evaluate(self, model: Any, device: torch.device) -> dict[str, float]:
+    def embed(self, model: Any, device: torch.device) -> PoolEmbeddings:
+        return PoolEmbeddings(
+            parts=self._encode(model.forward_items, self.parts, self.part_indices, device),
+            queries=self._encode(model.forward_queries, self.queries, self.query_indices, device),
+        )
+
+    def item_scores(self, embeddings: PoolEmbeddings, query_indices: Tensor) -> Tensor:
+        """``[B, I]`` cosine of each query with each pool item, an item scoring as its best part (float32)."""
+        device = embeddings.parts.device
+        rows = torch.tensor([self.query_row[int(index)] for index in query_indices], device=device)
+        with torch.autocast(device_type=device.type, enabled=False):
+            part_scores = embeddings.queries[rows] @ embeddings.parts.T  # [B, P]
+        owners = self.part_owner.to(device).unsqueeze(0).expand_as(part_scores)
+        item_scores = torch.full((part_scores.shape[0], self.pool_size), -2.0, device=device)
+        return item_scores.scatter_reduce(1, owners, part_scores, reduce="amax", include_self=False)  # [B, I]
+
+    def metrics(self, embeddings: PoolEmbeddings) -> dict[str, float]:
         """``val_ndcg_at_10``, ``val_recall_at_10`` and ``val_mrr`` (means over the held-out queries)."""
         if not self.validation_queries or not self.part_indices:
             return {}
-        part_embeddings = self._encode(model.forward_items, self.parts, self.part_indices, device)
-        query_embeddings = self._encode(
-            model.forward_queries, self.queries, [query.query_index for query in self.validation_queries], device
+        device = embeddings.parts.device
+        query_indices = torch.tensor([query.query_index for query in self.validation_queries])
+        per_query = retrieval_metrics(
+            self.item_scores(embeddings, query_indices), self.relevance.to(device), k=self.cutoff
         )
-        part_scores = query_embeddings @ part_embeddings.T  # [Q, P]
-        owners = self.part_owner.to(device).unsqueeze(0).expand_as(part_scores)
-        item_scores = torch.full((part_scores.shape[0], self.pool_size), -2.0, device=device)
-        item_scores = item_scores.scatter_reduce(1, owners, part_scores, reduce="amax", include_self=False)  # [Q, I]
-        per_query = retrieval_metrics(item_scores, self.relevance.to(device), k=self.cutoff)
         evaluated = per_query.pop("evaluated").float()
         count = evaluated.sum().clamp_min(1.0)
         means = {name: float((values.float() * evaluated).sum() / count) for name, values in per_query.items()}
@@ -122,6 +150,10 @@ class RetrievalValidator:
             f"val_recall_at_{self.cutoff}": means[f"recall_at_{self.cutoff}"],
             "val_mrr": means["mrr"],
         }
+
+    def evaluate(self, model: Any, device: torch.device) -> dict[str, float]:
+        """Embed and score in one call (outside a training loop)."""
+        return self.metrics(self.embed(model, device))
 
     @staticmethod
     def _encode(forward: Any, cache: Any, indices: Sequence[int], device: torch.device) -> Tensor:
@@ -139,5 +171,6 @@ class RetrievalValidator:
             if output is None:
                 output = torch.empty(len(indices), embeddings.shape[1], dtype=torch.float32, device=device)
             output[torch.tensor(chosen, device=device)] = embeddings
-        assert output is not None
+        if output is None:
+            return torch.empty(0, 0, dtype=torch.float32, device=device)
         return output
