@@ -66,6 +66,7 @@ from embedding_studio.evaluation import (  # noqa: E402
     split_from_qrels,
     split_queries,
 )
+from embedding_studio.finetuning.plugins.default_text import RECIPE, RECIPE_BATCH_SIZE, RECIPE_EPOCHS  # noqa: E402
 
 DEMO_DATA = Path(__file__).resolve().parent.parent / "src" / "embedding_studio" / "demo_data"
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
@@ -577,7 +578,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="ours: catalog items, none shown, loaded next to the shown ones for the retrieval validation to search "
         "(the pipeline's FineTuningMethod.validation_pool_size)",
     )
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=RECIPE_EPOCHS, help="both fine-tunes (default_text's epochs)")
     parser.add_argument(
         "--max-seq-length",
         type=int,
@@ -585,12 +586,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="tokens per text while training, ours and MNRL alike; all three are scored at the model's own length",
     )
     parser.add_argument("--base-model", default="all-MiniLM-L6-v2")
-    parser.add_argument("--loss", default="info_nce", choices=("info_nce", "margin_ranking"))
-    parser.add_argument("--lr", type=float, default=5e-5)
-    parser.add_argument("--temperature", type=float, default=0.05)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--negatives", type=int, default=16)
-    parser.add_argument("--no-ips", action="store_true")
+    # Ours defaults to the default_text method's recipe: the benchmark measures what a user gets.
+    parser.add_argument("--loss", default=RECIPE["loss"], choices=("info_nce", "margin_ranking"))
+    parser.add_argument("--lr", type=float, default=RECIPE["query_lr"])
+    parser.add_argument("--temperature", type=float, default=RECIPE["temperature"])
+    parser.add_argument("--batch-size", type=int, default=RECIPE_BATCH_SIZE)
+    parser.add_argument(
+        "--negatives", type=int, default=RECIPE["negatives_per_query"], help="ours: shown-not-clicked hard negatives"
+    )
+    parser.add_argument("--ips", dest="no_ips", action="store_false", help="ours: inverse propensity weights")
+    parser.add_argument("--no-ips", dest="no_ips", action="store_true")
+    parser.set_defaults(no_ips=not RECIPE["use_ips"])
     parser.add_argument(
         "--weight-share",
         type=float,
