@@ -6,7 +6,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -64,3 +64,20 @@ def chromium_command(binary: Path, profile: Path, *arguments: str) -> list[str]:
         f"--user-data-dir={profile}",
         *arguments,
     ]
+
+
+@pytest.fixture()
+def mlflow_in(tmp_path: Path) -> Iterator[str]:
+    """MLFLOW_TRACKING_URI set to a fresh sqlite store for the test, the previous value put back after."""
+    from embedding_studio.config import reset_settings
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    reset_settings()
+    yield uri
+    if previous is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = previous
+    reset_settings()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,22 +9,6 @@ from typer.testing import CliRunner
 
 from embedding_studio.cli.main import app
 from embedding_studio.reporting import HeldOutComparison, ReportData, write_report
-
-
-@pytest.fixture()
-def mlflow_in(tmp_path: Path) -> Iterator[str]:
-    from embedding_studio.config import reset_settings
-
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    reset_settings()
-    yield uri
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
-    reset_settings()
 
 
 @pytest.mark.integration
