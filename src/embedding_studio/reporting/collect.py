@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from embedding_studio.evaluation import BeirDataset, RetrievalEvaluation
+from embedding_studio.evaluation import BeirDataset, RetrievalEvaluation, paired_bootstrap
 from embedding_studio.reporting.data import ChangedQuery, HeldOutComparison, ShownResult, TrialCurve
 
 if TYPE_CHECKING:
@@ -17,8 +17,13 @@ def compare_evaluations(
     dataset: BeirDataset,
     changed_query_count: int = 5,
     shown: int = 5,
+    bootstrap_seed: int = 0,
 ) -> HeldOutComparison:
-    """Pair two evaluations of the same queries; pick the queries whose top ``shown`` moved the most."""
+    """Pair two evaluations of the same queries; pick the queries whose top ``shown`` moved the most.
+
+    The NDCG@10 change comes with its 95% paired bootstrap interval over these queries (``paired_bootstrap``,
+    seeded by ``bootstrap_seed``): both models answer the same queries, so resampling per-query differences
+    measures the change rather than how hard the sampled queries are."""
     query_ids = [query_id for query_id in before.per_query if query_id in after.per_query]
     per_query = {
         query_id: (before.per_query[query_id].ndcg_at_10, after.per_query[query_id].ndcg_at_10)
@@ -61,6 +66,11 @@ def compare_evaluations(
         after=subset_after.metrics,
         ndcg_per_query=per_query,
         changed_queries=changes,
+        ndcg_change=paired_bootstrap(
+            [per_query[query_id][0] for query_id in query_ids],
+            [per_query[query_id][1] for query_id in query_ids],
+            seed=bootstrap_seed,
+        ) if query_ids else None,
     )
 
 

@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from embedding_studio.evaluation.metrics import BootstrapInterval
+
 
 @dataclass
 class TrialCurve:
@@ -48,6 +50,9 @@ class HeldOutComparison:
     after: dict[str, float]
     ndcg_per_query: dict[str, tuple[float, float]] = field(default_factory=dict)
     changed_queries: list[ChangedQuery] = field(default_factory=list)
+    # The NDCG@10 change with its paired bootstrap interval over the queries: a few hundred queries cannot tell
+    # a small gain from which queries happened to be asked without one. None in reports saved before it existed.
+    ndcg_change: BootstrapInterval | None = None
 
 
 @dataclass
@@ -115,6 +120,7 @@ class ReportData:
                     )
                     for change in held.get("changed_queries", [])
                 ],
+                ndcg_change=BootstrapInterval(**held["ndcg_change"]) if held.get("ndcg_change") else None,
             )
         return cls(
             title=raw["title"],

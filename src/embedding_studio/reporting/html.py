@@ -18,6 +18,7 @@ matplotlib.use("Agg")  # no display: reports are written by workers and CI as of
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from embedding_studio.evaluation.metrics import BootstrapInterval  # noqa: E402
 from embedding_studio.reporting.data import (  # noqa: E402
     ChangedQuery,
     HeldOutComparison,
@@ -120,6 +121,26 @@ def _delta(before: float, after: float) -> str:
     return f'<span class="{css}">{change:+.4f}</span>'
 
 
+def _interval_text(interval: BootstrapInterval) -> str:
+    return f"[{interval.low:+.4f}, {interval.high:+.4f}]"
+
+
+def _interval_sentence(interval: BootstrapInterval, query_count: int) -> str:
+    """What the interval says, in words: a reader should not have to know bootstrap to read it."""
+    verdict = (
+        "it lies wholly above zero: the gain is not explained by which queries were asked"
+        if interval.low > 0.0
+        else "it lies wholly below zero: search got worse on these queries"
+        if interval.high < 0.0
+        else "it includes zero: these queries cannot tell the change from noise"
+    )
+    return (
+        f"NDCG@10 change {interval.mean_difference:+.4f}, {interval.confidence:.0%} confidence interval "
+        f"[{interval.low:+.4f}, {interval.high:+.4f}] (paired bootstrap over the {query_count} queries, "
+        f"{interval.samples:,} resamples); {verdict}."
+    )
+
+
 def _results_list(results: list[ShownResult]) -> str:
     rows = []
     for result in results:
@@ -179,18 +200,28 @@ def render_report(data: ReportData) -> str:
         parts.append("<p class='muted'>No held-out evaluation was recorded for this task "
                      "(the demo records one; pass <code>--dataset</code> to <code>embedding-studio report</code>).</p>")
     else:
+        interval = held_out.ndcg_change
         rows = "".join(
             f"<tr><td>{METRIC_LABELS.get(name, name)}</td><td class='num'>{held_out.before[name]:.4f}</td>"
             f"<td class='num'>{held_out.after[name]:.4f}</td>"
-            f"<td class='num'>{_delta(held_out.before[name], held_out.after[name])}</td></tr>"
+            f"<td class='num'>{_delta(held_out.before[name], held_out.after[name])}</td>"
+            + (f"<td class='num'>{_interval_text(interval) if name == 'ndcg@10' else ''}</td>"
+               if interval is not None else "")
+            + "</tr>"
             for name in held_out.before
             if name in held_out.after
+        )
+        interval_header = (
+            f"<th>{interval.confidence:.0%} interval of the change</th>" if interval is not None else ""
         )
         parts.append(
             f"<p>{held_out.query_count} queries of <code>{escape(held_out.dataset)}</code> the model never "
             "trained on, scored against the dataset's graded relevance judgments.</p>"
-            f"<table><tr><th>metric</th><th>before</th><th>after</th><th>change</th></tr>{rows}</table>"
+            f"<table><tr><th>metric</th><th>before</th><th>after</th><th>change</th>{interval_header}</tr>"
+            f"{rows}</table>"
         )
+        if interval is not None:
+            parts.append(f"<p class='interval'>{_interval_sentence(interval, held_out.query_count)}</p>")
         kept_blue = data.deployment is not None and not data.deployment.deployed
         plots = [
             _figure(_comparison_plot(held_out, "after (blue kept)"), "mean metrics: the fine-tuned model was not "
