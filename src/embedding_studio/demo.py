@@ -8,7 +8,12 @@ measured the way a user sees it: held-out queries sent to the search endpoint be
 against the dataset's graded relevance judgments.
 
 The simulated users click with a position-based click model over what search showed them, so the
-clickstream carries the same position bias real clicks do.
+clickstream carries the same position bias real clicks do. On a dataset with its own training split
+(NFCorpus, the default: ``data/nfcorpus`` in the repository) users search the training queries and click
+by the training judgments, and the dataset's test queries are the held-out ones, scored by the test
+judgments: no held-out query or judgment is ever seen by the clickstream. The change in NDCG@10 comes with
+a 95% paired bootstrap interval over the held-out queries, because a few hundred queries cannot tell a
+small gain from noise without one.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import httpx
 from rich.console import Console
@@ -37,16 +42,26 @@ from rich.table import Table
 from embedding_studio.cli.errors import UserFacingError, ensure_writable_directory
 from embedding_studio.evaluation import (
     BeirDataset,
+    BootstrapInterval,
     DatasetError,
     PositionBasedClickModel,
     QuerySplit,
     RetrievalEvaluation,
     evaluate_rankings,
     load_beir_dataset,
+    split_from_qrels,
     split_queries,
 )
 
+if TYPE_CHECKING:
+    from embedding_studio.reporting import HeldOutComparison
+
+# Data the repository carries at its root, outside the installed package (NFCorpus: academic, non-commercial
+# use, so it is not shipped); a pip-installed package has no such folder and takes --data PATH instead.
+REPO_DATA_DIR = Path(__file__).resolve().parents[2] / "data"
+# The small slices shipped inside the package (the benchmarks' and tests' msmarco and dbpedia).
 DEMO_DATA_DIR = Path(__file__).resolve().parent / "demo_data"
+DEFAULT_DATASET = "nfcorpus"
 DEMO_METHOD = "demo_text"
 PROFILE_ENV = "EMBEDDING_STUDIO_DEMO_PROFILE"
 SEED_ENV = "EMBEDDING_STUDIO_DEMO_SEED"
@@ -57,62 +72,58 @@ SHOWN_RESULTS = 10
 
 @dataclass(frozen=True)
 class DemoProfile:
-    """How much of everything the demo does; `quick` trades statistical weight for time, never realism."""
+    """How much of everything the demo does; `quick` trades statistical weight for time, never realism.
+
+    The sizes are set by wall time on 2 CPU cores, where encoding dominates: the catalog is encoded twice (the
+    base index and the reindex after the flip, at the model's 256 tokens) and the validation pool once per
+    validation (five of them in one epoch: the baseline, the epoch's end and three weight shares)."""
 
     name: str
+    max_catalog_items: int | None  # None: the whole catalog; else BeirDataset.relevant_first
+    train_queries: int | None  # training queries users search (a seeded sample); None: all of them
     sessions_per_query: int
-    max_evals: int
+    test_queries: int | None  # held-out queries scored before and after (a seeded sample); None: all
+    max_evals: int  # trials; the first is always the default recipe (default_text's own parameters)
     num_epochs: int
-    max_catalog_items: int | None  # None: the whole catalog
-    test_share: float
-    validations_per_epoch: int  # more validations: more chances to keep a trained state over the untrained one
+    validation_pool_size: int  # catalog items sampled as the retrieval validation's distractors
+    test_share: float = 0.2  # datasets without their own training split: the share of queries held out
 
 
-# The settings benchmarks/quality.py measured a held-out gain with on dbpedia (600 items, 10 sessions per training
-# query, one seed: NDCG@10 0.7595 -> 0.7649): a catalog reduced the way it cuts its corpus (items relevant to
-# some query first, so every other query's relevant items are the distractors), clicks from the same position-based
-# click model over the base model's top 10, and the same training parameters. Full trains on the same data and
-# searches three learning rates (its first trial is quick's); bigger slices did not beat the base model on the
-# validation sessions in the runs made on 2 CPU cores, so the untrained weights were kept there.
+# Sized on NFCorpus (3,633 long medical abstracts, 2,590 training and 323 test queries) on 2 CPU cores; the
+# figures these settings gave are in README.md ("make demo"). Both profiles train with one trial, the
+# default_text recipe: on this budget one more epoch of clicks teaches more than an HPO search would.
 PROFILES = {
-    "quick": DemoProfile("quick", sessions_per_query=10, max_evals=1, num_epochs=1, max_catalog_items=600,
-                         test_share=0.2, validations_per_epoch=2),
-    "full": DemoProfile("full", sessions_per_query=10, max_evals=3, num_epochs=1, max_catalog_items=600,
-                        test_share=0.2, validations_per_epoch=2),
+    "quick": DemoProfile("quick", max_catalog_items=150, train_queries=300, sessions_per_query=4,
+                         test_queries=None, max_evals=1, num_epochs=1, validation_pool_size=150),
+    "full": DemoProfile("full", max_catalog_items=300, train_queries=850, sessions_per_query=4,
+                        test_queries=None, max_evals=1, num_epochs=1, validation_pool_size=300),
 }
 
 
 def create_demo_plugin(settings: Any = None, **overrides: Any) -> Any:
-    """The demo's fine-tuning method: the default text method with the trial and epoch budget of the profile.
+    """The demo's fine-tuning method: ``default_text``, recipe and all, with the budget of the demo's profile.
 
-    Registered as the ``demo_text`` entry point; the worker reads the profile from EMBEDDING_STUDIO_DEMO_PROFILE,
-    which the demo sets. It is also the smallest example of a method plugin (see docs/plugins.md).
+    Only the budget differs (trials, epochs, validation pool size) and the seed (the demo's --seed): the loss,
+    batch size, learning rate, negatives and every other fixed parameter are default_text's, so the demo shows
+    what the shipped method does and follows it when its recipe changes. Registered as the ``demo_text`` entry
+    point; the worker reads the profile from EMBEDDING_STUDIO_DEMO_PROFILE, which the demo sets. It is also the
+    smallest example of a method plugin (see docs/plugins.md).
     """
     from embedding_studio.finetuning.plugins.default_text import create_plugin
 
     profile = PROFILES.get(os.environ.get(PROFILE_ENV, "full"), PROFILES["full"])
     seed = int(os.environ.get(SEED_ENV, "0"))
+    default = create_plugin(settings)
     fields: dict[str, Any] = {
         "name": DEMO_METHOD,
         "max_evals": profile.max_evals,
         "num_epochs": profile.num_epochs,
-        # benchmarks/quality.py's proven parameters: InfoNCE at temperature 0.05, lr 5e-5, batches of 16,
-        # IPS-weighted clicks, up to 16 shown-not-clicked hard negatives, the whole encoder trained.
-        "batch_size": 16,
-        "loss": "info_nce",
-        "search_space": {"query_lr": [5e-5] if profile.max_evals == 1 else [5e-5, 3e-5, 8e-5], "temperature": [0.05]},
-        # The demo's --seed (EMBEDDING_STUDIO_DEMO_SEED) also seeds the session split and the training order and
-        # initialisation, so one seed always gives the same model.
+        "validation_pool_size": profile.validation_pool_size,
+        # The demo's --seed (EMBEDDING_STUDIO_DEMO_SEED) also seeds the session split, the validation pool and the
+        # training order and initialisation, so one seed always gives the same model.
         "split_seed": seed,
-        # Half of the change training made (weight-space ensembling with the base model): 32 clicked queries
-        # pull the model towards themselves; the held-out queries gain more from half the step (replay of
-        # this demo, held-out NDCG@10 gain, seeds 0-2: full step -0.0018/-0.0070/+0.0082, half +0.0025/
-        # +0.0061/+0.0087).
-        "fixed_params": {"seed": seed, "use_ips": True, "train_last_n_layers": -1, "negatives_per_query": 16,
-                         "max_seq_length": 128, "fine_tuned_weight_share": 0.5},
-        # Validation also picks the weights (highest val NDCG@10, the untrained model included): a few checks per
-        # epoch give the trained states more than one chance against the untrained one.
-        "test_each_n_inputs": 1.0 / profile.validations_per_epoch,
+        "validation_pool_seed": seed,
+        "fixed_params": {**default.fixed_params, "seed": seed},
     }
     fields.update(overrides)
     return create_plugin(settings, **fields)
@@ -121,7 +132,7 @@ def create_demo_plugin(settings: Any = None, **overrides: Any) -> Any:
 @dataclass
 class DemoOptions:
     quick: bool = False
-    dataset: str = "dbpedia"
+    dataset: str = DEFAULT_DATASET  # a name in data/ or the package's demo_data, or a BEIR folder's path
     data_dir: Path | None = None
     port: int | None = None
     reuse: bool = False
@@ -146,6 +157,9 @@ class DemoResult:
     timings: dict[str, float] = field(default_factory=dict)
     deployed: bool = True  # False: the deployment gate kept blue (the fine-tuned model did not beat it)
     deployment_reason: str | None = None
+    # The NDCG@10 change (after − before) with its 95% paired bootstrap interval over the held-out queries.
+    ndcg_change: BootstrapInterval | None = None
+    held_out_queries: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -162,39 +176,94 @@ class DemoResult:
             "kept_untrained_weights": self.kept_untrained_weights,
             "deployed": self.deployed,
             "deployment_reason": self.deployment_reason,
+            "held_out_queries": self.held_out_queries,
+            "ndcg@10_change": None if self.ndcg_change is None else interval_summary(self.ndcg_change),
             "timings_s": self.timings,
         }
+
+
+def interval_summary(interval: BootstrapInterval) -> dict[str, float]:
+    """A bootstrap interval as JSON: the mean change and the bounds of its confidence interval."""
+    return {
+        "mean": interval.mean_difference,
+        "low": interval.low,
+        "high": interval.high,
+        "confidence": interval.confidence,
+        "samples": interval.samples,
+    }
+
 
 
 # ------------------------------------------------------------------------------------------- data
 
 
+def _datasets_in(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(child.name for child in folder.iterdir() if (child / "corpus.jsonl").is_file())
+
+
 def resolve_dataset(name_or_path: str) -> Path:
-    """A shipped dataset by name (msmarco, dbpedia) or any BEIR-layout folder by path."""
-    shipped = DEMO_DATA_DIR / name_or_path
-    if "/" not in name_or_path and (shipped / "corpus.jsonl").is_file():
-        return shipped
+    """A dataset by name (``nfcorpus`` in the repository's data/, msmarco and dbpedia in the package) or any
+    BEIR-layout folder by path."""
+    if "/" not in name_or_path:
+        for folder in (REPO_DATA_DIR, DEMO_DATA_DIR):
+            if (folder / name_or_path / "corpus.jsonl").is_file():
+                return folder / name_or_path
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return path
-    names = sorted(child.name for child in DEMO_DATA_DIR.iterdir() if (child / "corpus.jsonl").is_file())
-    raise DatasetError(f"no dataset {name_or_path!r}: use one of {', '.join(names)} or the path of a BEIR folder")
+    names = sorted({*_datasets_in(REPO_DATA_DIR), *_datasets_in(DEMO_DATA_DIR)})
+    hint = ""
+    if name_or_path == DEFAULT_DATASET:
+        hint = (f" ({DEFAULT_DATASET} comes with the repository checkout, in data/{DEFAULT_DATASET}, not with an "
+                "installed package: run the demo from a checkout or pass --data PATH)")
+    raise DatasetError(
+        f"no dataset {name_or_path!r}{hint}: use one of {', '.join(names)} or --data with the path of a BEIR folder"
+    )
+
+
+def _judgments_in(judgments: dict[str, dict[str, int]], keep: set[str]) -> dict[str, dict[str, int]]:
+    return {
+        query_id: kept
+        for query_id, judged in judgments.items()
+        if (kept := {item_id: grade for item_id, grade in judged.items() if item_id in keep})
+    }
 
 
 def demo_catalog(dataset: BeirDataset, profile: DemoProfile, seed: int) -> BeirDataset:
     """The catalog the demo indexes: at most ``max_catalog_items``, items relevant to some query first, then others
     (``BeirDataset.relevant_first``, as benchmarks/quality.py cuts its corpus), so other queries' relevant items
-    are the hard distractors. Judgments of items left out are dropped, so every figure stays achievable."""
+    are the hard distractors. Judgments of items left out are dropped (test and training ones), so every figure
+    stays achievable and every training query left has something to click."""
     if profile.max_catalog_items is None or len(dataset.corpus) <= profile.max_catalog_items:
         return dataset
     catalog = dataset.relevant_first(profile.max_catalog_items, seed)
     keep = set(catalog.corpus)
-    catalog.qrels = {
-        query_id: kept
-        for query_id, judged in dataset.qrels.items()
-        if (kept := {item_id: grade for item_id, grade in judged.items() if item_id in keep})
-    }
+    catalog.qrels = _judgments_in(dataset.qrels, keep)
+    catalog.train_qrels = _judgments_in(dataset.train_qrels, keep)
     return catalog
+
+
+def demo_split(catalog: BeirDataset, profile: DemoProfile, seed: int) -> QuerySplit:
+    """Which queries users search (``train``) and which are scored before and after (``test``).
+
+    A dataset with its own training split (``qrels/train.tsv``) is split as its authors split it
+    (:func:`split_from_qrels`): its training queries, judged by the training judgments, drive the clicks, and its
+    test queries are held out. Otherwise the queries are split at random (``test_share``). Each side is then a
+    seeded sample of the profile's size, so a profile's wall time does not grow with the dataset."""
+    if catalog.has_train_split:
+        split = split_from_qrels(catalog)
+    else:
+        split = split_queries(catalog, test_share=profile.test_share, seed=seed)
+    rng = random.Random(seed)
+
+    def sample(query_ids: list[str], size: int | None) -> list[str]:
+        if size is None or len(query_ids) <= size:
+            return list(query_ids)
+        return sorted(rng.sample(query_ids, size))
+
+    return QuerySplit(train=sample(split.train, profile.train_queries), test=sample(split.test, profile.test_queries))
 
 
 def write_catalog(dataset: BeirDataset, path: Path) -> Path:
@@ -475,7 +544,10 @@ def play_sessions(
     seed: int,
     advance: Callable[[], None],
 ) -> tuple[int, int]:
-    """Users search through the API and click what the click model draws; returns (sessions, clicks)."""
+    """Users search through the API and click what the click model draws; returns (sessions, clicks).
+
+    Clicks follow the training judgments (``BeirDataset.training_judgments``): on a dataset with its own split,
+    the test judgments the figures are scored against never shape a click."""
     click_model = PositionBasedClickModel(max_grade=max(1, catalog.max_grade), seed=seed)
     plans = [(query_id, number) for query_id in query_ids for number in range(sessions_per_query)]
     random.Random(seed).shuffle(plans)  # interleave queries, as real traffic does
@@ -492,7 +564,7 @@ def play_sessions(
         # Clicks are drawn in one thread, in plan order, so a seed always gives the same clickstream.
         click_plans = []
         for (query_id, _), (session_id, *shown) in zip(plans, searches, strict=True):
-            clicked = click_model.simulate(shown, catalog.qrels.get(query_id, {}))
+            clicked = click_model.simulate(shown, catalog.training_judgments(query_id))
             if clicked:
                 click_plans.append((session_id, clicked))
             clicks += len(clicked)
@@ -527,6 +599,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     """Run the whole loop; returns the before/after figures and where everything was written."""
     from embedding_studio.cli.serve import ensure_port_is_free
     from embedding_studio.config import get_settings
+    from embedding_studio.reporting.collect import compare_evaluations
 
     console = console or Console()
     profile = PROFILES["quick" if options.quick else "full"]
@@ -554,12 +627,13 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
                 target.unlink()
 
     catalog = demo_catalog(dataset, profile, options.seed)
-    split = split_queries(catalog, test_share=profile.test_share, seed=options.seed)
+    split = demo_split(catalog, profile, options.seed)
     catalog_path = write_catalog(catalog, data_dir / "catalog" / "corpus.jsonl")
+    held_out_source = "its own test queries" if catalog.has_train_split else "a random share of its queries"
     console.print(
         f"[bold]Embedding Studio demo[/bold] ({profile.name}): {catalog.name}, {len(catalog.corpus):,} items, "
-        f"{len(split.train)} training queries, {len(split.test)} held-out queries, base model {base_model}\n"
-        f"data directory: {data_dir}"
+        f"{len(split.train)} training queries, {len(split.test)} held-out queries ({held_out_source}), "
+        f"base model {base_model}\ndata directory: {data_dir}"
     )
 
     services = DemoServices(data_dir, port, profile, catalog_path, options.seed)
@@ -650,8 +724,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
                 timings["measure_after"] = time.monotonic() - mark
 
             with _step(progress, "writing the report", total=1):
+                held_out = compare_evaluations(before, after, catalog, bootstrap_seed=options.seed)
                 report_path = _write_demo_report(
-                    catalog, before, after, fine_tuning, base_model, batch_id, sessions, clicks, split, data_dir,
+                    catalog, held_out, fine_tuning, base_model, batch_id, sessions, clicks, split, data_dir,
                     profile, kept_untrained,
                 )
         timings["total"] = time.monotonic() - started
@@ -660,6 +735,7 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
             report_path=report_path, data_dir=data_dir, mlflow_uri=services.mlflow_uri, api_url=services.api_url,
             blue_model_id=blue_model_id, sessions=sessions, clicks=clicks, kept_untrained_weights=kept_untrained,
             timings=timings, deployed=deployed, deployment_reason=deployment_reason,
+            ndcg_change=held_out.ndcg_change, held_out_queries=held_out.query_count,
         )
         (data_dir / "demo-summary.json").write_text(json.dumps(demo.summary(), indent=1), encoding="utf-8")
         print_outcome(console, demo, options.keep_serving)
@@ -727,8 +803,7 @@ def best_run_kept_untrained_weights(experiment_id: Any, best_run_id: str) -> boo
 
 def _write_demo_report(
     catalog: BeirDataset,
-    before: RetrievalEvaluation,
-    after: RetrievalEvaluation,
+    held_out: HeldOutComparison,
     fine_tuning: dict[str, Any],
     base_model: str,
     batch_id: int,
@@ -740,7 +815,7 @@ def _write_demo_report(
     kept_untrained: bool,
 ) -> Path:
     from embedding_studio.reporting import DeploymentOutcome, ReportData, write_report
-    from embedding_studio.reporting.collect import collect_trials, compare_evaluations
+    from embedding_studio.reporting.collect import collect_trials
     from embedding_studio.tracking import ExperimentsManager
 
     result = fine_tuning.get("result") or {}
@@ -748,7 +823,7 @@ def _write_demo_report(
     best_run_id = fine_tuning.get("best_run_id")
     trials = collect_trials(ExperimentsManager(), str(experiment_id), best_run_id) if experiment_id else []
     details_note = (
-        {"model kept": "the untrained weights: no validation after training beat the base model's val_loss"}
+        {"model kept": "the untrained weights: no validation after training beat the base model's val NDCG@10"}
         if kept_untrained else {}
     )
     data = ReportData(
@@ -758,29 +833,50 @@ def _write_demo_report(
         best_run_id=best_run_id,
         details={
             "dataset": f"{catalog.name} ({len(catalog.corpus):,} items)",
-            "clickstream": f"batch {batch_id}: {sessions} sessions, {clicks} clicks on {len(split.train)} queries",
+            "clickstream": f"batch {batch_id}: {sessions} sessions, {clicks} clicks on {len(split.train)} "
+                           "training queries",
+            "held-out queries": (f"{len(split.test)}: the dataset's own test queries" if catalog.has_train_split
+                                 else f"{len(split.test)}: a random share of the queries, never searched by users"),
             "base model": base_model,
-            "profile": f"{profile.name}: {profile.max_evals} trial(s), {profile.num_epochs} epoch(s)",
+            "profile": f"{profile.name}: {profile.max_evals} trial(s) of {DEMO_METHOD} (default_text's recipe), "
+                       f"{profile.num_epochs} epoch(s)",
             **details_note,
         },
         trials=trials,
-        held_out=compare_evaluations(before, after, catalog),
+        held_out=held_out,
         deployment=DeploymentOutcome.of_task_result(result),
     )
     return write_report(data, data_dir / "reports" / f"task-{fine_tuning['id']}.html")
 
 
 def print_outcome(console: Console, demo: DemoResult, keep_serving: bool) -> None:
-    table = Table(title="Held-out queries: search before and after fine-tuning on clicks")
+    queries = f" ({demo.held_out_queries})" if demo.held_out_queries else ""
+    table = Table(title=f"Held-out queries{queries}: search before and after fine-tuning on clicks")
     table.add_column("metric")
     table.add_column("before", justify="right")
     table.add_column("after", justify="right")
     table.add_column("change", justify="right")
+    interval = demo.ndcg_change
+    if interval is not None:
+        table.add_column(f"{interval.confidence:.0%} interval", justify="right")
     for key, label in (("ndcg@10", "NDCG@10"), ("mrr@10", "MRR@10"), ("recall@100", "Recall@100")):
         change = demo.after[key] - demo.before[key]
         colour = "green" if change > 0 else "red" if change < 0 else "white"
-        table.add_row(label, f"{demo.before[key]:.4f}", f"{demo.after[key]:.4f}", f"[{colour}]{change:+.4f}[/{colour}]")
+        row = [label, f"{demo.before[key]:.4f}", f"{demo.after[key]:.4f}", f"[{colour}]{change:+.4f}[/{colour}]"]
+        if interval is not None:
+            row.append(escape(f"[{interval.low:+.4f}, {interval.high:+.4f}]") if key == "ndcg@10" else "")
+        table.add_row(*row)
     console.print(table)
+    if interval is not None:
+        verdict = (
+            "above zero: the gain is not explained by which queries were asked" if interval.low > 0.0
+            else "below zero: search got worse on these queries" if interval.high < 0.0
+            else "includes zero: these queries cannot tell the change from noise"
+        )
+        console.print(escape(
+            f"NDCG@10 change {interval.mean_difference:+.4f}, {interval.confidence:.0%} interval "
+            f"[{interval.low:+.4f}, {interval.high:+.4f}] (paired bootstrap over the held-out queries): {verdict}."
+        ))
     if demo.kept_untrained_weights and demo.deployed:
         console.print(
             "[bold yellow]Training did not beat the untrained model on the validation sessions (its val NDCG@10 "
