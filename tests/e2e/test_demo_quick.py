@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+# The seed of the catalog sample, the query samples, the clicks and the training. A quick run trains on a few
+# hundred clicks, so its held-out change is small beside its confidence interval and differs from seed to seed;
+# this one is fixed so the test checks one reproducible run (seeds tried and their gains: README, "make demo").
+SEED = 0
+
 
 @pytest.mark.e2e
 @pytest.mark.timeout(1500)
@@ -23,7 +28,8 @@ def test_quick_demo_raises_held_out_ndcg(tmp_path: Path) -> None:
     environment["EMBEDDING_STUDIO_DATA_DIR"] = str(tmp_path / "home")
     environment["COLUMNS"] = "160"
     result = subprocess.run(
-        [sys.executable, "-m", "embedding_studio.cli.main", "demo", "--quick", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "embedding_studio.cli.main", "demo", "--quick", "--seed", str(SEED),
+         "--data-dir", str(data_dir)],
         capture_output=True, text=True, env=environment, timeout=1400,
     )
     logs = "\n".join(
@@ -34,17 +40,23 @@ def test_quick_demo_raises_held_out_ndcg(tmp_path: Path) -> None:
 
     summary = json.loads((data_dir / "demo-summary.json").read_text())
     assert summary["after"]["ndcg@10"] > summary["before"]["ndcg@10"], summary
+    assert summary["held_out_queries"] >= 100  # NFCorpus's own test queries, scored by its test qrels
+    change = summary["ndcg@10_change"]
+    assert change["confidence"] == 0.95 and change["low"] <= change["mean"] <= change["high"]
+    assert abs(change["mean"] - (summary["after"]["ndcg@10"] - summary["before"]["ndcg@10"])) < 1e-9
     assert summary["sessions"] > 0 and summary["clicks"] > 0
     assert summary["blue_model_id"] not in ("", "all-MiniLM-L6-v2")  # search answers from the fine-tuned model
     assert summary["kept_untrained_weights"] is False, summary  # ... and that model's weights were trained
 
     output = " ".join(result.stdout.split())
     assert "NDCG@10" in output and "MRR@10" in output
+    assert f"95% interval [{change['low']:+.4f}, {change['high']:+.4f}]" in output  # beside the change
     assert f"mlflow ui --backend-store-uri sqlite:///{data_dir / 'mlflow.db'}" in output
     report = Path(summary["report"])
     assert report.is_file() and str(report) in output
     page = report.read_text()
     assert page.count("<svg") >= 3  # trial curves, before/after bars, per-query scatter
+    assert f"[{change['low']:+.4f}, {change['high']:+.4f}]" in page and "paired bootstrap" in page
     assert "Queries whose top results changed" in page or summary["after"] == summary["before"]
     # the servers the demo started are gone
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()
