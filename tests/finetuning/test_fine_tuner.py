@@ -338,3 +338,21 @@ def test_the_weight_share_is_chosen_on_the_retrieval_validation() -> None:
     assert result.weight_share in candidates
     assert result.best_metrics["val_ndcg_at_10"] == pytest.approx(max(candidates.values()))
     assert _retrieval_ndcg(model, items, split.test) == pytest.approx(result.best_metrics["val_ndcg_at_10"], abs=1e-4)
+
+
+def test_half_the_change_is_tried_even_when_the_trained_weights_validate_below_base() -> None:
+    """A learning rate that wrecks the model: the fully trained weights lose to the untrained ones, the half-way mix
+    is still validated, and whatever is kept validates at least as well as the untrained model."""
+    items, inputs, vocabulary = _toy_world(session_count=120)
+    split = TrainTestSplitter(seed=0).split(inputs)
+    params = FineTuningParams(query_lr=0.5, batch_size=16, num_epochs=1, seed=0)
+    model = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)
+    fine_tuner = EmbeddingsFineTuner(model, items, params=params)
+    result = fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=1, test_each_n_inputs=48)
+
+    fully_trained = max(entry["val_ndcg_at_10"] for entry in result.history)
+    assert fully_trained < result.baseline_metrics["val_ndcg_at_10"]
+    assert set(result.weight_share_validations) == {0.5}
+    assert result.weight_share in (0.0, 0.5)
+    assert result.best_metrics["val_ndcg_at_10"] >= result.baseline_metrics["val_ndcg_at_10"]
+    assert _retrieval_ndcg(model, items, split.test) == pytest.approx(result.best_metrics["val_ndcg_at_10"], abs=1e-4)

@@ -277,6 +277,8 @@ class EmbeddingsFineTuner(pl.LightningModule):
         self.history: list[dict[str, float]] = []
         self.best_metrics: dict[str, float] = {}
         self._best_state: dict[str, Tensor] | None = None
+        # The best validation of trained weights only (the untrained ones excluded): what a weight share mixes in.
+        self._best_trained: tuple[dict[str, float], dict[str, Tensor]] | None = None
         self.selection_metric = selection_metric
         self._validation_sums: dict[str, Tensor] = {}
         self._pool_embeddings: PoolEmbeddings | None = None
@@ -503,9 +505,14 @@ class EmbeddingsFineTuner(pl.LightningModule):
             self.log(name, value, prog_bar=name == "val_ndcg_at_10")
         step = int(self.global_step)
         self.history.append({"step": float(step), **values})
-        if self._improves_on_best(values):
+        improves_trained = self._best_trained is None or _better(values, self._best_trained[0], self.selection_metric)
+        improves = self._improves_on_best(values)
+        state = self.trainable_state_on_cpu() if improves or improves_trained else None
+        if improves and state is not None:
             self.best_metrics = dict(values)
-            self._best_state = self.trainable_state_on_cpu()
+            self._best_state = state
+        if improves_trained and state is not None:
+            self._best_trained = (dict(values), state)
         if self.on_validation_metrics is not None:
             self.on_validation_metrics(step, values)
 
@@ -649,14 +656,18 @@ def _validate_once(
     the hook, not left in the history, and not taken as the best weights. The model is back on ``device`` after
     (Lightning's teardown leaves it on the CPU)."""
     hook, fine_tuner.on_validation_metrics = fine_tuner.on_validation_metrics, None
-    best_metrics, best_state = fine_tuner.best_metrics, fine_tuner._best_state
+    best_metrics, best_state, best_trained = fine_tuner.best_metrics, fine_tuner._best_state, fine_tuner._best_trained
     history_length = len(fine_tuner.history)
     try:
         with _quiet_lightning():
             pl.Trainer(enable_checkpointing=False, **trainer_arguments).validate(fine_tuner, loader, verbose=False)
     finally:
         fine_tuner.on_validation_metrics = hook
-        fine_tuner.best_metrics, fine_tuner._best_state = best_metrics, best_state
+        fine_tuner.best_metrics, fine_tuner._best_state, fine_tuner._best_trained = (
+            best_metrics,
+            best_state,
+            best_trained,
+        )
         fine_tuner.to(device)
     metrics = fine_tuner.history.pop() if len(fine_tuner.history) > history_length else {}
     metrics.pop("step", None)
@@ -799,10 +810,20 @@ def fit_fine_tuner(
         # The best weights are in place; the CPU copy is not needed any more.
         fine_tuner._best_state = None
     share_validations: dict[float, dict[str, float]] = {}
-    weight_share = 0.0  # the untrained weights came back
-    if fine_tuner.best_metrics != baseline:
+    trained_beat_base = fine_tuner.best_metrics != baseline
+    weight_share = 1.0 if trained_beat_base else 0.0
+    trained, fine_tuner._best_trained = fine_tuner._best_trained, None
+    if trained is not None and (params.choose_weight_share or trained_beat_base):
         weight_share = _choose_weight_share(
-            fine_tuner, initial_state, params, test_loader, common, training_device, share_validations
+            fine_tuner,
+            initial_state,
+            trained,
+            baseline,
+            params,
+            test_loader,
+            common,
+            training_device,
+            share_validations,
         )
     return FitResult(
         best_metrics=dict(fine_tuner.best_metrics),
@@ -817,6 +838,8 @@ def fit_fine_tuner(
 def _choose_weight_share(
     fine_tuner: EmbeddingsFineTuner,
     initial_state: Mapping[str, Tensor],
+    trained: tuple[dict[str, float], dict[str, Tensor]],
+    baseline: dict[str, float],
     params: FineTuningParams,
     test_loader: DataLoader,
     common: Mapping[str, Any],
@@ -828,20 +851,21 @@ def _choose_weight_share(
     With ``choose_weight_share`` the shares ``s·c`` (``c`` in ``WEIGHT_SHARE_CHOICES``) and ``s`` itself, for
     ``s = fine_tuned_weight_share``, compete on the retrieval validation (WiSE-FT chooses its mixing coefficient on
     held-out data the same way); otherwise ``s`` is taken as it is. The fully tuned weights (share 1) were validated
-    during training already. The tracker ranks runs by what the stored weights score, so the kept share's
-    validation becomes the result's best metrics.
+    during training already. When choosing, the untrained weights (share 0) compete too, and the mixes are tried
+    even when the fully trained weights validated below them: half-way weights can beat both ends. The tracker ranks
+    runs by what the stored weights score, so the kept share's validation becomes the result's best metrics.
     """
+    trained_metrics, tuned_state = trained
     top = params.fine_tuned_weight_share
     shares = [top * choice for choice in WEIGHT_SHARE_CHOICES] if params.choose_weight_share else []
     shares.append(top)
-    if shares == [1.0]:
+    if shares == [1.0] and fine_tuner.best_metrics != baseline:
         return 1.0
-    tuned_state = fine_tuner.trainable_state_on_cpu()
-    best_share: float | None = None
-    best_metrics: dict[str, float] = {}
+    best_share: float | None = 0.0 if params.choose_weight_share else None
+    best_metrics: dict[str, float] = dict(baseline) if params.choose_weight_share else {}
     for share in shares:
         if share == 1.0:
-            metrics = dict(fine_tuner.best_metrics)
+            metrics = dict(trained_metrics)
         else:
             interpolate_weights(fine_tuner.model, initial_state, tuned_state, share)
             metrics = _validate_once(fine_tuner, test_loader, common, device)
