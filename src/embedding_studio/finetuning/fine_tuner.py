@@ -33,6 +33,7 @@ from embedding_studio.finetuning.query_retriever import QueryRetriever, TextQuer
 from embedding_studio.finetuning.retrieval_validation import (
     PoolEmbeddings,
     RetrievalValidator,
+    best_part_scores,
     group_validation_queries,
 )
 
@@ -440,11 +441,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
         parts = self.model.forward_items(batch["part_tokens"])
         with torch.autocast(device_type=queries.device.type, enabled=False):
             part_similarities = queries.float() @ parts.float().T
-        owners = batch["part_owner"].unsqueeze(0).expand_as(part_similarities)
-        empty = torch.full(
-            (queries.shape[0], batch["item_count"]), -2.0, dtype=part_similarities.dtype, device=queries.device
-        )
-        return empty.scatter_reduce(1, owners, part_similarities, reduce="amax", include_self=False)
+        return best_part_scores(part_similarities, batch["part_owner"], batch["item_count"])
 
     def _loss(self, batch: Mapping[str, Any], similarities: Tensor) -> Tensor:
         return self.loss_function(
@@ -505,14 +502,14 @@ class EmbeddingsFineTuner(pl.LightningModule):
             self.log(name, value, prog_bar=name == "val_ndcg_at_10")
         step = int(self.global_step)
         self.history.append({"step": float(step), **values})
-        improves_trained = self._best_trained is None or _better(values, self._best_trained[0], self.selection_metric)
         improves = self._improves_on_best(values)
-        state = self.trainable_state_on_cpu() if improves or improves_trained else None
-        if improves and state is not None:
-            self.best_metrics = dict(values)
-            self._best_state = state
-        if improves_trained and state is not None:
-            self._best_trained = (dict(values), state)
+        improves_trained = self._best_trained is None or _better(values, self._best_trained[0], self.selection_metric)
+        if improves or improves_trained:
+            state = self.trainable_state_on_cpu()  # one copy, shared when both improve
+            if improves:
+                self.best_metrics, self._best_state = dict(values), state
+            if improves_trained:
+                self._best_trained = (dict(values), state)
         if self.on_validation_metrics is not None:
             self.on_validation_metrics(step, values)
 
@@ -526,10 +523,9 @@ class EmbeddingsFineTuner(pl.LightningModule):
         if not self.best_metrics:
             return True
         metric = self.selection_metric
-        current, best = values[metric], self.best_metrics[metric]
-        if current == best:
+        if values[metric] == self.best_metrics[metric]:
             return values["val_loss"] < self.best_metrics["val_loss"]
-        return current < best if metric == "val_loss" else current > best
+        return _better(values, self.best_metrics, metric)
 
     def trainable_state_on_cpu(self) -> dict[str, Tensor]:
         """A CPU copy of every trained parameter: what ``restore_best`` puts back."""
@@ -859,7 +855,7 @@ def _choose_weight_share(
     top = params.fine_tuned_weight_share
     shares = [top * choice for choice in WEIGHT_SHARE_CHOICES] if params.choose_weight_share else []
     shares.append(top)
-    if shares == [1.0] and fine_tuner.best_metrics != baseline:
+    if shares == [1.0]:  # not choosing, and the fully trained weights (already in the model) beat base
         return 1.0
     best_share: float | None = 0.0 if params.choose_weight_share else None
     best_metrics: dict[str, float] = dict(baseline) if params.choose_weight_share else {}

@@ -31,6 +31,15 @@ RETRIEVAL_CUTOFF = 10
 _ENCODE_BATCH = 64
 
 
+def best_part_scores(part_scores: Tensor, part_owner: Tensor, item_count: int) -> Tensor:
+    """``[B, I]`` from ``part_scores [B, P]``: an item scores as its best part, ``s(q, d) = max_k s(q, part_k(d))``.
+
+    ``part_owner [P]`` is each part's item; an item without a part scores -2, below any cosine."""
+    owners = part_owner.unsqueeze(0).expand_as(part_scores)
+    empty = torch.full((part_scores.shape[0], item_count), -2.0, dtype=part_scores.dtype, device=part_scores.device)
+    return empty.scatter_reduce(1, owners, part_scores, reduce="amax", include_self=False)
+
+
 @dataclass(frozen=True)
 class ValidationQuery:
     """One held-out query: its index in the query token cache and ``relevance`` by pool item index."""
@@ -68,7 +77,7 @@ def group_validation_queries(
 
 @dataclass
 class PoolEmbeddings:
-    """One validation's embeddings: every pool part, and every held-out query (rows in ``query_rows`` order)."""
+    """One validation's embeddings: every pool part, and every held-out query (rows in ``query_indices`` order)."""
 
     parts: Tensor  # [P, dim]
     queries: Tensor  # [Q_all, dim]
@@ -112,10 +121,6 @@ class RetrievalValidator:
                 relevance[row, item] = value
         self.relevance = relevance
 
-    @property
-    def query_count(self) -> int:
-        return len(self.validation_queries)
-
     @torch.no_grad()
     def embed(self, model: Any, device: torch.device) -> PoolEmbeddings:
         return PoolEmbeddings(
@@ -129,9 +134,7 @@ class RetrievalValidator:
         rows = torch.tensor([self.query_row[int(index)] for index in query_indices], device=device)
         with torch.autocast(device_type=device.type, enabled=False):
             part_scores = embeddings.queries[rows] @ embeddings.parts.T  # [B, P]
-        owners = self.part_owner.to(device).unsqueeze(0).expand_as(part_scores)
-        item_scores = torch.full((part_scores.shape[0], self.pool_size), -2.0, device=device)
-        return item_scores.scatter_reduce(1, owners, part_scores, reduce="amax", include_self=False)  # [B, I]
+        return best_part_scores(part_scores, self.part_owner.to(device), self.pool_size)
 
     def metrics(self, embeddings: PoolEmbeddings) -> dict[str, float]:
         """``val_ndcg_at_10``, ``val_recall_at_10`` and ``val_mrr`` (means over the held-out queries)."""
@@ -150,10 +153,6 @@ class RetrievalValidator:
             f"val_recall_at_{self.cutoff}": means[f"recall_at_{self.cutoff}"],
             "val_mrr": means["mrr"],
         }
-
-    def evaluate(self, model: Any, device: torch.device) -> dict[str, float]:
-        """Embed and score in one call (outside a training loop)."""
-        return self.metrics(self.embed(model, device))
 
     @staticmethod
     def _encode(forward: Any, cache: Any, indices: Sequence[int], device: torch.device) -> Tensor:
