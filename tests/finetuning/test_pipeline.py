@@ -190,7 +190,7 @@ def test_the_reference_model_is_validated_on_the_same_sessions_and_pool(
     )
     baseline = tracker.get_metric_history(from_start.best_run_id, "val_ndcg_at_10")[0][1]
     assert from_start.reference_metrics["val_ndcg_at_10"] == pytest.approx(baseline)
-    assert from_start.main_metric == "val_ndcg_at_10"
+    assert from_start.main_metric == "val_ndcg_at_10" and from_start.higher_is_better is method.higher_is_better
     assert from_start.validation_queries > 0
     assert from_start.validation_pool_items == 24  # every catalog item: the shown ones and the sample of 5
 

@@ -16,6 +16,7 @@ class FakeResult:
     best_model_url: str = "models:/fake/1"
     experiment_id: str = "7"
     main_metric: str = "val_ndcg_at_10"
+    higher_is_better: bool = True
     skipped_sessions: int = 0
     validation_queries: int = 3
     validation_pool_items: int = 40

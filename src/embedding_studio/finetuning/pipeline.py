@@ -77,6 +77,7 @@ class FineTuningResult:
     reference_metrics: dict[str, float] = field(default_factory=dict)
     reference_model_id: str | None = None
     main_metric: str = "val_ndcg_at_10"
+    higher_is_better: bool = True
     validation_queries: int = 0
     validation_pool_items: int = 0
 
@@ -185,6 +186,7 @@ def run_fine_tuning(
         reference_metrics=reference_metrics,
         reference_model_id=reference_model_id,
         main_metric=fine_tuning_method.main_metric,
+        higher_is_better=fine_tuning_method.higher_is_better,
         validation_queries=len(
             {normalize_query_text(query) for query in query_retriever.get_queries(data.test_inputs)}
         ),

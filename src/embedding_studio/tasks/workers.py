@@ -21,7 +21,7 @@ from embedding_studio.tasks.reindex import ReindexConflictError, run_reindex
 from embedding_studio.tasks.types import Task, TaskKind, TaskStatus
 
 if TYPE_CHECKING:
-    from embedding_studio.finetuning import FineTuningMethod, FineTuningResult
+    from embedding_studio.finetuning import FineTuningResult
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _fine_tune(task: Task) -> None:
     child_id: str | None = None
     decision: DeploymentDecision | None = None
     if params.deploy_as_blue:
-        decision = _deployment_decision(params, method, result, reference_model_id)
+        decision = _deployment_decision(params, result, reference_model_id)
         logger.info("fine-tuning task %s: %s", task.id, decision.reason)
     if decision is not None and decision.deployed:
         from embedding_studio.tasks.service import create_reindex_task
@@ -166,18 +166,12 @@ def _fine_tune(task: Task) -> None:
 
 
 def _deployment_decision(
-    params: FineTuningTaskParams,
-    method: str | FineTuningMethod,
-    result: FineTuningResult,
-    compared_with: str | None,
+    params: FineTuningTaskParams, result: FineTuningResult, compared_with: str | None
 ) -> DeploymentDecision:
     """The gate, on the figures ``run_fine_tuning`` measured for the best model and for blue."""
-    from embedding_studio.finetuning.method import get_method
-
     metric = result.main_metric
     candidate = result.metrics.get(metric)
     blue = result.reference_metrics.get(metric) if compared_with is not None else None
-    higher_is_better = (get_method(method) if isinstance(method, str) else method).higher_is_better
     blue_now = vectordb.get_deployment().blue_model_id
     if blue_now != compared_with:  # another deployment while this task trained: the figures are not about it
         return blue_changed_decision(
@@ -190,7 +184,7 @@ def _deployment_decision(
         forced=params.force_deploy,
         metric=metric,
         blue_model_id=compared_with,
-        higher_is_better=higher_is_better,
+        higher_is_better=result.higher_is_better,
     )
 
 
