@@ -34,6 +34,7 @@ from embedding_studio.evaluation import (  # noqa: E402
     evaluate_retrieval,
     load_beir_dataset,
     rank_corpus,
+    sampled_split,
 )
 
 DEFAULT_DATA = quality.DEMO_DATA / "msmarco"
@@ -78,7 +79,7 @@ def simulate_clickstream(
 
     started = time.perf_counter()
     dataset = load_beir_dataset(args.data).relevant_first(args.max_corpus)
-    split = quality.query_split(dataset, args.test_share, args.seed)  # the dataset's own split when it has one
+    split = sampled_split(dataset, args.test_share, args.seed)  # the dataset's own split when it has one
     base = load_embedding_model(args.model, device=device)
     corpus_embeddings = encode_corpus(base, dataset)
     shown = rank_corpus(base, dataset, split.train, corpus_embeddings=corpus_embeddings, top_k=quality.SHOWN_RESULTS)

@@ -56,15 +56,13 @@ from embedding_studio.evaluation import (  # noqa: E402
     BeirDataset,
     BootstrapInterval,
     PositionBasedClickModel,
-    QuerySplit,
     RetrievalEvaluation,
     encode_corpus,
     evaluate_retrieval_detailed,
     load_beir_dataset,
     paired_bootstrap,
     rank_corpus,
-    split_from_qrels,
-    split_queries,
+    sampled_split,
 )
 from embedding_studio.finetuning.plugins.default_text import RECIPE, RECIPE_BATCH_SIZE, RECIPE_EPOCHS  # noqa: E402
 
@@ -104,19 +102,6 @@ class DatasetReport:
 
 
 # ------------------------------------------------------------------------------------------- data
-
-
-def query_split(dataset: BeirDataset, test_share: float, seed: int, max_train_queries: int | None = None) -> QuerySplit:
-    """The dataset's own split when it ships ``qrels/train.tsv``, else a random one by ``test_share``; then at most
-    ``max_train_queries`` training queries, a sample seeded by ``seed`` (the test queries are never cut).
-
-    A dataset with its own split must be split by it: its training queries are judged only in the train qrels,
-    which is what clicks are drawn from, and a random split of its test queries would leave them nothing to click.
-    """
-    split = split_from_qrels(dataset) if dataset.has_train_split else split_queries(dataset, test_share, seed)
-    if max_train_queries is None or len(split.train) <= max_train_queries:
-        return split
-    return QuerySplit(train=sorted(random.Random(seed).sample(split.train, max_train_queries)), test=split.test)
 
 
 def describe_split(dataset: BeirDataset, args: argparse.Namespace) -> str:
@@ -358,7 +343,7 @@ def run_dataset(path: Path, args: argparse.Namespace, device: torch.device) -> D
     _note(f"{path.name}: {len(dataset.corpus)} items indexed by the base model in {base_index_seconds:.0f}s")
     report: DatasetReport | None = None
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        split = query_split(dataset, args.test_share, seed, args.max_train_queries)
+        split = sampled_split(dataset, args.test_share, seed, args.max_train_queries)
         if report is None:
             report = DatasetReport(
                 path.name, len(dataset.corpus), describe_split(dataset, args), len(split.train), len(split.test)

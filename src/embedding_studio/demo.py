@@ -49,8 +49,7 @@ from embedding_studio.evaluation import (
     RetrievalEvaluation,
     evaluate_rankings,
     load_beir_dataset,
-    split_from_qrels,
-    split_queries,
+    sampled_split,
 )
 
 if TYPE_CHECKING:
@@ -254,18 +253,7 @@ def demo_split(catalog: BeirDataset, profile: DemoProfile, seed: int) -> QuerySp
     (:func:`split_from_qrels`): its training queries, judged by the training judgments, drive the clicks, and its
     test queries are held out. Otherwise the queries are split at random (``test_share``). Each side is then a
     seeded sample of the profile's size, so a profile's wall time does not grow with the dataset."""
-    if catalog.has_train_split:
-        split = split_from_qrels(catalog)
-    else:
-        split = split_queries(catalog, test_share=profile.test_share, seed=seed)
-    rng = random.Random(seed)
-
-    def sample(query_ids: list[str], size: int | None) -> list[str]:
-        if size is None or len(query_ids) <= size:
-            return list(query_ids)
-        return sorted(rng.sample(query_ids, size))
-
-    return QuerySplit(train=sample(split.train, profile.train_queries), test=sample(split.test, profile.test_queries))
+    return sampled_split(catalog, profile.test_share, seed, profile.train_queries, profile.test_queries)
 
 
 def write_catalog(dataset: BeirDataset, path: Path) -> Path:

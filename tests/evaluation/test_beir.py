@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from embedding_studio.evaluation import DatasetError, load_beir_dataset, split_from_qrels, split_queries
+from embedding_studio.evaluation import (
+    DatasetError,
+    load_beir_dataset,
+    sampled_split,
+    split_from_qrels,
+    split_queries,
+)
 
 DEMO_DATA = Path(__file__).resolve().parents[2] / "src" / "embedding_studio" / "demo_data"
 
@@ -138,6 +144,19 @@ def test_split_from_qrels_uses_the_dataset_split_and_never_trains_on_a_test_quer
     dataset.train_qrels = {"q1": {"d3": 1}}
     with pytest.raises(DatasetError, match="0 training and 4 test"):
         split_from_qrels(dataset)
+
+
+def test_a_sampled_split_follows_the_dataset_split_and_cuts_each_side_reproducibly(tmp_path: Path) -> None:
+    own = load_beir_dataset(write_dataset_with_train_split(tmp_path / "set"))
+    assert sampled_split(own) == split_from_qrels(own)
+    cut = sampled_split(own, seed=3, max_test_queries=2)
+    assert cut.train == ["q5"] and len(cut.test) == 2 and set(cut.test) <= {"q1", "q2", "q3", "q4"}
+    assert cut == sampled_split(own, seed=3, max_test_queries=2)
+    assert cut.test == sorted(cut.test)
+    plain = load_beir_dataset(write_dataset(tmp_path / "plain"))
+    assert sampled_split(plain, test_share=0.25, seed=1) == split_queries(plain, test_share=0.25, seed=1)
+    capped = sampled_split(plain, test_share=0.25, seed=1, max_train_queries=1)
+    assert len(capped.train) == 1 and capped.test == split_queries(plain, test_share=0.25, seed=1).test
 
 
 def test_relevant_first_keeps_items_relevant_to_training_queries(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from embedding_studio.evaluation.beir import (
     QuerySplit,
     join_title_and_text,
     load_beir_dataset,
+    sampled_split,
     split_from_qrels,
     split_queries,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "paired_bootstrap",
     "rank_corpus",
     "recall_at_k",
+    "sampled_split",
     "split_from_qrels",
     "split_queries",
 ]

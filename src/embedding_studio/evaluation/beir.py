@@ -237,3 +237,28 @@ def split_from_qrels(dataset: BeirDataset, threshold: int = 1) -> QuerySplit:
             "relevant judgment; both need at least one"
         )
     return QuerySplit(train=train, test=test)
+
+
+def sampled_split(
+    dataset: BeirDataset,
+    test_share: float = 0.2,
+    seed: int = 0,
+    max_train_queries: int | None = None,
+    max_test_queries: int | None = None,
+) -> QuerySplit:
+    """The dataset's own split when it ships ``qrels/train.tsv`` (:func:`split_from_qrels`), else a random one by
+    ``test_share`` (:func:`split_queries`); then each side cut to a seeded sample of at most its maximum.
+
+    A dataset with its own split must be split by it: its training queries are judged only in the train qrels,
+    which is what clicks are drawn from. Sampling keeps a run's time from growing with the dataset; one generator,
+    seeded by ``seed``, draws the training sample first, then the test sample.
+    """
+    split = split_from_qrels(dataset) if dataset.has_train_split else split_queries(dataset, test_share, seed)
+    rng = random.Random(seed)
+
+    def sample(query_ids: list[str], size: int | None) -> list[str]:
+        if size is None or len(query_ids) <= size:
+            return list(query_ids)
+        return sorted(rng.sample(query_ids, size))
+
+    return QuerySplit(train=sample(split.train, max_train_queries), test=sample(split.test, max_test_queries))
