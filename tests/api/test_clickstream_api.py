@@ -69,6 +69,26 @@ def test_events_repeats_ignored_and_unknown_item_named(client: TestClient) -> No
     assert [(event["event_id"], event["event_type"]) for event in stored["events"]] == [("e1", "click"), ("e2", "view")]
 
 
+def test_event_ids_are_per_session_and_a_reused_id_is_409(client: TestClient) -> None:
+    client.post(SESSIONS, json=_session("s1"))
+    client.post(SESSIONS, json=_session("s2"))
+    # Two clients numbering their events per session: both first clicks are kept.
+    for session_id in ("s1", "s2"):
+        answer = client.post(f"{SESSIONS}/{session_id}/events", json={"events": [{"event_id": "e1", "item_id": "a"}]})
+        assert answer.status_code == 201 and answer.json() == {"session_id": session_id, "inserted": 1}
+    assert [event["event_id"] for event in client.get(f"{SESSIONS}/s2").json()["events"]] == ["e1"]
+
+    reused = {"events": [{"event_id": "e2", "item_id": "c"}, {"event_id": "e1", "item_id": "b"}]}
+    conflict = client.post(f"{SESSIONS}/s1/events", json=reused)
+    assert conflict.status_code == 409
+    assert "'e1'" in conflict.json()["detail"] and "'s1'" in conflict.json()["detail"]
+    assert [event["event_id"] for event in client.get(f"{SESSIONS}/s1").json()["events"]] == ["e1"]  # no e2
+
+    twice = {"events": [{"event_id": "e5", "item_id": "a"}, {"event_id": "e5", "item_id": "b"}]}
+    refused = client.post(f"{SESSIONS}/s1/events", json=twice)
+    assert refused.status_code == 422 and "'e5'" in refused.json()["errors"][0]["reason"]
+
+
 def test_irrelevant(client: TestClient) -> None:
     client.post(SESSIONS, json=_session())
     marked = client.post(f"{SESSIONS}/s1/irrelevant")

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import text
 
 from embedding_studio.clickstream.dao import (
+    EventConflictError,
     InvalidRecordError,
     ItemNotInResultsError,
     SessionConflictError,
@@ -88,6 +89,85 @@ def test_add_events_ignores_repeats_and_rejects_unknown_items(clean_db: str) -> 
     assert all(event.event_type == "click" for event in stored.events)
 
 
+def test_event_ids_are_unique_within_their_session_not_across_sessions(clean_db: str) -> None:
+    # The README's own example: every client numbers its events per session, starting at "e1".
+    clickstream_dao.add_session("s1", "q", ["a", "b"])
+    clickstream_dao.add_session("s2", "q", ["a", "b"])
+    assert clickstream_dao.add_events("s1", [{"event_id": "e1", "item_id": "a"}]) == 1
+    assert clickstream_dao.add_events("s2", [{"event_id": "e1", "item_id": "b"}]) == 1
+    assert [(event.event_id, event.item_id) for event in clickstream_dao.get_session("s1").events] == [("e1", "a")]
+    assert [(event.event_id, event.item_id) for event in clickstream_dao.get_session("s2").events] == [("e1", "b")]
+
+
+def test_a_resent_event_is_a_no_op_and_a_different_body_is_refused_whole(clean_db: str) -> None:
+    clickstream_dao.add_session("s1", "q", ["a", "b", "c"])
+    at = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    first = [{"event_id": "e1", "item_id": "a", "created_at": at, "payload": {"dwell": 3}}]
+    assert clickstream_dao.add_events("s1", first) == 1
+    assert clickstream_dao.add_events("s1", first) == 0
+    # Without created_at the server stamps it, so a resend without one is still the same event.
+    assert clickstream_dao.add_events("s1", [{"event_id": "e1", "item_id": "a", "payload": {"dwell": 3}}]) == 0
+    # Stored ids are compared, new ones go in: one request may mix both.
+    assert clickstream_dao.add_events("s1", [*first, {"event_id": "e2", "item_id": "b"}]) == 1
+
+    with pytest.raises(EventConflictError, match=r"'e1' \(differs in: item_id, payload\).*'s1'") as raised:
+        clickstream_dao.add_events("s1", [{"event_id": "e3", "item_id": "c"}, {"event_id": "e1", "item_id": "b"}])
+    assert raised.value.session_id == "s1" and raised.value.differences == {"e1": ["item_id", "payload"]}
+    with pytest.raises(EventConflictError, match="event_type"):
+        clickstream_dao.add_events("s1", [{"event_id": "e2", "item_id": "b", "event_type": "view"}])
+    with pytest.raises(EventConflictError, match="created_at"):
+        clickstream_dao.add_events("s1", [{**first[0], "created_at": at + timedelta(seconds=1)}])
+    stored = clickstream_dao.get_session("s1")
+    assert [(event.event_id, event.item_id) for event in stored.events] == [("e1", "a"), ("e2", "b")]  # no e3
+
+
+def test_one_request_naming_an_event_id_twice(clean_db: str) -> None:
+    clickstream_dao.add_session("s1", "q", ["a", "b"])
+    same_twice = [{"event_id": "e1", "item_id": "a"}, {"event_id": "e1", "item_id": "a"}]
+    assert clickstream_dao.add_events("s1", same_twice) == 1
+    with pytest.raises(InvalidRecordError, match="'e9'.*item_id.*twice"):
+        clickstream_dao.add_events("s1", [{"event_id": "e9", "item_id": "a"}, {"event_id": "e9", "item_id": "b"}])
+    assert [event.event_id for event in clickstream_dao.get_session("s1").events] == ["e1"]
+
+
+def test_concurrent_writers_of_one_event_id_store_one_body_and_drop_nothing_acknowledged(clean_db: str) -> None:
+    clickstream_dao.add_session("s1", "q", ["a", "b"])
+    writers = 12
+    barrier = threading.Barrier(writers)
+    outcomes: dict[int, int | EventConflictError] = {}
+    errors: list[BaseException] = []
+
+    def write(writer: int) -> None:
+        # Every writer sends the shared id (two bodies in play) and an id of its own.
+        events = [
+            {"event_id": "shared", "item_id": "a" if writer % 2 else "b"},
+            {"event_id": f"own-{writer}", "item_id": "a"},
+        ]
+        barrier.wait()
+        try:
+            outcomes[writer] = clickstream_dao.add_events("s1", events)
+        except EventConflictError as error:
+            outcomes[writer] = error
+        except BaseException as error:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(writer,)) for writer in range(writers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    stored = {event.event_id: event.item_id for event in clickstream_dao.get_session("s1").events}
+    winner_item = stored["shared"]
+    for writer, outcome in outcomes.items():
+        agrees = ("a" if writer % 2 else "b") == winner_item
+        if agrees:
+            assert outcome in (1, 2) and f"own-{writer}" in stored  # acknowledged, so stored
+        else:
+            assert isinstance(outcome, EventConflictError) and f"own-{writer}" not in stored  # refused whole
+    assert sum(1 for outcome in outcomes.values() if outcome == 2) == 1  # one request stored "shared"
+
+
 def test_invalid_arguments_are_named(clean_db: str) -> None:
     with pytest.raises(InvalidRecordError, match="results"):
         clickstream_dao.add_session("s1", "q", ["a", "a"])
@@ -134,6 +214,51 @@ def test_bulk_add_rejects_bad_records_and_keeps_good_ones(clean_db: str) -> None
     again = clickstream_dao.bulk_add([_record("good-1", clicks=["good-1-item-2"]), _record("good-3")])
     assert (again.inserted, again.duplicates, again.events_inserted, again.rejected) == (1, 1, 0, [])
     assert clickstream_dao.get_session("existing").query == "old query"
+
+
+def test_bulk_keys_events_by_session_and_rejects_a_reused_event_id_whole(clean_db: str) -> None:
+    first = clickstream_dao.bulk_add(
+        [
+            _record("s1", events=[{"event_id": "e1", "item_id": "s1-item-1"}]),
+            _record("s2", events=[{"event_id": "e1", "item_id": "s2-item-2"}]),
+        ]
+    )
+    assert (first.inserted, first.events_inserted, first.rejected) == (2, 2, [])
+
+    resent = clickstream_dao.bulk_add(
+        [
+            # The same session and event again, plus a new event: the new one is stored.
+            _record(
+                "s1",
+                events=[{"event_id": "e1", "item_id": "s1-item-1"}, {"event_id": "e2", "item_id": "s1-item-3"}],
+            ),
+            # e1 of s2 now names another item: the record is refused, its new e3 with it.
+            _record(
+                "s2",
+                events=[{"event_id": "e3", "item_id": "s2-item-1"}, {"event_id": "e1", "item_id": "s2-item-5"}],
+            ),
+            # Two records of one new session that disagree about e1: the later one is refused.
+            _record("s3", events=[{"event_id": "e1", "item_id": "s3-item-1"}]),
+            _record("s3", events=[{"event_id": "e1", "item_id": "s3-item-4"}]),
+        ]
+    )
+    assert (resent.inserted, resent.duplicates, resent.events_inserted) == (1, 1, 2)
+    reasons = {rejected.index: rejected.reason for rejected in resent.rejected}
+    assert set(reasons) == {1, 3}
+    assert "'e1'" in reasons[1] and "'s2'" in reasons[1] and "item_id" in reasons[1]
+    assert "'e1'" in reasons[3] and "'s3'" in reasons[3]
+    assert [event.event_id for event in clickstream_dao.get_session("s1").events] == ["e1", "e2"]
+    assert [(event.event_id, event.item_id) for event in clickstream_dao.get_session("s2").events] == [
+        ("e1", "s2-item-2")
+    ]
+    assert [(event.event_id, event.item_id) for event in clickstream_dao.get_session("s3").events] == [
+        ("e1", "s3-item-1")
+    ]
+
+    in_one_record = clickstream_dao.bulk_add(
+        [_record("s4", events=[{"event_id": "x", "item_id": "s4-item-1"}, {"event_id": "x", "item_id": "s4-item-2"}])]
+    )
+    assert in_one_record.inserted == 0 and "'x'" in in_one_record.rejected[0].reason
 
 
 def test_release_batch_opens_the_next_one(clean_db: str) -> None:

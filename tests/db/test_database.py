@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
 import pytest
-from sqlalchemy import text
+from alembic import command
+from sqlalchemy import Engine, create_engine, make_url, text
 
 from embedding_studio.config import Settings
 from embedding_studio.db import DatabaseUnavailableError, get_engine, upgrade_database
 from embedding_studio.db.engine import normalize_database_url, resolve_database_url
-from embedding_studio.db.migrate import current_revision
+from embedding_studio.db.migrate import alembic_config, current_revision
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +29,7 @@ def test_migrations_create_schema_with_pgvector(database_url: str) -> None:
 
 def test_exactly_one_collecting_batch_after_clean(clean_db: str) -> None:
     with get_engine().connect() as connection:
-        count = connection.execute(
-            text("select count(*) from clickstream_batches where status='collecting'")
-        ).scalar()
+        count = connection.execute(text("select count(*) from clickstream_batches where status='collecting'")).scalar()
     assert count == 1
 
 
@@ -42,3 +44,81 @@ def test_data_dir_that_cannot_be_created_is_explained(tmp_path) -> None:
     settings = Settings(data_dir=blocker / "inner", database_url=None)
     with pytest.raises(DatabaseUnavailableError, match="cannot create the data directory"):
         resolve_database_url(settings)
+
+
+@pytest.fixture()
+def scratch_engine(database_url: str) -> Iterator[Engine]:
+    """An empty database of its own on the test server, for walking migrations up from an old revision."""
+    name = f"scratch_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(database_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    engine = create_engine(make_url(database_url).set(database=name))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _migrate(engine: Engine, revision: str, direction: str = "upgrade") -> None:
+    config = alembic_config()
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        getattr(command, direction)(config, revision)
+
+
+def test_event_id_migration_keeps_every_event_and_keys_them_per_session(scratch_engine: Engine) -> None:
+    _migrate(scratch_engine, "0004_procrastinate")
+    with scratch_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO clickstream_sessions (session_id, batch_id, query, results) "
+                "SELECT s, (SELECT id FROM clickstream_batches), '\"q\"', ARRAY['a', 'b'] "
+                "FROM unnest(ARRAY['s1', 's2']) s"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO clickstream_events (event_id, session_id, item_id, payload) VALUES "
+                "('s1-e1', 's1', 'a', '{\"dwell\": 3}'), ('s1-e2', 's1', 'b', NULL), ('s2-e1', 's2', 'b', NULL)"
+            )
+        )
+    before = _events(scratch_engine)
+
+    _migrate(scratch_engine, "head")
+    assert _events(scratch_engine) == before
+    with scratch_engine.begin() as connection:
+        # What the old key refused: another session's event of the same id.
+        connection.execute(
+            text("INSERT INTO clickstream_events (event_id, session_id, item_id) VALUES ('s1-e1', 's2', 'a')")
+        )
+        key = connection.execute(
+            text(
+                "SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_index i "
+                "CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                "WHERE i.indrelid = 'clickstream_events'::regclass AND i.indisprimary"
+            )
+        ).scalar_one()
+    assert key == ["session_id", "event_id"]
+
+    # Going back would have to drop one of the two "s1-e1" events: refused, naming it.
+    with pytest.raises(RuntimeError, match="'s1-e1' is used by 2 sessions"):
+        _migrate(scratch_engine, "0004_procrastinate", "downgrade")
+    with scratch_engine.begin() as connection:
+        connection.execute(text("DELETE FROM clickstream_events WHERE session_id = 's2' AND event_id = 's1-e1'"))
+    _migrate(scratch_engine, "0004_procrastinate", "downgrade")
+    assert _events(scratch_engine) == before
+
+
+def _events(engine: Engine) -> list[tuple[object, ...]]:
+    with engine.connect() as connection:
+        return [
+            tuple(row)
+            for row in connection.execute(
+                text("SELECT session_id, event_id, item_id, payload FROM clickstream_events ORDER BY 1, 2")
+            )
+        ]

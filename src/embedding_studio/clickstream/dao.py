@@ -28,6 +28,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError
 
 from embedding_studio.clickstream.errors import (
+    EventConflictError,
     InvalidRecordError,
     ItemNotInResultsError,
     SessionConflictError,
@@ -38,7 +39,10 @@ from embedding_studio.clickstream.records import (
     EventRecord,
     SessionBody,
     SessionRecord,
+    describe_repeated_events,
     describe_validation_error,
+    distinct_events,
+    event_differences,
     guess_session_id,
     parse_session_record,
 )
@@ -57,6 +61,7 @@ from embedding_studio.db.pool import autocommit_pool, run_idempotent, run_idempo
 
 __all__ = [
     "ClickstreamDao",
+    "EventConflictError",
     "InvalidRecordError",
     "ItemNotInResultsError",
     "SessionConflictError",
@@ -88,9 +93,13 @@ ON CONFLICT (session_id) DO NOTHING
 RETURNING {_SESSION_COLUMNS}
 """
 
-# Events go in only when every one of them is on a shown result (all or nothing), in one round trip.
-# Answers (results, inserted): results NULL = unknown session; inserted NULL = some item was not shown.
-_INSERT_EVENTS_IF_ALL_SHOWN = f"""
+# Events go in only when every one of them is on a shown result and none of their ids is stored in the
+# session yet (all or nothing), in one round trip. Answers (results, inserted, stored): results NULL =
+# unknown session; inserted NULL = some item was not shown; stored > 0 = some ids are taken, nothing was
+# written, and the caller compares bodies (`ClickstreamDao._add_events_carefully`). There is no ON
+# CONFLICT: an id stored by a concurrent request after this statement's snapshot fails it with a unique
+# violation, which rolls the whole statement back, rather than dropping that event without a word.
+_INSERT_NEW_EVENTS_IF_ALL_SHOWN = f"""
 WITH incoming AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
         event_id text, session_id text, item_id text, event_type text, created_at timestamptz, payload jsonb)
@@ -99,21 +108,34 @@ WITH incoming AS (
 ), verdict AS (
     SELECT EXISTS (SELECT 1 FROM shown)
            AND NOT EXISTS (SELECT 1 FROM incoming i, shown s WHERE NOT (i.item_id = ANY (s.results)))
-           AS all_shown
+           AS all_shown,
+           (SELECT count(*) FROM clickstream_events e
+            WHERE e.session_id = %(id)s AND e.event_id IN (SELECT event_id FROM incoming)) AS stored
 ), inserted AS (
     INSERT INTO clickstream_events ({_EVENT_COLUMNS})
     SELECT i.event_id, %(id)s, i.item_id, coalesce(i.event_type, 'click'), coalesce(i.created_at, now()), i.payload
-    FROM incoming i, verdict WHERE verdict.all_shown
+    FROM incoming i, verdict WHERE verdict.all_shown AND verdict.stored = 0
     ORDER BY i.event_id
-    ON CONFLICT (event_id) DO NOTHING
     RETURNING 1
 )
 SELECT (SELECT results FROM shown),
-       CASE WHEN (SELECT all_shown FROM verdict) THEN (SELECT count(*) FROM inserted) END
+       CASE WHEN (SELECT all_shown FROM verdict) THEN (SELECT count(*) FROM inserted) END,
+       (SELECT stored FROM verdict)
+"""
+
+_SELECT_SESSION_EVENTS_BY_ID = f"""
+SELECT {_EVENT_COLUMNS} FROM clickstream_events WHERE session_id = %(id)s AND event_id = ANY(%(event_ids)s)
+"""
+
+_SELECT_EVENTS_BY_KEY = f"""
+SELECT {_EVENT_COLUMNS} FROM clickstream_events
+WHERE (session_id, event_id) IN (SELECT * FROM unnest(%(session_ids)s::text[], %(event_ids)s::text[]))
 """
 
 # Sorted by key so two concurrent bulk requests that share ids take the index locks in the same
-# order and cannot deadlock each other.
+# order and cannot deadlock each other. Events are inserted only after their stored namesakes were
+# compared, so they carry no ON CONFLICT: a namesake committed meanwhile fails the transaction with a
+# unique violation, and the retry compares it.
 _BULK_INSERT_SESSIONS = f"""
 INSERT INTO clickstream_sessions ({_SESSION_COLUMNS})
 SELECT r.session_id, %(batch_id)s, r.query, r.results, r.user_id, coalesce(r.is_irrelevant, false),
@@ -131,8 +153,7 @@ INSERT INTO clickstream_events ({_EVENT_COLUMNS})
 SELECT r.event_id, r.session_id, r.item_id, coalesce(r.event_type, 'click'), coalesce(r.created_at, now()), r.payload
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
     event_id text, session_id text, item_id text, event_type text, created_at timestamptz, payload jsonb)
-ORDER BY r.event_id
-ON CONFLICT (event_id) DO NOTHING
+ORDER BY r.session_id, r.event_id
 """
 
 _SELECT_SESSIONS_BY_ID = f"SELECT {_SESSION_COLUMNS} FROM clickstream_sessions WHERE session_id = ANY(%(ids)s)"
@@ -143,7 +164,7 @@ SELECT b.id, b.status, b.created_at, b.released_at,
 FROM clickstream_batches b
 """
 
-_RETRYABLE_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+_RETRYABLE_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.UniqueViolation)
 _MAX_ATTEMPTS = 5
 
 
@@ -183,26 +204,38 @@ def _session_parameters(body: SessionBody) -> dict[str, Any]:
 
 
 def _event_records(events: Iterable[EventRecord | Mapping[str, Any]]) -> list[EventRecord]:
+    """Validated events with exact repeats dropped; an id sent twice with different bodies is refused."""
     try:
-        return [event if isinstance(event, EventRecord) else EventRecord.model_validate(event) for event in events]
+        records = [event if isinstance(event, EventRecord) else EventRecord.model_validate(event) for event in events]
     except ValidationError as error:
         raise InvalidRecordError(describe_validation_error(error)) from error
+    records, conflicts = distinct_events(records)
+    if conflicts:
+        raise InvalidRecordError(describe_repeated_events(conflicts))
+    return records
 
 
 def _events_parameters(session_id: str, records: list[EventRecord]) -> dict[str, Any]:
     return {"id": session_id, "rows": json.dumps([_event_row_json(session_id, record) for record in records])}
 
 
-def _events_inserted(session_id: str, records: list[EventRecord], answer: tuple[Any, ...] | None) -> int:
-    """The insert's answer read back: how many events were new, or why none was stored."""
-    results, inserted = answer or (None, None)
+def _events_inserted(session_id: str, records: list[EventRecord], answer: tuple[Any, ...] | None) -> int | None:
+    """The insert's answer read back: how many events were new, why none was stored, or None when some
+    ids were stored already and nothing was written (the bodies must be compared first)."""
+    results, inserted, stored = answer or (None, None, None)
     if results is None:
         raise UnknownSessionError(session_id)
     if inserted is None:
         shown = set(results)
         missing = list(dict.fromkeys(record.item_id for record in records if record.item_id not in shown))
         raise ItemNotInResultsError(session_id, missing)
+    if stored:
+        return None
     return int(inserted)
+
+
+def _stored_event_differences(stored: ClickstreamEvent, event: EventRecord) -> list[str]:
+    return event_differences(stored.item_id, stored.event_type, stored.created_at, stored.payload, event)
 
 
 def _json_or_none(value: Any) -> str | None:
@@ -315,15 +348,24 @@ class ClickstreamDao:
         return stored, False
 
     def add_events(self, session_id: str, events: Iterable[EventRecord | Mapping[str, Any]]) -> int:
-        """Attach events to a stored session; returns how many were new (repeated event ids are ignored)."""
+        """Attach events to a stored session; returns how many were new.
+
+        Event ids are unique within their session. An id stored before with the same body is a repeat
+        (not stored twice, not counted); with a different body the whole request is refused with
+        :class:`EventConflictError` and nothing of it is stored.
+        """
         records = _event_records(events)
         if not records:
             if not self._session_exists(session_id):
                 raise UnknownSessionError(session_id)
             return 0
-        # A retry after a commit whose answer was lost counts those events as repeats: none is stored twice.
-        answer = _autocommit_fetchone(_INSERT_EVENTS_IF_ALL_SHOWN, _events_parameters(session_id, records))
-        return _events_inserted(session_id, records, answer)
+        # A retry after a commit whose answer was lost finds those events stored with the same body: repeats.
+        try:
+            answer = _autocommit_fetchone(_INSERT_NEW_EVENTS_IF_ALL_SHOWN, _events_parameters(session_id, records))
+        except pg_errors.UniqueViolation:
+            return self._add_events_carefully(session_id, records)
+        inserted = _events_inserted(session_id, records, answer)
+        return self._add_events_carefully(session_id, records) if inserted is None else inserted
 
     async def add_events_async(
         self, session_id: str, events: Iterable[EventRecord | Mapping[str, Any]], pool: AsyncConnectionPool
@@ -333,8 +375,52 @@ class ClickstreamDao:
         if not records:
             return await asyncio.to_thread(self.add_events, session_id, records)
         parameters = _events_parameters(session_id, records)
-        answer = await _autocommit_fetchone_async(pool, _INSERT_EVENTS_IF_ALL_SHOWN, parameters)
-        return _events_inserted(session_id, records, answer)
+        try:
+            answer = await _autocommit_fetchone_async(pool, _INSERT_NEW_EVENTS_IF_ALL_SHOWN, parameters)
+        except pg_errors.UniqueViolation:
+            return await asyncio.to_thread(self._add_events_carefully, session_id, records)
+        inserted = _events_inserted(session_id, records, answer)
+        if inserted is None:
+            return await asyncio.to_thread(self._add_events_carefully, session_id, records)
+        return inserted
+
+    def _add_events_carefully(self, session_id: str, records: list[EventRecord]) -> int:
+        """Some of the request's ids are stored already: compare their bodies, then insert the rest.
+
+        Off the hot path (resends, retries, clients that report a session's clicks cumulatively). Each
+        insert is again all or nothing over the ids still missing, so an id a concurrent request stores
+        in between sends this round once more, to be compared like the others.
+        """
+        pending = records
+        for _ in range(_MAX_ATTEMPTS):
+            with get_engine().connect() as connection:
+                rows = connection.exec_driver_sql(
+                    _SELECT_SESSION_EVENTS_BY_ID,
+                    {"id": session_id, "event_ids": [record.event_id for record in pending]},
+                ).fetchall()
+            stored = {row[0]: ClickstreamEvent(*row) for row in rows}
+            conflicts = {
+                record.event_id: differences
+                for record in pending
+                if record.event_id in stored
+                and (differences := _stored_event_differences(stored[record.event_id], record))
+            }
+            if conflicts:
+                raise EventConflictError(session_id, conflicts)
+            pending = [record for record in pending if record.event_id not in stored]
+            if not pending:
+                return 0
+            try:
+                answer = _autocommit_fetchone(_INSERT_NEW_EVENTS_IF_ALL_SHOWN, _events_parameters(session_id, pending))
+            except pg_errors.UniqueViolation:
+                continue
+            inserted = _events_inserted(session_id, pending, answer)
+            if inserted is not None:
+                return inserted
+        raise RuntimeError(
+            f"events of session {session_id!r} kept colliding with concurrent writes of the same event ids "
+            f"after {_MAX_ATTEMPTS} attempts; nothing of this request was stored, send it again"
+        )
 
     @staticmethod
     def _session_exists(session_id: str) -> bool:
@@ -418,6 +504,7 @@ class ClickstreamDao:
         to_compare = [(index, record) for index, record in records if record.session_id not in inserted_ids]
         to_compare += repeats
         rejected_indexes: set[int] = set()
+        duplicate_indexes: list[int] = []
         if to_compare:
             stored_ids = list({record.session_id for _, record in to_compare})
             stored_by_id = {stored.session_id: stored for stored in self._fetch_sessions(connection, stored_ids)}
@@ -428,15 +515,61 @@ class ClickstreamDao:
                     reason = str(SessionConflictError(record.session_id, differences))
                     result.rejected.append(RejectedRecord(index, record.session_id, reason))
                 else:
-                    result.duplicates += 1
-        events = [
-            (record.session_id, event)
-            for index, record in [*records, *repeats]
-            if index not in rejected_indexes
-            for event in record.events
-        ]
+                    duplicate_indexes.append(index)
+        accepted = sorted(
+            ((index, record) for index, record in [*records, *repeats] if index not in rejected_indexes),
+            key=lambda pair: pair[0],
+        )
+        events = self._new_events(connection, accepted, rejected_indexes, result)
+        result.duplicates += sum(1 for index in duplicate_indexes if index not in rejected_indexes)
         if events:
             result.events_inserted += self._insert_events(connection, events)
+
+    @staticmethod
+    def _new_events(
+        connection: Connection,
+        accepted: list[tuple[int, SessionRecord]],
+        rejected_indexes: set[int],
+        result: BulkResult,
+    ) -> list[tuple[str, EventRecord]]:
+        """The events of the accepted records not stored yet; a record naming a stored event id (or one an
+        earlier record of the request names) with a different body is rejected whole, with the ids."""
+        keys = {(record.session_id, event.event_id) for _, record in accepted for event in record.events}
+        stored: dict[tuple[str, str], ClickstreamEvent] = {}
+        if keys:
+            session_ids, event_ids = zip(*keys, strict=True)
+            rows = connection.exec_driver_sql(
+                _SELECT_EVENTS_BY_KEY, {"session_ids": list(session_ids), "event_ids": list(event_ids)}
+            ).fetchall()
+            stored = {(row[1], row[0]): ClickstreamEvent(*row) for row in rows}
+        taken: dict[tuple[str, str], EventRecord] = {}
+        new_events: list[tuple[str, EventRecord]] = []
+        for index, record in accepted:
+            conflicts: dict[str, list[str]] = {}
+            fresh: list[tuple[tuple[str, str], EventRecord]] = []
+            for event in record.events:
+                key = (record.session_id, event.event_id)
+                if key in stored:
+                    differences = _stored_event_differences(stored[key], event)
+                elif key in taken:
+                    earlier = taken[key]
+                    differences = event_differences(
+                        earlier.item_id, earlier.event_type, earlier.created_at, earlier.payload, event
+                    )
+                else:
+                    fresh.append((key, event))
+                    continue
+                if differences:
+                    conflicts[event.event_id] = differences
+            if conflicts:
+                rejected_indexes.add(index)
+                reason = str(EventConflictError(record.session_id, conflicts))
+                result.rejected.append(RejectedRecord(index, record.session_id, reason))
+                continue
+            for key, event in fresh:
+                taken[key] = event
+                new_events.append((record.session_id, event))
+        return new_events
 
     def release_batch(self) -> ReleaseResult:
         """Close the collecting batch for fine-tuning and open the next one, atomically."""

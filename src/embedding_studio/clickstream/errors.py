@@ -18,6 +18,23 @@ class SessionConflictError(ClickstreamError):
         )
 
 
+class EventConflictError(ClickstreamError):
+    """An event id already stored in its session with a different body: within a session, event ids are
+    the idempotency keys, so a different body under the same id is a client bug, never a new click."""
+
+    def __init__(self, session_id: str, differences: dict[str, list[str]]) -> None:
+        self.session_id = session_id
+        self.differences = differences
+        described = ", ".join(
+            f"{event_id!r} (differs in: {', '.join(fields)})" for event_id, fields in differences.items()
+        )
+        noun = "event" if len(differences) == 1 else "events"
+        super().__init__(
+            f"{noun} {described} of session {session_id!r} already stored with a different body; "
+            "send a new event id for a new event"
+        )
+
+
 class UnknownSessionError(ClickstreamError):
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id

@@ -44,6 +44,55 @@ class EventRecord(BaseModel):
         return _as_utc(value)
 
 
+def event_differences(
+    stored_item_id: str,
+    stored_event_type: str,
+    stored_created_at: datetime | None,
+    stored_payload: dict[str, Any] | None,
+    event: EventRecord,
+) -> list[str]:
+    """Fields in which ``event`` disagrees with a stored event of the same id (empty: the same event).
+
+    The one definition of "same event" for the API, the bulk path and the importers. ``created_at``
+    counts only when the client sent one: without it the server stamps the event, and a resend must
+    still be recognised as the same event.
+    """
+    differences = []
+    if stored_item_id != event.item_id:
+        differences.append("item_id")
+    if stored_event_type != event.event_type:
+        differences.append("event_type")
+    if (stored_payload or None) != (event.payload or None):
+        differences.append("payload")
+    if event.created_at is not None and stored_created_at != event.created_at:
+        differences.append("created_at")
+    return differences
+
+
+def distinct_events(events: list[EventRecord]) -> tuple[list[EventRecord], dict[str, list[str]]]:
+    """The events of one request with exact repeats dropped, and the ids sent twice with different bodies.
+
+    A request that says two different things under one event id cannot be stored as meant: the
+    caller rejects it naming those ids rather than keep whichever came first.
+    """
+    first: dict[str, EventRecord] = {}
+    conflicts: dict[str, list[str]] = {}
+    for event in events:
+        seen = first.get(event.event_id)
+        if seen is None:
+            first[event.event_id] = event
+            continue
+        differences = event_differences(seen.item_id, seen.event_type, seen.created_at, seen.payload, event)
+        if differences:
+            conflicts.setdefault(event.event_id, differences)
+    return list(first.values()), conflicts
+
+
+def describe_repeated_events(conflicts: dict[str, list[str]]) -> str:
+    names = ", ".join(f"{event_id!r} (differs in: {', '.join(fields)})" for event_id, fields in conflicts.items())
+    return f"event id(s) {names} sent twice with different bodies: an event id names one event of its session"
+
+
 class SessionBody(BaseModel):
     """One search as the client saw it: the query and the item ids shown, in order."""
 
@@ -88,6 +137,13 @@ class SessionRecord(SessionBody):
 
     events: list[EventRecord] = Field(default_factory=list)
     is_irrelevant: bool = False
+
+    @model_validator(mode="after")
+    def _event_ids_name_one_event_each(self) -> SessionRecord:
+        self.events, conflicts = distinct_events(self.events)
+        if conflicts:
+            raise ValueError(describe_repeated_events(conflicts))
+        return self
 
     @model_validator(mode="after")
     def _events_are_on_shown_results(self) -> SessionRecord:

@@ -27,6 +27,7 @@ from embedding_studio.api.schemas.clickstream import (
     SessionOut,
 )
 from embedding_studio.clickstream.dao import (
+    EventConflictError,
     ItemNotInResultsError,
     SessionConflictError,
     UnknownBatchError,
@@ -81,10 +82,18 @@ async def get_session(session_id: str) -> SessionOut:
     "/sessions/{session_id:path}/events",
     status_code=status.HTTP_201_CREATED,
     response_model=EventsOut,
-    responses={404: _NOT_FOUND, 422: {"description": "An event names an item that was not shown"}},
+    responses={
+        404: _NOT_FOUND,
+        409: {"description": "An event id is stored in this session with a different body (nothing was stored)"},
+        422: {"description": "An event names an item that was not shown"},
+    },
 )
 async def add_events(session_id: str, body: EventsIn, request: Request) -> EventsOut | JSONResponse:
-    """Record clicks (or other events) on results of a stored session; repeated event ids are ignored."""
+    """Record clicks (or other events) on results of a stored session; event ids are unique within it.
+
+    Resending an event with the same body changes nothing, so a client may retry freely; an id reused
+    for a different event is refused whole rather than half stored.
+    """
     pool = hot_path_pool(request)
     try:
         if pool is not None:
@@ -93,6 +102,8 @@ async def add_events(session_id: str, body: EventsIn, request: Request) -> Event
             inserted = await run_in_threadpool(clickstream_dao.add_events, session_id, body.events)
     except UnknownSessionError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
+    except EventConflictError as error:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
     except ItemNotInResultsError as error:
         # Same shape as every other 422 of the API.
         return JSONResponse(

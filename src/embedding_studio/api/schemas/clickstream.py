@@ -9,9 +9,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from embedding_studio.clickstream.records import EventRecord, SessionBody, SessionRecord
+from embedding_studio.clickstream.records import (
+    EventRecord,
+    SessionBody,
+    SessionRecord,
+    describe_repeated_events,
+    distinct_events,
+)
 
 MAX_BULK_RECORDS = 10_000
 MAX_EVENTS_PER_REQUEST = 1_000
@@ -40,12 +46,27 @@ class SessionCreatedOut(BaseModel):
 
 
 class EventsIn(BaseModel):
-    events: list[EventRecord] = Field(max_length=MAX_EVENTS_PER_REQUEST)
+    events: list[EventRecord] = Field(
+        max_length=MAX_EVENTS_PER_REQUEST,
+        description="Event ids are unique within their session: an id sent again with the same body is a "
+        "repeat (ignored), with a different body the request is refused (409).",
+    )
+
+    @field_validator("events")
+    @classmethod
+    def _event_ids_name_one_event_each(cls, events: list[EventRecord]) -> list[EventRecord]:
+        distinct, conflicts = distinct_events(events)
+        if conflicts:
+            raise ValueError(describe_repeated_events(conflicts))
+        return distinct
 
 
 class EventsOut(BaseModel):
     session_id: str
-    inserted: int = Field(description="Events stored now; repeated event ids are ignored.")
+    inserted: int = Field(
+        description="Events stored now; event ids already stored in the session with the same body "
+        "are repeats and not counted."
+    )
 
 
 class IrrelevantOut(BaseModel):
