@@ -39,8 +39,34 @@ def test_search_records_the_session_it_answers_with(indexed: tuple[TestClient, s
     session = client.get(f"/api/v1/clickstream/sessions/{body['session_id']}").json()
     assert session["results"] == [result["item_id"] for result in body["results"]]
     assert session["user_id"] == "u1"
+    assert session["rank_offset"] == 0
     page_two = client.post("/api/v1/search", json={"query": "water river", "limit": 2, "offset": 2}).json()
     assert [r["item_id"] for r in page_two["results"]] == [r["item_id"] for r in body["results"][2:4]]
+
+
+def test_a_later_page_is_recorded_at_its_true_ranks(indexed: tuple[TestClient, str, str]) -> None:
+    """Propensities are estimated from the ranks results were shown at: page two starts at rank 3, not 1."""
+    from embedding_studio.clickstream.converter import ClickstreamConverter
+    from embedding_studio.clickstream.dao import clickstream_dao
+
+    client, _, _ = indexed
+    whole = client.post("/api/v1/search", json={"query": "water river", "limit": 5}).json()
+    page_two = client.post("/api/v1/search", json={"query": "water river", "limit": 2, "offset": 2}).json()
+    shown = [result["item_id"] for result in page_two["results"]]
+    assert shown == [result["item_id"] for result in whole["results"][2:4]]
+    stored = client.get(f"/api/v1/clickstream/sessions/{page_two['session_id']}").json()
+    assert stored["results"] == shown and stored["rank_offset"] == 2
+    clicked = client.post(
+        f"/api/v1/clickstream/sessions/{page_two['session_id']}/events",
+        json={"events": [{"event_id": "e1", "item_id": shown[1]}]},
+    )
+    assert clicked.status_code == 201
+
+    converted = ClickstreamConverter().convert(clickstream_dao.get_session(page_two["session_id"]))
+    assert converted is not None
+    assert converted.ranks == {shown[0]: 3, shown[1]: 4}
+    first_page = ClickstreamConverter().convert(clickstream_dao.get_session(whole["session_id"]))
+    assert first_page is not None and list(first_page.ranks.values()) == [1, 2, 3, 4, 5]
 
 
 def test_search_validates_its_body(indexed: tuple[TestClient, str, str]) -> None:

@@ -44,6 +44,15 @@ def test_convert_ranks_and_clicks_in_click_order() -> None:
     assert not converted.is_irrelevant
 
 
+def test_a_later_page_keeps_its_true_ranks() -> None:
+    """Page two of a search (offset 10) was shown at ranks 11.., and propensities are estimated from ranks."""
+    session = _session(["k", "l", "m"], [_event("e1", "l", 1)])
+    converted = ClickstreamConverter().convert(ClickstreamSession(**{**session.__dict__, "rank_offset": 10}))
+    assert converted is not None
+    assert converted.ranks == {"k": 11, "l": 12, "m": 13}
+    assert converted.results == ["k", "l", "m"] and converted.events == ["l"]
+
+
 def test_convert_keeps_irrelevance_and_configurable_event_types() -> None:
     converted = ClickstreamConverter(positive_event_types=("click", "view")).convert(
         _session(["a", "b"], [_event("e1", "b", 1, event_type="view")], is_irrelevant=True)

@@ -89,6 +89,21 @@ def test_add_events_ignores_repeats_and_rejects_unknown_items(clean_db: str) -> 
     assert all(event.event_type == "click" for event in stored.events)
 
 
+def test_rank_offset_is_stored_compared_and_bulk_loaded(clean_db: str) -> None:
+    stored, created = clickstream_dao.add_session("page-2", "q", ["k", "l"], rank_offset=10)
+    assert created and stored.rank_offset == 10
+    assert clickstream_dao.add_session("page-2", "q", ["k", "l"], rank_offset=10)[1] is False
+    with pytest.raises(SessionConflictError, match="rank_offset"):
+        clickstream_dao.add_session("page-2", "q", ["k", "l"])
+    with pytest.raises(InvalidRecordError, match="rank_offset"):
+        clickstream_dao.add_session("negative", "q", ["k"], rank_offset=-1)
+    result = clickstream_dao.bulk_add([_record("bulk-page-3", rank_offset=20), _record("bulk-page-1")])
+    assert (result.inserted, result.rejected) == (2, [])
+    assert clickstream_dao.get_session("bulk-page-3").rank_offset == 20
+    assert clickstream_dao.get_session("bulk-page-1").rank_offset == 0
+    assert clickstream_dao.get_session("page-2").rank_offset == 10
+
+
 def test_event_ids_are_unique_within_their_session_not_across_sessions(clean_db: str) -> None:
     # The README's own example: every client numbers its events per session, starting at "e1".
     clickstream_dao.add_session("s1", "q", ["a", "b"])

@@ -122,3 +122,45 @@ def _events(engine: Engine) -> list[tuple[object, ...]]:
                 text("SELECT session_id, event_id, item_id, payload FROM clickstream_events ORDER BY 1, 2")
             )
         ]
+
+
+def test_rank_offset_migration_moves_the_offsets_search_recorded(scratch_engine: Engine) -> None:
+    _migrate(scratch_engine, "0005_event_ids_per_session")
+    payloads = {
+        "search-page-2": '{"model_id": "m", "offset": 10}',
+        "search-page-1": '{"model_id": "m", "offset": 0}',
+        "client-own-offset": '{"offset": 3, "page": 2}',
+        "client-odd-offset": '{"model_id": "m", "offset": "ten"}',
+        "no-payload": None,
+    }
+    with scratch_engine.begin() as connection:
+        for session_id, payload in payloads.items():
+            connection.execute(
+                text(
+                    "INSERT INTO clickstream_sessions (session_id, batch_id, query, results, payload) "
+                    "VALUES (:id, (SELECT id FROM clickstream_batches), '\"q\"', ARRAY['a'], CAST(:payload AS jsonb))"
+                ),
+                {"id": session_id, "payload": payload},
+            )
+
+    _migrate(scratch_engine, "0006_session_rank_offset")
+    with scratch_engine.connect() as connection:
+        offsets = dict(connection.execute(text("SELECT session_id, rank_offset FROM clickstream_sessions")).all())
+        kept = connection.execute(
+            text("SELECT payload FROM clickstream_sessions WHERE session_id = 'search-page-2'")
+        ).scalar_one()
+    assert offsets == {
+        "search-page-2": 10,
+        "search-page-1": 0,
+        "client-own-offset": 0,
+        "client-odd-offset": 0,
+        "no-payload": 0,
+    }
+    assert kept == {"model_id": "m", "offset": 10}  # copied, not moved out of what the client can read
+
+    _migrate(scratch_engine, "0005_event_ids_per_session", "downgrade")
+    with scratch_engine.connect() as connection:
+        columns = connection.execute(
+            text("SELECT column_name FROM information_schema.columns WHERE table_name = 'clickstream_sessions'")
+        ).scalars()
+        assert "rank_offset" not in set(columns)

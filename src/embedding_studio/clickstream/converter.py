@@ -32,8 +32,9 @@ class ClickstreamConverter:
         if not session.results:
             return None
         ranks: dict[str, int] = {}
-        for position, item_id in enumerate(session.results, start=1):
-            ranks.setdefault(item_id, position)
+        # True ranks, not positions on the page: propensities are estimated from them.
+        for rank, item_id in enumerate(session.results, start=session.rank_offset + 1):
+            ranks.setdefault(item_id, rank)
         ordered_events = sorted(
             (event for event in session.events if event.event_type in self.positive_event_types),
             key=lambda event: (event.created_at, event.event_id),

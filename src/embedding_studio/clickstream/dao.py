@@ -70,13 +70,13 @@ __all__ = [
     "clickstream_dao",
 ]
 
-_SESSION_COLUMNS = "session_id, batch_id, query, results, user_id, is_irrelevant, created_at, payload"
+_SESSION_COLUMNS = "session_id, batch_id, query, results, user_id, is_irrelevant, created_at, payload, rank_offset"
 _EVENT_COLUMNS = "event_id, session_id, item_id, event_type, created_at, payload"
 
 _INSERT_SESSION = f"""
 INSERT INTO clickstream_sessions ({_SESSION_COLUMNS})
 VALUES (%(session_id)s, %(batch_id)s, %(query)s::jsonb, %(results)s, %(user_id)s, %(is_irrelevant)s,
-        coalesce(%(created_at)s, now()), %(payload)s::jsonb)
+        coalesce(%(created_at)s, now()), %(payload)s::jsonb, %(rank_offset)s)
 ON CONFLICT (session_id) DO NOTHING
 RETURNING {_SESSION_COLUMNS}
 """
@@ -87,7 +87,7 @@ _INSERT_SESSION_INTO_COLLECTING_BATCH = f"""
 WITH batch AS (SELECT id FROM clickstream_batches WHERE status = 'collecting' FOR SHARE)
 INSERT INTO clickstream_sessions ({_SESSION_COLUMNS})
 SELECT %(session_id)s, batch.id, %(query)s::jsonb, %(results)s, %(user_id)s, %(is_irrelevant)s,
-       coalesce(%(created_at)s, now()), %(payload)s::jsonb
+       coalesce(%(created_at)s, now()), %(payload)s::jsonb, %(rank_offset)s
 FROM batch
 ON CONFLICT (session_id) DO NOTHING
 RETURNING {_SESSION_COLUMNS}
@@ -139,10 +139,10 @@ WHERE (session_id, event_id) IN (SELECT * FROM unnest(%(session_ids)s::text[], %
 _BULK_INSERT_SESSIONS = f"""
 INSERT INTO clickstream_sessions ({_SESSION_COLUMNS})
 SELECT r.session_id, %(batch_id)s, r.query, r.results, r.user_id, coalesce(r.is_irrelevant, false),
-       coalesce(r.created_at, now()), r.payload
+       coalesce(r.created_at, now()), r.payload, coalesce(r.rank_offset, 0)
 FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
     session_id text, query jsonb, results text[], user_id text, is_irrelevant boolean,
-    created_at timestamptz, payload jsonb)
+    created_at timestamptz, payload jsonb, rank_offset integer)
 ORDER BY r.session_id
 ON CONFLICT (session_id) DO NOTHING
 RETURNING session_id
@@ -200,6 +200,7 @@ def _session_parameters(body: SessionBody) -> dict[str, Any]:
         "is_irrelevant": False,
         "created_at": body.created_at,
         "payload": _json_or_none(body.payload),
+        "rank_offset": body.rank_offset,
     }
 
 
@@ -243,7 +244,7 @@ def _json_or_none(value: Any) -> str | None:
 
 
 def _session_from_row(row: Sequence[Any], events: list[ClickstreamEvent] | None = None) -> ClickstreamSession:
-    session_id, batch_id, query, results, user_id, is_irrelevant, created_at, payload = row
+    session_id, batch_id, query, results, user_id, is_irrelevant, created_at, payload, rank_offset = row
     return ClickstreamSession(
         session_id=session_id,
         batch_id=batch_id,
@@ -254,6 +255,7 @@ def _session_from_row(row: Sequence[Any], events: list[ClickstreamEvent] | None 
         created_at=created_at,
         payload=payload,
         events=events if events is not None else [],
+        rank_offset=rank_offset,
     )
 
 
@@ -268,6 +270,8 @@ def _differences(stored: ClickstreamSession, body: SessionBody) -> list[str]:
         differences.append("query")
     if stored.results != body.results:
         differences.append("results")
+    if stored.rank_offset != body.rank_offset:
+        differences.append("rank_offset")
     if stored.user_id != body.user_id:
         differences.append("user_id")
     if (stored.payload or None) != (body.payload or None):
@@ -294,8 +298,9 @@ class ClickstreamDao:
         user_id: str | None = None,
         created_at: datetime | None = None,
         payload: dict[str, Any] | None = None,
+        rank_offset: int = 0,
     ) -> tuple[ClickstreamSession, bool]:
-        """Store one search session in the collecting batch.
+        """Store one search session in the collecting batch (``rank_offset``: results ranked above the first shown).
 
         Returns the stored session and whether it was created now; the same body again is not stored
         twice (``created=False``), the same id with a different body raises :class:`SessionConflictError`.
@@ -307,6 +312,7 @@ class ClickstreamDao:
             "user_id": user_id,
             "created_at": created_at,
             "payload": payload,
+            "rank_offset": rank_offset,
         }
         try:
             body = SessionBody.model_validate(fields)
@@ -732,6 +738,7 @@ def _row_of(session: ClickstreamSession) -> tuple[Any, ...]:
         session.is_irrelevant,
         session.created_at,
         session.payload,
+        session.rank_offset,
     )
 
 
@@ -741,6 +748,7 @@ def _session_row_json(record: SessionRecord) -> dict[str, Any]:
         "query": record.query,
         "results": record.results,
         "is_irrelevant": record.is_irrelevant,
+        "rank_offset": record.rank_offset,
     }
     if record.user_id is not None:
         row["user_id"] = record.user_id

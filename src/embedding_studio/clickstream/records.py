@@ -16,6 +16,7 @@ from embedding_studio.clickstream.errors import InvalidRecordError
 
 MAX_ID_LENGTH = 512
 MAX_RESULTS = 10_000
+MAX_RANK_OFFSET = 1_000_000
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -101,7 +102,15 @@ class SessionBody(BaseModel):
     session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     query: str | dict[str, Any]
     results: list[str] = Field(
-        max_length=MAX_RESULTS, description="Item ids in the order they were shown (rank 1 first)."
+        max_length=MAX_RESULTS,
+        description="Item ids in the order they were shown (rank rank_offset + 1 first).",
+    )
+    rank_offset: int = Field(
+        default=0,
+        ge=0,
+        le=MAX_RANK_OFFSET,
+        description="How many results were ranked above the first shown one (10 for the second page of 10): "
+        "result i is counted as shown at rank rank_offset + i when position bias is estimated.",
     )
     user_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
     created_at: datetime | None = None

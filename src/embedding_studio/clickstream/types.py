@@ -30,6 +30,9 @@ class ClickstreamSession:
     created_at: datetime
     payload: dict[str, Any] | None = None
     events: list[ClickstreamEvent] = field(default_factory=list)
+    #: Results ranked above the first shown one (a later page of a search): ``results[i]`` was shown at
+    #: rank ``rank_offset + i + 1``. Position bias is estimated from those true ranks.
+    rank_offset: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class ClickstreamBatch:
 class FineTuningInput:
     """A session as fine-tuning sees it: query, shown results with 1-based ranks, clicked ids.
 
-    ``ranks[item_id]`` is the position the item was shown at; ``events`` holds the ids of clicked
+    ``ranks[item_id]`` is the rank the item was shown at (its page's offset included, so a second
+    page of 10 starts at 11, not 1); ``events`` holds the ids of clicked
     items (each once); ``is_irrelevant`` marks a session the user flagged as having no good result.
     """
 

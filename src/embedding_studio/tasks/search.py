@@ -42,6 +42,7 @@ def search_blue(
             query=query,
             results=[hit.item_id for hit in hits],
             user_id=user_id,
-            payload={"model_id": blue.model_id, "offset": offset},
+            payload={"model_id": blue.model_id},
+            rank_offset=offset,
         )
     return SearchAnswer(session_id=session_id, model_id=blue.model_id, hits=hits)

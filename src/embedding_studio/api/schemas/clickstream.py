@@ -91,6 +91,9 @@ class SessionOut(BaseModel):
     is_irrelevant: bool
     created_at: datetime
     payload: dict[str, Any] | None = None
+    rank_offset: int = Field(
+        description="Results ranked above the first shown one: results[i] was at rank rank_offset + i + 1."
+    )
     events: list[EventOut]
 
 
