@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         description="Fine-tuning fails when more than this share of the batch's items cannot be loaded.",
     )
     worker_concurrency: int = Field(default=1, ge=1, description="Jobs one worker process runs at once.")
+    model_cache_max_models: int = Field(
+        default=3,
+        ge=1,
+        description="Models the API and each worker keep loaded (least recently used evicted first). Three "
+        "cover a blue flip (old and new blue) plus the model a worker is reindexing.",
+    )
+    model_cache_max_bytes: int = Field(
+        default=4 * 1024**3,
+        ge=1,
+        description="Bytes of weights (parameters and buffers) the model cache may hold per process; a single "
+        "model larger than this is still kept, alone, since it is the one in use.",
+    )
     catalog_loader: str = Field(
         default="jsonl_catalog",
         description="Loader of the items being searched (local_text, s3_text, pgsql_text, ...; see items.registry).",
