@@ -299,8 +299,9 @@ class EmbeddingStudioClient:
     def upsert_items(
         self, items: Iterable[UpsertItem | Mapping[str, Any]], idempotency_key: str | None = None
     ) -> TaskCreatedOut:
-        """Queue adding or replacing items (``{item_id, text, payload?}``) in every collection; the upsert
-        worker applies them, reindexes in progress included."""
+        """Queue adding or replacing items (``{item_id, text | fields, payload?}``: a text, or a JSON item's
+        fields) in every collection; the upsert worker applies them, reindexes in progress included. They stay
+        part of the catalog fine-tuning reads and a reindex from the loader keeps."""
         body: dict[str, Any] = {"items": [_as_json(item) for item in items]}
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key

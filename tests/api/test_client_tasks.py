@@ -86,7 +86,8 @@ def test_bad_task_requests_are_refused_with_the_reason(client: EmbeddingStudioCl
     with pytest.raises(ApiError) as missing_text:
         client.upsert_items([{"item_id": "a", "text": "water"}, {"item_id": "b"}])
     assert missing_text.value.status_code == 422
-    assert [error["field"] for error in missing_text.value.errors] == ["items.1.text"]
+    assert [error["field"] for error in missing_text.value.errors] == ["items.1"]
+    assert "item 'b': give text or fields, exactly one" in missing_text.value.errors[0]["reason"]
     with pytest.raises(ApiError) as no_items:
         client.upsert_items([])
     assert no_items.value.status_code == 422 and no_items.value.errors[0]["field"] == "items"

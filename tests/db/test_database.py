@@ -164,3 +164,34 @@ def test_rank_offset_migration_moves_the_offsets_search_recorded(scratch_engine:
             text("SELECT column_name FROM information_schema.columns WHERE table_name = 'clickstream_sessions'")
         ).scalars()
         assert "rank_offset" not in set(columns)
+
+
+def test_item_text_migration_logs_items_as_data_and_keeps_upserted_items(scratch_engine: Engine) -> None:
+    _migrate(scratch_engine, "0006_session_rank_offset")
+    with scratch_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO item_changes (item_id, operation, content) VALUES "
+                "('a', 'upsert', 'a text'), ('b', 'delete', NULL)"
+            )
+        )
+
+    _migrate(scratch_engine, "0007_item_text_upserted_items")
+    with scratch_engine.begin() as connection:
+        logged = connection.execute(text("SELECT item_id, data FROM item_changes ORDER BY item_id")).all()
+        connection.execute(
+            text(
+                "INSERT INTO item_changes (item_id, operation, data) VALUES "
+                "('c', 'upsert', CAST(:data AS jsonb))"
+            ),
+            {"data": '{"name": "Kettle", "sku": "", "description": "boils"}'},
+        )
+        with pytest.raises(Exception, match="ck_upserted_item_has_data"), connection.begin_nested():
+            connection.execute(text("INSERT INTO upserted_items (item_id) VALUES ('x')"))
+    assert [tuple(row) for row in logged] == [("a", "a text"), ("b", None)]  # a logged text is a JSON string
+
+    _migrate(scratch_engine, "0006_session_rank_offset", "downgrade")
+    with scratch_engine.connect() as connection:
+        contents = dict(connection.execute(text("SELECT item_id, content FROM item_changes")).all())
+        tables = set(connection.execute(text("SELECT tablename FROM pg_tables")).scalars())
+    assert contents == {"a": "a text", "b": None, "c": "Kettle. boils"} and "upserted_items" not in tables

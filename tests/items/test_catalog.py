@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from embedding_studio.items import ItemMeta
+from embedding_studio.items import ItemMeta, item_text
 from embedding_studio.items.loaders.catalog import CatalogFormatError, JsonlCatalogLoader, default_catalog_path
 
 
@@ -12,23 +12,24 @@ def test_demo_catalog_loads_by_id_and_reports_missing() -> None:
     loader = JsonlCatalogLoader()
     assert loader.path == default_catalog_path()
     result = loader.load([ItemMeta("4380635"), ItemMeta("not-an-id")])
-    assert result.items[0].data.startswith("Fahrenheit Scale")
+    assert item_text(result.items[0].data).startswith("Fahrenheit Scale")
     assert [(f.meta.item_id, f.reason) for f in result.failed] == [("not-an-id", "missing")]
 
 
-def test_title_joins_text_and_load_all_streams_in_file_order(tmp_path: Path) -> None:
+def test_items_are_their_fields_read_as_title_and_text_and_load_all_streams_in_file_order(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.jsonl"
     corpus.write_text(
         '{"_id": "1", "title": "Paris", "text": "Capital of France."}\n'
         '{"_id": "2", "title": "", "text": "No title."}\n'
         "\n"
-        '{"_id": "3", "title": "Q?", "text": "Answer."}\n',
+        '{"_id": "3", "title": "Q?", "text": "Answer.", "metadata": {}}\n',
         encoding="utf-8",
     )
     loader = JsonlCatalogLoader(corpus)
     batches = list(loader.load_all(batch_size=2))
     assert [[item.item_id for item in batch] for batch in batches] == [["1", "2"], ["3"]]
-    assert [item.data for batch in batches for item in batch] == [
+    assert batches[1][0].data == {"title": "Q?", "text": "Answer.", "metadata": {}}  # every field but the id
+    assert [item_text(item.data) for batch in batches for item in batch] == [
         "Paris. Capital of France.",
         "No title.",
         "Q? Answer.",
@@ -53,7 +54,7 @@ def test_a_sample_is_uniform_reproducible_and_leaves_out_excluded_ids(tmp_path: 
     assert len(ids) == len(set(ids)) == 10
     assert not {"d0", "d1"} & set(ids)
     assert ids == [item.meta.item_id for item in loader.sample(10, seed=3, exclude={"d0", "d1"})]
-    assert sample[0].data.startswith("t")
+    assert sample[0].data["title"].startswith("t")
     assert len(loader.sample(100)) == 50  # a sample larger than the source is all of it
 
     # Algorithm R: every position is equally likely to be kept.

@@ -8,15 +8,16 @@ from PIL import Image
 from embedding_studio.clickstream.types import FineTuningInput
 from embedding_studio.items import (
     AugmentationConfig,
-    DatasetFieldsNormalizer,
     DownloadedItem,
     FailedItem,
     ImagePreprocessor,
     ItemMeta,
     ItemSetManager,
+    ItemText,
+    ItemTextError,
     LoadResult,
     SimpleTrainingDataset,
-    TextSplitter,
+    item_parts,
     items_set_manager,
     items_to_load,
 )
@@ -54,19 +55,21 @@ def test_items_to_load_collects_every_shown_item(dataset: SimpleTrainingDataset)
     assert items_to_load(dataset.test, source="s3") == {ItemMeta("a", "s3"), ItemMeta("c", "s3")}
 
 
-def test_fields_are_normalized_and_missing_items_dropped_and_counted(dataset: SimpleTrainingDataset) -> None:
+def test_chosen_fields_make_the_text_and_items_without_them_are_dropped(dataset: SimpleTrainingDataset) -> None:
     load_result = LoadResult(
         items=[
             downloaded("a", {"headline": "Paris", "body": "Capital of France"}),
             downloaded("b", "plain text b"),
             downloaded("c", {"other": "no wanted field"}),
+            downloaded("d", {"headline": "   ", "body": None}),
         ],
         failed=[FailedItem(ItemMeta("gone"), "missing", "not found")],
     )
-    normalizer = DatasetFieldsNormalizer(field_map={"headline": "title", "body": "text"})
-    prepared, clickstream = ItemSetManager(normalizer=normalizer)(load_result, dataset)
+    prepared, clickstream = ItemSetManager(item_text=ItemText(fields=("headline", "body")))(load_result, dataset)
     assert prepared.parts == {"a": ["Paris. Capital of France"], "b": ["plain text b"]}
-    assert {(f.meta.item_id, f.reason) for f in prepared.failed} == {("gone", "missing"), ("c", "unreadable")}
+    failures = {f.meta.item_id: (f.reason, f.detail) for f in prepared.failed}
+    assert set(failures) == {"gone", "c", "d"} and failures["c"][0] == "unreadable"
+    assert "none of the fields ['headline', 'body']" in failures["c"][1] and "['other']" in failures["c"][1]
     assert [each.session_id for each in clickstream["train"]] == ["s1", "s2"]
     s2 = clickstream.train[1]
     assert s2.results == ["b"] and s2.events == [] and s2.ranks == {"b": 1}
@@ -84,47 +87,51 @@ def test_drop_sessions_mode_keeps_only_complete_sessions(dataset: SimpleTraining
     assert clickstream.report.sessions_kept == {"train": 1, "test": 1}
 
 
-def test_template_normalization() -> None:
-    normalizer = DatasetFieldsNormalizer(template="{title}. {text}")
-    assert normalizer({"title": "T", "text": "body"}) == "T. body"
-    assert normalizer({"text": "body"}) == "body"
+def test_by_default_every_text_or_number_field_is_joined_in_the_item_order() -> None:
+    item = {"name": "Kettle", "description": "Boils water.", "sku": "K-1", "price": 20, "new": True, "tags": ["x"]}
+    assert item_parts(item) == ["Kettle. Boils water. K-1. 20"]
+    assert item_parts({"title": "Dr. No.", "text": "A film"}) == ["Dr. No. A film"]  # no "No.. A film"
+    assert item_parts("  plain  ") == ["plain"]
 
 
-def test_long_items_are_split_with_overlap_and_parts_remember_their_owner() -> None:
+def test_a_template_formats_the_fields_and_missing_ones_are_blank() -> None:
+    config = ItemText(template="{name}: {description}")
+    assert item_parts({"name": "Kettle", "description": "boils", "sku": "K-1"}, config) == ["Kettle: boils"]
+    assert item_parts({"description": "boils"}, ItemText(template="{description} ({name})")) == ["boils ()"]
+    with pytest.raises(ItemTextError, match=r"none of the template's fields \['name', 'description'\]"):
+        item_parts({"sku": "K-1"}, config)
+
+
+def test_bad_items_and_bad_options_say_what_is_wrong() -> None:
+    with pytest.raises(ItemTextError, match=r"no field with a text or number; its fields: \['a', 'b'\]"):
+        item_parts({"a": None, "b": [1]})
+    with pytest.raises(ItemTextError, match="empty"):
+        item_parts("   ")
+    with pytest.raises(ItemTextError, match="cannot turn a int into text"):
+        item_parts(3)
+    with pytest.raises(ItemTextError, match="fields or a template, not both"):
+        ItemText(fields=("a",), template="{a}")
+    with pytest.raises(ItemTextError, match="names no field"):
+        ItemText(template="no field")
+    with pytest.raises(ItemTextError, match="words_per_part must be at least 1"):
+        ItemText(words_per_part=0)
+    with pytest.raises(ItemTextError, match="unknown item_text option 'feilds'"):
+        ItemText.from_options({"feilds": ["a"]})
+    assert ItemText.from_options(ItemText(fields=("a",), words_per_part=5).as_options()) == ItemText(
+        fields=("a",), words_per_part=5
+    )
+
+
+def test_long_items_are_split_into_parts_that_remember_their_owner() -> None:
     words = " ".join(f"w{index}" for index in range(10))
-    splitter = TextSplitter(max_tokens=4, overlap=1)
-    assert splitter.split(words) == ["w0 w1 w2 w3", "w3 w4 w5 w6", "w6 w7 w8 w9"]
-    assert splitter.split("short text") == ["short text"]
+    config = ItemText(words_per_part=4)
+    assert item_parts(words, config) == ["w0 w1 w2 w3", "w4 w5 w6 w7", "w8 w9"]
     dataset = SimpleTrainingDataset(train=[make_input("s", "q", ["long", "short"], ["long"])], test=[])
-    prepared, _ = ItemSetManager(splitter=splitter)([downloaded("long", words), downloaded("short", "x y")], dataset)
+    prepared, _ = ItemSetManager(item_text=config)([downloaded("long", words), downloaded("short", "x y")], dataset)
     assert len(prepared.parts["long"]) == 3 and prepared.split_item_count == 1
     assert prepared.part_ids("long") == ["long#0", "long#1", "long#2"]
     assert {prepared.part_owner[p] for p in prepared.part_ids("long")} == {"long"}
-    assert prepared.part_text("long#1") == "w3 w4 w5 w6"
-
-
-def test_splitting_with_a_tokenizer_callable_and_fields() -> None:
-    splitter = TextSplitter(max_tokens=3, overlap=0, tokenizer=lambda text: text.lower().split())
-    assert splitter.split("A b C d") == ["A b C", "d"]
-    parts = TextSplitter(max_tokens=4).split_fields({"title": "a b", "text": "c d e f g h", "tag": "x"})
-    assert parts == ["title: a b", "text: c d e", "f g h", "tag: x"]
-    assert TextSplitter(max_tokens=6).split_fields({"title": "a b", "tag": "x"}) == ["title: a b\ntag: x"]
-
-
-def test_splitting_with_a_hugging_face_tokenizer() -> None:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {"[UNK]": 0, **{f"t{index}": index + 1 for index in range(20)}}
-    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
-    text = " ".join(f"t{index}" for index in range(7))
-    assert TextSplitter(max_tokens=3, overlap=1, tokenizer=tokenizer).split(text) == [
-        "t0 t1 t2",
-        "t2 t3 t4",
-        "t4 t5 t6",
-    ]
+    assert prepared.part_text("long#1") == "w4 w5 w6 w7"
 
 
 def test_augmentation_is_deterministic_and_never_touches_test(dataset: SimpleTrainingDataset) -> None:
@@ -178,7 +185,7 @@ def test_text_preprocessor_tokenizes_parts() -> None:
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]", pad_token="[PAD]")
     dataset = SimpleTrainingDataset(train=[make_input("s", "q", ["x"], ["x"])], test=[])
     prepared, _ = ItemSetManager(
-        splitter=TextSplitter(max_tokens=2), preprocessors={"text": TextPreprocessor(tokenizer, max_length=2)}
+        item_text=ItemText(words_per_part=2), preprocessors={"text": TextPreprocessor(tokenizer, max_length=2)}
     )([downloaded("x", "a b a")], dataset)
     assert prepared.parts["x"] == ["a b", "a"]
     assert prepared.features["x"]["input_ids"].tolist() == [[2, 3], [2, 1]]

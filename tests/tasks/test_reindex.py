@@ -10,7 +10,7 @@ import pytest
 
 from embedding_studio import vectordb
 from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, index_catalog, run_reindex
-from embedding_studio.tasks.reindex import DestinationLock, ReindexConflictError, item_text
+from embedding_studio.tasks.reindex import DestinationLock, ReindexConflictError
 from embedding_studio.tasks.search import search_blue
 
 
@@ -21,7 +21,7 @@ def test_index_catalog_deploys_the_first_model_and_search_finds_an_item_by_its_t
     result = index_catalog(model_a, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), batch_size=16)
     assert result.item_count == 60 and result.deployed_as_blue
     assert vectordb.get_deployment().blue_model_id == model_a
-    first_line_text = item_text(__import__("json").loads(catalog.read_text().splitlines()[5])["text"])
+    first_line_text = __import__("json").loads(catalog.read_text().splitlines()[5])["text"]
     answer = search_blue(first_line_text, limit=3, record_session=False)
     assert answer.model_id == model_a and len(answer.hits) == 3
     assert "item-5" in [hit.item_id for hit in answer.hits]

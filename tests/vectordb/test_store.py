@@ -152,10 +152,21 @@ def test_changes_logged_while_a_collection_builds_reach_it_before_it_serves(clea
     assert contents == {"x": "b new", "new": "c"}
 
 
-def test_long_texts_are_split_into_parts() -> None:
-    text = " ".join(f"w{index}" for index in range(450))
-    parts = vectordb.split_into_parts(text, words_per_part=200)
-    assert [len(part.split()) for part in parts] == [200, 200, 50]
-    assert vectordb.split_into_parts("  short  ") == ["short"]
-    with pytest.raises(ValueError, match="words_per_part"):
-        vectordb.split_into_parts("x", words_per_part=0)
+def test_each_collection_cuts_an_upserted_item_with_its_own_item_text_and_the_item_is_kept(clean_db: str) -> None:
+    from embedding_studio.items import ItemText, ItemTextError
+
+    vectordb.register_model("model-a", DIM, source="test")
+    collection = vectordb.start_collection("model-a", ItemText(fields=("name", "description"), words_per_part=2))
+    vectordb.finish_collection("model-a", hash_embed, collection.change_seq_start or 0, deploy_as_blue=True)
+    assert vectordb.get_collection("model-a").item_text == ItemText(fields=("name", "description"), words_per_part=2)
+    item = {"name": "Kettle", "description": "boils water fast", "sku": "K-1"}
+    vectordb.apply_item_changes([ItemChange("k", "upsert", item, {"v": 1})], lambda model_id: hash_embed)
+    parts = [part.content for batch in vectordb.iter_source_parts("model-a") for part in batch]
+    assert parts == ["Kettle. boils", "water fast"]  # the sku is not one of the fields; two words a part
+    kept = vectordb.get_upserted_items()
+    assert kept["k"].data == item and kept["k"].payload == {"v": 1} and not kept["k"].deleted
+    vectordb.apply_item_changes([ItemChange("k", "delete")], lambda model_id: hash_embed)
+    assert vectordb.get_upserted_items(["k"])["k"].deleted
+    with pytest.raises(ItemTextError, match="item 'bad' cannot be embedded into the collection of 'model-a'.*sku"):
+        vectordb.apply_item_changes([ItemChange("bad", "upsert", {"sku": "K-2"})], lambda model_id: hash_embed)
+    assert "bad" not in vectordb.get_upserted_items()  # refused whole: nothing logged, nothing kept

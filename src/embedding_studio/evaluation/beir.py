@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The catalog loader's join, so offline figures score exactly the "title. text" that search indexes.
-from embedding_studio.items.loaders.catalog import title_and_text as join_title_and_text
+from embedding_studio.items.item_text import ItemTextError
+from embedding_studio.items.item_text import item_text as text_of_item
 
 
 class DatasetError(ValueError):
@@ -61,8 +62,13 @@ class BeirDataset:
         return self._item_ids
 
     def item_text(self, item_id: str) -> str:
-        """The text a model sees for an item: the same "title. text" the product's catalog loader indexes."""
-        return join_title_and_text(*self.corpus[item_id])
+        """The text a model sees for an item: ``items.item_text`` of its catalog line, as the product indexes it
+        with the default ``ItemText`` ("title. text"); an item with neither is the empty text."""
+        title, text = self.corpus[item_id]
+        try:
+            return text_of_item({"title": title, "text": text})
+        except ItemTextError:
+            return ""
 
     @property
     def has_train_split(self) -> bool:

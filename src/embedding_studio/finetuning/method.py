@@ -1,7 +1,8 @@
 """Fine-tuning methods: everything that differs between two kinds of catalog lives in one plugin.
 
 A method says where the items come from (the loader), how a query becomes model input (the query
-retriever), how items are prepared (item set manager settings), which model to start from (model
+retriever), how an item becomes the text parts the model embeds (``item_text``: the same in training,
+reindex and upserts), how items are prepared (item set manager settings), which model to start from (model
 factory), what to optimise (the loss, a FineTuningParams field) and what to search over. Plugins
 are found through the ``embedding_studio.plugins`` entry-point group, so a deployment adds one by
 installing a package, without touching this code.
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from embedding_studio.finetuning.errors import FineTuningError, InvalidSearchSpaceError, UnknownMethodError
 from embedding_studio.finetuning.params import FineTuningParams
+from embedding_studio.items.item_text import ItemText, ItemTextError
 
 if TYPE_CHECKING:
     from embedding_studio.items import DataLoader, ItemSetManager
@@ -51,10 +53,10 @@ def _default_query_retriever() -> Any:
     return TextQueryRetriever()
 
 
-def _default_item_set_manager() -> ItemSetManager:
+def _default_item_set_manager(item_text: ItemText) -> ItemSetManager:
     from embedding_studio.items import ItemSetManager
 
-    return ItemSetManager()
+    return ItemSetManager(item_text=item_text)
 
 
 def _default_model_factory(name_or_path: str) -> TextEmbeddingModel:
@@ -75,7 +77,10 @@ class FineTuningMethod:
     loader: LoaderConfig | Callable[[], DataLoader]
     item_source: str = "default"
     query_retriever_factory: Callable[[], Any] = _default_query_retriever
-    item_set_manager_factory: Callable[[], ItemSetManager] = _default_item_set_manager
+    #: how an item becomes the text parts the model embeds; the collections it is indexed into keep it
+    item_text: ItemText = field(default_factory=ItemText)
+    #: gets ``item_text``, so a custom manager prepares items exactly as reindex and upserts will
+    item_set_manager_factory: Callable[[ItemText], ItemSetManager] = _default_item_set_manager
     model_factory: Callable[[str], TextEmbeddingModel] = _default_model_factory
     base_model: str = "all-MiniLM-L6-v2"
     loss: str | None = None
@@ -95,6 +100,14 @@ class FineTuningMethod:
     validation_pool_seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.item_text, Mapping):  # method_options arrive as JSON
+            try:
+                self.item_text = ItemText.from_options(self.item_text)
+            except (ItemTextError, TypeError) as error:
+                raise FineTuningError(f"method {self.name!r}: {error}") from error
+        if not isinstance(self.item_text, ItemText):
+            kind = type(self.item_text).__name__
+            raise FineTuningError(f"method {self.name!r}: item_text must be an ItemText or its options, got {kind}")
         if self.max_evals < 1:
             raise FineTuningError(f"method {self.name!r}: max_evals must be at least 1, got {self.max_evals}")
         if self.validation_pool_size < 0:
@@ -113,15 +126,17 @@ class FineTuningMethod:
             )
 
     def create_loader(self) -> DataLoader:
-        if isinstance(self.loader, LoaderConfig):
-            return self.loader.create()
-        return self.loader()
+        """The catalog: the method's loader with the items upserted (or deleted) through the API on top."""
+        from embedding_studio.items.loaders.upserted import WithUpsertedItems
+
+        loader = self.loader.create() if isinstance(self.loader, LoaderConfig) else self.loader()
+        return WithUpsertedItems(loader)
 
     def create_query_retriever(self) -> Any:
         return self.query_retriever_factory()
 
     def create_item_set_manager(self) -> ItemSetManager:
-        return self.item_set_manager_factory()
+        return self.item_set_manager_factory(self.item_text)
 
     def create_model(self, name_or_path: str | None = None) -> TextEmbeddingModel:
         return self.model_factory(name_or_path or self.base_model)

@@ -1,6 +1,8 @@
-"""Items: where they live (loaders), and how they become model input (``ItemSetManager``)."""
+"""Items: where they live (loaders), the text parts a model embeds (``item_parts``), and how they become
+training input (``ItemSetManager``)."""
 
 from embedding_studio.items.augmentation import AugmentationConfig, Augmenter, ChangeCase, Misspell
+from embedding_studio.items.item_text import ItemText, ItemTextError, item_parts, item_text
 from embedding_studio.items.loader import (
     DataLoader,
     ItemMissingError,
@@ -20,9 +22,7 @@ from embedding_studio.items.manager import (
     items_set_manager,
     items_to_load,
 )
-from embedding_studio.items.normalizer import DatasetFieldsNormalizer, NormalizationError
 from embedding_studio.items.registry import LoaderConfig, UnknownLoaderError, create_configured_loader, create_loader
-from embedding_studio.items.splitters import TextSplitter
 from embedding_studio.items.types import DownloadedItem, FailedItem, ItemMeta
 
 
@@ -41,30 +41,31 @@ __all__ = [
     "ChangeCase",
     "ClickstreamPreparationReport",
     "DataLoader",
-    "DatasetFieldsNormalizer",
     "DownloadedItem",
     "FailedItem",
     "ImagePreprocessor",
     "ItemMeta",
     "ItemMissingError",
     "ItemSetManager",
+    "ItemText",
+    "ItemTextError",
     "ItemUnreadableError",
     "LoadResult",
     "LoaderConfig",
     "LoaderError",
     "Misspell",
-    "NormalizationError",
     "PreparedClickstream",
     "PreparedItemSet",
     "RetryPolicy",
     "SimpleTrainingDataset",
     "TextPreprocessor",
-    "TextSplitter",
     "TrainingDataset",
     "TransientLoadError",
     "UnknownLoaderError",
     "create_configured_loader",
     "create_loader",
+    "item_parts",
+    "item_text",
     "items_set_manager",
     "items_to_load",
 ]

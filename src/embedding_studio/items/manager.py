@@ -1,7 +1,8 @@
 """``ItemSetManager``: from downloaded items and a train/test split to what fine-tuning consumes.
 
-It normalizes each item's fields to one text (or keeps an image), splits items too long for the
-model into parts and remembers which parts form one item, optionally augments training examples,
+It turns each item into the text parts the model embeds with the method's ``ItemText`` (the very
+function reindex and upserts use, so training sees what search serves) or keeps an image, remembers
+which parts form one item, optionally augments training examples,
 runs the modality's preprocessor, and keeps from the clickstream only what refers to prepared items,
 counting everything it drops (seed: "Item Processing").
 """
@@ -15,9 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from embedding_studio.clickstream.types import FineTuningInput
 from embedding_studio.items.augmentation import AugmentationConfig, Augmenter
+from embedding_studio.items.item_text import ItemText, ItemTextError, item_parts
 from embedding_studio.items.loader import UNREADABLE, LoadResult
-from embedding_studio.items.normalizer import DatasetFieldsNormalizer, NormalizationError
-from embedding_studio.items.splitters import TextSplitter
 from embedding_studio.items.types import DownloadedItem, FailedItem, ItemMeta
 
 if TYPE_CHECKING:
@@ -134,16 +134,14 @@ class ItemSetManager:
 
     def __init__(
         self,
-        normalizer: DatasetFieldsNormalizer | None = None,
-        splitter: TextSplitter | None = None,
+        item_text: ItemText | None = None,
         augmentation: AugmentationConfig | None = None,
         preprocessors: Mapping[str, Preprocessor] | None = None,
         missing_items: Literal["drop_items", "drop_sessions"] = "drop_items",
     ) -> None:
         if missing_items not in ("drop_items", "drop_sessions"):
             raise ValueError(f"missing_items must be 'drop_items' or 'drop_sessions', got {missing_items!r}")
-        self.normalizer = normalizer or DatasetFieldsNormalizer()
-        self.splitter = splitter
+        self.item_text = item_text or ItemText()
         self.augmentation = augmentation
         self.preprocessors = dict(preprocessors or {})
         self.missing_items = missing_items
@@ -155,31 +153,22 @@ class ItemSetManager:
             prepared.failed.extend(downloaded.failed)
             downloaded = downloaded.items
         for item in downloaded:
+            if _is_image(item.data):
+                prepared.metas[item.item_id] = item.meta
+                prepared.images[item.item_id] = item.data
+                continue
             try:
-                content = self.normalizer(item.data)
-            except NormalizationError as error:
-                prepared.failed.append(FailedItem(item.meta, UNREADABLE, f"normalization: {error}"))
+                parts = item_parts(item.data, self.item_text)
+            except ItemTextError as error:
+                prepared.failed.append(FailedItem(item.meta, UNREADABLE, f"item text: {error}"))
                 continue
             prepared.metas[item.item_id] = item.meta
-            if isinstance(content, str | Mapping):
-                parts = self._split(content)
-                prepared.parts[item.item_id] = parts
-                for index in range(len(parts)):
-                    prepared.part_owner[part_id(item.item_id, index)] = item.item_id
-            else:
-                prepared.images[item.item_id] = content
+            prepared.parts[item.item_id] = parts
+            for index in range(len(parts)):
+                prepared.part_owner[part_id(item.item_id, index)] = item.item_id
         if prepared.failed:
             logger.warning("%d items could not be prepared", len(prepared.failed))
         return prepared
-
-    def _split(self, content: str | Mapping[str, Any]) -> list[str]:
-        if isinstance(content, Mapping):
-            if self.splitter is None:
-                return ["\n".join(f"{key}: {value}" for key, value in content.items() if value not in (None, ""))]
-            return self.splitter.split_fields(content)
-        if self.splitter is None:
-            return [content]
-        return self.splitter.split(content)
 
     def _preprocess(self, prepared: PreparedItemSet) -> None:
         text_preprocessor = self.preprocessors.get("text")
@@ -259,6 +248,11 @@ class ItemSetManager:
         if dropped:
             logger.warning("dropped %d sessions that referred to items which could not be prepared", dropped)
         return prepared, PreparedClickstream(train=train, test=test, report=report)
+
+
+def _is_image(data: Any) -> bool:
+    """A PIL image (anything with a size and a mode) is kept as is for an image tower."""
+    return hasattr(data, "size") and hasattr(data, "mode")
 
 
 def items_set_manager(

@@ -2,7 +2,6 @@
 
 from embedding_studio.tasks.errors import (
     IdempotencyConflictError,
-    ReindexSourceError,
     TaskCanceledError,
     TaskError,
     TaskStateError,
@@ -21,7 +20,6 @@ __all__ = [
     "IdempotencyConflictError",
     "LoaderSpec",
     "ReindexResult",
-    "ReindexSourceError",
     "ReindexTaskParams",
     "Task",
     "TaskCanceledError",

@@ -33,7 +33,3 @@ class UnknownModelError(TaskError):
 
 class TaskCanceledError(TaskError):
     """Raised inside a worker when the task's cancel flag is seen; the task ends ``canceled``."""
-
-
-class ReindexSourceError(TaskError):
-    """A reindex has nothing to read items from."""

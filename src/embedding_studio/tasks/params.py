@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from embedding_studio.items.item_text import DEFAULT_SEPARATOR, DEFAULT_WORDS_PER_PART, ItemText, ItemTextError
+from embedding_studio.items.item_text import item_text as text_of_item
 
 
 class FineTuningTaskParams(BaseModel):
@@ -49,6 +52,36 @@ class LoaderSpec(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class ItemTextOptions(BaseModel):
+    """How an item becomes the text parts a model embeds (``items.ItemText``); the default joins every text field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fields: list[str] = Field(
+        default_factory=list,
+        description="Fields joined, in this order; empty: every text or number field, in the item's order.",
+    )
+    template: str | None = Field(
+        default=None, description='Format string over the fields instead, e.g. "{name}: {description}".'
+    )
+    separator: str = Field(default=DEFAULT_SEPARATOR, description="What joins the fields.")
+    words_per_part: int = Field(
+        default=DEFAULT_WORDS_PER_PART, ge=1, description="Longer texts are cut into parts of this many words."
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> ItemTextOptions:
+        self.config()  # raises ItemTextError (a ValueError, so a 422 naming the problem)
+        return self
+
+    def config(self) -> ItemText:
+        return ItemText.from_options(self.model_dump())
+
+    @classmethod
+    def of(cls, config: ItemText) -> ItemTextOptions:
+        return cls.model_validate(config.as_options())
+
+
 class ReindexTaskParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -60,6 +93,11 @@ class ReindexTaskParams(BaseModel):
     deploy_as_blue: bool = Field(default=False, description="Flip search to the new collection when it is built.")
     wait_on_conflict: bool = Field(default=False, description="Wait for another reindex into dest instead of refusing.")
     loader: LoaderSpec | None = Field(default=None, description="Read items from this loader instead of a collection.")
+    item_text: ItemTextOptions | None = Field(
+        default=None,
+        description="How items become text parts; default: as the blue collection was cut, else every text field. "
+        "A fine-tuning deployment passes its method's, so search serves the texts the model was trained on.",
+    )
     batch_size: int = Field(default=256, ge=1, le=100_000, description="Parts embedded and written per batch.")
     pause_between_batches_s: float = Field(
         default=0.0, ge=0.0, le=60.0, description="Throttle: seconds to wait between batches (spares a busy database)."
@@ -67,11 +105,36 @@ class ReindexTaskParams(BaseModel):
 
 
 class UpsertItem(BaseModel):
+    """One item: a ``text``, or the ``fields`` of a JSON item (as the catalog holds them), never both.
+
+    Each collection turns it into text parts with the ``item_text`` it was built with, as it did its other items.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
     item_id: str = Field(min_length=1, max_length=1000)
-    text: str = Field(description="The item's text; long texts are split into parts searched as one item.")
+    text: str | None = Field(
+        default=None, description="A text item; long texts are split into parts searched as one item."
+    )
+    fields: dict[str, Any] | None = Field(
+        default=None, description='A JSON item\'s fields, e.g. {"name": "...", "description": "..."}.'
+    )
     payload: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_kind_with_text(self) -> UpsertItem:
+        if (self.text is None) == (self.fields is None):
+            raise ValueError(f"item {self.item_id!r}: give text or fields, exactly one")
+        try:
+            text_of_item(self.data)
+        except ItemTextError as error:
+            raise ValueError(f"item {self.item_id!r}: {error}") from None
+        return self
+
+    @property
+    def data(self) -> str | dict[str, Any]:
+        """The item as a loader would give it: what ``items.item_parts`` cuts."""
+        return self.text if self.text is not None else dict(self.fields or {})
 
 
 class UpsertTaskParams(BaseModel):

@@ -1,12 +1,17 @@
 """Reindex: embed every item with a model into a new collection, then (optionally) flip search to it.
 
-The new collection is bulk-loaded from a snapshot (the source collection's parts, or a loader's
-``load_all``), indexed once at the end, caught up with the item changes logged meanwhile, and only
-then marked ready or blue in one transaction (see ``vectordb.store``). Embedding and writing overlap:
-a writer thread streams vectors into one binary COPY while the next batch is encoded.
+The new collection is bulk-loaded from a snapshot (the source collection's parts, or the catalog: a
+loader's ``load_all`` with the items upserted through the API on top), indexed once at the end, caught
+up with the item changes logged meanwhile, and only then marked ready or blue in one transaction (see
+``vectordb.store``). Embedding and writing overlap: a writer thread streams vectors into one binary COPY
+while the next batch is encoded.
 
 Two reindexes into one model never run together: a PostgreSQL advisory lock (held by the worker's
 connection, so a killed worker releases it) makes the second wait (``wait_on_conflict``) or be refused.
+
+Items become text parts with ``items.item_parts`` and the build's ``ItemText`` (the fine-tuning method's,
+so search serves the texts the model was trained on); the collection keeps it for later upserts. A source
+collection cut with another ``ItemText`` cannot be copied, so the items are then read from the catalog.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import numpy as np
 
 from embedding_studio import vectordb
 from embedding_studio.config import get_settings
-from embedding_studio.tasks.errors import ReindexSourceError, TaskCanceledError
+from embedding_studio.items.item_text import ItemText, ItemTextError, item_parts
+from embedding_studio.tasks.errors import TaskCanceledError
 from embedding_studio.tasks.models import resolve_model
 from embedding_studio.tasks.params import LoaderSpec, ReindexTaskParams
 from embedding_studio.vectordb.connection import get_pool
@@ -53,6 +59,8 @@ class ReindexResult:
     seconds: float
     phase_seconds: dict[str, float] = field(default_factory=dict)
     """Where the time went: "embed_and_write", "index", "catch_up_and_flip"."""
+    #: catalog items left out because they have no text under the build's ``item_text`` (logged with examples)
+    skipped_items: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +69,7 @@ class ReindexResult:
             "item_count": self.item_count,
             "part_count": self.part_count,
             "deployed_as_blue": self.deployed_as_blue,
+            "skipped_items": self.skipped_items,
             "seconds": round(self.seconds, 3),
             "phase_seconds": {phase: round(value, 3) for phase, value in self.phase_seconds.items()},
         }
@@ -122,20 +131,13 @@ def acquire_destination(
     return lock
 
 
-def item_text(data: Any) -> str:
-    """The text a loaded item is embedded as: a string as is, the string fields of a mapping joined."""
-    if isinstance(data, str):
-        return data
-    if isinstance(data, dict):
-        return ". ".join(str(value).strip() for value in data.values() if isinstance(value, str) and value.strip())
-    raise ReindexSourceError(f"items of type {type(data).__name__} cannot be indexed as text")
-
-
 @dataclass(frozen=True)
 class _Source:
     name: str
     batches: Callable[[int], Iterator[list[vectordb.SourcePart]]]
     total_parts: int | None
+    #: ids of the items that had no text (filled while ``batches`` is read)
+    skipped: list[str] = field(default_factory=list)
 
 
 def _collection_source(model_id: str) -> _Source:
@@ -146,40 +148,73 @@ def _collection_source(model_id: str) -> _Source:
     )
 
 
-def _loader_source(spec: LoaderSpec) -> _Source:
+def _loader_source(spec: LoaderSpec, item_text: ItemText) -> _Source:
+    """The catalog: the loader's items with the API's upserts and deletes applied, cut with ``item_text``."""
+    from embedding_studio.items.loaders.upserted import WithUpsertedItems
     from embedding_studio.items.registry import create_loader
 
-    loader = create_loader(spec.name, **spec.options)
+    loader = WithUpsertedItems(create_loader(spec.name, **spec.options))
+    skipped: list[str] = []
 
     def batches(batch_size: int) -> Iterator[list[vectordb.SourcePart]]:
         seen: set[str] = set()
-        for items in loader.load_all(batch_size):
-            parts: list[vectordb.SourcePart] = []
-            for item in items:
-                if item.item_id in seen:  # a source listing an id twice keeps its first
-                    continue
-                seen.add(item.item_id)
-                payload = dict(item.extra) if item.extra else None
-                for index, text in enumerate(vectordb.split_into_parts(item_text(item.data))):
-                    parts.append(vectordb.SourcePart(item.item_id, index, text, payload))
-            yield parts
+        try:
+            for items in loader.load_all(batch_size):
+                parts: list[vectordb.SourcePart] = []
+                for item in items:
+                    if item.item_id in seen:  # a source listing an id twice keeps its first
+                        continue
+                    seen.add(item.item_id)
+                    try:
+                        texts = item_parts(item.data, item_text)
+                    except ItemTextError as error:
+                        if not skipped:
+                            logger.warning("item %r has no text and is not indexed: %s", item.item_id, error)
+                        skipped.append(item.item_id)
+                        continue
+                    payload = dict(item.extra) if item.extra else None
+                    parts.extend(
+                        vectordb.SourcePart(item.item_id, index, text, payload) for index, text in enumerate(texts)
+                    )
+                yield parts
+        finally:
+            loader.close()
+        if skipped:
+            logger.warning("%d items without text were not indexed, e.g. %s", len(skipped), skipped[:5])
 
-    return _Source(name=f"loader {spec.name}", batches=batches, total_parts=None)
+    return _Source(name=f"loader {spec.name}", batches=batches, total_parts=None, skipped=skipped)
 
 
-def choose_source(params: ReindexTaskParams) -> _Source:
-    """The explicit loader, else the source (or blue) collection, else the configured catalog loader."""
+def build_item_text(params: ReindexTaskParams) -> ItemText:
+    """The build's ``ItemText``: the task's, else the blue collection's (a catalog keeps being cut one way), else the
+    default."""
+    if params.item_text is not None:
+        return params.item_text.config()
+    blue = vectordb.get_blue_collection()
+    if blue is not None:
+        collection = vectordb.get_collection(blue.model_id)
+        if collection is not None:
+            return collection.item_text
+    return ItemText()
+
+
+def choose_source(params: ReindexTaskParams, item_text: ItemText) -> _Source:
+    """The explicit loader, else the source (or blue) collection when it was cut with ``item_text`` too, else the
+    configured catalog loader."""
     if params.loader is not None:
-        return _loader_source(params.loader)
+        return _loader_source(params.loader, item_text)
     candidates = [params.source_model_id, vectordb.get_deployment().blue_model_id]
     for model_id in candidates:
         if model_id is None or model_id == params.dest_model_id:
             continue
         collection = vectordb.get_collection(model_id)
-        if collection is not None and collection.state in ("blue", "ready"):
+        if collection is None or collection.state not in ("blue", "ready"):
+            continue
+        if collection.item_text == item_text:
             return _collection_source(model_id)
+        logger.info("the collection of %s was cut with another item_text: reading the catalog instead", model_id)
     settings = get_settings()
-    return _loader_source(LoaderSpec(name=settings.catalog_loader, options=settings.catalog_loader_options))
+    return _loader_source(LoaderSpec(name=settings.catalog_loader, options=settings.catalog_loader_options), item_text)
 
 
 class _CopyWriter:
@@ -245,9 +280,10 @@ def build_collection(
             f"model {params.dest_model_id!r} is already the blue model; nothing to reindex"
         )
     vectordb.register_model(params.dest_model_id, int(model.dim), source=model_source)
-    source = choose_source(params)
+    item_text = build_item_text(params)
+    source = choose_source(params, item_text)
     progress(0.01, f"reading items from the {source.name}")
-    collection = vectordb.start_collection(params.dest_model_id)
+    collection = vectordb.start_collection(params.dest_model_id, item_text)
 
     batch_size = encode_batch_size(model, params.batch_size)
 
@@ -300,6 +336,7 @@ def build_collection(
         item_count=finished.item_count,
         part_count=written,
         deployed_as_blue=finished.state == "blue",
+        skipped_items=len(source.skipped),
         seconds=(seconds := time.perf_counter() - started),
         phase_seconds={**phase_seconds, "catch_up_and_flip": seconds - sum(phase_seconds.values())},
     )

@@ -16,7 +16,7 @@ from embedding_studio import vectordb
 from embedding_studio.tasks import repository
 from embedding_studio.tasks.deployment import DeploymentDecision, blue_changed_decision, deployment_decision
 from embedding_studio.tasks.errors import TaskCanceledError
-from embedding_studio.tasks.params import FineTuningTaskParams, ReindexTaskParams, UpsertTaskParams
+from embedding_studio.tasks.params import FineTuningTaskParams, ItemTextOptions, ReindexTaskParams, UpsertTaskParams
 from embedding_studio.tasks.reindex import ReindexConflictError, run_reindex
 from embedding_studio.tasks.types import Task, TaskKind, TaskStatus
 
@@ -108,7 +108,7 @@ def _fine_tune(task: Task) -> None:
     from embedding_studio.finetuning.method import get_method
 
     params = FineTuningTaskParams.model_validate(task.params)
-    method = get_method(params.method, **params.method_options) if params.method_options else params.method
+    method = get_method(params.method, **params.method_options)
     blue_model_id = vectordb.get_deployment().blue_model_id
     start_model = params.embedding_model_id or blue_model_id
     # The gate needs blue's figures on the very sessions and candidate pool the best model was validated on,
@@ -135,6 +135,7 @@ def _fine_tune(task: Task) -> None:
             ReindexTaskParams(
                 source_model_id=start_model,
                 dest_model_id=result.best_run_id,
+                item_text=ItemTextOptions.of(method.item_text),  # search serves the texts it was trained on
                 deploy_as_blue=True,
                 wait_on_conflict=params.wait_on_conflict,
             ),
@@ -229,7 +230,7 @@ def _embedder_for(model_id: str) -> Callable[[list[str]], Any]:
 
 def _upsert(task: Task) -> None:
     params = UpsertTaskParams.model_validate(task.params)
-    changes = [vectordb.ItemChange(item.item_id, "upsert", item.text, item.payload) for item in params.upserts] + [
+    changes = [vectordb.ItemChange(item.item_id, "upsert", item.data, item.payload) for item in params.upserts] + [
         vectordb.ItemChange(item_id, "delete") for item_id in params.deletes
     ]
     written = vectordb.apply_item_changes(changes, _embedder_for)

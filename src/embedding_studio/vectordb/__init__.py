@@ -8,7 +8,6 @@ from embedding_studio.vectordb.errors import (
     RollbackUnavailableError,
     VectorStoreError,
 )
-from embedding_studio.vectordb.parts import split_into_parts
 from embedding_studio.vectordb.store import (
     BlueCollection,
     Collection,
@@ -18,6 +17,7 @@ from embedding_studio.vectordb.store import (
     ItemPart,
     SearchHit,
     SourcePart,
+    UpsertedItem,
     apply_item_changes,
     build_index,
     catch_up,
@@ -31,6 +31,7 @@ from embedding_studio.vectordb.store import (
     get_collection,
     get_deployment,
     get_model_record,
+    get_upserted_items,
     iter_source_parts,
     list_collections,
     list_models,
@@ -54,6 +55,7 @@ __all__ = [
     "RollbackUnavailableError",
     "SearchHit",
     "SourcePart",
+    "UpsertedItem",
     "VectorStoreError",
     "apply_item_changes",
     "build_index",
@@ -68,12 +70,12 @@ __all__ = [
     "get_collection",
     "get_deployment",
     "get_model_record",
+    "get_upserted_items",
     "iter_source_parts",
     "list_collections",
     "list_models",
     "register_model",
     "rollback",
     "search",
-    "split_into_parts",
     "start_collection",
 ]

@@ -11,6 +11,11 @@ number its source snapshot already contains (``change_seq_start``); it is bulk-l
 snapshot, then replays every later change, and finally replays the remainder and flips while holding
 the lock again, so a change either committed before that last step (and was replayed) or comes after
 it (and sees the new collection as ready or blue, and writes into it directly).
+
+Each collection keeps the ``ItemText`` it was built with, and every change is logged as the item itself
+(a text or a JSON object), so each collection cuts an upserted item exactly as it cut its other items.
+The same transaction records the item in ``upserted_items``: the catalog fine-tuning and a reindex from
+the loader read, with these items on top.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from embedding_studio.items.item_text import ItemText, ItemTextError, item_parts
 from embedding_studio.vectordb.connection import DEFAULT_EF_SEARCH, get_pool
 from embedding_studio.vectordb.errors import (
     CollectionNotFoundError,
@@ -37,7 +43,6 @@ from embedding_studio.vectordb.errors import (
     NoBlueModelError,
     RollbackUnavailableError,
 )
-from embedding_studio.vectordb.parts import split_into_parts
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +84,8 @@ class Collection:
     change_seq_start: int | None
     created_at: datetime
     updated_at: datetime
+    #: how this collection's items became text parts (an upsert into it is cut the same way)
+    item_text: ItemText = ItemText()
 
 
 @dataclass(frozen=True)
@@ -116,11 +123,11 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class ItemChange:
-    """One upsert (``content`` set) or delete (``content`` None) of an item, as logged."""
+    """One upsert (``data``: the item, a text or a JSON object) or delete (``data`` None) of an item, as logged."""
 
     item_id: str
     operation: str  # "upsert" | "delete"
-    content: str | None = None
+    data: str | dict[str, Any] | None = None
     payload: dict[str, Any] | None = None
     seq: int = 0
 
@@ -194,11 +201,13 @@ def _collection_from_row(row: dict[str, Any]) -> Collection:
         change_seq_start=row["change_seq_start"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        item_text=ItemText.from_options(row["item_text"]),
     )
 
 
 _COLLECTION_SELECT = (
-    "SELECT c.model_id, c.table_name, c.state, c.item_count, c.change_seq_start, c.created_at, c.updated_at, m.dim "
+    "SELECT c.model_id, c.table_name, c.state, c.item_count, c.change_seq_start, c.created_at, c.updated_at, "
+    "c.item_text, m.dim "
     "FROM collections c JOIN embedding_models m ON m.id = c.model_id"
 )
 
@@ -219,10 +228,11 @@ def list_collections(states: Sequence[str] | None = None) -> list[Collection]:
     return [_collection_from_row(row) for row in rows]
 
 
-def start_collection(model_id: str) -> Collection:
+def start_collection(model_id: str, item_text: ItemText = ItemText()) -> Collection:
     """(Re)create the collection of a registered model, empty and ``building``, and note its snapshot point.
 
-    The blue collection is never rebuilt in place: search reads it.
+    ``item_text`` is how the build cuts items into parts; the collection keeps it for later upserts. The
+    blue collection is never rebuilt in place: search reads it.
     """
     with get_pool().connection() as connection, connection.transaction():
         model = connection.execute("SELECT dim FROM embedding_models WHERE id = %s", (model_id,)).fetchone()
@@ -247,11 +257,12 @@ def start_collection(model_id: str) -> Collection:
         seq_row = connection.execute("SELECT coalesce(max(seq), 0) FROM item_changes").fetchone()
         assert seq_row is not None
         connection.execute(
-            "INSERT INTO collections (model_id, table_name, state, item_count, change_seq_start) "
-            "VALUES (%s, %s, 'building', 0, %s) "
+            "INSERT INTO collections (model_id, table_name, state, item_count, change_seq_start, item_text) "
+            "VALUES (%s, %s, 'building', 0, %s, %s) "
             "ON CONFLICT (model_id) DO UPDATE SET table_name = excluded.table_name, state = 'building', "
-            "item_count = 0, change_seq_start = excluded.change_seq_start, updated_at = now()",
-            (model_id, table, seq_row[0]),
+            "item_count = 0, change_seq_start = excluded.change_seq_start, item_text = excluded.item_text, "
+            "updated_at = now()",
+            (model_id, table, seq_row[0], Jsonb(item_text.as_options())),
         )
     collection = get_collection(model_id)
     assert collection is not None
@@ -357,16 +368,6 @@ def drop_collection(model_id: str) -> None:
 # --------------------------------------------------------------------------------------------- changes
 
 
-def _parts_for(change: ItemChange, vectors: np.ndarray, offset: int) -> tuple[list[ItemPart], int]:
-    assert change.content is not None
-    texts = split_into_parts(change.content)
-    parts = [
-        ItemPart(change.item_id, index, text, vectors[offset + index], change.payload)
-        for index, text in enumerate(texts)
-    ]
-    return parts, offset + len(texts)
-
-
 def _latest_per_item(changes: Sequence[ItemChange]) -> list[ItemChange]:
     latest: dict[str, ItemChange] = {}
     for change in changes:
@@ -374,17 +375,28 @@ def _latest_per_item(changes: Sequence[ItemChange]) -> list[ItemChange]:
     return list(latest.values())
 
 
-def _embed_changes(changes: Sequence[ItemChange], embed: Embed) -> list[ItemPart]:
-    upserts = [change for change in changes if change.operation == "upsert"]
-    texts = [text for change in upserts for text in split_into_parts(change.content or "")]
+def _embed_changes(changes: Sequence[ItemChange], embed: Embed, collection: Collection) -> list[ItemPart]:
+    """The parts of every upserted item, cut with the collection's ``item_text`` and embedded by its model."""
+    texts_by_change: list[tuple[ItemChange, list[str]]] = []
+    for change in changes:
+        if change.operation != "upsert":
+            continue
+        try:
+            texts_by_change.append((change, item_parts(change.data, collection.item_text)))
+        except ItemTextError as error:
+            raise ItemTextError(
+                f"item {change.item_id!r} cannot be embedded into the collection of {collection.model_id!r}: {error}"
+            ) from None
+    texts = [text for _, item_texts in texts_by_change for text in item_texts]
     if not texts:
         return []
     vectors = embed(texts)
     parts: list[ItemPart] = []
     offset = 0
-    for change in upserts:
-        item_parts, offset = _parts_for(change, vectors, offset)
-        parts.extend(item_parts)
+    for change, item_texts in texts_by_change:
+        for index, text in enumerate(item_texts):
+            parts.append(ItemPart(change.item_id, index, text, vectors[offset + index], change.payload))
+        offset += len(item_texts)
     return parts
 
 
@@ -425,12 +437,15 @@ def apply_item_changes(
     for change in changes:
         if change.operation not in ("upsert", "delete"):
             raise ValueError(f"unknown item change {change.operation!r} for item {change.item_id!r}")
-        if change.operation == "upsert" and change.content is None:
-            raise ValueError(f"upsert of item {change.item_id!r} has no content")
+        if change.operation == "upsert" and change.data is None:
+            raise ValueError(f"upsert of item {change.item_id!r} has no data")
     latest = _latest_per_item(changes)
     for _ in range(attempts):
         serving = {collection.model_id: collection for collection in list_collections(MAINTAINED_STATES)}
-        parts_by_model = {model_id: _embed_changes(latest, embedder_for(model_id)) for model_id in serving}
+        parts_by_model = {
+            model_id: _embed_changes(latest, embedder_for(model_id), collection)
+            for model_id, collection in serving.items()
+        }
         try:
             return _log_and_write(changes, latest, set(serving), parts_by_model)
         except _RetryChanges:
@@ -447,10 +462,19 @@ def _log_and_write(
     with get_pool().connection() as connection, connection.transaction(), connection.cursor() as cursor:
         # Logging first takes the log's row lock, which a collection's snapshot point waits for.
         cursor.executemany(
-            "INSERT INTO item_changes (item_id, operation, content, payload) VALUES (%s, %s, %s, %s)",
+            "INSERT INTO item_changes (item_id, operation, data, payload) VALUES (%s, %s, %s, %s)",
             [
-                (change.item_id, change.operation, change.content, Jsonb(change.payload) if change.payload else None)
+                (change.item_id, change.operation, _json(change.data), _json(change.payload or None))
                 for change in changes
+            ],
+        )
+        cursor.executemany(
+            "INSERT INTO upserted_items (item_id, data, payload, deleted) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (item_id) DO UPDATE SET data = excluded.data, payload = excluded.payload, "
+            "deleted = excluded.deleted, updated_at = now()",
+            [
+                (change.item_id, _json(change.data), _json(change.payload or None), change.operation == "delete")
+                for change in latest
             ],
         )
         cursor.execute(
@@ -470,13 +494,38 @@ class _RetryChanges(Exception):
     pass
 
 
+def _json(value: Any) -> Jsonb | None:
+    return None if value is None else Jsonb(value)
+
+
+@dataclass(frozen=True)
+class UpsertedItem:
+    """An item as last upserted (or deleted) through the API: part of the catalog, on top of the loader."""
+
+    item_id: str
+    data: str | dict[str, Any] | None
+    payload: dict[str, Any] | None
+    deleted: bool
+
+
+def get_upserted_items(item_ids: Sequence[str] | None = None) -> dict[str, UpsertedItem]:
+    """Upserted and deleted items by id: those of ``item_ids``, or all of them."""
+    with get_pool().connection() as connection:
+        rows = connection.execute(
+            "SELECT item_id, data, payload, deleted FROM upserted_items "
+            "WHERE %(ids)s::text[] IS NULL OR item_id = ANY(%(ids)s::text[]) ORDER BY item_id",
+            {"ids": list(item_ids) if item_ids is not None else None},
+        ).fetchall()
+    return {row[0]: UpsertedItem(item_id=row[0], data=row[1], payload=row[2], deleted=row[3]) for row in rows}
+
+
 def changes_after(seq: int, limit: int = 1000) -> list[ItemChange]:
     with get_pool().connection() as connection:
         rows = connection.execute(
-            "SELECT seq, item_id, operation, content, payload FROM item_changes WHERE seq > %s ORDER BY seq LIMIT %s",
+            "SELECT seq, item_id, operation, data, payload FROM item_changes WHERE seq > %s ORDER BY seq LIMIT %s",
             (seq, limit),
         ).fetchall()
-    return [ItemChange(seq=row[0], item_id=row[1], operation=row[2], content=row[3], payload=row[4]) for row in rows]
+    return [ItemChange(seq=row[0], item_id=row[1], operation=row[2], data=row[3], payload=row[4]) for row in rows]
 
 
 def catch_up(model_id: str, embed: Embed, after_seq: int, limit: int = 1000) -> int:
@@ -489,7 +538,7 @@ def catch_up(model_id: str, embed: Embed, after_seq: int, limit: int = 1000) -> 
         if not changes:
             return after_seq
         latest = _latest_per_item(changes)
-        parts = _embed_changes(latest, embed)
+        parts = _embed_changes(latest, embed, collection)
         with get_pool().connection() as connection, connection.transaction(), connection.cursor() as cursor:
             _write_changes(cursor, collection.table_name, latest, parts)
         after_seq = changes[-1].seq
@@ -504,16 +553,16 @@ def finish_collection(model_id: str, embed: Embed, after_seq: int, deploy_as_blu
     with get_pool().connection() as connection, connection.transaction(), connection.cursor() as cursor:
         cursor.execute("LOCK TABLE item_changes IN EXCLUSIVE MODE")
         cursor.execute(
-            "SELECT seq, item_id, operation, content, payload FROM item_changes WHERE seq > %s ORDER BY seq",
+            "SELECT seq, item_id, operation, data, payload FROM item_changes WHERE seq > %s ORDER BY seq",
             (after_seq,),
         )
         remaining = [
-            ItemChange(seq=row[0], item_id=row[1], operation=row[2], content=row[3], payload=row[4])
+            ItemChange(seq=row[0], item_id=row[1], operation=row[2], data=row[3], payload=row[4])
             for row in cursor.fetchall()
         ]
         if remaining:
             latest = _latest_per_item(remaining)
-            _write_changes(cursor, collection.table_name, latest, _embed_changes(latest, embed))
+            _write_changes(cursor, collection.table_name, latest, _embed_changes(latest, embed, collection))
         cursor.execute(sql.SQL("SELECT count(DISTINCT item_id) FROM {}").format(sql.Identifier(collection.table_name)))
         count_row = cursor.fetchone()
         cursor.execute(

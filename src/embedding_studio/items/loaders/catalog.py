@@ -1,7 +1,9 @@
-"""A BEIR-style ``corpus.jsonl`` (one ``{"_id", "title", "text"}`` per line) as an item source.
+"""A JSONL catalog (one JSON object with an ``"_id"`` per line, e.g. BEIR's ``{"_id", "title", "text"}``).
 
-The demo catalogs ship in this form; an item's text is ``"title. text"`` (just ``text`` when the
-title is empty), or the fields themselves with ``as_fields=True``.
+An item is the line's fields without ``_id``, whatever they are called (``{"name", "description", "sku"}``
+as well as ``{"title", "text"}``): which of them make its text is the fine-tuning method's ``item_text``
+(``items.item_parts``), the same for training, reindex and upserts, never the loader's choice. The demo
+catalogs ship in this form, and by default their items read ``"title. text"``.
 """
 
 from __future__ import annotations
@@ -36,23 +38,12 @@ def default_catalog_path() -> Path:
     return Path(__file__).resolve().parent.parent.parent / "demo_data" / "msmarco" / "corpus.jsonl"
 
 
-def title_and_text(title: str, text: str) -> str:
-    title, text = title.strip(), text.strip()
-    if not title:
-        return text
-    if not text:
-        return title
-    separator = " " if title.endswith((".", "!", "?", ":")) else ". "
-    return f"{title}{separator}{text}"
-
-
 class JsonlCatalogLoader(DataLoader):
     """Reads the catalog once (on first use) into memory; lookups are then dictionary reads."""
 
     def __init__(
         self,
         path: str | os.PathLike[str] | None = None,
-        as_fields: bool = False,
         retry: RetryPolicy | dict[str, Any] | None = None,
         source: str = "default",
     ) -> None:
@@ -60,7 +51,6 @@ class JsonlCatalogLoader(DataLoader):
         self.path = Path(path) if path is not None else default_catalog_path()
         if not self.path.is_file():
             raise LoaderError(f"catalog file {self.path} does not exist")
-        self.as_fields = as_fields
         self._records: dict[str, dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
@@ -83,12 +73,9 @@ class JsonlCatalogLoader(DataLoader):
                 self._records = {str(record["_id"]): record for record in self._iter_records()}
             return self._records
 
-    def _content(self, record: dict[str, Any]) -> Any:
-        title = str(record.get("title") or "")
-        text = str(record.get("text") or "")
-        if self.as_fields:
-            return {"title": title, "text": text}
-        return title_and_text(title, text)
+    @staticmethod
+    def _content(record: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in record.items() if key != "_id"}
 
     def load(self, items: Iterable[ItemMeta]) -> LoadResult:
         records = self.records()
