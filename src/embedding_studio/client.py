@@ -39,7 +39,7 @@ from embedding_studio.api.schemas.tasks import (
     TaskListOut,
     TaskOut,
 )
-from embedding_studio.tasks.params import LoaderSpec, UpsertItem
+from embedding_studio.tasks.params import ItemTextOptions, LoaderSpec, UpsertItem
 from embedding_studio.tasks.types import TaskKind, TaskStatus
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -258,10 +258,12 @@ class EmbeddingStudioClient:
         batch_size: int | None = None,
         pause_between_batches_s: float | None = None,
         idempotency_key: str | None = None,
+        item_text: ItemTextOptions | Mapping[str, Any] | None = None,
     ) -> TaskCreatedOut:
         """Queue embedding the catalog with ``dest_model_id`` (from ``source_model_id``'s collection, default the
-        blue one, or from ``loader``). Its ``status`` is ``refused`` at once when another reindex builds the same
-        model and ``wait_on_conflict`` is off."""
+        blue one, or from ``loader``), its items cut into text parts as ``item_text`` says (default: as the blue
+        collection's were). Its ``status`` is ``refused`` at once when another reindex builds the same model and
+        ``wait_on_conflict`` is off."""
         body: dict[str, Any] = {
             "dest_model_id": dest_model_id,
             "deploy_as_blue": deploy_as_blue,
@@ -273,6 +275,7 @@ class EmbeddingStudioClient:
             "batch_size": batch_size,
             "pause_between_batches_s": pause_between_batches_s,
             "idempotency_key": idempotency_key,
+            "item_text": _as_json(item_text) if item_text is not None else None,
         }
         body.update({key: value for key, value in optional.items() if value is not None})
         return self._parse(TaskCreatedOut, self._request("POST", "/api/v1/reindex/tasks", json=body))

@@ -87,14 +87,18 @@ def test_more_ids_than_one_page_cost_one_query_per_page(pg_url: str) -> None:
     assert queries == [50, 50, 30]
 
 
-def test_multi_column_join_and_fields_and_default_engine(pg_url: str) -> None:
-    joined = create_loader("pgsql_multi_text", table="docs", schema=SCHEMA, text_columns=["title", "body"])
-    result = joined.load([ItemMeta("2"), ItemMeta("3"), ItemMeta("5")])
-    assert {item.item_id: item.data for item in result.items} == {"2": "title 2. body 2", "3": "title 3", "5": "body 5"}
-    fields = PgsqlMultiTextColumnLoader(
-        "docs", schema=SCHEMA, text_columns=["title", "body"], mode="fields", connection_url=pg_url
-    )
-    assert fields.load([ItemMeta("3")]).items[0].data == {"title": "title 3", "body": ""}
+def test_multi_column_items_are_their_columns_read_as_one_text_and_default_engine(pg_url: str) -> None:
+    from embedding_studio.items import item_text
+
+    loader = create_loader("pgsql_multi_text", table="docs", schema=SCHEMA, text_columns=["title", "body"])
+    result = loader.load([ItemMeta("2"), ItemMeta("3"), ItemMeta("5")])
+    assert {item.item_id: item_text(item.data) for item in result.items} == {
+        "2": "title 2. body 2",
+        "3": "title 3",
+        "5": "body 5",
+    }
+    explicit = PgsqlMultiTextColumnLoader("docs", schema=SCHEMA, text_columns=["title", "body"], connection_url=pg_url)
+    assert explicit.load([ItemMeta("3")]).items[0].data == {"title": "title 3", "body": ""}
 
 
 def test_jsonb_loader_and_null_is_unreadable(pg_url: str) -> None:

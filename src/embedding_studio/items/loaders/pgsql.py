@@ -15,7 +15,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from embedding_studio.items.loader import (
     MISSING,
@@ -340,37 +340,21 @@ class PgsqlTextLoader(PgsqlLoader):
 
 
 class PgsqlMultiTextColumnLoader(PgsqlLoader):
-    """Several text columns per item: joined into one text (``mode="join"``, NULLs and blanks skipped) or
-    kept as fields (``mode="fields"``, a dict column -> text) for ``DatasetFieldsNormalizer``."""
+    """Several text columns per item, as fields (column -> text, NULL as ""): which of them make the text the
+    model embeds, and how, is the fine-tuning method's ``item_text`` (``items.item_parts``), not the loader's."""
 
-    def __init__(
-        self,
-        table: str,
-        text_columns: Sequence[str] = ("title", "text"),
-        mode: Literal["join", "fields"] = "join",
-        separator: str = ". ",
-        **options: Any,
-    ) -> None:
+    def __init__(self, table: str, text_columns: Sequence[str] = ("title", "text"), **options: Any) -> None:
         super().__init__(table, **options)
         if isinstance(text_columns, str) or not text_columns:
             raise LoaderError("text_columns must be a non-empty list of column names")
-        if mode not in ("join", "fields"):
-            raise LoaderError(f"mode must be 'join' or 'fields', got {mode!r}")
         self.text_columns = list(text_columns)
-        self.mode = mode
-        self.separator = separator
 
     def content_columns(self) -> list[str]:
         return self.text_columns
 
     def row_content(self, values: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
-        if self.mode == "fields":
-            pairs = zip(self.text_columns, values, strict=True)
-            return {name: ("" if value is None else str(value)) for name, value in pairs}, {}
-        parts = [str(value).strip() for value in values if value is not None and str(value).strip()]
-        if not parts:
-            return "", {"empty": True}
-        return self.separator.join(parts), {}
+        pairs = zip(self.text_columns, values, strict=True)
+        return {name: ("" if value is None else str(value)) for name, value in pairs}, {}
 
 
 class PgsqlJsonbLoader(PgsqlLoader):
