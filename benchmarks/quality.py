@@ -169,6 +169,7 @@ def our_params(args: argparse.Namespace, seed: int) -> Any:
         negatives_per_query=args.negatives,
         fine_tuned_weight_share=args.weight_share,
         choose_weight_share=not args.fixed_share,
+        refit_on_all_sessions=args.refit,
         max_seq_length=args.max_seq_length,
         seed=seed,
     )
@@ -234,7 +235,8 @@ def train_ours(
         f"{dataset.name} seed {seed}: ours validation {key} ({len(shown_ids)} shown + {len(pool_ids)} catalog items "
         f"loaded): base weights {result.baseline_metrics.get(key, 0):.4f}, after each validation [{validations}], "
         f"kept {result.best_metrics.get(key, 0):.4f} at weight share {getattr(result, 'weight_share', 1.0)} "
-        f"(shares tried: {_share_figures(result, key)}); re-ranking {_rerank_figures(result)}"
+        f"(shares tried: {_share_figures(result, key)}); refit on every session: "
+        f"{getattr(result, 'refit_steps', 0)} steps; re-ranking {_rerank_figures(result)}"
     )
     model.eval()
     return model
@@ -466,7 +468,7 @@ def print_table(reports: list[DatasetReport], device_description: str, args: arg
         f"max train queries {args.max_train_queries}, {args.sessions_per_query} sessions/train query, "
         f"epochs {args.epochs}, max seq length {args.max_seq_length} in training (both fine-tunes); "
         f"ours: loss {args.loss} lr {args.lr} temperature {args.temperature} batch {args.batch_size} "
-        f"ips {not args.no_ips} negatives {args.negatives} weight share {args.weight_share} "
+        f"ips {not args.no_ips} negatives {args.negatives} weight share {args.weight_share} refit {args.refit} "
         f"validation share {args.validation_share} validation pool +{args.validation_pool} catalog items; "
         f"mnrl: lr {args.mnrl_lr} batch {args.mnrl_batch_size}, every session (no validation)"
     )
@@ -592,6 +594,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--fixed-share",
         action="store_true",
         help="ours: keep exactly --weight-share instead of choosing s/2 or s on the retrieval validation",
+    )
+    parser.add_argument(
+        "--refit",
+        action=argparse.BooleanOptionalAction,
+        default=RECIPE["refit_on_all_sessions"],
+        help="ours: once validation has chosen, train again on every session (FineTuningParams.refit_on_all_sessions)",
     )
     parser.add_argument("--mnrl-lr", type=float, default=2e-5)
     parser.add_argument("--mnrl-batch-size", type=int, default=32)

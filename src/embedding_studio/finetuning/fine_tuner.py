@@ -278,8 +278,11 @@ class EmbeddingsFineTuner(pl.LightningModule):
         self.history: list[dict[str, float]] = []
         self.best_metrics: dict[str, float] = {}
         self._best_state: dict[str, Tensor] | None = None
-        # The best validation of trained weights only (the untrained ones excluded): what a weight share mixes in.
-        self._best_trained: tuple[dict[str, float], dict[str, Tensor]] | None = None
+        # The best validation of trained weights only (the untrained ones excluded): what a weight share mixes in,
+        # with the optimizer step it was taken at (how long a refit on every session trains).
+        self._best_trained: tuple[dict[str, float], dict[str, Tensor], int] | None = None
+        # Optimizer steps the learning-rate schedule spans; None: the Trainer's estimate (the whole fit).
+        self.schedule_total_steps: int | None = None
         self.selection_metric = selection_metric
         self._validation_sums: dict[str, Tensor] = {}
         self._pool_embeddings: PoolEmbeddings | None = None
@@ -509,7 +512,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
             if improves:
                 self.best_metrics, self._best_state = dict(values), state
             if improves_trained:
-                self._best_trained = (dict(values), state)
+                self._best_trained = (dict(values), state, step)
         if self.on_validation_metrics is not None:
             self.on_validation_metrics(step, values)
 
@@ -568,7 +571,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
             groups.append({"params": item_parameters, "lr": self.params.item_lr})
         on_cuda = all(parameter.is_cuda for group in groups for parameter in group["params"])
         optimizer = torch.optim.AdamW(groups, weight_decay=self.params.weight_decay, fused=on_cuda or None)
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        total_steps = max(1, self.schedule_total_steps or int(self.trainer.estimated_stepping_batches))
         warmup_steps = int(self.params.warmup_share * total_steps)
 
         def schedule(step: int) -> float:
@@ -586,7 +589,10 @@ class EmbeddingsFineTuner(pl.LightningModule):
 class FitResult:
     """``best_metrics``: the best validation by the selection metric (its weights are the ones left in the model);
     ``baseline_metrics``: the model before training; ``history``: every validation in order, with its step;
-    ``weight_share``: the share of the fine-tuned change kept (0: the untrained weights came back)."""
+    ``weight_share``: the share of the fine-tuned change kept (0: the untrained weights came back).
+
+    With a refit on every session (``refit_steps`` > 0) the model holds the refit weights at that share, while
+    ``best_metrics`` stays the validation of the fit that chose them."""
 
     best_metrics: dict[str, float]
     history: list[dict[str, float]]
@@ -594,6 +600,9 @@ class FitResult:
     baseline_metrics: dict[str, float] = field(default_factory=dict)
     weight_share: float = 1.0
     weight_share_validations: dict[float, dict[str, float]] = field(default_factory=dict)
+    #: optimizer steps of the final fit on every session (``refit_on_all_sessions``); 0: the weights left in the
+    #: model are the validated ones
+    refit_steps: int = 0
 
 
 def training_precision(on_gpu: bool) -> str:
@@ -693,6 +702,8 @@ def _quiet_lightning() -> Iterator[None]:
             # Tokens are cached and batches padded in microseconds: loader workers would only add start-up time.
             warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
             warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+            # A refit on every session trains without validating: nothing is left to validate on.
+            warnings.filterwarnings("ignore", message=r".*defined a `validation_step` but have no `val_dataloader`.*")
             yield
     finally:
         for each, level in zip(loggers, levels, strict=True):
@@ -750,8 +761,9 @@ def fit_fine_tuner(
     on_validation_metrics: ValidationMetricsHook | None = None,
     checkpoint_dir: str | None = None,
 ) -> FitResult:
-    """Validate once (baseline), train with early stopping on val_loss, and leave the best weights in the model
-    (best by ``fine_tuner.selection_metric``, the untrained weights included).
+    """Validate once (baseline), train with early stopping on the selection metric, and leave the best weights in
+    the model (best by ``fine_tuner.selection_metric``, the untrained weights included), at the chosen weight share;
+    with ``params.refit_on_all_sessions``, the same recipe refit on every session instead.
 
     Precision follows the device: bf16 autocast on a GPU that supports it, fp32 elsewhere. Runs are
     reproducible for a seed on CPU (``params.seed``).
@@ -821,6 +833,21 @@ def fit_fine_tuner(
             training_device,
             share_validations,
         )
+    refit_steps = 0
+    if params.refit_on_all_sessions and trained is not None and weight_share > 0:
+        refit_steps = _refit_on_all_sessions(
+            fine_tuner,
+            train_inputs,
+            test_inputs,
+            params,
+            initial_state,
+            validated_steps=trained[2],
+            validated_batches_per_epoch=len(train_loader),
+            max_epochs=max_epochs or params.num_epochs,
+            weight_share=weight_share,
+            common=common,
+            device=training_device,
+        )
     return FitResult(
         best_metrics=dict(fine_tuner.best_metrics),
         history=list(fine_tuner.history),
@@ -828,13 +855,70 @@ def fit_fine_tuner(
         baseline_metrics=baseline,
         weight_share=weight_share,
         weight_share_validations=share_validations,
+        refit_steps=refit_steps,
     )
+
+
+def _refit_on_all_sessions(
+    fine_tuner: EmbeddingsFineTuner,
+    train_inputs: Sequence[FineTuningInput],
+    test_inputs: Sequence[FineTuningInput],
+    params: FineTuningParams,
+    initial_state: Mapping[str, Tensor],
+    *,
+    validated_steps: int,
+    validated_batches_per_epoch: int,
+    max_epochs: int,
+    weight_share: float,
+    common: Mapping[str, Any],
+    device: torch.device,
+) -> int:
+    """Train again from the initial weights on every session, held-out ones included, for as long as the kept
+    checkpoint trained, then keep the chosen share of that change; return the optimizer steps taken.
+
+    The held-out sessions were needed to choose how long to train and how much of the change to keep; once chosen,
+    holding them out only withholds clicks (a fifth of them by default) from the model that ships. Refitting the
+    chosen recipe on all the data is the usual last step of model selection (e.g. Hastie, Tibshirani & Friedman,
+    *Elements of Statistical Learning*, 7.10). Steps and the schedule are scaled by the number of batches, so the
+    refit sees each session as often as the validated fit did. The validated figures stay the run's metrics: they
+    are the held-out estimate of this recipe, and what the tracker and the deployment gate compare.
+    """
+    fine_tuner.preprocess_inputs([*train_inputs, *test_inputs], test_inputs)
+    loader = fine_tuner.train_dataloader_from(pin_memory=common["accelerator"] == "gpu")
+    scale = len(loader) / max(1, validated_batches_per_epoch)
+    steps = max(1, round(validated_steps * scale))
+    fine_tuner.schedule_total_steps = max(steps, round(max_epochs * validated_batches_per_epoch * scale))
+    parameters = dict(fine_tuner.model.named_parameters())
+    with torch.no_grad():
+        for name, initial in initial_state.items():
+            parameters[name].copy_(initial.to(device=parameters[name].device, dtype=parameters[name].dtype))
+    hook, fine_tuner.on_validation_metrics = fine_tuner.on_validation_metrics, None
+    pl.seed_everything(params.seed, workers=True, verbose=False)
+    fine_tuner.train()
+    try:
+        with _quiet_lightning():
+            trainer = pl.Trainer(
+                max_epochs=max_epochs,
+                max_steps=steps,
+                limit_val_batches=0,
+                num_sanity_val_steps=0,
+                enable_checkpointing=False,
+                **common,
+            )
+            trainer.fit(fine_tuner, loader)
+    finally:
+        fine_tuner.on_validation_metrics = hook
+        fine_tuner.schedule_total_steps = None
+        fine_tuner.to(device)
+        fine_tuner.eval()
+    interpolate_weights(fine_tuner.model, initial_state, fine_tuner.trainable_state_on_cpu(), weight_share)
+    return int(trainer.global_step)
 
 
 def _choose_weight_share(
     fine_tuner: EmbeddingsFineTuner,
     initial_state: Mapping[str, Tensor],
-    trained: tuple[dict[str, float], dict[str, Tensor]],
+    trained: tuple[dict[str, float], dict[str, Tensor], int],
     baseline: dict[str, float],
     params: FineTuningParams,
     test_loader: DataLoader,
@@ -851,7 +935,7 @@ def _choose_weight_share(
     even when the fully trained weights validated below them: half-way weights can beat both ends. The tracker ranks
     runs by what the stored weights score, so the kept share's validation becomes the result's best metrics.
     """
-    trained_metrics, tuned_state = trained
+    trained_metrics, tuned_state, _ = trained
     top = params.fine_tuned_weight_share
     shares = [top * choice for choice in WEIGHT_SHARE_CHOICES] if params.choose_weight_share else []
     shares.append(top)

@@ -50,6 +50,11 @@ class FineTuningParams(BaseModel):
         description="choose the share of the fine-tuned change kept on the retrieval validation: s/2 or s for "
         "s = fine_tuned_weight_share (WiSE-FT's mixing coefficient, chosen on held-out queries)",
     )
+    refit_on_all_sessions: bool = Field(
+        False,
+        description="once validation has chosen the checkpoint and the weight share, train again from the initial "
+        "weights on every session (held-out ones included) for as long, and keep that share of the change",
+    )
     seed: int = 0
 
     @model_validator(mode="after")

@@ -10,6 +10,9 @@ The recipe (``RECIPE``), and why each part of it, as measured in ``benchmarks/RE
   (Hager et al., SIGIR 2024), and position-debiased weights multiply the noise of rare deep clicks.
 * Weights chosen by search quality on held-out queries: the best checkpoint by retrieval NDCG@10 over the candidate
   pool, then the WiSE-FT share of the change (half or all) that validates better, the untrained weights included.
+* Then the chosen recipe refit on every session, the held-out ones included (``refit_on_all_sessions``): validation
+  has done its job once it has chosen how long to train and how much of the change to keep, and a fifth of the
+  clicks should not be left out of the model that ships.
 
 The search space is small (eight trials cover it on a GPU): the learning rate matters most, the temperature
 next, and how many encoder layers train decides whether a small clickstream overfits.
@@ -35,6 +38,7 @@ RECIPE: dict[str, Any] = {
     "negatives_per_query": 0,
     "use_ips": False,
     "choose_weight_share": True,
+    "refit_on_all_sessions": True,
 }
 RECIPE_BATCH_SIZE = 32
 RECIPE_EPOCHS = 1
