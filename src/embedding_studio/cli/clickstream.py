@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from embedding_studio.cli.database import prepare_database
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
 clickstream_app = typer.Typer(help="Clickstream: import logs, release batches, show stats.", no_args_is_help=True)
@@ -41,6 +42,7 @@ def import_command(
     if file_format is not None and file_format not in ("jsonl", "parquet", "trec-session"):
         raise typer.BadParameter(f"unknown format {file_format!r}; use jsonl, parquet or trec-session")
     with friendly_errors():
+        prepare_database()
         progress = Progress(
             TextColumn("[bold]importing[/bold] {task.description}"),
             BarColumn(),
@@ -88,6 +90,7 @@ def release_command() -> None:
     from embedding_studio.clickstream.dao import clickstream_dao
 
     with friendly_errors():
+        prepare_database()
         release = clickstream_dao.release_batch()
     _console.print(
         f"released batch [bold]{release.released_batch_id}[/bold] with {release.session_count} sessions; "
@@ -106,6 +109,7 @@ def stats_command(
     from embedding_studio.clickstream.dao import UnknownBatchError, clickstream_dao
 
     with friendly_errors():
+        prepare_database()
         if batch_id is not None:
             try:
                 stats = clickstream_dao.get_batch_stats(batch_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from embedding_studio.cli.clickstream import clickstream_app
+from embedding_studio.cli.database import db_app
 from embedding_studio.cli.demo import demo
 from embedding_studio.cli.models import models_app
 from embedding_studio.cli.report import report
@@ -19,7 +20,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(clickstream_app, name="clickstream")
 app.command("serve")(serve)
@@ -32,20 +32,6 @@ app.add_typer(tasks_app, name="tasks")
 app.add_typer(models_app, name="models")
 app.command("demo")(demo)
 app.command("report")(report)
-
-
-@db_app.command("upgrade", help="Apply the database migrations (the API and workers also do this on start).\n\n"
-                "Example: embedding-studio db upgrade")
-def db_upgrade() -> None:
-    from rich.console import Console
-
-    from embedding_studio.cli.errors import friendly_errors
-    from embedding_studio.db import upgrade_database
-    from embedding_studio.db.migrate import current_revision
-
-    with friendly_errors():
-        upgrade_database()
-        Console().print(f"[green]database at revision[/green] {current_revision()}")
 
 
 if __name__ == "__main__":

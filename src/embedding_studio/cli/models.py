@@ -6,6 +6,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from embedding_studio.cli.database import prepare_database
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
 models_app = typer.Typer(help="Indexed models and the blue (searched) one.", no_args_is_help=True)
@@ -20,6 +21,7 @@ def list_models() -> None:
     from embedding_studio import vectordb
 
     with friendly_errors():
+        prepare_database()
         records = vectordb.list_models()
     table = Table("", "model", "state", "items", "dim", "indexed at")
     for record in records:
@@ -48,6 +50,7 @@ def rollback(
     from embedding_studio import vectordb
 
     with friendly_errors():
+        prepare_database()
         try:
             deployment = vectordb.rollback(from_model_id=model_id)
         except vectordb.RollbackUnavailableError as error:

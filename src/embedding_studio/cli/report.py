@@ -22,10 +22,12 @@ def report(
     """
     from rich.console import Console
 
+    from embedding_studio.cli.database import prepare_database
     from embedding_studio.cli.errors import UserFacingError, friendly_errors
     from embedding_studio.reporting.task import ReportUnavailableError, build_task_report
 
     with friendly_errors():
+        prepare_database()
         try:
             path = build_task_report(task_id, out)
         except ReportUnavailableError as error:

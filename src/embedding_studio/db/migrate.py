@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 
 from embedding_studio.db.engine import get_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True)
+class SchemaUpgrade:
+    """Where an upgrade started and ended, so a caller can say when it actually migrated something."""
+
+    previous_revision: str | None
+    revision: str | None
+
+    @property
+    def changed(self) -> bool:
+        return self.previous_revision != self.revision
 
 
 def alembic_config() -> Config:
@@ -18,17 +32,17 @@ def alembic_config() -> Config:
     return config
 
 
-def upgrade_database(revision: str = "head") -> None:
+def upgrade_database(revision: str = "head") -> SchemaUpgrade:
     """Bring the schema to ``revision``; safe to call on every start (a no-op when current)."""
     config = alembic_config()
     engine = get_engine()
     with engine.begin() as connection:
+        previous = MigrationContext.configure(connection).get_current_revision()
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+        return SchemaUpgrade(previous, MigrationContext.configure(connection).get_current_revision())
 
 
 def current_revision() -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     with get_engine().connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

@@ -13,7 +13,8 @@ class NoBlueModelError(VectorStoreError):
     def __init__(self) -> None:
         super().__init__(
             "no model is deployed for search yet: index the catalog first "
-            "(POST /api/v1/reindex/tasks with deploy_as_blue=true, or `embedding-studio reindex --deploy-as-blue`)"
+            "(`embedding-studio reindex all-MiniLM-L6-v2 --deploy-as-blue --follow`, or POST /api/v1/reindex/tasks "
+            "with deploy_as_blue=true)"
         )
 
 
