@@ -8,6 +8,7 @@ from rich.table import Table
 
 from embedding_studio.cli.database import prepare_database
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
+from embedding_studio.cli.tasks import whole_model_id
 
 models_app = typer.Typer(help="Indexed models and the blue (searched) one.", no_args_is_help=True)
 
@@ -24,6 +25,7 @@ def list_models() -> None:
         prepare_database()
         records = vectordb.list_models()
     table = Table("", "model", "state", "items", "dim", "indexed at")
+    table.columns[1].overflow = "fold"  # whole ids, folded when narrow: a cut id could not be typed back
     for record in records:
         mark = "[bold blue]blue[/]" if record.is_blue else ("previous" if record.is_previous_blue else "")
         table.add_row(
@@ -52,7 +54,7 @@ def rollback(
     with friendly_errors():
         prepare_database()
         try:
-            deployment = vectordb.rollback(from_model_id=model_id)
+            deployment = vectordb.rollback(from_model_id=whole_model_id(model_id))
         except vectordb.RollbackUnavailableError as error:
             raise UserFacingError(str(error)) from error
     Console().print(

@@ -8,7 +8,9 @@ import typer
 
 
 def report(
-    task_id: str = typer.Argument(..., help="A fine-tuning task id (embedding-studio tasks list)."),
+    task_id: str = typer.Argument(
+        ..., help="A fine-tuning task id or a unique prefix of it (embedding-studio tasks list)."
+    ),
     out: Path | None = typer.Option(None, help="Where to write the page (default: <data_dir>/reports/task-ID.html)."),
 ) -> None:
     """Write the HTML report of a fine-tuning task: validation curves of every trial from the tracker, and the
@@ -16,20 +18,21 @@ def report(
 
     Examples:
 
-      embedding-studio report 3f9c2a
+      embedding-studio report 3f9c2a1b
 
-      embedding-studio report 3f9c2a --out /tmp/task.html
+      embedding-studio report 3f9c2a1b --out /tmp/task.html
     """
     from rich.console import Console
 
     from embedding_studio.cli.database import prepare_database
     from embedding_studio.cli.errors import UserFacingError, friendly_errors
+    from embedding_studio.cli.tasks import whole_task_id
     from embedding_studio.reporting.task import ReportUnavailableError, build_task_report
 
     with friendly_errors():
         prepare_database()
         try:
-            path = build_task_report(task_id, out)
+            path = build_task_report(whole_task_id(task_id), out)
         except ReportUnavailableError as error:
             raise UserFacingError(str(error)) from error
     Console().print(f"[green]report written[/green] {path}")

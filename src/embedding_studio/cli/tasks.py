@@ -46,6 +46,31 @@ def _last_word(task: Task) -> str:
     return deployment_line(task) or escape((task.progress_message or "")[:80])
 
 
+def whole_task_id(id_or_prefix: str) -> str:
+    """The task id a user typed, completed from a unique prefix; unknown or ambiguous ids explained."""
+    from embedding_studio.tasks import TaskError, UnknownTaskError, repository
+
+    try:
+        return repository.resolve_task_id(id_or_prefix)
+    except UnknownTaskError as error:
+        raise UserFacingError(f"{error}; `embedding-studio tasks list` shows the tasks") from error
+    except TaskError as error:
+        raise UserFacingError(str(error)) from error
+
+
+def whole_model_id(id_or_prefix: str | None) -> str | None:
+    """A model id a user typed, with a shortened MLflow run id completed (see ``resolve_model_id``)."""
+    from embedding_studio.tasks import TaskError
+    from embedding_studio.tasks.models import resolve_model_id
+
+    if id_or_prefix is None:
+        return None
+    try:
+        return resolve_model_id(id_or_prefix)
+    except TaskError as error:
+        raise UserFacingError(str(error)) from error
+
+
 def deployment_line(task: Task) -> str | None:
     """The deployment gate's verdict on a fine-tuning task with deploy_as_blue, styled; None for other tasks."""
     deployment = (task.result or {}).get("deployment")
@@ -137,7 +162,7 @@ def finetune(
                 FineTuningTaskParams(
                     batch_id=batch_id,
                     method=method,
-                    embedding_model_id=embedding_model_id,
+                    embedding_model_id=whole_model_id(embedding_model_id),
                     deploy_as_blue=deploy_as_blue,
                     force_deploy=force_deploy,
                     min_deploy_gain=min_deploy_gain,
@@ -179,8 +204,8 @@ def reindex(
         except json.JSONDecodeError as error:
             raise UserFacingError(f"--loader-options is not valid JSON: {error.msg}") from error
         params = ReindexTaskParams(
-            dest_model_id=dest_model_id,
-            source_model_id=source_model_id,
+            dest_model_id=whole_model_id(dest_model_id) or dest_model_id,
+            source_model_id=whole_model_id(source_model_id),
             loader=LoaderSpec(name=loader, options=options) if loader else None,
             deploy_as_blue=deploy_as_blue,
             wait_on_conflict=wait_on_conflict,
@@ -233,10 +258,13 @@ def list_tasks(
         except ValueError as error:
             raise UserFacingError(str(error)) from error
         tasks = repository.list_tasks(kind=kind_value, statuses=[status_value] if status_value else None, limit=limit)
+        prefixes = repository.shortest_unique_prefixes([task.id for task in tasks])
     table = Table("id", "kind", "status", "progress", "created", "message / error")
+    table.columns[0].no_wrap = True  # an id cut with "…" could not be typed back
+    table.columns[0].min_width = repository.MIN_ID_PREFIX
     for task in tasks:
         table.add_row(
-            task.id,
+            prefixes[task.id],
             task.kind.value,
             _styled(task.status.value),
             f"{task.progress:.0%}",
@@ -248,21 +276,19 @@ def list_tasks(
 
 @tasks_app.command("show")
 def show_task(
-    task_id: str = typer.Argument(..., help="Task id."),
+    task_id: str = typer.Argument(..., help="Task id, or a unique prefix of it (as `tasks list` prints)."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Show its progress until it ends."),
 ) -> None:
     """Everything about one task.
 
-    Example: embedding-studio tasks show 3f2a... --follow
+    Example: embedding-studio tasks show 3f2a9c1b --follow
     """
-    from embedding_studio.tasks import UnknownTaskError, repository
+    from embedding_studio.tasks import repository
 
     with friendly_errors():
         prepare_database()
-        try:
-            task = repository.get_task(task_id)
-        except UnknownTaskError as error:
-            raise UserFacingError(str(error)) from error
+        task_id = whole_task_id(task_id)
+        task = repository.get_task(task_id)
         if follow and not task.status.is_final:
             follow_task(task_id)
             task = repository.get_task(task_id)
@@ -286,15 +312,18 @@ def show_task(
 
 
 @tasks_app.command("cancel")
-def cancel_task(task_id: str = typer.Argument(..., help="Task id.")) -> None:
+def cancel_task(
+    task_id: str = typer.Argument(..., help="Task id, or a unique prefix of it (as `tasks list` prints)."),
+) -> None:
     """Cancel a pending task now, or ask a running one to stop at its next check.
 
-    Example: embedding-studio tasks cancel 3f2a...
+    Example: embedding-studio tasks cancel 3f2a9c1b
     """
     from embedding_studio.tasks import TaskError, service
 
     with friendly_errors():
         prepare_database()
+        task_id = whole_task_id(task_id)
         try:
             task = service.cancel_task(task_id)
         except TaskError as error:

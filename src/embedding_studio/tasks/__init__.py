@@ -1,6 +1,7 @@
 """Tasks: the task table, the procrastinate queue, and the workers that run fine-tuning, reindex and upserts."""
 
 from embedding_studio.tasks.errors import (
+    AmbiguousIdError,
     IdempotencyConflictError,
     TaskCanceledError,
     TaskError,
@@ -16,6 +17,7 @@ from embedding_studio.tasks.workers import fine_tuning_worker, reindex_worker, u
 
 __all__ = [
     "ALL_QUEUES",
+    "AmbiguousIdError",
     "FineTuningTaskParams",
     "IdempotencyConflictError",
     "LoaderSpec",

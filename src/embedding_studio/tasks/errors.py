@@ -33,3 +33,13 @@ class UnknownModelError(TaskError):
 
 class TaskCanceledError(TaskError):
     """Raised inside a worker when the task's cancel flag is seen; the task ends ``canceled``."""
+
+
+class AmbiguousIdError(TaskError):
+    """An id prefix matches several tasks or models; the message lists them so the user can type more."""
+
+    def __init__(self, what: str, prefix: str, candidates: list[str]) -> None:
+        shown = "; ".join(candidates[:10]) + ("; …" if len(candidates) > 10 else "")
+        super().__init__(f"{prefix!r} starts the id of {len(candidates)} {what}s: {shown}. Type more of the id")
+        self.prefix = prefix
+        self.candidates = candidates

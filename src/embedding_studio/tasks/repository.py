@@ -15,7 +15,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 
 from embedding_studio.db import get_engine
-from embedding_studio.tasks.errors import IdempotencyConflictError, TaskStateError, UnknownTaskError
+from embedding_studio.tasks.errors import (
+    AmbiguousIdError,
+    IdempotencyConflictError,
+    TaskStateError,
+    UnknownTaskError,
+)
 from embedding_studio.tasks.types import FINAL_STATUSES, Task, TaskKind, TaskStatus
 
 _COLUMNS = (
@@ -110,6 +115,84 @@ def get_task(task_id: str, kind: TaskKind | None = None) -> Task:
     if row is None or (kind is not None and row["kind"] != kind.value):
         raise UnknownTaskError(task_id)
     return _task(row)
+
+
+#: The shortest id prefix printed, as git does: short enough to type, long enough to stay unique for long.
+MIN_ID_PREFIX = 8
+
+
+def resolve_task_id(id_or_prefix: str) -> str:
+    """The whole id of the one task whose id is or starts with ``id_or_prefix``.
+
+    People type back the ids they were shown, often shortened; an ambiguous prefix is refused with the
+    candidates rather than guessed, since acting on the wrong task (cancelling it) cannot be undone.
+    """
+    prefix = id_or_prefix.strip()
+    if not prefix:
+        raise UnknownTaskError(id_or_prefix)
+    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    with get_engine().connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT id, kind, status, created_at FROM tasks WHERE id = :id OR id LIKE :pattern "
+                "ORDER BY (id = :id) DESC, created_at DESC LIMIT 11"
+            ),
+            {"id": prefix, "pattern": pattern},
+        ).all()
+    if not rows:
+        raise UnknownTaskError(prefix)
+    if rows[0][0] == prefix or len(rows) == 1:
+        return str(rows[0][0])
+    raise AmbiguousIdError(
+        "task", prefix, [f"{row[0]} ({row[1]}, {row[2]}, {row[3]:%Y-%m-%d %H:%M})" for row in rows]
+    )
+
+
+def shortest_unique_prefixes(task_ids: Sequence[str]) -> dict[str, str]:
+    """For each id, its shortest prefix (at least MIN_ID_PREFIX characters) that no other task id shares.
+
+    The ids sharing the longest prefix with an id are its neighbours in sorted order, so two index lookups
+    per id answer it, however many tasks the table holds.
+    """
+    if not task_ids:
+        return {}
+    with get_engine().connect() as connection:
+        rows = connection.execute(
+            text(
+                'SELECT shown.id, (SELECT max(other.id COLLATE "C") FROM tasks other '
+                '                  WHERE other.id COLLATE "C" < shown.id COLLATE "C"), '
+                '       (SELECT min(other.id COLLATE "C") FROM tasks other '
+                '                  WHERE other.id COLLATE "C" > shown.id COLLATE "C") '
+                "FROM unnest(CAST(:ids AS text[])) AS shown(id)"
+            ),
+            {"ids": list(task_ids)},
+        ).all()
+    prefixes: dict[str, str] = {}
+    for task_id, before, after in rows:
+        shared = max(_common_prefix_length(task_id, neighbour) for neighbour in (before, after))
+        prefixes[task_id] = task_id[: max(MIN_ID_PREFIX, shared + 1)]
+    return prefixes
+
+
+def best_run_ids_starting_with(prefix: str) -> list[str]:
+    """The best runs of fine-tuning tasks whose MLflow run id starts with ``prefix`` (the ids `--follow` prints)."""
+    with get_engine().connect() as connection:
+        rows = connection.execute(
+            text("SELECT DISTINCT best_run_id FROM tasks WHERE best_run_id LIKE :pattern ORDER BY 1"),
+            {"pattern": prefix + "%"},
+        ).all()
+    return [str(row[0]) for row in rows]
+
+
+def _common_prefix_length(first: str, second: str | None) -> int:
+    if second is None:
+        return 0
+    length = 0
+    for left, right in zip(first, second, strict=False):
+        if left != right:
+            break
+        length += 1
+    return length
 
 
 def find_task(task_id: str) -> Task | None:

@@ -1,0 +1,79 @@
+"""Ids a user is shown can be typed back: whole or a unique prefix, and an ambiguous prefix lists the candidates."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from embedding_studio.cli.main import app
+
+pytestmark = pytest.mark.integration
+
+runner = CliRunner()
+
+# Two tasks share their first ten characters, a third shares nothing with them.
+TWINS = ("abcdef0123" + "1" * 22, "abcdef0123" + "2" * 22)
+LONER = "9" * 32
+
+
+def _flat(output: str) -> str:
+    return " ".join(output.split())
+
+
+@pytest.fixture()
+def tasks(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    from embedding_studio.tasks import TaskKind, TaskStatus, repository
+
+    ids = iter([*TWINS, LONER])
+    monkeypatch.setattr(repository, "new_task_id", lambda: next(ids))
+    for _ in range(3):
+        task, _ = repository.create_task(TaskKind.reindex, {"dest_model_id": "m"})
+        repository.finish_task(task.id, TaskStatus.done, message="indexed 3 items")
+    yield [*TWINS, LONER]
+
+
+def test_a_unique_prefix_is_accepted_by_tasks_show_and_report(tasks: list[str]) -> None:
+    shown = runner.invoke(app, ["tasks", "show", "999999"])
+    assert shown.exit_code == 0, shown.output
+    assert f"id: {LONER}" in _flat(shown.output)
+
+    report = runner.invoke(app, ["report", "abcdef01231"])
+    assert report.exit_code == 1
+    assert f"task {TWINS[0]} is a reindex task" in _flat(report.output)  # found, then refused for its kind
+
+
+def test_an_ambiguous_prefix_lists_the_candidates(tasks: list[str]) -> None:
+    for command in (["tasks", "show", "abcdef"], ["tasks", "cancel", "abcdef"], ["report", "abcdef"]):
+        result = runner.invoke(app, command, env={"COLUMNS": "300"})
+        output = _flat(result.output)
+        assert result.exit_code == 1, output
+        assert "'abcdef' starts the id of 2 tasks" in output and "Type more of the id" in output
+        assert TWINS[0] in output and TWINS[1] in output
+        assert "Traceback" not in output
+
+
+def test_tasks_list_prints_ids_that_resolve_back_to_their_task(tasks: list[str]) -> None:
+    from embedding_studio.tasks import repository
+
+    listed = runner.invoke(app, ["tasks", "list"], env={"COLUMNS": "60"})  # narrow: ids must still be whole
+    assert listed.exit_code == 0, listed.output
+    printed = re.findall(r"^│ ([0-9a-f]{8,32}) ", listed.output, flags=re.MULTILINE)
+    assert sorted(printed) == sorted(["abcdef01231", "abcdef01232", "99999999"])
+    assert sorted(repository.resolve_task_id(prefix) for prefix in printed) == sorted(tasks)
+
+
+def test_a_shortened_run_id_names_the_best_run_of_a_fine_tuning_task(clean_db: str) -> None:
+    from embedding_studio.tasks import AmbiguousIdError, TaskKind, TaskStatus, repository
+    from embedding_studio.tasks.models import resolve_model_id
+
+    for run_id in ("f00d" + "1" * 28, "f00d" + "2" * 28):
+        task, _ = repository.create_task(TaskKind.fine_tuning, {"batch_id": 1})
+        repository.finish_task(task.id, TaskStatus.done, best_run_id=run_id, result={})
+    assert resolve_model_id("f00d1") == "f00d" + "1" * 28
+    assert resolve_model_id("all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"  # names are never completed
+    assert resolve_model_id("beef") == "beef"  # unknown: left for the model check to explain
+    with pytest.raises(AmbiguousIdError, match="'f00d' starts the id of 2 models"):
+        resolve_model_id("f00d")
