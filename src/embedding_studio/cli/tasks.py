@@ -7,6 +7,7 @@ are run by ``embedding-studio worker`` processes, and ``--follow`` shows one liv
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from typing import TYPE_CHECKING
 
@@ -39,11 +40,16 @@ def _styled(status: str) -> str:
     return f"[{_STATUS_STYLE.get(status, 'white')}]{status}[/]"
 
 
+def shorten(message: str, width: int = 80) -> str:
+    """A message cut at a word boundary with an ellipsis, so a table never ends on half a word."""
+    return textwrap.shorten(message, width=width, placeholder=" …")
+
+
 def _last_word(task: Task) -> str:
     """What a task says last: its error, else the deployment gate's verdict, else its last progress message."""
     if task.error:
-        return escape(task.error[:80])
-    return deployment_line(task) or escape((task.progress_message or "")[:80])
+        return escape(shorten(task.error))
+    return deployment_line(task) or escape(shorten(task.progress_message or ""))
 
 
 def whole_task_id(id_or_prefix: str) -> str:
@@ -105,18 +111,28 @@ def follow_task(task_id: str, poll_s: float = 0.5) -> str:
             if task.status.is_final:
                 break
             time.sleep(poll_s)
-    if task.error:
-        console.print(f"[red]{task.status.value}:[/red] {task.error}")
-    if task.best_run_id:
-        console.print(f"best run: {task.best_run_id} ({task.best_model_url})")
-    verdict = deployment_line(task)
-    if verdict:
-        console.print(verdict)
+    print_outcome(task)
     child_id = (task.result or {}).get("reindex_task_id")
     if child_id:
         console.print(f"deploying through reindex task {child_id}")
         return follow_task(child_id, poll_s)
     return task.status.value
+
+
+def print_outcome(task: Task) -> None:
+    """What a finished task did, as its last lines: "search now answers from model X…" or "not deployed: …"."""
+    deploying = task.kind.value == "reindex" and bool(task.params.get("deploy_as_blue"))
+    if task.error:
+        prefix = f"not deployed: the reindex was {task.status.value}" if deploying else task.status.value
+        console.print(f"[red]{escape(prefix)}:[/red] {escape(task.error)}")
+    if task.best_run_id:
+        console.print(f"best run: {task.best_run_id} ({task.best_model_url})")
+    verdict = deployment_line(task)
+    if verdict:
+        console.print(verdict)
+    elif task.kind.value != "fine_tuning" and task.status.value == "done" and task.progress_message:
+        colour = "green" if task.kind.value != "reindex" or deploying else "yellow"
+        console.print(f"[{colour}]{escape(task.progress_message)}[/{colour}]")
 
 
 def finetune(
@@ -222,10 +238,7 @@ def reindex(
                             bar, completed=fraction, description=message
                         ),
                     )
-                console.print(
-                    f"[green]indexed[/green] {result.item_count} items ({result.part_count} parts) with "
-                    f"{result.model_id} in {result.seconds:.1f}s" + (" — now blue" if result.deployed_as_blue else "")
-                )
+                console.print(f"[green]{escape(result.summary())}[/green]")
                 return
             task = service.create_reindex_task(params)
         except TaskError as error:
@@ -411,6 +424,5 @@ def status() -> None:
         for task in repository.list_tasks(limit=5):
             console.print(
                 f"  {task.created_at:%Y-%m-%d %H:%M:%S} {task.kind.value:<11} {_styled(task.status.value)} {task.id}"
-                + (f" — {escape(task.error[:60])}" if task.error else "")
-                + (f" — {verdict}" if (verdict := deployment_line(task)) else "")
+                + (f" — {last_word}" if (last_word := _last_word(task)) else "")
             )

@@ -62,6 +62,17 @@ class ReindexResult:
     #: catalog items left out because they have no text under the build's ``item_text`` (logged with examples)
     skipped_items: int = 0
 
+    def summary(self) -> str:
+        """What happened, in one line: the finished task's last message, and what ``reindex --here`` prints."""
+        counts = f"{self.item_count:,} items ({self.part_count:,} parts)"
+        skipped = f"; {self.skipped_items:,} items without text left out" if self.skipped_items else ""
+        if self.deployed_as_blue:
+            return f"search now answers from model {self.model_id}: {counts}, indexed in {self.seconds:.1f}s{skipped}"
+        return (
+            f"indexed {counts} with model {self.model_id} in {self.seconds:.1f}s{skipped}; not deployed: search "
+            "still answers from the blue model (deploy_as_blue was not asked for)"
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "model_id": self.model_id,

@@ -289,9 +289,13 @@ def finish_task(
 
     ``message`` replaces the last progress message, so what a finished task says last (``tasks list``, the
     API's ``progress_message``) is its outcome, e.g. "not deployed: NDCG@10 0.4100 against blue 0.4300".
+    Without one, a task ending with an error says "failed: <its first line>" rather than keeping whatever
+    step it was on ("applying item changes...") as if it were still there.
     """
     if status not in FINAL_STATUSES:
         raise ValueError(f"{status} is not a final status")
+    if message is None and error:
+        message = f"{status.value}: {error.strip().splitlines()[0] if error.strip() else error}"[:MAX_ERROR_LENGTH]
     return _update(
         task_id,
         "status = :status, error = :error, finished_at = now(), "

@@ -210,7 +210,9 @@ def _reindex(task: Task) -> None:
     except vectordb.CollectionStateError as error:
         repository.finish_task(task.id, TaskStatus.refused, error=str(error))
         return
-    repository.finish_task(task.id, TaskStatus.done, best_run_id=None, result=result.as_dict())
+    repository.finish_task(
+        task.id, TaskStatus.done, best_run_id=None, result=result.as_dict(), message=result.summary()
+    )
 
 
 def reindex_worker(task_id: str) -> None:
@@ -238,6 +240,8 @@ def _upsert(task: Task) -> None:
         task.id,
         TaskStatus.done,
         result={"upserted": len(params.upserts), "deleted": len(params.deletes), "collections": written},
+        message=f"upserted {len(params.upserts):,} items, deleted {len(params.deletes):,}, in "
+        f"{len(written)} collection{'s' if len(written) != 1 else ''}",
     )
 
 
