@@ -102,7 +102,7 @@ COMMANDS: list[tuple[list[str], int, str]] = [
     (["clickstream", "stats"], 0, "collecting"),
     (["clickstream", "release"], 0, "released batch 1"),
     (["clickstream", "import", "{sessions}"], 0, "1 inserted"),
-    (["finetune", "--batch-id", "1"], 1, "release it first"),
+    (["finetune", "--batch-id", "1"], 1, "release it first with `embedding-studio clickstream release`"),
     (["reindex", "all-MiniLM-L6-v2"], 0, "reindex task"),
     (["db", "upgrade"], 0, "database at revision"),
 ]

@@ -80,8 +80,8 @@ def db_stop(
     with friendly_errors():
         if settings.database_url:
             raise UserFacingError(
-                "DATABASE_URL is set, so no embedded PostgreSQL is in use: there is nothing for embedding-studio "
-                "to stop (stop that server the way it was started)"
+                "DATABASE_URL is set, so no embedded PostgreSQL is in use and there is nothing to stop here "
+                "(stop that server the way it was started)"
             )
         users = processes_using_embedded_server(settings.embedded_pg_dir)
         if users and not force:

@@ -30,8 +30,8 @@ def check_batch_is_released(batch_id: int) -> None:
         raise InvalidTaskError(str(error)) from error
     if batch.status != "released":
         raise InvalidTaskError(
-            f"clickstream batch {batch_id} is still {batch.status!r}: release it first "
-            "(POST /api/v1/clickstream/batches/release)"
+            f"clickstream batch {batch_id} is still {batch.status!r}: release it first with "
+            "`embedding-studio clickstream release` (or POST /api/v1/clickstream/batches/release)"
         )
 
 
