@@ -14,7 +14,7 @@ model and CUDA memory when it ends, whatever happened.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -135,6 +135,23 @@ def normalize_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 TrainFunction = Callable[..., Any]
 
+#: MLflow keeps run names as a tag; long search spaces are cut here rather than refused there.
+MAX_RUN_NAME_LENGTH = 250
+
+
+def trial_run_name(number: int, params: Mapping[str, Any], searched: Iterable[str]) -> str:
+    """``trial-3 query_lr=5e-05 temperature=0.05``: the trial's number and the values the search chose.
+
+    MLflow otherwise names each run at random (and the names repeat), so nobody could tell from the run list
+    which trial tried what; the searched parameters are the ones that differ between the trials of an iteration.
+    """
+    chosen = " ".join(f"{key}={_short_value(params[key])}" for key in searched if key in params)
+    return f"trial-{number} {chosen}".strip()[:MAX_RUN_NAME_LENGTH]
+
+
+def _short_value(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
 
 class TrialRunner:
     """Runs one parameter set: fresh model from disk → training → tracker run → memory freed."""
@@ -156,11 +173,17 @@ class TrialRunner:
         self.iteration = iteration
         self.device = device
         self.train = train or train_fine_tuner
+        self.trials_run = 0
 
     def run(self, params: Mapping[str, Any], trial: optuna.Trial | None = None) -> TrialOutcome:
+        """Train one parameter set as the run ``trial-N …``: N is Optuna's trial number (unique across the
+        workers sharing a study), or this runner's count for parameter sets run without a search."""
         from embedding_studio.models import TextEmbeddingModel, release_memory
 
         full_params = normalize_params(params)
+        self.trials_run += 1
+        number = trial.number + 1 if trial is not None else self.trials_run
+        run_name = trial_run_name(number, full_params, self.method.search_space)
         callbacks: list[pl.Callback] = []
         pruning = OptunaPruningCallback(trial, self.method.main_metric) if trial is not None else None
         if pruning is not None:
@@ -170,7 +193,7 @@ class TrialRunner:
         history: list[dict[str, float]] = []
         baseline_metrics: dict[str, float] = {}
         try:
-            with self.tracker.run(self.iteration, full_params) as run_id:
+            with self.tracker.run(self.iteration, full_params, run_name=run_name) as run_id:
 
                 def on_validation_metrics(step: int, metrics: Mapping[str, float]) -> None:
                     values = {key: float(value) for key, value in metrics.items() if key != "step"}
