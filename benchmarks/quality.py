@@ -9,9 +9,10 @@ For each dataset (BEIR layout) and seed:
 2. index the corpus with the base model (all-MiniLM-L6-v2) and show each training query's top 10;
 3. simulate ``--sessions-per-query`` sessions per training query with a position-based click model
    over those top 10 (``evaluation.PositionBasedClickModel``, P(click) = P(examine r) × P(attractive | grade));
-4. fine-tune (b) with our learning code (the pipeline's ``train_fine_tuner``: ItemSetManager,
-   EmbeddingsFineTuner, our loss with shown-not-clicked hard negatives and IPS weights; validated on whole
-   training queries held out, ``--validation-share``) and (c) with sentence-transformers'
+4. fine-tune (b) with our learning code and ``default_text``'s recipe (the pipeline's ``train_fine_tuner``:
+   ItemSetManager, EmbeddingsFineTuner, in-batch InfoNCE; validated by retrieval on whole training queries held
+   out, ``--validation-share``, which chooses the checkpoint and the weight share, then refit on every session)
+   and (c) with sentence-transformers'
    ``MultipleNegativesRankingLoss`` on every (query, clicked item) pair of all the sessions, its standard
    recipe, for the same number of epochs. Both train at ``--max-seq-length`` tokens and are scored at the
    model's own length, as the base model is;
