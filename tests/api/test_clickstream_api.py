@@ -124,7 +124,9 @@ def test_malformed_json_is_4xx_not_500(client: TestClient) -> None:
         assert response.status_code == 422
         assert response.json()["detail"] == "malformed JSON body"
     assert client.post(SESSIONS, content=b"", headers={"content-type": "application/json"}).status_code == 422
-    assert client.get("/api/v1/clickstream/batches/not-a-number").status_code == 422
+    # Batch ids are numbers in the route itself, so /batches/release stays a POST-only path (GET is a 405).
+    assert client.get("/api/v1/clickstream/batches/not-a-number").status_code == 404
+    assert client.get("/api/v1/clickstream/batches/release").status_code == 405
     assert client.get("/api/v1/clickstream/batches/999999").status_code == 404
     bad_events = client.post(f"{SESSIONS}/s1/events", json={"events": [{"item_id": "a"}]})
     assert bad_events.status_code == 422 and bad_events.json()["errors"][0]["field"] == "events.0.event_id"

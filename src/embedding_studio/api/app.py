@@ -6,12 +6,19 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy import text
 
 from embedding_studio.api.auth import require_api_key
+from embedding_studio.api.errors import (
+    UnprocessableRequestError,
+    method_not_allowed_handler,
+    unprocessable_handler,
+    validation_handler,
+)
+from embedding_studio.api.schemas.errors import UNAUTHORIZED, error_responses
 from embedding_studio.config import get_settings
 from embedding_studio.db import get_engine, upgrade_database
 from embedding_studio.db.pool import open_async_autocommit_pool
@@ -22,12 +29,9 @@ logger = logging.getLogger(__name__)
 API_PREFIX = "/api/v1"
 
 
-def _validation_reasons(error: RequestValidationError) -> list[dict[str, object]]:
-    reasons = []
-    for item in error.errors():
-        location = ".".join(str(part) for part in item.get("loc", ()) if part != "body")
-        reasons.append({"field": location or "body", "reason": item.get("msg", "invalid")})
-    return reasons
+class HealthOut(BaseModel):
+    status: str
+    database: str
 
 
 def create_app(run_migrations: bool = True) -> FastAPI:
@@ -51,14 +55,11 @@ def create_app(run_migrations: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
 
-    @app.exception_handler(RequestValidationError)
-    async def validation_handler(_: Request, error: RequestValidationError) -> JSONResponse:
-        reasons = _validation_reasons(error)
-        malformed = any(item.get("type") == "json_invalid" for item in error.errors())
-        detail = "malformed JSON body" if malformed else "invalid request"
-        return JSONResponse(status_code=422, content={"detail": detail, "errors": reasons})
+    app.add_exception_handler(RequestValidationError, validation_handler)
+    app.add_exception_handler(UnprocessableRequestError, unprocessable_handler)
+    app.add_exception_handler(405, method_not_allowed_handler)
 
-    @app.get("/health", tags=["health"])
+    @app.get("/health", tags=["health"], response_model=HealthOut)
     def health() -> dict[str, str]:
         with get_engine().connect() as connection:
             connection.execute(text("select 1"))
@@ -67,5 +68,10 @@ def create_app(run_migrations: bool = True) -> FastAPI:
     from embedding_studio.api.routers import ROUTERS
 
     for router in ROUTERS:
-        app.include_router(router, prefix=API_PREFIX, dependencies=[Depends(require_api_key)])
+        app.include_router(
+            router,
+            prefix=API_PREFIX,
+            dependencies=[Depends(require_api_key)],
+            responses=error_responses({401: UNAUTHORIZED}),
+        )
     return app

@@ -8,12 +8,13 @@ run it and another to serialise its answer.
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Path, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
+from embedding_studio.api.errors import UnprocessableRequestError
 from embedding_studio.api.schemas.clickstream import (
     BatchOut,
     BulkIn,
@@ -26,6 +27,7 @@ from embedding_studio.api.schemas.clickstream import (
     SessionCreatedOut,
     SessionOut,
 )
+from embedding_studio.api.schemas.errors import INVALID_REQUEST, body_error_responses, error_responses
 from embedding_studio.clickstream.dao import (
     EventConflictError,
     ItemNotInResultsError,
@@ -34,10 +36,17 @@ from embedding_studio.clickstream.dao import (
     UnknownSessionError,
     clickstream_dao,
 )
+from embedding_studio.clickstream.records import MAX_ID_LENGTH
 
 router = APIRouter(prefix="/clickstream", tags=["clickstream"])
 
-_NOT_FOUND = {"description": "Unknown session or batch"}
+UNKNOWN_SESSION = "No session with this id has been stored."
+UNKNOWN_BATCH = "No clickstream batch with this id."
+
+SessionId = Annotated[
+    str, Path(min_length=1, max_length=MAX_ID_LENGTH, description="The client's session id (may contain '/').")
+]
+BatchId = Annotated[int, Path(ge=1, description="A clickstream batch id.")]
 
 
 def hot_path_pool(request: Request) -> AsyncConnectionPool | None:
@@ -51,7 +60,9 @@ def hot_path_pool(request: Request) -> AsyncConnectionPool | None:
     response_model=SessionCreatedOut,
     responses={
         200: {"description": "The same session was stored before", "model": SessionCreatedOut},
-        409: {"description": "The session id exists with a different body"},
+        **body_error_responses(
+            {409: "The session id is stored with a different body (the answer names the fields).", 422: INVALID_REQUEST}
+        ),
     },
 )
 async def add_session(body: SessionBody, request: Request, response: Response) -> SessionCreatedOut:
@@ -69,26 +80,19 @@ async def add_session(body: SessionBody, request: Request, response: Response) -
     return SessionCreatedOut(session_id=session.session_id, batch_id=session.batch_id, created=created)
 
 
-@router.get("/sessions/{session_id:path}", response_model=SessionOut, responses={404: _NOT_FOUND})
-async def get_session(session_id: str) -> SessionOut:
-    try:
-        session = await run_in_threadpool(clickstream_dao.get_session, session_id)
-    except UnknownSessionError as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
-    return SessionOut.model_validate(asdict(session))
-
-
 @router.post(
     "/sessions/{session_id:path}/events",
     status_code=status.HTTP_201_CREATED,
     response_model=EventsOut,
-    responses={
-        404: _NOT_FOUND,
-        409: {"description": "An event id is stored in this session with a different body (nothing was stored)"},
-        422: {"description": "An event names an item that was not shown"},
-    },
+    responses=body_error_responses(
+        {
+            404: UNKNOWN_SESSION,
+            409: "An event id is stored in this session with a different body (nothing was stored).",
+            422: INVALID_REQUEST + " Also when an event names an item the session did not show.",
+        }
+    ),
 )
-async def add_events(session_id: str, body: EventsIn, request: Request) -> EventsOut | JSONResponse:
+async def add_events(session_id: SessionId, body: EventsIn, request: Request) -> EventsOut:
     """Record clicks (or other events) on results of a stored session; event ids are unique within it.
 
     Resending an event with the same body changes nothing, so a client may retry freely; an id reused
@@ -105,16 +109,16 @@ async def add_events(session_id: str, body: EventsIn, request: Request) -> Event
     except EventConflictError as error:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
     except ItemNotInResultsError as error:
-        # Same shape as every other 422 of the API.
-        return JSONResponse(
-            status_code=422,
-            content={"detail": str(error), "errors": [{"field": "events.item_id", "reason": str(error)}]},
-        )
+        raise UnprocessableRequestError(str(error), field="events.item_id") from error
     return EventsOut(session_id=session_id, inserted=inserted)
 
 
-@router.post("/sessions/{session_id:path}/irrelevant", response_model=IrrelevantOut, responses={404: _NOT_FOUND})
-async def mark_irrelevant(session_id: str) -> IrrelevantOut:
+@router.post(
+    "/sessions/{session_id:path}/irrelevant",
+    response_model=IrrelevantOut,
+    responses=error_responses({404: UNKNOWN_SESSION, 422: INVALID_REQUEST}),
+)
+async def mark_irrelevant(session_id: SessionId) -> IrrelevantOut:
     """The user said none of the results fit: fine-tuning learns from that too."""
     try:
         session = await run_in_threadpool(clickstream_dao.mark_irrelevant, session_id)
@@ -123,7 +127,23 @@ async def mark_irrelevant(session_id: str) -> IrrelevantOut:
     return IrrelevantOut(session_id=session.session_id, is_irrelevant=session.is_irrelevant)
 
 
-@router.post("/bulk", response_model=BulkOut)
+# Declared after the session's POST routes: ``{session_id:path}`` matches ``<id>/events`` too, and the first
+# route a path matches decides a 405's ``Allow`` header.
+@router.get(
+    "/sessions/{session_id:path}",
+    response_model=SessionOut,
+    responses=error_responses({404: UNKNOWN_SESSION, 422: INVALID_REQUEST}),
+)
+async def get_session(session_id: SessionId) -> SessionOut:
+    """The stored session with its events."""
+    try:
+        session = await run_in_threadpool(clickstream_dao.get_session, session_id)
+    except UnknownSessionError as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
+    return SessionOut.model_validate(asdict(session))
+
+
+@router.post("/bulk", response_model=BulkOut, responses=body_error_responses({422: INVALID_REQUEST}))
 async def bulk_add(body: BulkIn) -> BulkOut:
     """Many sessions with their events at once; each record is accepted or rejected (with a reason) on its own."""
     result = await run_in_threadpool(clickstream_dao.bulk_add, body.sessions)
@@ -141,8 +161,13 @@ async def list_batches() -> list[BatchOut]:
     return [BatchOut.model_validate(asdict(batch)) for batch in await run_in_threadpool(clickstream_dao.list_batches)]
 
 
-@router.get("/batches/{batch_id}", response_model=BatchOut, responses={404: _NOT_FOUND})
-async def get_batch(batch_id: int) -> BatchOut:
+# ``:int`` keeps ``GET /batches/release`` off this route: that is a 405 (release is a POST), not a bad id.
+@router.get(
+    "/batches/{batch_id:int}",
+    response_model=BatchOut,
+    responses=error_responses({404: UNKNOWN_BATCH, 422: INVALID_REQUEST}),
+)
+async def get_batch(batch_id: BatchId) -> BatchOut:
     try:
         return BatchOut.model_validate(asdict(await run_in_threadpool(clickstream_dao.get_batch, batch_id)))
     except UnknownBatchError as error:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
+from embedding_studio.api.errors import UnprocessableRequestError
+from embedding_studio.api.schemas.errors import INVALID_REQUEST, body_error_responses, error_responses
 from embedding_studio.api.schemas.tasks import FineTuningTaskIn, TaskCreatedOut, TaskListOut, TaskOut
 from embedding_studio.tasks import (
     IdempotencyConflictError,
@@ -22,6 +25,15 @@ from embedding_studio.tasks.service import InvalidTaskError
 
 router = APIRouter(prefix="/fine-tuning", tags=["fine-tuning"])
 
+UNKNOWN_TASK = "No task of this kind with this id."
+TASK_STATE = "The task's state does not allow it (e.g. it has already finished)."
+IDEMPOTENCY_CONFLICT = "The idempotency key already belongs to a task of another kind."
+
+#: Task ids are 32 hex characters; the bound only keeps absurd paths out of the database query.
+TaskId = Annotated[str, Path(min_length=1, max_length=100, description="A task id, as answered when it was created.")]
+TASK_ERRORS = error_responses({404: UNKNOWN_TASK, 422: INVALID_REQUEST})
+CANCEL_ERRORS = error_responses({404: UNKNOWN_TASK, 409: TASK_STATE, 422: INVALID_REQUEST})
+
 
 @contextmanager
 def task_errors() -> Iterator[None]:
@@ -31,12 +43,27 @@ def task_errors() -> Iterator[None]:
     except UnknownTaskError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
     except (UnknownModelError, InvalidTaskError) as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(error)) from error
+        raise UnprocessableRequestError(str(error)) from error
     except (IdempotencyConflictError, TaskStateError) as error:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
 
 
-@router.post("/tasks", status_code=status.HTTP_202_ACCEPTED, response_model=TaskCreatedOut)
+@router.post(
+    "/tasks",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskCreatedOut,
+    responses={
+        200: {"description": "The idempotency key was used before: its task is given back.", "model": TaskCreatedOut},
+        **body_error_responses(
+            {
+                409: IDEMPOTENCY_CONFLICT,
+                422: INVALID_REQUEST
+                + " Also for a batch that does not exist or is not released, an unknown method or method option, "
+                "or an embedding_model_id that names no model.",
+            }
+        ),
+    },
+)
 def create_fine_tuning_task(body: FineTuningTaskIn, response: Response) -> TaskCreatedOut:
     """Fine-tune on a released batch; with ``deploy_as_blue`` the best model is reindexed and deployed when it
     retrieves at least as well as the blue one on the batch's held-out sessions (by ``min_deploy_gain``), or
@@ -48,13 +75,13 @@ def create_fine_tuning_task(body: FineTuningTaskIn, response: Response) -> TaskC
     return TaskCreatedOut(id=task.id, status=task.status.value, error=task.error)
 
 
-@router.get("/tasks/{task_id}", response_model=TaskOut)
-def get_fine_tuning_task(task_id: str) -> TaskOut:
+@router.get("/tasks/{task_id}", response_model=TaskOut, responses=TASK_ERRORS)
+def get_fine_tuning_task(task_id: TaskId) -> TaskOut:
     with task_errors():
         return TaskOut.of(repository.get_task(task_id, kind=TaskKind.fine_tuning))
 
 
-@router.get("/tasks", response_model=TaskListOut)
+@router.get("/tasks", response_model=TaskListOut, responses=error_responses({422: INVALID_REQUEST}))
 def list_fine_tuning_tasks(
     status_filter: TaskStatus | None = Query(default=None, alias="status"),
     limit: int = Query(default=50, ge=1, le=1000),
@@ -69,8 +96,8 @@ def list_fine_tuning_tasks(
     return TaskListOut(tasks=[TaskOut.of(task) for task in tasks])
 
 
-@router.post("/tasks/{task_id}/cancel", response_model=TaskOut)
-def cancel_fine_tuning_task(task_id: str) -> TaskOut:
+@router.post("/tasks/{task_id}/cancel", response_model=TaskOut, responses=CANCEL_ERRORS)
+def cancel_fine_tuning_task(task_id: TaskId) -> TaskOut:
     """A pending task is canceled at once; a running one stops at its next check (``cancel_requested``)."""
     with task_errors():
         repository.get_task(task_id, kind=TaskKind.fine_tuning)

@@ -5,28 +5,31 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from embedding_studio.api.routers.fine_tuning import task_errors
+from embedding_studio.api.routers.fine_tuning import IDEMPOTENCY_CONFLICT, TASK_ERRORS, TaskId, task_errors
+from embedding_studio.api.schemas.errors import INVALID_REQUEST, body_error_responses
 from embedding_studio.api.schemas.tasks import DeleteIn, TaskCreatedOut, TaskOut, UpsertIn
 from embedding_studio.tasks import TaskKind, repository, service
 
 router = APIRouter(prefix="/items", tags=["items"])
 
+_CHANGE_ERRORS = body_error_responses({409: IDEMPOTENCY_CONFLICT, 422: INVALID_REQUEST})
 
-@router.post("/upsert", status_code=status.HTTP_202_ACCEPTED, response_model=TaskCreatedOut)
+
+@router.post("/upsert", status_code=status.HTTP_202_ACCEPTED, response_model=TaskCreatedOut, responses=_CHANGE_ERRORS)
 def upsert_items(body: UpsertIn) -> TaskCreatedOut:
     with task_errors():
         task = service.create_upsert_task(body.params(), idempotency_key=body.idempotency_key)
     return TaskCreatedOut(id=task.id, status=task.status.value, error=task.error)
 
 
-@router.post("/delete", status_code=status.HTTP_202_ACCEPTED, response_model=TaskCreatedOut)
+@router.post("/delete", status_code=status.HTTP_202_ACCEPTED, response_model=TaskCreatedOut, responses=_CHANGE_ERRORS)
 def delete_items(body: DeleteIn) -> TaskCreatedOut:
     with task_errors():
         task = service.create_upsert_task(body.params(), idempotency_key=body.idempotency_key)
     return TaskCreatedOut(id=task.id, status=task.status.value, error=task.error)
 
 
-@router.get("/tasks/{task_id}", response_model=TaskOut)
-def get_upsert_task(task_id: str) -> TaskOut:
+@router.get("/tasks/{task_id}", response_model=TaskOut, responses=TASK_ERRORS)
+def get_upsert_task(task_id: TaskId) -> TaskOut:
     with task_errors():
         return TaskOut.of(repository.get_task(task_id, kind=TaskKind.upsert))

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, status
 
 from embedding_studio import vectordb
+from embedding_studio.api.schemas.errors import INVALID_REQUEST, error_responses
 from embedding_studio.api.schemas.tasks import ModelListOut, ModelOut
 
 router = APIRouter(prefix="/models", tags=["models"])
+
+ModelId = Annotated[
+    str,
+    Path(min_length=1, max_length=1000, description="The blue model's id, as GET /models lists it (may contain '/')."),
+]
 
 
 def _models() -> ModelListOut:
@@ -36,8 +44,18 @@ def list_models() -> ModelListOut:
     return _models()
 
 
-@router.post("/{model_id:path}/rollback", response_model=ModelListOut)
-def rollback_model(model_id: str) -> ModelListOut:
+@router.post(
+    "/{model_id:path}/rollback",
+    response_model=ModelListOut,
+    responses=error_responses(
+        {
+            404: "No collection was ever built with this model.",
+            409: "The model is not the blue one, or there is no previous blue model to go back to.",
+            422: INVALID_REQUEST,
+        }
+    ),
+)
+def rollback_model(model_id: ModelId) -> ModelListOut:
     """Roll the blue model ``model_id`` back: search flips to the previous blue model in one transaction."""
     if vectordb.get_model_record(model_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"model {model_id!r} has never been indexed")

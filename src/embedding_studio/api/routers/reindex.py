@@ -4,14 +4,34 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from embedding_studio.api.routers.fine_tuning import task_errors
+from embedding_studio.api.routers.fine_tuning import (
+    CANCEL_ERRORS,
+    IDEMPOTENCY_CONFLICT,
+    TASK_ERRORS,
+    TaskId,
+    task_errors,
+)
+from embedding_studio.api.schemas.errors import INVALID_REQUEST, body_error_responses
 from embedding_studio.api.schemas.tasks import ReindexTaskIn, TaskCreatedOut, TaskOut
 from embedding_studio.tasks import TaskKind, repository, service
 
 router = APIRouter(prefix="/reindex", tags=["reindex"])
 
 
-@router.post("/tasks", status_code=status.HTTP_202_ACCEPTED, response_model=TaskCreatedOut)
+@router.post(
+    "/tasks",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskCreatedOut,
+    responses={
+        200: {"description": "The idempotency key was used before: its task is given back.", "model": TaskCreatedOut},
+        **body_error_responses(
+            {
+                409: IDEMPOTENCY_CONFLICT,
+                422: INVALID_REQUEST + " Also when dest_model_id or source_model_id names no model.",
+            }
+        ),
+    },
+)
 def create_reindex_task(body: ReindexTaskIn, response: Response) -> TaskCreatedOut:
     """A reindex into a model another reindex is building comes back ``refused`` (with the reason)
     unless ``wait_on_conflict`` is set, in which case it runs after that one."""
@@ -23,14 +43,14 @@ def create_reindex_task(body: ReindexTaskIn, response: Response) -> TaskCreatedO
     return TaskCreatedOut(id=task.id, status=task.status.value, error=task.error)
 
 
-@router.get("/tasks/{task_id}", response_model=TaskOut)
-def get_reindex_task(task_id: str) -> TaskOut:
+@router.get("/tasks/{task_id}", response_model=TaskOut, responses=TASK_ERRORS)
+def get_reindex_task(task_id: TaskId) -> TaskOut:
     with task_errors():
         return TaskOut.of(repository.get_task(task_id, kind=TaskKind.reindex))
 
 
-@router.post("/tasks/{task_id}/cancel", response_model=TaskOut)
-def cancel_reindex_task(task_id: str) -> TaskOut:
+@router.post("/tasks/{task_id}/cancel", response_model=TaskOut, responses=CANCEL_ERRORS)
+def cancel_reindex_task(task_id: TaskId) -> TaskOut:
     with task_errors():
         repository.get_task(task_id, kind=TaskKind.reindex)
         return TaskOut.of(service.cancel_task(task_id))

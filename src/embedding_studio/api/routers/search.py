@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 
 from embedding_studio import vectordb
+from embedding_studio.api.schemas.errors import INVALID_REQUEST, body_error_responses
 from embedding_studio.api.schemas.tasks import SearchIn, SearchOut, SearchResultOut
 from embedding_studio.tasks import UnknownModelError
 from embedding_studio.tasks.search import search_blue
@@ -12,7 +13,16 @@ from embedding_studio.tasks.search import search_blue
 router = APIRouter(tags=["search"])
 
 
-@router.post("/search", response_model=SearchOut)
+@router.post(
+    "/search",
+    response_model=SearchOut,
+    responses=body_error_responses(
+        {
+            422: INVALID_REQUEST,
+            503: "No model is deployed yet (run a reindex with deploy_as_blue), or the blue model cannot be loaded.",
+        }
+    ),
+)
 def search(body: SearchIn) -> SearchOut:
     """Also records the search (query and shown results) as a clickstream session."""
     try:
