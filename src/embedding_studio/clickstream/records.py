@@ -8,15 +8,44 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from embedding_studio.clickstream.errors import InvalidRecordError
 
 MAX_ID_LENGTH = 512
 MAX_RESULTS = 10_000
 MAX_RANK_OFFSET = 1_000_000
+
+#: A query is text with something in it, or a non-empty JSON object (a structured query); the constraints
+#: are in the type so the OpenAPI document refuses what the server refuses.
+#: PostgreSQL text cannot hold NUL, so no stored string may contain one.
+TextQuery = Annotated[str, StringConstraints(min_length=1, pattern=r"^[^\x00]*[^\s\x00][^\x00]*$")]
+NO_NUL = r"^[^\x00]*$"
+#: A session's query: text or a structured (JSON object) query. Checked by ``SessionBody._query_is_not_empty``,
+#: whose message says what is wrong; the schema carries the same rule for the OpenAPI document.
+SessionQuery = Annotated[
+    str | dict[str, Any],
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "minLength": 1, "pattern": TextQuery.__metadata__[0].pattern},
+                {"type": "object", "minProperties": 1},
+            ]
+        }
+    ),
+]
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -28,15 +57,35 @@ def _as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def _date_time_text(value: object) -> object:
+    """Only an ISO 8601 string (or a datetime, from Python): a bare number is not taken as a timestamp."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("expected an ISO 8601 date-time string, e.g. 2024-05-01T12:00:00Z")
+    return value
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_date_time_text)]
+
+
+def _not_a_bool(value: object) -> object:
+    """true and false are not numbers: pydantic would read them as 1 and 0, JSON Schema's integer refuses them."""
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, got a boolean")
+    return value
+
+
+Count = Annotated[int, BeforeValidator(_not_a_bool)]
+
+
 class EventRecord(BaseModel):
     """One user action on a shown result; ``event_id`` is the client's idempotency key."""
 
     model_config = ConfigDict(extra="forbid")
 
-    event_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    event_type: str = Field(default="click", min_length=1, max_length=64)
-    created_at: datetime | None = None
+    event_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=NO_NUL)
+    item_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=NO_NUL)
+    event_type: str = Field(default="click", min_length=1, max_length=64, pattern=NO_NUL)
+    created_at: Timestamp | None = None
     payload: dict[str, Any] | None = None
 
     @field_validator("created_at")
@@ -99,21 +148,22 @@ class SessionBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
-    query: str | dict[str, Any]
-    results: list[str] = Field(
+    session_id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, pattern=NO_NUL)
+    query: SessionQuery = Field(description="What the user searched for: text (not blank) or a non-empty JSON object.")
+    results: list[Annotated[str, StringConstraints(min_length=1, pattern=NO_NUL)]] = Field(
         max_length=MAX_RESULTS,
+        json_schema_extra={"uniqueItems": True},  # enforced by _results_are_distinct_ids, with the item named
         description="Item ids in the order they were shown (rank rank_offset + 1 first).",
     )
-    rank_offset: int = Field(
+    rank_offset: Count = Field(
         default=0,
         ge=0,
         le=MAX_RANK_OFFSET,
         description="How many results were ranked above the first shown one (10 for the second page of 10): "
         "result i is counted as shown at rank rank_offset + i when position bias is estimated.",
     )
-    user_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
-    created_at: datetime | None = None
+    user_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH, pattern=NO_NUL)
+    created_at: Timestamp | None = None
     payload: dict[str, Any] | None = None
 
     @field_validator("created_at")
@@ -126,6 +176,8 @@ class SessionBody(BaseModel):
     def _query_is_not_empty(cls, query: str | dict[str, Any]) -> str | dict[str, Any]:
         if not query or (isinstance(query, str) and not query.strip()):
             raise ValueError("the query must not be empty")
+        if isinstance(query, str) and "\x00" in query:
+            raise ValueError("the query must not contain NUL characters")
         return query
 
     @field_validator("results")

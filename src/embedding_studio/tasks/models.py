@@ -206,7 +206,11 @@ def check_model_exists(model_id: str) -> None:
     if model_id in _cache or packaged_model_path(model_id) is not None:
         return
     path = Path(model_id).expanduser()
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError as error:  # a name too long for the file system names no directory
+        raise UnknownModelError(model_id, f"not a usable path: {error.strerror}") from error
+    if is_dir:
         if (path / "embedding_studio.json").is_file() or (path / "modules.json").is_file():
             return
         raise UnknownModelError(model_id, "the directory holds no saved model")

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from embedding_studio.items.item_text import DEFAULT_SEPARATOR, DEFAULT_WORDS_PER_PART, ItemText, ItemTextError
 from embedding_studio.items.item_text import item_text as text_of_item
+
+#: A model id: a base model name, a local model directory or an MLflow run id. Whether it names a model is
+#: checked when the task is created (422 naming it); the type keeps out what can never be one (blank, padded
+#: with spaces, control characters), so the OpenAPI document says so too.
+ModelId = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=1000, pattern=r"^[^\s\x00-\x1f\x7f]([^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f])?$"
+    ),
+]
 
 
 class FineTuningTaskParams(BaseModel):
@@ -19,7 +29,7 @@ class FineTuningTaskParams(BaseModel):
         default_factory=dict,
         description='Overrides of the method\'s fields, e.g. {"max_evals": 4, "num_epochs": 1}.',
     )
-    embedding_model_id: str | None = Field(
+    embedding_model_id: ModelId | None = Field(
         default=None,
         description="Model to start from: base name, local directory or MLflow run id; default: the blue model, "
         "else the method's base model.",
@@ -85,11 +95,15 @@ class ItemTextOptions(BaseModel):
 class ReindexTaskParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source_model_id: str | None = Field(
+    source_model_id: ModelId | None = Field(
         default=None,
         description="Collection whose items are re-embedded; default: the blue one, else the catalog loader.",
     )
-    dest_model_id: str = Field(min_length=1, description="Model the new collection is embedded with.")
+    dest_model_id: ModelId = Field(
+        description="Model the new collection is embedded with: a base model name (all-MiniLM-L6-v2), a local model "
+        "directory or an MLflow run id; one that names no model is refused (422).",
+        examples=["all-MiniLM-L6-v2"],
+    )
     deploy_as_blue: bool = Field(default=False, description="Flip search to the new collection when it is built.")
     wait_on_conflict: bool = Field(default=False, description="Wait for another reindex into dest instead of refusing.")
     loader: LoaderSpec | None = Field(default=None, description="Read items from this loader instead of a collection.")

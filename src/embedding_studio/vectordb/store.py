@@ -46,6 +46,8 @@ from embedding_studio.vectordb.errors import (
 
 logger = logging.getLogger(__name__)
 
+MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+
 #: Collections that serve (or may serve again by rollback) and therefore receive upserts directly.
 MAINTAINED_STATES = ("blue", "ready")
 #: How many parts are fetched per returned item, so items with several close parts still fill a page.
@@ -734,7 +736,9 @@ def search(
     with get_pool().connection() as connection:
         if parts > DEFAULT_EF_SEARCH:
             with connection.transaction():
-                connection.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(parts)))
+                # pgvector refuses ef_search above 1000: deeper pages are searched with the widest it allows.
+                ef_search = min(parts, MAX_EF_SEARCH)
+                connection.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(ef_search)))
                 rows = connection.execute(statement, arguments).fetchall()
         else:
             rows = connection.execute(statement, arguments).fetchall()

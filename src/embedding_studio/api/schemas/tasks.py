@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from embedding_studio.clickstream.records import MAX_ID_LENGTH, NO_NUL, Count, TextQuery
 from embedding_studio.tasks import FineTuningTaskParams, ReindexTaskParams, Task, UpsertTaskParams
 from embedding_studio.tasks.params import UpsertItem
 
@@ -149,10 +150,11 @@ class DeleteIn(BaseModel):
 class SearchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: str = Field(min_length=1, max_length=10_000)
-    limit: int = Field(default=10, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0, le=10_000)
-    user_id: str | None = Field(default=None, max_length=1000)
+    # The search is recorded as a session, so the query and user id obey the session's rules.
+    query: TextQuery = Field(max_length=10_000, description="What the user searched for (not blank).")
+    limit: Count = Field(default=10, ge=1, le=1000)
+    offset: Count = Field(default=0, ge=0, le=10_000)
+    user_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH, pattern=NO_NUL)
 
 
 class SearchResultOut(BaseModel):
