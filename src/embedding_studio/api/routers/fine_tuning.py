@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
@@ -48,21 +48,23 @@ def task_errors() -> Iterator[None]:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
 
 
+def task_created_responses(invalid_also: str) -> dict[int | str, dict[str, Any]]:
+    """What a task-creating route answers besides 202: the task again for a reused idempotency key, a conflicting
+    key, and the request errors (``invalid_also`` says what else the route refuses as 422)."""
+    return {
+        200: {"description": "The idempotency key was used before: its task is given back.", "model": TaskCreatedOut},
+        **body_error_responses({409: IDEMPOTENCY_CONFLICT, 422: f"{INVALID_REQUEST} Also {invalid_also}"}),
+    }
+
+
 @router.post(
     "/tasks",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskCreatedOut,
-    responses={
-        200: {"description": "The idempotency key was used before: its task is given back.", "model": TaskCreatedOut},
-        **body_error_responses(
-            {
-                409: IDEMPOTENCY_CONFLICT,
-                422: INVALID_REQUEST
-                + " Also for a batch that does not exist or is not released, an unknown method or method option, "
-                "or an embedding_model_id that names no model.",
-            }
-        ),
-    },
+    responses=task_created_responses(
+        "for a batch that does not exist or is not released, an unknown method or method option, "
+        "or an embedding_model_id that names no model."
+    ),
 )
 def create_fine_tuning_task(body: FineTuningTaskIn, response: Response) -> TaskCreatedOut:
     """Fine-tune on a released batch; with ``deploy_as_blue`` the best model is reindexed and deployed when it

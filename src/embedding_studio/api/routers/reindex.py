@@ -6,12 +6,11 @@ from fastapi import APIRouter, Response, status
 
 from embedding_studio.api.routers.fine_tuning import (
     CANCEL_ERRORS,
-    IDEMPOTENCY_CONFLICT,
     TASK_ERRORS,
     TaskId,
+    task_created_responses,
     task_errors,
 )
-from embedding_studio.api.schemas.errors import INVALID_REQUEST, body_error_responses
 from embedding_studio.api.schemas.tasks import ReindexTaskIn, TaskCreatedOut, TaskOut
 from embedding_studio.tasks import TaskKind, repository, service
 
@@ -22,15 +21,7 @@ router = APIRouter(prefix="/reindex", tags=["reindex"])
     "/tasks",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskCreatedOut,
-    responses={
-        200: {"description": "The idempotency key was used before: its task is given back.", "model": TaskCreatedOut},
-        **body_error_responses(
-            {
-                409: IDEMPOTENCY_CONFLICT,
-                422: INVALID_REQUEST + " Also when dest_model_id or source_model_id names no model.",
-            }
-        ),
-    },
+    responses=task_created_responses("when dest_model_id or source_model_id names no model."),
 )
 def create_reindex_task(body: ReindexTaskIn, response: Response) -> TaskCreatedOut:
     """A reindex into a model another reindex is building comes back ``refused`` (with the reason)
