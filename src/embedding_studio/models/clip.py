@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,23 @@ class ImagePreprocessing:
             return torch.empty((0, 3, self.image_size, self.image_size))
         return torch.cat(tensors, dim=0)
 
+    @classmethod
+    def from_processor_config(cls, path: Path, fallback_size: int) -> ImagePreprocessing:
+        """Read Hugging Face's ``preprocessor_config.json`` (``crop_size``, ``image_mean``, ``image_std``) so a
+        user's own checkpoint is fed pixels the way it was trained; absent, CLIP's statistics at the vision
+        config's size."""
+        if not path.is_file():
+            return cls(image_size=fallback_size)
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        size: Any = raw.get("crop_size") or raw.get("size") or fallback_size
+        if isinstance(size, dict):
+            size = size.get("height") or size.get("shortest_edge") or fallback_size
+        return cls(
+            image_size=int(size),
+            mean=tuple(float(value) for value in raw.get("image_mean", CLIP_MEAN)),  # type: ignore[arg-type]
+            std=tuple(float(value) for value in raw.get("image_std", CLIP_STD)),  # type: ignore[arg-type]
+        )
+
     def _check(self, batch: Tensor) -> Tensor:
         expected = (3, self.image_size, self.image_size)
         if batch.dim() != 4 or tuple(batch.shape[1:]) != expected:
@@ -92,6 +109,28 @@ def _features_tensor(output: Any) -> Tensor:
     return output.pooler_output
 
 
+class ImageInputCache:
+    """Preprocessed images held once for a whole fine-tuning, in the shape the fine-tuner's token caches have
+    (``pad(indices)`` and ``lengths``), so the fine-tuner and the retrieval validation batch images the way they
+    batch text parts. Every image has length 1: there is no padding to bucket by."""
+
+    def __init__(self, pixel_values: Tensor) -> None:
+        self.pixel_values = pixel_values
+        self.lengths = torch.ones(pixel_values.shape[0], dtype=torch.long)
+
+    def __len__(self) -> int:
+        return int(self.pixel_values.shape[0])
+
+    def pad(self, indices: Sequence[int]) -> dict[str, Tensor]:
+        return {"pixel_values": self.pixel_values[torch.as_tensor(list(indices), dtype=torch.long)]}
+
+
+#: which parameters a fine-tuning trains (``FineTuningParams.trainable_parts``): the whole model (within
+#: ``train_last_n_layers``), the text tower and its projection only (image embeddings stay as indexed), or the two
+#: projection heads only (the smallest change, for a few hundred clicks)
+TRAINABLE_PARTS = ("all", "query_tower", "projections")
+
+
 class TextToImageEmbeddingModel(nn.Module):
     """Queries through CLIP's text tower, items through its vision tower; never shares weights."""
 
@@ -112,7 +151,14 @@ class TextToImageEmbeddingModel(nn.Module):
 
     @property
     def max_seq_length(self) -> int:
-        return int(self.clip_model.config.text_config.max_position_embeddings)
+        """Query tokens kept; at most the text tower's positions. Settable, so training may truncate harder."""
+        limit = int(self.clip_model.config.text_config.max_position_embeddings)
+        chosen = getattr(self, "_max_seq_length", None)
+        return min(limit, chosen) if chosen else limit
+
+    @max_seq_length.setter
+    def max_seq_length(self, value: int | None) -> None:
+        self._max_seq_length = value
 
     @property
     def device(self) -> torch.device:
@@ -137,6 +183,26 @@ class TextToImageEmbeddingModel(nn.Module):
             for parameter in module.parameters():
                 parameter.requires_grad_(True)
 
+    def set_trainable_parts(self, parts: str) -> None:
+        """Narrow what trains after ``set_trainable_layers``: ``query_tower`` freezes the vision tower and its
+        projection (indexed image vectors stay valid for the old model's geometry only through the text side),
+        ``projections`` freezes both encoders and trains the two projection heads."""
+        if parts not in TRAINABLE_PARTS:
+            raise ValueError(f"trainable_parts must be one of {', '.join(TRAINABLE_PARTS)}, got {parts!r}")
+        frozen: list[nn.Module] = []
+        if parts == "query_tower":
+            frozen = [self.clip_model.vision_model, self.clip_model.visual_projection]
+        elif parts == "projections":
+            frozen = [self.clip_model.vision_model, self.clip_model.text_model]
+        for module in frozen:
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+
+    def item_input_cache(self, images: Sequence[Any]) -> ImageInputCache:
+        """Every item image preprocessed once (PIL images, or tensors the item set manager's image preprocessor
+        made): the fine-tuner's item cache for a model whose items are not text."""
+        return ImageInputCache(self.preprocess_items(list(images)))
+
     def tokenize_queries(self, texts: Sequence[str]) -> dict[str, Tensor]:
         if isinstance(texts, str):
             raise TypeError("expected a sequence of texts, got a single string")
@@ -156,8 +222,10 @@ class TextToImageEmbeddingModel(nn.Module):
         )
         return nn.functional.normalize(_features_tensor(output).float(), dim=-1)
 
-    def forward_items(self, pixel_values: Tensor) -> Tensor:
-        """L2-normalised image embeddings with gradients."""
+    def forward_items(self, pixel_values: Tensor | Mapping[str, Tensor]) -> Tensor:
+        """L2-normalised image embeddings with gradients; takes the pixels or an item cache's ``pad`` dict."""
+        if isinstance(pixel_values, Mapping):
+            pixel_values = pixel_values["pixel_values"]
         output = self.clip_model.get_image_features(pixel_values=pixel_values.to(self.device))
         return nn.functional.normalize(_features_tensor(output).float(), dim=-1)
 
@@ -227,15 +295,80 @@ class TextToImageEmbeddingModel(nn.Module):
         model = cls(clip_model, tokenizer, preprocessing)
         return model.to(torch.device(device) if device is not None else torch.device("cpu"))
 
+    @classmethod
+    def from_hugging_face_directory(
+        cls, path: str | os.PathLike[str], device: str | torch.device | None = None
+    ) -> TextToImageEmbeddingModel:
+        """A CLIP checkpoint in Hugging Face's layout (``config.json``, ``model.safetensors`` or
+        ``pytorch_model.bin``, the tokenizer files, optionally ``preprocessor_config.json``) from a local
+        directory: the user's own model, read with ``local_files_only`` so nothing is ever downloaded."""
+        directory = Path(path)
+        if not is_hugging_face_clip_directory(directory):
+            raise ModelNotFoundError(f"{directory} has no config.json of a CLIP model (model_type 'clip')")
+        quiet_transformers()
+        from transformers import AutoTokenizer, CLIPModel
 
-def build_tiny_clip_model(seed: int = 0, dim: int = 16, image_size: int = 32) -> TextToImageEmbeddingModel:
-    """A 2-layer text and 2-layer vision CLIP built from a config in code; the same seed, the same weights."""
+        try:
+            clip_model = CLIPModel.from_pretrained(str(directory), local_files_only=True)
+        except OSError as error:
+            raise ModelNotFoundError(f"{directory}: the CLIP weights could not be read ({error})") from error
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        except (OSError, ValueError) as error:
+            raise ModelError(f"{directory}: the CLIP tokenizer files could not be read ({error})") from error
+        preprocessing = ImagePreprocessing.from_processor_config(
+            directory / HF_PROCESSOR_FILE, int(clip_model.config.vision_config.image_size)
+        )
+        model = cls(clip_model, tokenizer, preprocessing)
+        return model.to(torch.device(device) if device is not None else torch.device("cpu"))
+
+    def save_hugging_face_layout(self, path: str | os.PathLike[str]) -> None:
+        """Write the model as Hugging Face lays out a CLIP checkpoint (safetensors weights, tokenizer, processor
+        config): what a user's own fine-tuned CLIP directory looks like, for tests and for taking a model out."""
+        quiet_transformers()
+        from transformers import CLIPImageProcessor
+
+        directory = Path(path)
+        self.clip_model.save_pretrained(directory)
+        self.tokenizer.save_pretrained(directory)
+        size = self.preprocessing.image_size
+        CLIPImageProcessor(
+            size={"shortest_edge": size},
+            crop_size={"height": size, "width": size},
+            image_mean=list(self.preprocessing.mean),
+            image_std=list(self.preprocessing.std),
+        ).save_pretrained(directory)
+
+
+HF_CONFIG_FILE = "config.json"
+HF_PROCESSOR_FILE = "preprocessor_config.json"
+
+
+def is_hugging_face_clip_directory(directory: Path) -> bool:
+    """Whether ``directory`` holds a CLIP checkpoint in Hugging Face's layout (its config names model_type clip)."""
+    config = directory / HF_CONFIG_FILE
+    if not config.is_file():
+        return False
+    try:
+        raw = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(raw, dict) and raw.get("model_type") == "clip"
+
+
+def build_tiny_clip_model(
+    seed: int = 0, dim: int = 16, image_size: int = 32, vocab: Sequence[str] | None = None
+) -> TextToImageEmbeddingModel:
+    """A 2-layer text and 2-layer vision CLIP built from a config in code; the same seed, the same weights.
+
+    ``vocab`` adds whole words to the tokenizer (a toy set's colours and shapes), as ``build_tiny_text_model``'s does.
+    """
     quiet_transformers()
     from transformers import CLIPConfig, CLIPModel
 
     from embedding_studio.models.tiny import build_vocabulary, build_wordpiece_tokenizer
 
-    vocabulary = build_vocabulary()
+    vocabulary = build_vocabulary(vocab)
     max_length = 32
     tokenizer = build_wordpiece_tokenizer(vocabulary, model_max_length=max_length)
     sep_id = vocabulary.index("[SEP]")

