@@ -20,6 +20,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -603,6 +604,11 @@ class FitResult:
     #: optimizer steps of the final fit on every session (``refit_on_all_sessions``); 0: the weights left in the
     #: model are the validated ones
     refit_steps: int = 0
+    #: epochs trained before the fit ended (at most ``max_epochs``); fewer when early stopping fired
+    epochs_run: int = 0
+    #: why the fit ended: "early stopping: <Lightning's message>" or "ran all N epochs"; logged with the run so a
+    #: short run can be told apart from a capped one
+    stop_reason: str = ""
 
 
 def training_precision(on_gpu: bool) -> str:
@@ -789,9 +795,8 @@ def fit_fine_tuner(
 
     # Stop when search on the held-out queries stops getting better (the metric that keeps weights), not val_loss.
     selection_mode = "min" if fine_tuner.selection_metric == "val_loss" else "max"
-    all_callbacks: list[pl.Callback] = [
-        EarlyStopping(monitor=fine_tuner.selection_metric, patience=3, mode=selection_mode, strict=False)
-    ]
+    early_stopping = EarlyStopping(monitor=fine_tuner.selection_metric, patience=3, mode=selection_mode, strict=False)
+    all_callbacks: list[pl.Callback] = [early_stopping]
     if checkpoint_dir is not None:
         all_callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, monitor="val_loss", mode="min", save_top_k=1))
     all_callbacks.extend(callbacks)
@@ -833,6 +838,8 @@ def fit_fine_tuner(
             training_device,
             share_validations,
         )
+    epochs_run = int(trainer.current_epoch)
+    stop_reason = _stop_reason(early_stopping, epochs_run, max_epochs or params.num_epochs)
     refit_steps = 0
     if params.refit_on_all_sessions and trained is not None and weight_share > 0:
         refit_steps = _refit_on_all_sessions(
@@ -856,7 +863,18 @@ def fit_fine_tuner(
         weight_share=weight_share,
         weight_share_validations=share_validations,
         refit_steps=refit_steps,
+        epochs_run=epochs_run,
+        stop_reason=stop_reason,
     )
+
+
+def _stop_reason(early_stopping: EarlyStopping, epochs_run: int, max_epochs: int) -> str:
+    """Why the fit ended, in words: early stopping says which metric stalled and its best value, so a run that
+    trained 4 of 30 epochs is not mistaken for one capped at 4."""
+    if early_stopping.stopping_reason is not EarlyStoppingReason.NOT_STOPPED:
+        message = (early_stopping.stopping_reason_message or early_stopping.stopping_reason.name).strip()
+        return f"early stopping after {epochs_run} of {max_epochs} epochs: {message}"
+    return f"ran all {max_epochs} epochs" if epochs_run >= max_epochs else f"stopped after {epochs_run} epochs"
 
 
 def _refit_on_all_sessions(

@@ -212,6 +212,11 @@ class TrialRunner:
                         device=self.device,
                     )
                     kept_metrics = dict(result.best_metrics)
+                    stop_reason = getattr(result, "stop_reason", "")
+                    if stop_reason:  # early stopping or the epoch cap: which one explains a short run
+                        from embedding_studio.tracking.manager import TAG_STOP_REASON
+
+                        self.tracker.set_tags(run_id, {TAG_STOP_REASON: stop_reason})
                     baseline_metrics = {
                         key: float(value) for key, value in (getattr(result, "baseline_metrics", None) or {}).items()
                     }

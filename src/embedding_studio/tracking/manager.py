@@ -45,6 +45,8 @@ TAG_BASE_MODEL = TAG_PREFIX + "base_model"
 TAG_PARAMS_JSON = TAG_PREFIX + "params_json"
 TAG_HAS_MODEL = TAG_PREFIX + "has_model"
 TAG_KIND = TAG_PREFIX + "kind"
+#: why a trial's training ended ("early stopping after 5 of 30 epochs: …" or "ran all 3 epochs")
+TAG_STOP_REASON = TAG_PREFIX + "stop_reason"
 ITERATION_KIND = "fine_tuning_iteration"
 MODEL_ARTIFACT_PATH = "model"
 PARAMS_ARTIFACT = "params.json"
@@ -330,6 +332,11 @@ class ExperimentsManager:
             entries.append(Metric(key, number, timestamp, step or 0))
         if entries:
             self.client.log_batch(run_id, metrics=entries)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        """Attach text facts to a run (e.g. why its training stopped), each cut to MLflow's tag length."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value)[:MAX_TAG_VALUE_LENGTH])
 
     def save_model(self, run_id: str, model: TextEmbeddingModel | TextToImageEmbeddingModel) -> str:
         """Store the model as the run's `model/` artifact directory; returns its URI."""
