@@ -171,6 +171,7 @@ def our_params(args: argparse.Namespace, seed: int) -> Any:
         fine_tuned_weight_share=args.weight_share,
         choose_weight_share=not args.fixed_share,
         refit_on_all_sessions=args.refit,
+        symmetric_loss=args.symmetric,
         max_seq_length=args.max_seq_length,
         seed=seed,
     )
@@ -470,6 +471,7 @@ def print_table(reports: list[DatasetReport], device_description: str, args: arg
         f"epochs {args.epochs}, max seq length {args.max_seq_length} in training (both fine-tunes); "
         f"ours: loss {args.loss} lr {args.lr} temperature {args.temperature} batch {args.batch_size} "
         f"ips {not args.no_ips} negatives {args.negatives} weight share {args.weight_share} refit {args.refit} "
+        f"symmetric {args.symmetric} "
         f"validation share {args.validation_share} validation pool +{args.validation_pool} catalog items; "
         f"mnrl: lr {args.mnrl_lr} batch {args.mnrl_batch_size}, every session (no validation)"
     )
@@ -601,6 +603,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=RECIPE["refit_on_all_sessions"],
         help="ours: once validation has chosen, train again on every session (FineTuningParams.refit_on_all_sessions)",
+    )
+    parser.add_argument(
+        "--symmetric",
+        action=argparse.BooleanOptionalAction,
+        default=RECIPE.get("symmetric_loss", False),
+        help="ours: InfoNCE in both directions, each click also picking its query (FineTuningParams.symmetric_loss)",
     )
     parser.add_argument("--mnrl-lr", type=float, default=2e-5)
     parser.add_argument("--mnrl-batch-size", type=int, default=32)

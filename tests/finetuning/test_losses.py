@@ -120,3 +120,37 @@ def test_create_loss_follows_params() -> None:
     info_nce = create_loss(FineTuningParams(loss="info_nce", temperature=0.07))
     assert isinstance(info_nce, InfoNCELoss)
     assert info_nce.temperature == 0.07
+
+
+def test_symmetric_info_nce_adds_each_items_choice_among_queries_that_did_not_click_it() -> None:
+    batch = _batch(
+        similarities=[[0.8, 0.3], [0.2, 0.7], [0.4, 0.5]],
+        positive_index=[[0], [1], [1]],
+        positive_weights=[[1.0], [1.0], [1.0]],
+        negative_index=[[-1], [-1], [-1]],
+        negative_weights=[[0.0], [0.0], [0.0]],
+    )
+
+    def nll(positive: float, *others: float) -> float:
+        return -math.log(math.exp(positive) / (math.exp(positive) + sum(math.exp(other) for other in others)))
+
+    query_to_item = [nll(0.8, 0.3), nll(0.7, 0.2), nll(0.5, 0.4)]
+    # item 1 was clicked by rows 1 and 2: neither counts against the other; item 0 is chosen among all three rows
+    item_to_query = [nll(0.8, 0.2, 0.4), nll(0.7, 0.3), nll(0.5, 0.3)]
+    expected = sum((forward + backward) / 2 for forward, backward in zip(query_to_item, item_to_query, strict=True)) / 3
+
+    assert InfoNCELoss(temperature=1.0, symmetric=True)(batch).item() == pytest.approx(expected, abs=1e-6)
+    assert InfoNCELoss(temperature=1.0)(batch).item() == pytest.approx(sum(query_to_item) / 3, abs=1e-6)
+    params = FineTuningParams(symmetric_loss=True)
+    assert create_loss(params)(batch).item() == pytest.approx(
+        InfoNCELoss(temperature=params.temperature, symmetric=True)(batch).item(), abs=1e-6
+    )
+
+
+def test_the_loss_docstring_examples_run() -> None:
+    import doctest
+
+    from embedding_studio.finetuning import losses
+
+    failures, attempted = doctest.testmod(losses, raise_on_error=False)
+    assert attempted >= 2 and failures == 0

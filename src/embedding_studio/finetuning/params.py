@@ -21,6 +21,9 @@ class FineTuningParams(BaseModel):
     loss: LossName = "info_nce"
     margin: float = Field(0.2, gt=0.0, le=2.0, description="margin of the margin ranking loss (cosine units)")
     temperature: float = Field(0.05, gt=0.0, le=10.0, description="InfoNCE temperature")
+    symmetric_loss: bool = Field(
+        False, description="InfoNCE: also ask each clicked item to pick its query among the batch's queries"
+    )
     irrelevant_ceiling: float = Field(
         0.3, ge=-1.0, le=1.0, description="cosine the results of an irrelevant session are pushed below"
     )
