@@ -61,7 +61,8 @@ def test_rebuilding_from_the_blue_collection_keeps_upserts_made_during_the_build
     assert result.deployed_as_blue and result.source == f"collection of {model_a}"
     contents = {part.item_id: part for batch in vectordb.iter_source_parts(model_b) for part in batch}
     assert "new-during-build" in contents and "item-1" not in contents
-    assert contents["item-0"].content == "changed text about music" and contents["item-0"].payload == {"changed": True}
+    assert contents["item-0"].content == "changed text about music"
+    assert contents["item-0"].payload == {"snippet": "changed text about music", "changed": True}
     assert len(contents) == 60  # 60 - 1 deleted + 1 new
     # The previous blue got the same changes directly: a rollback loses nothing either.
     previous = {part.item_id for batch in vectordb.iter_source_parts(model_a) for part in batch}
@@ -114,3 +115,50 @@ def test_a_failed_build_leaves_the_blue_collection_alone(
     assert vectordb.get_deployment().blue_model_id == model_a
     assert vectordb.get_collection(model_b) is None
     assert search_blue("water", limit=2, record_session=False).model_id == model_a
+
+
+def test_indexed_items_carry_a_display_payload_that_search_returns(
+    clean_db: str, tiny_models: tuple[str, str], catalog: Path
+) -> None:
+    """A loader's items get a title and a snippet; a build's ItemDisplay is kept for its later upserts."""
+    import json
+
+    from psycopg import sql
+
+    from embedding_studio.items.display import ItemDisplay
+    from embedding_studio.tasks.params import ItemDisplayOptions
+    from embedding_studio.tasks.workers import _embedder_for
+
+    model_a, model_b = tiny_models
+    index_catalog(model_a, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), batch_size=16)
+    line = json.loads(catalog.read_text().splitlines()[5])
+    hits = {hit.item_id: hit for hit in search_blue(line["text"], limit=5, record_session=False).hits}
+    assert hits["item-5"].payload == {"title": line["title"], "snippet": line["text"]}
+    assert vectordb.get_collection(model_a).item_display == ItemDisplay()  # type: ignore[union-attr]
+
+    # An old collection's items have no payload: rebuilding from it fills them from the stored text.
+    table = vectordb.get_collection(model_a).table_name  # type: ignore[union-attr]
+    from embedding_studio.vectordb.connection import get_pool
+
+    with get_pool().connection() as connection:
+        connection.execute(sql.SQL("UPDATE {} SET payload = NULL").format(sql.Identifier(table)))
+    display = ItemDisplayOptions(fields=["title"], snippet_chars=20)
+    loader = LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)})
+    run_reindex(ReindexTaskParams(dest_model_id=model_b, loader=loader, item_display=display))
+    rebuilt = {part.item_id: part.payload for batch in vectordb.iter_source_parts(model_b) for part in batch}
+    assert rebuilt["item-5"]["title"] == line["title"] and len(rebuilt["item-5"]["snippet"]) <= 20
+    assert vectordb.get_collection(model_b).item_display == display.config()  # type: ignore[union-attr]
+    vectordb.drop_collection(model_b)
+    copied = run_reindex(ReindexTaskParams(dest_model_id=model_b))
+    assert copied.source == f"collection of {model_a}"
+    backfilled = {part.item_id: part.payload for batch in vectordb.iter_source_parts(model_b) for part in batch}
+    assert backfilled["item-5"] == {"snippet": f"{line['title']}. {line['text']}"}
+
+    # An upsert gets each serving collection's kind of payload, with its own on top.
+    vectordb.apply_item_changes(
+        [vectordb.ItemChange("new", "upsert", {"title": "Boat", "text": "water river sea boat"}, {"shelf": 2})],
+        _embedder_for,
+    )
+    for model_id in (model_a, model_b):
+        parts = {part.item_id: part.payload for batch in vectordb.iter_source_parts(model_id) for part in batch}
+        assert parts["new"] == {"title": "Boat", "snippet": "water river sea boat", "shelf": 2}

@@ -120,7 +120,8 @@ def test_upserts_replace_all_parts_and_deletes_remove_the_item(clean_db: str) ->
     )
     assert written == ["model-a"]
     hits = vectordb.search(one_hot(ord("b") % DIM), limit=5)
-    assert hits[0].item_id == "x" and hits[0].payload == {"v": 2}
+    # The upsert's own payload, with what the collection shows of every item: a snippet of its text.
+    assert hits[0].item_id == "x" and hits[0].payload == {"snippet": "b only", "v": 2}
     assert vectordb.count_source_parts("model-a") == 2  # x has one part now, plus y
     vectordb.apply_item_changes([ItemChange("x", "delete")], lambda model_id: hash_embed)
     assert [hit.item_id for hit in vectordb.search(one_hot(0), limit=5)] == ["y"]

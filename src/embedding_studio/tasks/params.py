@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from embedding_studio.items.display import DEFAULT_SNIPPET_CHARS, MAX_SNIPPET_CHARS, ItemDisplay
 from embedding_studio.items.item_text import DEFAULT_SEPARATOR, DEFAULT_WORDS_PER_PART, ItemText, ItemTextError
 from embedding_studio.items.item_text import item_text as text_of_item
 
@@ -92,6 +93,40 @@ class ItemTextOptions(BaseModel):
         return cls.model_validate(config.as_options())
 
 
+class ItemDisplayOptions(BaseModel):
+    """What search returns with each item (``items.ItemDisplay``): a title, a snippet of its text, named fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fields: list[str] = Field(
+        default_factory=list,
+        description="Item fields copied as they are into each search result's payload (e.g. url, price).",
+    )
+    title_field: str | None = Field(
+        default=None,
+        min_length=1,
+        description="The field shown as the title; default: the first of title, name, headline, subject, label.",
+    )
+    snippet_chars: int = Field(
+        default=DEFAULT_SNIPPET_CHARS,
+        ge=0,
+        le=MAX_SNIPPET_CHARS,
+        description="The snippet of the item's text (as embedded) is cut at a word to this many characters; 0: none.",
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> ItemDisplayOptions:
+        self.config()  # raises ItemDisplayError (a ValueError, so a 422 naming the problem)
+        return self
+
+    def config(self) -> ItemDisplay:
+        return ItemDisplay.from_options(self.model_dump())
+
+    @classmethod
+    def of(cls, config: ItemDisplay) -> ItemDisplayOptions:
+        return cls.model_validate(config.as_options())
+
+
 class ReindexTaskParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -111,6 +146,11 @@ class ReindexTaskParams(BaseModel):
         default=None,
         description="How items become text parts; default: as the blue collection was cut, else every text field. "
         "A fine-tuning deployment passes its method's, so search serves the texts the model was trained on.",
+    )
+    item_display: ItemDisplayOptions | None = Field(
+        default=None,
+        description="What search returns with each item (title, snippet, named fields); default: as the blue "
+        "collection does, else a title-like field and a 200-character snippet.",
     )
     batch_size: int = Field(default=256, ge=1, le=100_000, description="Parts embedded and written per batch.")
     pause_between_batches_s: float = Field(

@@ -12,6 +12,10 @@ connection, so a killed worker releases it) makes the second wait (``wait_on_con
 Items become text parts with ``items.item_parts`` and the build's ``ItemText`` (the fine-tuning method's,
 so search serves the texts the model was trained on); the collection keeps it for later upserts. A source
 collection cut with another ``ItemText`` cannot be copied, so the items are then read from the catalog.
+
+Each item read from the catalog gets a display payload (``items.display``: a title, a snippet of the text
+the model embeds, the fields the build's ``ItemDisplay`` names, the loader's own payload on top), stored with
+its parts so search can show what it found; parts copied from a collection keep the payload they have.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 
 from embedding_studio import vectordb
 from embedding_studio.config import get_settings
+from embedding_studio.items.display import ItemDisplay, display_payload
 from embedding_studio.items.item_text import ItemText, ItemTextError, item_parts
 from embedding_studio.tasks.errors import TaskCanceledError
 from embedding_studio.tasks.models import resolve_model
@@ -151,16 +156,28 @@ class _Source:
     skipped: list[str] = field(default_factory=list)
 
 
-def _collection_source(model_id: str) -> _Source:
-    return _Source(
-        name=f"collection of {model_id}",
-        batches=lambda batch_size: vectordb.iter_source_parts(model_id, batch_size),
-        total_parts=vectordb.count_source_parts(model_id),
-    )
+def _collection_source(model_id: str, item_text: ItemText, item_display: ItemDisplay) -> _Source:
+    """A collection's parts as they are; an item stored without a payload (indexed before items had one) gets
+    one from its first part's text, so rebuilding an old collection makes its results readable."""
+
+    def batches(batch_size: int) -> Iterator[list[vectordb.SourcePart]]:
+        filled: tuple[str, dict[str, Any] | None] = ("", None)
+        for parts in vectordb.iter_source_parts(model_id, batch_size):
+            batch: list[vectordb.SourcePart] = []
+            for part in parts:
+                if part.payload is None:
+                    if filled[0] != part.item_id:
+                        filled = (part.item_id, display_payload(part.content, item_text, item_display))
+                    part = vectordb.SourcePart(part.item_id, part.part, part.content, filled[1])
+                batch.append(part)
+            yield batch
+
+    return _Source(name=f"collection of {model_id}", batches=batches, total_parts=vectordb.count_source_parts(model_id))
 
 
-def _loader_source(spec: LoaderSpec, item_text: ItemText) -> _Source:
-    """The catalog: the loader's items with the API's upserts and deletes applied, cut with ``item_text``."""
+def _loader_source(spec: LoaderSpec, item_text: ItemText, item_display: ItemDisplay = ItemDisplay()) -> _Source:
+    """The catalog: the loader's items with the API's upserts and deletes applied, cut with ``item_text``, each
+    with its display payload under ``item_display``."""
     from embedding_studio.items.loaders.upserted import WithUpsertedItems
     from embedding_studio.items.registry import create_loader
 
@@ -183,7 +200,7 @@ def _loader_source(spec: LoaderSpec, item_text: ItemText) -> _Source:
                             logger.warning("item %r has no text and is not indexed: %s", item.item_id, error)
                         skipped.append(item.item_id)
                         continue
-                    payload = dict(item.extra) if item.extra else None
+                    payload = display_payload(item.data, item_text, item_display, item.extra)
                     parts.extend(
                         vectordb.SourcePart(item.item_id, index, text, payload) for index, text in enumerate(texts)
                     )
@@ -209,11 +226,23 @@ def build_item_text(params: ReindexTaskParams) -> ItemText:
     return ItemText()
 
 
-def choose_source(params: ReindexTaskParams, item_text: ItemText) -> _Source:
-    """The explicit loader, else the source (or blue) collection when it was cut with ``item_text`` too, else the
-    configured catalog loader."""
+def build_item_display(params: ReindexTaskParams) -> ItemDisplay:
+    """What search shows of the build's items: the task's choice, else the blue collection's, else the default."""
+    if params.item_display is not None:
+        return params.item_display.config()
+    blue = vectordb.get_blue_collection()
+    if blue is not None:
+        collection = vectordb.get_collection(blue.model_id)
+        if collection is not None:
+            return collection.item_display
+    return ItemDisplay()
+
+
+def choose_source(params: ReindexTaskParams, item_text: ItemText, item_display: ItemDisplay = ItemDisplay()) -> _Source:
+    """The explicit loader, else the source (or blue) collection when it was cut with ``item_text`` (and shows
+    items with ``item_display``) too, else the configured catalog loader."""
     if params.loader is not None:
-        return _loader_source(params.loader, item_text)
+        return _loader_source(params.loader, item_text, item_display)
     candidates = [params.source_model_id, vectordb.get_deployment().blue_model_id]
     for model_id in candidates:
         if model_id is None or model_id == params.dest_model_id:
@@ -221,11 +250,15 @@ def choose_source(params: ReindexTaskParams, item_text: ItemText) -> _Source:
         collection = vectordb.get_collection(model_id)
         if collection is None or collection.state not in ("blue", "ready"):
             continue
-        if collection.item_text == item_text:
-            return _collection_source(model_id)
-        logger.info("the collection of %s was cut with another item_text: reading the catalog instead", model_id)
+        if collection.item_text == item_text and collection.item_display == item_display:
+            return _collection_source(model_id, item_text, item_display)
+        logger.info(
+            "the collection of %s was cut or shown another way (item_text, item_display): reading the catalog instead",
+            model_id,
+        )
     settings = get_settings()
-    return _loader_source(LoaderSpec(name=settings.catalog_loader, options=settings.catalog_loader_options), item_text)
+    spec = LoaderSpec(name=settings.catalog_loader, options=settings.catalog_loader_options)
+    return _loader_source(spec, item_text, item_display)
 
 
 class _CopyWriter:
@@ -292,9 +325,10 @@ def build_collection(
         )
     vectordb.register_model(params.dest_model_id, int(model.dim), source=model_source)
     item_text = build_item_text(params)
-    source = choose_source(params, item_text)
+    item_display = build_item_display(params)
+    source = choose_source(params, item_text, item_display)
     progress(0.01, f"reading items from the {source.name}")
-    collection = vectordb.start_collection(params.dest_model_id, item_text)
+    collection = vectordb.start_collection(params.dest_model_id, item_text, item_display)
 
     batch_size = encode_batch_size(model, params.batch_size)
 

@@ -14,6 +14,8 @@ it (and sees the new collection as ready or blue, and writes into it directly).
 
 Each collection keeps the ``ItemText`` it was built with, and every change is logged as the item itself
 (a text or a JSON object), so each collection cuts an upserted item exactly as it cut its other items.
+It keeps its ``ItemDisplay`` too, so an upserted item gets the same kind of display payload (title,
+snippet, named fields; ``items.display``) as the items it was built with.
 The same transaction records the item in ``upserted_items``: the catalog fine-tuning and a reindex from
 the loader read, with these items on top.
 """
@@ -34,6 +36,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from embedding_studio.items.display import ItemDisplay, display_payload
 from embedding_studio.items.item_text import ItemText, ItemTextError, item_parts
 from embedding_studio.vectordb.connection import DEFAULT_EF_SEARCH, get_pool
 from embedding_studio.vectordb.errors import (
@@ -88,6 +91,8 @@ class Collection:
     updated_at: datetime
     #: how this collection's items became text parts (an upsert into it is cut the same way)
     item_text: ItemText = ItemText()
+    #: what search shows of its items (an upsert into it gets the same kind of payload)
+    item_display: ItemDisplay = ItemDisplay()
 
 
 @dataclass(frozen=True)
@@ -204,12 +209,13 @@ def _collection_from_row(row: dict[str, Any]) -> Collection:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         item_text=ItemText.from_options(row["item_text"]),
+        item_display=ItemDisplay.from_options(row["item_display"]),
     )
 
 
 _COLLECTION_SELECT = (
     "SELECT c.model_id, c.table_name, c.state, c.item_count, c.change_seq_start, c.created_at, c.updated_at, "
-    "c.item_text, m.dim "
+    "c.item_text, c.item_display, m.dim "
     "FROM collections c JOIN embedding_models m ON m.id = c.model_id"
 )
 
@@ -230,11 +236,13 @@ def list_collections(states: Sequence[str] | None = None) -> list[Collection]:
     return [_collection_from_row(row) for row in rows]
 
 
-def start_collection(model_id: str, item_text: ItemText = ItemText()) -> Collection:
+def start_collection(
+    model_id: str, item_text: ItemText = ItemText(), item_display: ItemDisplay = ItemDisplay()
+) -> Collection:
     """(Re)create the collection of a registered model, empty and ``building``, and note its snapshot point.
 
-    ``item_text`` is how the build cuts items into parts; the collection keeps it for later upserts. The
-    blue collection is never rebuilt in place: search reads it.
+    ``item_text`` is how the build cuts items into parts, ``item_display`` what search shows of them; the
+    collection keeps both for later upserts. The blue collection is never rebuilt in place: search reads it.
     """
     with get_pool().connection() as connection, connection.transaction():
         model = connection.execute("SELECT dim FROM embedding_models WHERE id = %s", (model_id,)).fetchone()
@@ -259,12 +267,12 @@ def start_collection(model_id: str, item_text: ItemText = ItemText()) -> Collect
         seq_row = connection.execute("SELECT coalesce(max(seq), 0) FROM item_changes").fetchone()
         assert seq_row is not None
         connection.execute(
-            "INSERT INTO collections (model_id, table_name, state, item_count, change_seq_start, item_text) "
-            "VALUES (%s, %s, 'building', 0, %s, %s) "
+            "INSERT INTO collections (model_id, table_name, state, item_count, change_seq_start, item_text, "
+            "item_display) VALUES (%s, %s, 'building', 0, %s, %s, %s) "
             "ON CONFLICT (model_id) DO UPDATE SET table_name = excluded.table_name, state = 'building', "
             "item_count = 0, change_seq_start = excluded.change_seq_start, item_text = excluded.item_text, "
-            "updated_at = now()",
-            (model_id, table, seq_row[0], Jsonb(item_text.as_options())),
+            "item_display = excluded.item_display, updated_at = now()",
+            (model_id, table, seq_row[0], Jsonb(item_text.as_options()), Jsonb(item_display.as_options())),
         )
     collection = get_collection(model_id)
     assert collection is not None
@@ -378,7 +386,8 @@ def _latest_per_item(changes: Sequence[ItemChange]) -> list[ItemChange]:
 
 
 def _embed_changes(changes: Sequence[ItemChange], embed: Embed, collection: Collection) -> list[ItemPart]:
-    """The parts of every upserted item, cut with the collection's ``item_text`` and embedded by its model."""
+    """The parts of every upserted item, cut with the collection's ``item_text`` and embedded by its model; each
+    part carries the item's display payload under the collection's ``item_display``."""
     texts_by_change: list[tuple[ItemChange, list[str]]] = []
     for change in changes:
         if change.operation != "upsert":
@@ -396,8 +405,9 @@ def _embed_changes(changes: Sequence[ItemChange], embed: Embed, collection: Coll
     parts: list[ItemPart] = []
     offset = 0
     for change, item_texts in texts_by_change:
+        payload = display_payload(change.data, collection.item_text, collection.item_display, change.payload)
         for index, text in enumerate(item_texts):
-            parts.append(ItemPart(change.item_id, index, text, vectors[offset + index], change.payload))
+            parts.append(ItemPart(change.item_id, index, text, vectors[offset + index], payload))
         offset += len(item_texts)
     return parts
 
