@@ -29,6 +29,7 @@ from embedding_studio.finetuning.errors import NotEnoughDataError
 from embedding_studio.finetuning.features import FeatureExtractor, SessionFeatures
 from embedding_studio.finetuning.losses import SimilarityBatch, create_loss
 from embedding_studio.finetuning.metrics import rerank_metrics
+from embedding_studio.finetuning.modality import item_input_cache, item_inputs, restrict_trainable_parts
 from embedding_studio.finetuning.params import FineTuningParams
 from embedding_studio.finetuning.query_retriever import QueryRetriever, TextQueryRetriever, normalize_query_text
 from embedding_studio.finetuning.retrieval_validation import (
@@ -265,7 +266,8 @@ class EmbeddingsFineTuner(pl.LightningModule):
             raise ValueError(f"selection_metric {selection_metric!r} is not one of {', '.join(METRIC_NAMES)}")
         self.model = model
         self.params = params or FineTuningParams()
-        self.item_parts_text: Mapping[str, Sequence[str]] = getattr(items, "parts", items)
+        # Text items are their part texts; image items one image each (``modality.item_inputs``).
+        self.item_parts_text: Mapping[str, Sequence[Any]] = item_inputs(items)
         self.query_retriever: QueryRetriever = query_retriever or TextQueryRetriever()
         self.on_validation_metrics = on_validation_metrics
         self.loss_function = create_loss(self.params)
@@ -291,6 +293,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
 
         train_last = self.params.train_last_n_layers
         model.set_trainable_layers(None if train_last < 0 else train_last)
+        restrict_trainable_parts(model, self.params.trainable_parts)
 
     @classmethod
     def create(
@@ -350,7 +353,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
         else:
             self.model.max_seq_length = self.params.max_seq_length
         try:
-            parts_cache = TokenCache(self.model.tokenize_items, part_texts)
+            parts_cache = item_input_cache(self.model, part_texts)
             queries_cache = TokenCache(self.model.tokenize_queries, list(query_ids))
         finally:
             if original_length:

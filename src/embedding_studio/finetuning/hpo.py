@@ -178,7 +178,7 @@ class TrialRunner:
     def run(self, params: Mapping[str, Any], trial: optuna.Trial | None = None) -> TrialOutcome:
         """Train one parameter set as the run ``trial-N …``: N is Optuna's trial number (unique across the
         workers sharing a study), or this runner's count for parameter sets run without a search."""
-        from embedding_studio.models import TextEmbeddingModel, release_memory
+        from embedding_studio.models import load_embedding_model, release_memory
 
         full_params = normalize_params(params)
         self.trials_run += 1
@@ -200,7 +200,8 @@ class TrialRunner:
                     history.append({**values, "step": float(step)})
                     self.tracker.log_metrics(run_id, values, step)
 
-                model = TextEmbeddingModel.load(self.initial_model_dir, device=self.device)
+                # The one loading path: a text-to-image start model comes back as one.
+                model = load_embedding_model(self.initial_model_dir, device=self.device)
                 try:
                     result = self.train(
                         model=model,

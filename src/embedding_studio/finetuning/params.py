@@ -36,6 +36,11 @@ class FineTuningParams(BaseModel):
     train_last_n_layers: int = Field(
         -1, ge=-1, description="train only the last n transformer layers; -1 trains all, 0 freezes the encoder"
     )
+    trainable_parts: Literal["all", "query_tower", "projections"] = Field(
+        "all",
+        description="text-to-image models: train the whole model, the text tower only (image vectors stay as "
+        "indexed), or the two projection heads only; text models take only 'all'",
+    )
     use_ips: bool = Field(True, description="correct position bias by inverse propensity weights")
     max_ips_weight: float = Field(10.0, ge=1.0, description="clip of the inverse propensity weight")
     max_seq_length: int = Field(128, ge=8, le=8192)
