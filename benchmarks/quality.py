@@ -67,7 +67,7 @@ from embedding_studio.evaluation import (  # noqa: E402
 )
 from embedding_studio.finetuning.plugins.default_text import RECIPE, RECIPE_BATCH_SIZE, RECIPE_EPOCHS  # noqa: E402
 
-DEMO_DATA = Path(__file__).resolve().parent.parent / "src" / "embedding_studio" / "demo_data"
+DEMO_DATA = Path(__file__).resolve().parent.parent / "data"  # the msmarco and dbpedia slices (and nfcorpus)
 METRICS = ("ndcg@10", "mrr@10", "recall@100")
 SHOWN_RESULTS = 10
 CONTENDERS = ("base", "ours", "mnrl")

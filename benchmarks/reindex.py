@@ -43,7 +43,7 @@ def machine() -> str:
 
 
 def demo_sentences(count: int) -> list[str]:
-    corpus = REPO / "src/embedding_studio/demo_data/msmarco/corpus.jsonl"
+    corpus = REPO / "data/msmarco/corpus.jsonl"
     sentences: list[str] = []
     with corpus.open(encoding="utf-8") as handle:
         for line in handle:

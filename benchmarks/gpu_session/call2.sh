@@ -11,7 +11,7 @@ clean $OUT/reindex.log 14
 step hpo, with gpu_memory then scale beside it
 timeout 200 python3 benchmarks/hpo.py --device cuda > $OUT/hpo.log 2>&1 &
 ( timeout 80 python3 benchmarks/gpu_memory.py --device cuda > $OUT/gpu_memory.log 2>&1; echo "gpu_memory rc=$?";
-  timeout 130 python3 benchmarks/scale.py --device cuda --data src/embedding_studio/demo_data/msmarco > $OUT/scale.log 2>&1; echo "scale rc=$?" ) &
+  timeout 130 python3 benchmarks/scale.py --device cuda --data data/msmarco > $OUT/scale.log 2>&1; echo "scale rc=$?" ) &
 wait
 for f in $OUT/gpu_memory.log $OUT/hpo.log $OUT/scale.log; do echo "--- $f"; clean $f 18; done
 step done

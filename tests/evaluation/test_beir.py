@@ -13,7 +13,7 @@ from embedding_studio.evaluation import (
     split_queries,
 )
 
-DEMO_DATA = Path(__file__).resolve().parents[2] / "src" / "embedding_studio" / "demo_data"
+DEMO_DATA = Path(__file__).resolve().parents[2] / "data"  # the msmarco and dbpedia slices, outside the package
 
 
 def write_dataset(folder: Path, qrels_header: bool = True, corpus_lines: list[str] | None = None) -> Path:

@@ -12,7 +12,7 @@ import torch
 from embedding_studio.models import build_tiny_text_model, load_embedding_model
 from embedding_studio.models.tokenization import RustBatchTokenizer, batch_tokenizer, preprocess_features
 
-CORPUS = Path(__file__).resolve().parents[2] / "src/embedding_studio/demo_data/dbpedia/corpus.jsonl"
+CORPUS = Path(__file__).resolve().parents[2] / "data/dbpedia/corpus.jsonl"
 
 
 def _varied_texts() -> list[str]:

@@ -2,8 +2,8 @@
 
 An item is the line's fields without ``_id``, whatever they are called (``{"name", "description", "sku"}``
 as well as ``{"title", "text"}``): which of them make its text is the fine-tuning method's ``item_text``
-(``items.item_parts``), the same for training, reindex and upserts, never the loader's choice. The demo
-catalogs ship in this form, and by default their items read ``"title. text"``.
+(``items.item_parts``), the same for training, reindex and upserts, never the loader's choice. The demo's
+catalogs (the repository's ``data/``) are in this form, and by default their items read ``"title. text"``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ class CatalogFormatError(LoaderError):
 
 
 def default_catalog_path() -> Path:
-    """The msmarco slice shipped with the package: what the demo searches."""
-    return Path(__file__).resolve().parent.parent.parent / "demo_data" / "msmarco" / "corpus.jsonl"
+    """The msmarco slice in a repository checkout's ``data/`` (an installed package ships no data, so there a
+    catalog needs its ``path``): what a checkout searches when no catalog is configured."""
+    return Path(__file__).resolve().parents[4] / "data" / "msmarco" / "corpus.jsonl"
 
 
 class JsonlCatalogLoader(DataLoader):
@@ -50,7 +51,11 @@ class JsonlCatalogLoader(DataLoader):
         super().__init__(retry=retry, source=source)
         self.path = Path(path) if path is not None else default_catalog_path()
         if not self.path.is_file():
-            raise LoaderError(f"catalog file {self.path} does not exist")
+            hint = "" if path is not None else (
+                ": no catalog path was given (the loader's path option, EMBEDDING_STUDIO_CATALOG_LOADER_OPTIONS) "
+                "and this is not a repository checkout with data/msmarco"
+            )
+            raise LoaderError(f"catalog file {self.path} does not exist{hint}")
         self._records: dict[str, dict[str, Any]] | None = None
         self._lock = threading.Lock()
 
