@@ -79,6 +79,17 @@ def _as_json(value: BaseModel | Mapping[str, Any]) -> Any:
     return dict(value)
 
 
+def _loader_json(loader: LoaderSpec | Mapping[str, Any]) -> Any:
+    """A loader as the request sends it, relative local paths made absolute in this process's working directory:
+    the server refuses relative ones, which a worker would read in its own directory."""
+    from embedding_studio.items.registry import with_absolute_paths
+
+    body = _as_json(loader)
+    if isinstance(body, dict) and isinstance(body.get("name"), str) and isinstance(body.get("options"), Mapping):
+        body = {**body, "options": with_absolute_paths(body["name"], dict(body["options"]))}
+    return body
+
+
 class EmbeddingStudioClient:
     """``EmbeddingStudioClient("http://127.0.0.1:5000", api_key=...)``; usable as a context manager."""
 
@@ -224,6 +235,8 @@ class EmbeddingStudioClient:
             body["embedding_model_id"] = embedding_model_id
         if method_options is not None:
             body["method_options"] = dict(method_options)
+            if isinstance(method_options.get("loader"), Mapping):  # its paths are the caller's, as a reindex's
+                body["method_options"]["loader"] = _loader_json(method_options["loader"])
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
         return self._parse(TaskCreatedOut, self._request("POST", "/api/v1/fine-tuning/tasks", json=body))
@@ -271,7 +284,7 @@ class EmbeddingStudioClient:
         }
         optional = {
             "source_model_id": source_model_id,
-            "loader": _as_json(loader) if loader is not None else None,
+            "loader": _loader_json(loader) if loader is not None else None,
             "batch_size": batch_size,
             "pause_between_batches_s": pause_between_batches_s,
             "idempotency_key": idempotency_key,

@@ -201,7 +201,11 @@ def reindex(
     dest_model_id: str = typer.Argument(..., help="Model to embed with: base name, directory or MLflow run id."),
     source_model_id: str | None = typer.Option(None, "--source", help="Collection to re-embed (default: blue)."),
     loader: str | None = typer.Option(None, help="Read the catalog with this loader instead (e.g. jsonl_catalog)."),
-    loader_options: str = typer.Option("{}", help='Loader options as JSON, e.g. \'{"path": "corpus.jsonl"}\'.'),
+    loader_options: str = typer.Option(
+        "{}",
+        help='Loader options as JSON, e.g. \'{"path": "corpus.jsonl"}\'; relative paths are made absolute here, '
+        "in this directory, before the task is sent.",
+    ),
     deploy_as_blue: bool = typer.Option(False, "--deploy-as-blue", help="Flip search to it once built."),
     wait_on_conflict: bool = typer.Option(False, "--wait-on-conflict", help="Wait for a running reindex into it."),
     here: bool = typer.Option(False, "--here", help="Run in this process instead of sending it to a worker."),
@@ -209,8 +213,12 @@ def reindex(
 ) -> None:
     """Embed the catalog with a model into a new collection; with --deploy-as-blue search flips to it.
 
+    The request is checked before anything is queued (the model exists and is not already blue, the loader is
+    known, takes these options and its local paths exist), so a mistake is told at once, not by a worker.
+
     Example: embedding-studio reindex all-MiniLM-L6-v2 --deploy-as-blue --here
     """
+    from embedding_studio.items.registry import with_absolute_paths
     from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskError, run_reindex, service
 
     with friendly_errors():
@@ -219,6 +227,10 @@ def reindex(
             options = json.loads(loader_options)
         except json.JSONDecodeError as error:
             raise UserFacingError(f"--loader-options is not valid JSON: {error.msg}") from error
+        if not isinstance(options, dict):
+            raise UserFacingError('--loader-options must be a JSON object, e.g. \'{"path": "corpus.jsonl"}\'')
+        if loader:
+            options = with_absolute_paths(loader, options)  # the caller's corpus.jsonl, not the worker's
         params = ReindexTaskParams(
             dest_model_id=whole_model_id(dest_model_id) or dest_model_id,
             source_model_id=whole_model_id(source_model_id),
@@ -228,6 +240,7 @@ def reindex(
         )
         try:
             if here:
+                service.check_reindex_request(params)  # before the model is loaded, not after
                 with Progress(
                     TextColumn("reindex"), BarColumn(), TimeElapsedColumn(), TextColumn("{task.description}")
                 ) as progress:

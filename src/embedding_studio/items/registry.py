@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -103,3 +104,70 @@ def create_configured_loader() -> DataLoader:
 
     settings = get_settings()
     return create_loader(settings.catalog_loader, **settings.catalog_loader_options)
+
+
+#: Loader options that name a local file or directory. A relative one would be read in the working directory
+#: of whichever process builds the loader (a worker, maybe elsewhere), not the caller's: callers make them
+#: absolute before sending (:func:`with_absolute_paths`), and a task request with a relative one is refused.
+PATH_OPTIONS = frozenset({"path", "root", "credentials_path"})
+
+
+class RelativePathError(LoaderError):
+    """A loader option names a local path relative to nobody knows which directory."""
+
+
+def path_options(name: str, options: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """The local path options of a loader configuration, by dotted key (``loaders.docs.options.root`` inside an
+    ``aggregated`` loader)."""
+    found = {
+        f"{prefix}{key}": value for key, value in options.items() if key in PATH_OPTIONS and isinstance(value, str)
+    }
+    if name == "aggregated" and isinstance(options.get("loaders"), dict):
+        for source, config in options["loaders"].items():
+            if isinstance(config, dict) and isinstance(config.get("options"), dict):
+                found.update(
+                    path_options(str(config.get("name")), config["options"], f"{prefix}loaders.{source}.options.")
+                )
+    return found
+
+
+def with_absolute_paths(name: str, options: dict[str, Any], base: str | Path | None = None) -> dict[str, Any]:
+    """``options`` with every relative local path resolved against ``base`` (default: this process's working
+    directory), so the caller's ``corpus.jsonl`` is the one read, wherever the loader is built."""
+    base_path = Path(base) if base is not None else Path.cwd()
+    resolved: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in PATH_OPTIONS and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            value = str((base_path / Path(value).expanduser()).resolve())
+        elif key in PATH_OPTIONS and isinstance(value, str) and value.startswith("~"):
+            value = str(Path(value).expanduser())
+        resolved[key] = value
+    if name == "aggregated" and isinstance(resolved.get("loaders"), dict):
+        resolved["loaders"] = {
+            source: {**config, "options": with_absolute_paths(str(config.get("name")), config["options"], base_path)}
+            if isinstance(config, dict) and isinstance(config.get("options"), dict)
+            else config
+            for source, config in resolved["loaders"].items()
+        }
+    return resolved
+
+
+def check_loader(name: str, options: dict[str, Any]) -> None:
+    """Refuse, with the reason, a loader configuration that cannot work, without reading any item: an unknown name
+    (the known ones listed), an option it does not take or lacks, a relative path, a local path that does not
+    exist. Building a loader reads nothing (files, buckets and tables are opened on first use), so this is cheap
+    enough for a request."""
+    relative = {key: value for key, value in path_options(name, options).items() if not Path(value).is_absolute()}
+    if relative:
+        shown = ", ".join(f"{key}={value!r}" for key, value in relative.items())
+        raise RelativePathError(
+            f"loader {name!r}: {shown} is a relative path; give an absolute one (the CLI and the Python client make "
+            "paths absolute in the caller's directory; a worker would read it in its own)"
+        )
+    try:
+        loader = create_loader(name, **options)
+    except LoaderError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise LoaderError(f"loader {name!r}: {error}") from error
+    loader.close()

@@ -17,6 +17,11 @@ class TaskStateError(TaskError):
     """The task is in a state that does not allow what was asked (cancel a finished task...)."""
 
 
+class ModelStateError(TaskStateError):
+    """The model asked for is in a state that does not allow the task (a reindex into the blue model, whose
+    collection search reads and which is never rebuilt in place); answered 409 like any state conflict."""
+
+
 class IdempotencyConflictError(TaskError):
     """The idempotency key is already used by a task of another kind."""
 

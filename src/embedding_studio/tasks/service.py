@@ -7,17 +7,23 @@ recorded as ``refused`` unless the caller asked to wait.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from embedding_studio.tasks import queue, repository
-from embedding_studio.tasks.errors import TaskError
+from embedding_studio.tasks.errors import ModelStateError, TaskError, UnknownModelError
 from embedding_studio.tasks.models import check_model_exists
 from embedding_studio.tasks.params import FineTuningTaskParams, ReindexTaskParams, UpsertTaskParams
 from embedding_studio.tasks.types import Task, TaskKind, TaskStatus
 
 
 class InvalidTaskError(TaskError):
-    """The task asked for cannot run (unknown or unreleased batch, unknown method...)."""
+    """The task asked for cannot run (unknown or unreleased batch, unknown method...); ``field`` is the request
+    field at fault, so the API's 422 names it."""
+
+    def __init__(self, message: str, field: str = "body") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def check_batch_is_released(batch_id: int) -> None:
@@ -36,12 +42,98 @@ def check_batch_is_released(batch_id: int) -> None:
 
 
 def check_method_exists(method: str, options: dict[str, Any] | None = None) -> None:
-    from embedding_studio.finetuning.method import get_method
+    """Build the method as a worker will, so an unknown method, an option it does not take, an option of the
+    wrong JSON type or a bad catalog loader in ``loader`` is refused when the task is asked for, not minutes
+    later. Nothing is loaded: the method's loader is only built."""
+    from embedding_studio.finetuning.errors import UnknownMethodError
+    from embedding_studio.finetuning.method import FineTuningMethod, available_methods, get_method
+
+    options = dict(options or {})
+    if method not in available_methods():
+        raise InvalidTaskError(
+            f"unknown fine-tuning method {method!r}; known methods: {', '.join(available_methods())}",
+            field="method",
+        )
+    _check_method_option_types(method, options)
+    try:
+        built = get_method(method, **options)
+    except UnknownMethodError as error:
+        raise InvalidTaskError(str(error), field="method") from error
+    except TypeError as error:
+        known = sorted(field.name for field in dataclasses.fields(FineTuningMethod) if field.name != "name")
+        raise InvalidTaskError(
+            f"fine-tuning method {method!r} refused its options ({error}); its options: {', '.join(known)}",
+            field="method_options",
+        ) from error
+    except Exception as error:
+        raise InvalidTaskError(f"fine-tuning method {method!r}: {error}", field="method_options") from error
+    if "loader" in options and hasattr(built.loader, "name"):  # a loader named in the request, not the server's own
+        check_loader_spec(built.loader.name, dict(built.loader.options), field="method_options.loader")
+
+
+def _check_method_option_types(method: str, options: dict[str, Any]) -> None:
+    """A JSON option whose ``FineTuningMethod`` default is a plain number, flag or text must be one too: the
+    dataclass would take ``"max_evals": "four"`` and fail in the worker."""
+    from embedding_studio.finetuning.method import FineTuningMethod
+
+    defaults = {
+        field.name: field.default
+        for field in dataclasses.fields(FineTuningMethod)
+        if field.default is not dataclasses.MISSING
+    }
+    for key, value in options.items():
+        default = defaults.get(key)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif isinstance(default, str):
+            ok = isinstance(value, str)
+        else:
+            continue
+        if not ok:
+            raise InvalidTaskError(
+                f"fine-tuning method {method!r}: option {key!r} must be {_KIND_NAMES[type(default)]}, got {value!r}",
+                field=f"method_options.{key}",
+            )
+
+
+_KIND_NAMES = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
+
+
+def check_loader_spec(name: str, options: dict[str, Any], field: str = "loader") -> None:
+    """A loader named in a request: known name, options it takes, absolute local paths that exist."""
+    from embedding_studio.items.loader import LoaderError
+    from embedding_studio.items.registry import check_loader
 
     try:
-        get_method(method, **(options or {}))
-    except Exception as error:
-        raise InvalidTaskError(f"unknown fine-tuning method {method!r}: {error}") from error
+        check_loader(name, options)
+    except LoaderError as error:
+        raise InvalidTaskError(str(error), field=field) from error
+
+
+def check_reindex_request(params: ReindexTaskParams) -> None:
+    """What a worker would find wrong only after the task waited in the queue: a destination or source that
+    names no model, a destination that is already blue (its collection is what search reads: it is never
+    rebuilt in place), a loader that cannot be built."""
+    from embedding_studio import vectordb
+
+    for field, model_id in (("dest_model_id", params.dest_model_id), ("source_model_id", params.source_model_id)):
+        if model_id is None:
+            continue
+        try:
+            check_model_exists(model_id)
+        except UnknownModelError as error:
+            raise InvalidTaskError(str(error), field=field) from error
+    if vectordb.get_deployment().blue_model_id == params.dest_model_id:
+        raise ModelStateError(
+            f"model {params.dest_model_id!r} is already the blue model: search answers from its collection, which "
+            "is never rebuilt in place; reindex into another model (or `embedding-studio models rollback` first)"
+        )
+    if params.loader is not None:
+        check_loader_spec(params.loader.name, params.loader.options)
 
 
 def create_fine_tuning_task(params: FineTuningTaskParams, idempotency_key: str | None = None) -> tuple[Task, bool]:
@@ -68,15 +160,16 @@ def create_reindex_task(
     idempotency_key: str | None = None,
     check_model: bool = True,
 ) -> Task:
-    """Record and send a reindex task, or record it ``refused`` when another one builds the same model."""
+    """Record and send a reindex task, or record it ``refused`` when another one builds the same model.
+
+    ``check_model`` (every request) runs :func:`check_reindex_request` first; a fine-tuning deployment's own
+    child task skips it, its model having just been made."""
     if idempotency_key is not None:
         existing = _existing(idempotency_key, TaskKind.reindex)
         if existing is not None:
             return existing
     if check_model:
-        check_model_exists(params.dest_model_id)
-        if params.source_model_id is not None:
-            check_model_exists(params.source_model_id)
+        check_reindex_request(params)
     stored_params = params.model_dump(mode="json")
     conflicts = repository.active_reindex_tasks(params.dest_model_id)
     if conflicts and not params.wait_on_conflict:

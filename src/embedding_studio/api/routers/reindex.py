@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from embedding_studio.api.routers.fine_tuning import (
     CANCEL_ERRORS,
+    IDEMPOTENCY_CONFLICT,
     TASK_ERRORS,
     TaskId,
     task_created_responses,
@@ -16,12 +17,24 @@ from embedding_studio.tasks import TaskKind, repository, service
 
 router = APIRouter(prefix="/reindex", tags=["reindex"])
 
+#: Everything a worker would otherwise find wrong only after the task waited in the queue is answered at once.
+REINDEX_CREATED_RESPONSES = task_created_responses(
+    "when dest_model_id or source_model_id names no model; when the loader's name is unknown (the known ones are "
+    "listed), it does not take an option or lacks one, or a local path option (path, root, credentials_path) is "
+    "relative or does not exist: `errors[0].field` names the field, e.g. loader or dest_model_id."
+)
+REINDEX_CREATED_RESPONSES[409] = {
+    **REINDEX_CREATED_RESPONSES[409],
+    "description": f"{IDEMPOTENCY_CONFLICT} Or dest_model_id is already the blue model: search reads its "
+    "collection, which is never rebuilt in place.",
+}
+
 
 @router.post(
     "/tasks",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskCreatedOut,
-    responses=task_created_responses("when dest_model_id or source_model_id names no model."),
+    responses=REINDEX_CREATED_RESPONSES,
 )
 def create_reindex_task(body: ReindexTaskIn, response: Response) -> TaskCreatedOut:
     """A reindex into a model another reindex is building comes back ``refused`` (with the reason)
