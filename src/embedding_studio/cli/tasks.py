@@ -45,11 +45,21 @@ def shorten(message: str, width: int = 80) -> str:
     return textwrap.shorten(message, width=width, placeholder=" …")
 
 
-def _last_word(task: Task) -> str:
-    """What a task says last: its error, else the deployment gate's verdict, else its last progress message."""
+def _last_word(task: Task, waiting: str | None = None) -> str:
+    """What a task says last: its error, else the deployment gate's verdict, else where it waits in the queue
+    (``waiting``), else its last progress message."""
     if task.error:
         return escape(shorten(task.error))
-    return deployment_line(task) or escape(shorten(task.progress_message or ""))
+    return deployment_line(task) or escape(shorten(waiting or task.progress_message or ""))
+
+
+def waiting_line(task: Task, ids: dict[str, str] | None = None) -> str | None:
+    """Where a pending task waits and what runs first ("waiting: 2nd in the reindex queue, after fine_tuning task
+    … (running, fine_tuning queue)"); None when it is not waiting in the queue."""
+    from embedding_studio.tasks.queue import queue_position
+
+    position = queue_position(task) if task.status.value == "pending" else None
+    return position.describe(ids) if position is not None else None
 
 
 def whole_task_id(id_or_prefix: str) -> str:
@@ -105,7 +115,7 @@ def follow_task(task_id: str, poll_s: float = 0.5) -> str:
             progress.update(
                 bar,
                 completed=task.progress,
-                description=task.progress_message or "",
+                description=escape(waiting_line(task) or task.progress_message or ""),
                 status=_styled(task.status.value),
             )
             if task.status.is_final:
@@ -259,6 +269,9 @@ def reindex(
         console.print(
             f"reindex task {task.id}: {_styled(task.status.value)}" + (f" ({task.error})" if task.error else "")
         )
+        waiting = waiting_line(task)
+        if waiting and not follow:
+            console.print(escape(waiting))
         if follow and not task.status.is_final:
             if follow_task(task.id) != "done":
                 raise typer.Exit(code=1)
@@ -275,6 +288,7 @@ def list_tasks(
     Example: embedding-studio tasks list --kind fine_tuning --status failed
     """
     from embedding_studio.tasks import TaskKind, TaskStatus, repository
+    from embedding_studio.tasks.queue import queue_positions
 
     with friendly_errors():
         prepare_database()
@@ -285,6 +299,7 @@ def list_tasks(
             raise UserFacingError(str(error)) from error
         tasks = repository.list_tasks(kind=kind_value, statuses=[status_value] if status_value else None, limit=limit)
         prefixes = repository.shortest_unique_prefixes([task.id for task in tasks])
+        positions = queue_positions(tasks)
     table = Table("id", "kind", "status", "progress", "created", "message / error")
     table.columns[0].no_wrap = True  # an id cut with "…" could not be typed back
     table.columns[0].min_width = repository.MIN_ID_PREFIX
@@ -295,7 +310,7 @@ def list_tasks(
             _styled(task.status.value),
             f"{task.progress:.0%}",
             task.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            _last_word(task),
+            _last_word(task, positions[task.id].describe(prefixes, limit=2) if task.id in positions else None),
         )
     console.print(table if tasks else "no tasks")
 
@@ -318,10 +333,12 @@ def show_task(
         if follow and not task.status.is_final:
             follow_task(task_id)
             task = repository.get_task(task_id)
+        waiting = waiting_line(task)
     for name, value in [
         ("id", task.id),
         ("kind", task.kind.value),
         ("status", _styled(task.status.value)),
+        ("queue", escape(waiting) if waiting else None),
         ("progress", f"{task.progress:.0%} {escape(task.progress_message or '')}"),
         ("deployment", deployment_line(task)),
         ("params", json.dumps(task.params)),

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 import procrastinate
 from sqlalchemy import text
@@ -84,3 +86,82 @@ def queue_depth() -> dict[str, dict[str, int]]:
     for queue, status, count in rows:
         depth.setdefault(queue, {})[status] = int(count)
     return depth
+
+
+@dataclass(frozen=True)
+class QueuedTask:
+    """A task a worker takes before another one: running now, or waiting ahead of it."""
+
+    task_id: str
+    kind: str
+    queue: str
+    running: bool
+
+
+@dataclass(frozen=True)
+class QueuePosition:
+    """Where a pending task waits, so "pending" for minutes has a reason: its place in its queue (1: the next one
+    a worker of that queue takes) and the tasks a worker runs first. Running tasks of every queue are listed, and
+    waiting ones of other queues picked before it: ``embedding-studio worker`` takes every queue by default, one
+    job at a time, so a reindex waits for a fine-tune. A worker dedicated to its queue skips the other queues'."""
+
+    queue: str
+    position: int
+    ahead: tuple[QueuedTask, ...] = ()
+
+    def describe(self, ids: dict[str, str] | None = None, limit: int = 5) -> str:
+        """One line: "2nd in the reindex queue, after fine_tuning task 1a2b3c4d (running) and …"; ``ids`` maps a
+        task id to how to print it (a unique prefix)."""
+        line = f"waiting: {_ordinal(self.position)} in the {self.queue} queue"
+        if not self.ahead:
+            return line + ", next to run"
+        shown = [
+            f"{entry.kind} task {(ids or {}).get(entry.task_id, entry.task_id)} ("
+            + ("running" if entry.running else "waiting")
+            + (f", {entry.queue} queue" if entry.queue != self.queue else "")
+            + ")"
+            for entry in self.ahead[:limit]
+        ]
+        more = len(self.ahead) - limit
+        return line + ", after " + ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def _ordinal(number: int) -> str:
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+def queue_positions(tasks: Iterable[Task]) -> dict[str, QueuePosition]:
+    """The queue position of each of ``tasks`` whose job waits in the queue (one read of procrastinate's table for
+    all of them). A worker takes the highest priority first, then the oldest job, across the queues it serves."""
+    waiting_jobs = {task.job_id: task.id for task in tasks if task.status is TaskStatus.pending and task.job_id}
+    if not waiting_jobs:
+        return {}
+    with get_engine().connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT j.id, j.queue_name, j.status::text, j.priority, t.id AS task_id, t.kind "
+                "FROM procrastinate_jobs j JOIN tasks t ON t.job_id = j.id "
+                "WHERE j.status IN ('todo', 'doing') ORDER BY j.status = 'doing' DESC, j.priority DESC, j.id"
+            )
+        ).all()
+    running = [QueuedTask(row.task_id, row.kind, row.queue_name, True) for row in rows if row.status == "doing"]
+    todo = [row for row in rows if row.status == "todo"]
+    positions: dict[str, QueuePosition] = {}
+    for index, row in enumerate(todo):
+        task_id = waiting_jobs.get(row.id)
+        if task_id is None:
+            continue
+        before = todo[:index]  # ordered as a worker picks: priority, then age
+        positions[task_id] = QueuePosition(
+            queue=row.queue_name,
+            position=1 + sum(1 for other in before if other.queue_name == row.queue_name),
+            ahead=tuple(running)
+            + tuple(QueuedTask(other.task_id, other.kind, other.queue_name, False) for other in before),
+        )
+    return positions
+
+
+def queue_position(task: Task) -> QueuePosition | None:
+    """:func:`queue_positions` of one task; None unless it waits in the queue."""
+    return queue_positions([task]).get(task.id)

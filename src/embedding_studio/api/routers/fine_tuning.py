@@ -95,7 +95,7 @@ def list_fine_tuning_tasks(
         limit=limit,
         offset=offset,
     )
-    return TaskListOut(tasks=[TaskOut.of(task) for task in tasks])
+    return TaskListOut(tasks=TaskOut.many(tasks))
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskOut, responses=CANCEL_ERRORS)

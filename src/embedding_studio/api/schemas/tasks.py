@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from embedding_studio.clickstream.records import MAX_ID_LENGTH, NO_NUL, Count, TextQuery
 from embedding_studio.tasks import FineTuningTaskParams, ReindexTaskParams, Task, UpsertTaskParams
 from embedding_studio.tasks.params import UpsertItem
+from embedding_studio.tasks.queue import QueuePosition, queue_position, queue_positions
+from embedding_studio.tasks.types import TaskStatus
 
 MAX_ITEMS_PER_REQUEST = 10_000
 
@@ -53,6 +55,50 @@ class DeploymentOut(BaseModel):
     forced: bool = Field(default=False, description="The force_deploy the task was sent with.")
 
 
+class QueuedTaskOut(BaseModel):
+    id: str
+    kind: str = Field(description="fine_tuning, reindex or upsert.")
+    queue: str
+    status: str = Field(description="running, or waiting (ahead of this task).")
+
+
+class QueuePositionOut(BaseModel):
+    """Where a pending task waits: why it has not started yet."""
+
+    queue: str = Field(description="The queue its job waits in: fine_tuning, reindex or upsert.")
+    position: int = Field(ge=1, description="Its place in that queue; 1: the next job a worker of the queue takes.")
+    ahead: list[QueuedTaskOut] = Field(
+        description="Tasks a worker runs first: the running ones of every queue, then those waiting before it "
+        "(other queues' too: a worker takes every queue by default, one job at a time), at most 50."
+    )
+    ahead_count: int = Field(ge=0, description="How many tasks run first in all (ahead may list fewer).")
+    summary: str = Field(
+        description='One line, e.g. "waiting: 2nd in the reindex queue, after fine_tuning task '
+        '… (running, fine_tuning queue), reindex task … (waiting)".'
+    )
+
+    @classmethod
+    def of(cls, position: QueuePosition) -> QueuePositionOut:
+        return cls(
+            queue=position.queue,
+            position=position.position,
+            ahead=[
+                QueuedTaskOut(
+                    id=entry.task_id,
+                    kind=entry.kind,
+                    queue=entry.queue,
+                    status="running" if entry.running else "waiting",
+                )
+                for entry in position.ahead[:MAX_AHEAD_SHOWN]
+            ],
+            ahead_count=len(position.ahead),
+            summary=position.describe(),
+        )
+
+
+MAX_AHEAD_SHOWN = 50
+
+
 class TaskOut(BaseModel):
     id: str
     kind: str
@@ -68,6 +114,9 @@ class TaskOut(BaseModel):
     deployment: DeploymentOut | None = Field(
         default=None, description="Fine-tuning with deploy_as_blue, once done: deployed or not, and why."
     )
+    queue: QueuePositionOut | None = Field(
+        default=None, description="A pending task whose job waits in the queue: its place and what runs first."
+    )
     idempotency_key: str | None
     cancel_requested: bool
     attempts: int
@@ -77,7 +126,10 @@ class TaskOut(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, task: Task) -> TaskOut:
+    def of(cls, task: Task, position: QueuePosition | None = None, look_up_position: bool = True) -> TaskOut:
+        """``position`` as :func:`many` found it; else a pending task's is looked up (one query)."""
+        if position is None and look_up_position and task.status is TaskStatus.pending:
+            position = queue_position(task)
         return cls(
             id=task.id,
             kind=task.kind.value,
@@ -91,6 +143,7 @@ class TaskOut(BaseModel):
             progress_message=task.progress_message,
             result=task.result,
             deployment=_deployment_of(task),
+            queue=QueuePositionOut.of(position) if position is not None else None,
             idempotency_key=task.idempotency_key,
             cancel_requested=task.cancel_requested,
             attempts=task.attempts,
@@ -99,6 +152,12 @@ class TaskOut(BaseModel):
             started_at=task.started_at,
             finished_at=task.finished_at,
         )
+
+    @classmethod
+    def many(cls, tasks: list[Task]) -> list[TaskOut]:
+        """A list's answers, the queue positions of its pending tasks read at once."""
+        positions = queue_positions(tasks)
+        return [cls.of(task, positions.get(task.id), look_up_position=False) for task in tasks]
 
 
 def _deployment_of(task: Task) -> DeploymentOut | None:
