@@ -29,13 +29,23 @@ class BatchNotReleasedError(FineTuningError):
         self.status = status
 
 
+def describe_batches(batch_ids: int | Sequence[int]) -> str:
+    """"clickstream batch 3" or "clickstream batches 1, 2, 3": what an error says it is about."""
+    if isinstance(batch_ids, int):
+        return f"clickstream batch {batch_ids}"
+    if len(batch_ids) == 1:
+        return f"clickstream batch {batch_ids[0]}"
+    return "clickstream batches " + ", ".join(str(batch_id) for batch_id in batch_ids)
+
+
 class EmptyBatchError(FineTuningError):
-    def __init__(self, batch_id: int, session_count: int = 0, skipped_sessions: int = 0) -> None:
+    def __init__(self, batch_id: int | Sequence[int], session_count: int = 0, skipped_sessions: int = 0) -> None:
+        verb = "have" if not isinstance(batch_id, int) and len(batch_id) > 1 else "has"
         if session_count == 0:
-            message = f"clickstream batch {batch_id} has no sessions"
+            message = f"{describe_batches(batch_id)} {verb} no sessions"
         else:
             message = (
-                f"clickstream batch {batch_id} has {session_count} sessions but none can be used: "
+                f"{describe_batches(batch_id)} {verb} {session_count} sessions but none can be used: "
                 f"{skipped_sessions} had no shown results"
             )
         super().__init__(message)
@@ -45,9 +55,10 @@ class EmptyBatchError(FineTuningError):
 
 
 class NoClicksError(FineTuningError):
-    def __init__(self, batch_id: int, session_count: int) -> None:
+    def __init__(self, batch_id: int | Sequence[int], session_count: int) -> None:
+        verb = "have" if not isinstance(batch_id, int) and len(batch_id) > 1 else "has"
         super().__init__(
-            f"clickstream batch {batch_id} has {session_count} sessions with results but not one click: "
+            f"{describe_batches(batch_id)} {verb} {session_count} sessions with results but not one click: "
             "there is nothing to learn from"
         )
         self.batch_id = batch_id

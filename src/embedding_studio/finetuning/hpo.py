@@ -6,6 +6,12 @@ learning rate costs one validation instead of a whole training. Later iterations
 kind of data before: they retry the previous iteration's best parameters and its top parameter sets
 (as the seed does), which is cheaper than searching again and rarely worse.
 
+Until it is worse: the data drifts and the old parameters stop helping. :func:`search_again_reason` is the
+rule that sends an iteration back to the search: when the last ``search_again_after`` iterations of the
+method all reused previous parameters and none of them beat the model it started from (on its own
+held-out sessions, by the method's main metric) by more than ``min_iteration_gain``. Each iteration
+records how it chose its parameters and its gain on its experiment (:func:`record_iteration_outcome`).
+
 Every trial loads the initial model fresh from one copy on disk, trains on the one prepared
 dataset, is one tracker run (params, metrics at each validation, model artifact), and frees the
 model and CUDA memory when it ends, whatever happened.
@@ -447,3 +453,82 @@ def _report(progress: ProgressCallback | None, span: tuple[float, float], fracti
         return
     start, end = span
     progress(start + (end - start) * min(1.0, max(0.0, fraction)), message)
+
+
+# ----------------------------------------------------------------------------- when to search again
+
+TAG_SELECTION_MODE = "embedding_studio.selection_mode"
+TAG_GAIN = "embedding_studio.gain"
+TAG_BATCH_IDS = "embedding_studio.batch_ids"
+
+
+@dataclass(frozen=True)
+class IterationOutcome:
+    """How a finished iteration chose its parameters, and by how much its best model beat the model it
+    started from (its main metric on the iteration's held-out sessions; positive is better; None: unknown)."""
+
+    mode: str
+    gain: float | None
+
+
+def iteration_gain(
+    best_metrics: Mapping[str, float], reference: Mapping[str, float], method: FineTuningMethod
+) -> float | None:
+    """The best run's improvement over the reference (the start or blue model) by the main metric, signed so that
+    positive is better also for a metric where lower is better; None when either figure is missing."""
+    best = best_metrics.get(method.main_metric)
+    before = reference.get(method.main_metric)
+    if best is None or before is None:
+        return None
+    return float(best) - float(before) if method.higher_is_better else float(before) - float(best)
+
+
+def record_iteration_outcome(
+    tracker: ExperimentsManager, iteration: Iteration, mode: str, gain: float | None, batch_ids: Sequence[int]
+) -> None:
+    tags = {TAG_SELECTION_MODE: mode, TAG_BATCH_IDS: ",".join(str(batch_id) for batch_id in batch_ids)}
+    if gain is not None:
+        tags[TAG_GAIN] = repr(gain)
+    tracker.set_iteration_tags(iteration.experiment_id, tags)
+
+
+def recorded_outcomes(tracker: ExperimentsManager, plugin_name: str, before: Iteration) -> list[IterationOutcome]:
+    """The recorded outcomes of the method's iterations before ``before``, newest first. Iterations that recorded
+    none (they failed, or ran before outcomes were recorded) are left out: they neither extend nor break a run of
+    stale iterations."""
+    outcomes: list[IterationOutcome] = []
+    for iteration in reversed(tracker.list_iterations(plugin_name)):
+        if iteration.index >= before.index:
+            continue
+        tags = tracker.get_iteration_tags(iteration.experiment_id)
+        mode = tags.get(TAG_SELECTION_MODE)
+        if not mode:
+            continue
+        try:
+            gain: float | None = float(tags[TAG_GAIN]) if TAG_GAIN in tags else None
+        except ValueError:
+            gain = None
+        outcomes.append(IterationOutcome(mode=mode, gain=gain))
+    return outcomes
+
+
+def search_again_reason(outcomes: Sequence[IterationOutcome], search_again_after: int, min_gain: float) -> str | None:
+    """Why this iteration searches the parameters again instead of reusing the previous best ones, or None.
+
+    The rule: the ``search_again_after`` newest iterations (``outcomes`` is newest first) all reused previous
+    parameters, and none of them improved the main metric over the model it started from by more than
+    ``min_gain`` (an unknown gain counts as no improvement). A search among them, or too few of them, keeps
+    reusing: a search was recent, or the reused parameters have not had their chance yet.
+    """
+    if search_again_after < 1 or len(outcomes) < search_again_after:
+        return None
+    recent = outcomes[:search_again_after]
+    if any(outcome.mode != "previous_best" for outcome in recent):
+        return None
+    if any(outcome.gain is not None and outcome.gain > min_gain for outcome in recent):
+        return None
+    gains = ", ".join("unknown" if outcome.gain is None else f"{outcome.gain:+.4f}" for outcome in recent)
+    return (
+        f"the last {search_again_after} iterations reused the previous best parameters and none improved on the "
+        f"model it started from by more than {min_gain:g} (gains {gains})"
+    )

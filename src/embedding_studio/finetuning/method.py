@@ -92,6 +92,10 @@ class FineTuningMethod:
     main_metric: str = "val_ndcg_at_10"
     higher_is_better: bool = True
     top_params_count: int = 3
+    #: search the parameters again once this many iterations in a row reused previous ones without improving on
+    #: their start model by more than ``min_iteration_gain`` (``hpo.search_again_reason``)
+    search_again_after: int = 2
+    min_iteration_gain: float = 0.0
     test_share: float = 0.2
     split_seed: int = 0
     batch_size: int = 16
@@ -113,6 +117,10 @@ class FineTuningMethod:
         if self.validation_pool_size < 0:
             raise FineTuningError(
                 f"method {self.name!r}: validation_pool_size must be at least 0, got {self.validation_pool_size}"
+            )
+        if self.search_again_after < 1:
+            raise FineTuningError(
+                f"method {self.name!r}: search_again_after must be at least 1, got {self.search_again_after}"
             )
         if self.num_epochs < 1:
             raise FineTuningError(f"method {self.name!r}: num_epochs must be at least 1, got {self.num_epochs}")

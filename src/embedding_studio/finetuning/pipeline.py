@@ -1,8 +1,9 @@
-"""One fine-tuning iteration, the seed's flow step by step: a released batch in, the best model out.
+"""One fine-tuning iteration, the seed's flow step by step: released batches in, the best model out.
 
-batch → sessions → ``FineTuningInput`` (ClickstreamConverter) → queries (QueryRetriever) → the
-items they show (DataLoader) → train/test (TrainTestSplitter) → prepared items (ItemSetManager) →
-initial model saved once → parameter selection (HPO, or the previous iteration's best) → the
+batches → sessions (the newest batch whole, ``replay_share`` of the older ones) → ``FineTuningInput``
+(ClickstreamConverter) → queries (QueryRetriever) → the items they show (DataLoader) → train/test
+(TrainTestSplitter) → prepared items (ItemSetManager) → initial model saved once → parameter selection
+(HPO, or the previous iteration's best until those stop improving: ``hpo.search_again_reason``) → the
 tracker picks the best run, deletes the other models and registers the best with an alias.
 
 Checks come before anything expensive: a batch that is unknown, still collecting, empty, without a
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +31,7 @@ from embedding_studio.finetuning.errors import (
     NotEnoughDataError,
     TooManyFailedItemsError,
     UnknownBatchError,
+    describe_batches,
 )
 from embedding_studio.finetuning.hpo import (
     HyperparameterSearchSettings,
@@ -36,9 +39,13 @@ from embedding_studio.finetuning.hpo import (
     SelectionResult,
     TrainFunction,
     TrialRunner,
+    iteration_gain,
     previous_best_parameter_sets,
+    record_iteration_outcome,
+    recorded_outcomes,
     resolve_storage,
     run_parameter_sets,
+    search_again_reason,
     search_parameters,
 )
 from embedding_studio.finetuning.method import FineTuningMethod, get_method
@@ -80,10 +87,17 @@ class FineTuningResult:
     higher_is_better: bool = True
     validation_queries: int = 0
     validation_pool_items: int = 0
+    #: the batches trained on, oldest first, and how many sessions of the older ones were replayed
+    batch_ids: list[int] = field(default_factory=list)
+    replayed_sessions: int = 0
+    #: why the parameters were searched again although a previous iteration had some (None: they were not)
+    search_reason: str | None = None
+    #: the best run's main metric minus the reference (blue) or start model's on the same held-out sessions
+    gain: float | None = None
 
 
 def run_fine_tuning(
-    batch_id: int,
+    batch_id: int | Sequence[int],
     method: str | FineTuningMethod = "default_text",
     embedding_model_id: str | None = None,
     progress: ProgressCallback | None = None,
@@ -94,8 +108,14 @@ def run_fine_tuning(
     search_settings: HyperparameterSearchSettings | None = None,
     train: TrainFunction | None = None,
     reference_model_id: str | None = None,
+    replay_share: float = 1.0,
 ) -> FineTuningResult:
-    """Fine-tune on released batch ``batch_id`` with ``method``, starting from ``embedding_model_id``.
+    """Fine-tune on released batch ``batch_id`` (or several: a sequence of ids) with ``method``, starting from
+    ``embedding_model_id``.
+
+    Every session of the newest batch is used; of the older batches, ``replay_share`` of the sessions (a sample
+    drawn with the method's ``split_seed``, so a rerun trains on the same ones). The held-out split is then made
+    over all of them, by whole queries, as for one batch.
 
     ``embedding_model_id`` is a base model name or local path (``models.load_embedding_model``) or the
     MLflow run id of an earlier best model; None starts from the method's base model. ``should_stop``
@@ -108,8 +128,14 @@ def run_fine_tuning(
     fine_tuning_method = method if isinstance(method, FineTuningMethod) else get_method(method, settings=settings)
     report = _Progress(progress)
 
-    report(0.0, f"reading clickstream batch {batch_id}")
-    inputs, skipped_sessions = _read_batch(batch_id, settings)
+    if not 0.0 <= replay_share <= 1.0:
+        raise ValueError(f"replay_share must be between 0 and 1, got {replay_share}")
+    batch_ids = sorted({batch_id} if isinstance(batch_id, int) else set(batch_id))
+    if not batch_ids:
+        raise FineTuningError("no clickstream batch to train on")
+    batch_label = "+".join(str(one) for one in batch_ids)
+    report(0.0, f"reading {describe_batches(batch_ids)}")
+    inputs, skipped_sessions, replayed = _read_batches(batch_ids, settings, replay_share, fine_tuning_method.split_seed)
 
     report(0.04, f"rendering {len(inputs)} queries")
     query_retriever = fine_tuning_method.create_query_retriever()
@@ -122,12 +148,23 @@ def run_fine_tuning(
     pool_sample = _sample_catalog(fine_tuning_method, {item.meta.item_id for item in downloaded})
 
     report(0.10, "splitting sessions into train and test by query")
-    data = _prepare_data(fine_tuning_method, inputs, [*downloaded, *pool_sample], query_retriever, batch_id)
+    data = _prepare_data(
+        fine_tuning_method, inputs, [*downloaded, *pool_sample], query_retriever, describe_batches(batch_ids)
+    )
 
     tracker = tracker or _default_tracker(fine_tuning_method, settings)
     previous = tracker.get_previous_iteration(fine_tuning_method.name)
     iteration = tracker.start_iteration(
-        fine_tuning_method.name, str(batch_id), base_model=embedding_model_id or fine_tuning_method.base_model
+        fine_tuning_method.name, batch_label, base_model=embedding_model_id or fine_tuning_method.base_model
+    )
+    search_reason = (
+        search_again_reason(
+            recorded_outcomes(tracker, fine_tuning_method.name, iteration),
+            fine_tuning_method.search_again_after,
+            fine_tuning_method.min_iteration_gain,
+        )
+        if previous is not None
+        else None
     )
 
     model: TextEmbeddingModel | None = None
@@ -150,7 +187,16 @@ def run_fine_tuning(
                 train=train,
             )
             selection = _select_parameters(
-                runner, previous, tracker, iteration, report, should_stop, settings, search_settings, batch_id
+                runner,
+                None if search_reason else previous,
+                tracker,
+                iteration,
+                report,
+                should_stop,
+                settings,
+                search_settings,
+                batch_label,
+                search_reason,
             )
     finally:
         model = None
@@ -169,13 +215,16 @@ def run_fine_tuning(
         reference_metrics = _reference_metrics(
             fine_tuning_method, data, selection, best.run_id, embedding_model_id, reference_model_id, tracker, settings
         )
+    best_metrics = {key: float(value) for key, value in dict(getattr(best, "metrics", {}) or {}).items()}
+    gain = iteration_gain(best_metrics, reference_metrics or _start_metrics(selection, best.run_id), fine_tuning_method)
+    record_iteration_outcome(tracker, iteration, selection.mode, gain, batch_ids)
     tracker.delete_non_best_models(iteration.experiment_id)
     tracker.register_best(best.run_id, _registered_name(fine_tuning_method), BEST_MODEL_ALIAS)
     report(1.0, f"best run {best.run_id}")
     return FineTuningResult(
         best_run_id=best.run_id,
         best_model_url=tracker.model_url(best.run_id),
-        metrics={key: float(value) for key, value in dict(getattr(best, "metrics", {}) or {}).items()},
+        metrics=best_metrics,
         experiment_id=iteration.experiment_id,
         skipped_sessions=skipped_sessions,
         failed_items=len(failed),
@@ -191,7 +240,17 @@ def run_fine_tuning(
             {normalize_query_text(query) for query in query_retriever.get_queries(data.test_inputs)}
         ),
         validation_pool_items=len(data.items),
+        batch_ids=batch_ids,
+        replayed_sessions=replayed,
+        search_reason=search_reason,
+        gain=gain,
     )
+
+
+def _start_metrics(selection: SelectionResult, best_run_id: str) -> dict[str, float]:
+    """The start model's validation on the iteration's held-out sessions: the best trial's untrained baseline."""
+    outcome = next((outcome for outcome in selection.outcomes if outcome.run_id == best_run_id), None)
+    return dict(outcome.baseline_metrics) if outcome is not None else {}
 
 
 def _sample_catalog(method: FineTuningMethod, shown: set[str]) -> list[Any]:
@@ -259,29 +318,54 @@ class _Progress:
             self.callback(fraction, message)
 
 
-def _read_batch(batch_id: int, settings: Settings) -> tuple[list[FineTuningInput], int]:
+def _read_batches(
+    batch_ids: list[int], settings: Settings, replay_share: float, seed: int
+) -> tuple[list[FineTuningInput], int, int]:
+    """The sessions to train on: every usable one of the newest batch, ``replay_share`` of each older batch's.
+
+    Returns them in content order with the count of sessions skipped (no shown results) and of older-batch
+    sessions kept. Every batch is checked to exist and be released before any is read."""
     from embedding_studio.clickstream.converter import ClickstreamConverter
     from embedding_studio.clickstream.dao import clickstream_dao
     from embedding_studio.clickstream.errors import UnknownBatchError as ClickstreamUnknownBatchError
 
-    try:
-        batch = clickstream_dao.get_batch(batch_id)
-    except ClickstreamUnknownBatchError as error:
-        raise UnknownBatchError(batch_id) from error
-    if batch.status != "released":
-        raise BatchNotReleasedError(batch_id, batch.status)
+    for batch_id in batch_ids:
+        try:
+            batch = clickstream_dao.get_batch(batch_id)
+        except ClickstreamUnknownBatchError as error:
+            raise UnknownBatchError(batch_id) from error
+        if batch.status != "released":
+            raise BatchNotReleasedError(batch_id, batch.status)
 
-    converted = ClickstreamConverter().convert_all(
-        clickstream_dao.get_batch_sessions(batch_id, page_size=settings.clickstream_page_size)
-    )
-    session_count = len(converted.inputs) + converted.skipped_count
-    if not converted.inputs:
-        raise EmptyBatchError(batch_id, session_count, converted.skipped_count)
-    if not any(fine_tuning_input.events for fine_tuning_input in converted.inputs):
-        raise NoClicksError(batch_id, len(converted.inputs))
-    # Sessions come back in session-id order, and ids are random: ordering by content makes the training order,
-    # and so the trained model, depend on the batch and the seed only.
-    return sorted(converted.inputs, key=_content_order), converted.skipped_count
+    newest = max(batch_ids)
+    inputs: list[FineTuningInput] = []
+    skipped = replayed = 0
+    for batch_id in batch_ids:
+        converted = ClickstreamConverter().convert_all(
+            clickstream_dao.get_batch_sessions(batch_id, page_size=settings.clickstream_page_size)
+        )
+        skipped += converted.skipped_count
+        # Sessions come back in session-id order, and ids are random: ordering by content makes the sample and
+        # the training order, and so the trained model, depend on the batches and the seed only.
+        batch_inputs = sorted(converted.inputs, key=_content_order)
+        if batch_id != newest:
+            batch_inputs = _replay_sample(batch_inputs, replay_share, seed, batch_id)
+            replayed += len(batch_inputs)
+        inputs.extend(batch_inputs)
+    if not inputs:
+        raise EmptyBatchError(batch_ids, skipped, skipped)
+    if not any(fine_tuning_input.events for fine_tuning_input in inputs):
+        raise NoClicksError(batch_ids, len(inputs))
+    return sorted(inputs, key=_content_order), skipped, replayed
+
+
+def _replay_sample(inputs: list[FineTuningInput], share: float, seed: int, batch_id: int) -> list[FineTuningInput]:
+    """``share`` of an older batch's sessions (rounded), drawn by ``seed`` and the batch id, in their order."""
+    keep = round(share * len(inputs))
+    if keep >= len(inputs):
+        return inputs
+    chosen = set(random.Random(f"replay-{seed}-{batch_id}").sample(range(len(inputs)), keep))
+    return [fine_tuning_input for index, fine_tuning_input in enumerate(inputs) if index in chosen]
 
 
 def _content_order(fine_tuning_input: FineTuningInput) -> tuple[str, tuple[str, ...], tuple[str, ...], bool, str]:
@@ -323,7 +407,7 @@ def _prepare_data(
     inputs: list[FineTuningInput],
     downloaded: list[Any],
     query_retriever: Any,
-    batch_id: int,
+    batches: str,
 ) -> PreparedData:
     from embedding_studio.finetuning.splitter import TooFewQueriesError, TrainTestSplitter
 
@@ -331,18 +415,18 @@ def _prepare_data(
     try:
         split = splitter.split(inputs)
     except TooFewQueriesError as error:
-        raise NotEnoughDataError(f"clickstream batch {batch_id}: {error}") from error
+        raise NotEnoughDataError(f"{batches}: {error}") from error
     item_set_manager = method.create_item_set_manager()
     prepared_items, clickstream_dataset = item_set_manager(downloaded, split)
     train_inputs = list(clickstream_dataset.train)
     test_inputs = list(clickstream_dataset.test)
     if not any(fine_tuning_input.events for fine_tuning_input in train_inputs):
         raise NotEnoughDataError(
-            f"clickstream batch {batch_id}: no training session with a click is left after the split "
+            f"{batches}: no training session with a click is left after the split "
             f"({len(train_inputs)} train, {len(test_inputs)} test sessions)"
         )
     if not test_inputs:
-        raise NotEnoughDataError(f"clickstream batch {batch_id}: no session is left to validate on")
+        raise NotEnoughDataError(f"{batches}: no session is left to validate on")
     return PreparedData(
         train_inputs=train_inputs, test_inputs=test_inputs, items=prepared_items, query_retriever=query_retriever
     )
@@ -387,8 +471,11 @@ def _select_parameters(
     should_stop: Callable[[], bool] | None,
     settings: Settings,
     search_settings: HyperparameterSearchSettings | None,
-    batch_id: int,
+    batch_label: str,
+    search_reason: str | None = None,
 ) -> SelectionResult:
+    """The previous iteration's best parameter sets when there is one (``previous``), else a search; the caller
+    passes no ``previous`` when ``search_reason`` says the reused parameters stopped improving."""
     span = (_PREPARED, _TRIALS_END)
     if previous is not None:
         parameter_sets = previous_best_parameter_sets(tracker, previous, runner.method.top_params_count)
@@ -399,11 +486,14 @@ def _select_parameters(
             )
     search_settings = search_settings or HyperparameterSearchSettings()
     storage_url = resolve_storage(search_settings.storage, settings.database_url)
-    report(_PREPARED, f"searching {runner.method.max_evals} parameter sets")
+    report(
+        _PREPARED,
+        f"searching {runner.method.max_evals} parameter sets" + (f" again: {search_reason}" if search_reason else ""),
+    )
     return search_parameters(
         runner,
         study_name=search_settings.study_name
-        or f"{runner.method.name}-batch-{batch_id}-experiment-{iteration.experiment_id}",
+        or f"{runner.method.name}-batch-{batch_label}-experiment-{iteration.experiment_id}",
         search_settings=search_settings,
         storage_url=storage_url,
         progress=report,

@@ -276,6 +276,15 @@ class ExperimentsManager:
             base_model=tags.get(TAG_BASE_MODEL),
         )
 
+    def set_iteration_tags(self, experiment_id: str, tags: Mapping[str, str]) -> None:
+        """Record facts about a finished iteration on its experiment (how its parameters were chosen, its gain),
+        which later iterations read back with :meth:`get_iteration_tags`."""
+        for key, value in tags.items():
+            self.client.set_experiment_tag(experiment_id, key, str(value)[:MAX_TAG_VALUE_LENGTH])
+
+    def get_iteration_tags(self, experiment_id: str) -> dict[str, str]:
+        return dict(self.client.get_experiment(experiment_id).tags or {})
+
     def get_previous_iteration(self, plugin_name: str, before: Iteration | None = None) -> Iteration | None:
         """The latest iteration of the plugin that finished with a best run (the next one starts from it).
 
