@@ -12,7 +12,7 @@ polls one until it ends and turns anything but ``done`` into :class:`TaskEndedEr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -204,7 +204,7 @@ class EmbeddingStudioClient:
 
     def create_fine_tuning_task(
         self,
-        batch_id: int,
+        batch_id: int | None = None,
         method: str | None = None,
         embedding_model_id: str | None = None,
         deploy_as_blue: bool = False,
@@ -213,22 +213,35 @@ class EmbeddingStudioClient:
         method_options: Mapping[str, Any] | None = None,
         force_deploy: bool = False,
         min_deploy_gain: float = 0.0,
+        *,
+        batch_ids: Sequence[int] | None = None,
+        since_blue: bool = False,
+        replay_share: float | None = None,
     ) -> TaskCreatedOut:
-        """Queue fine-tuning on a released batch (an unknown or collecting batch, an unknown method or model →
-        :class:`ApiError` 422 with the reason). Unset ``method`` and ``embedding_model_id`` take the server's
-        defaults: the ``default_text`` method, starting from the blue model. The same ``idempotency_key`` gives
-        the first task back instead of a second one.
+        """Queue fine-tuning on a released batch, several (``batch_ids``), or every batch released since the one
+        the blue model was trained on (``since_blue``); give exactly one. Of batches older than the newest chosen,
+        ``replay_share`` of the sessions are trained on (server default: all). An unknown or collecting batch, an
+        unknown method or model → :class:`ApiError` 422 with the reason. Unset ``method`` and
+        ``embedding_model_id`` take the server's defaults: the ``default_text`` method, starting from the blue
+        model. The same ``idempotency_key`` gives the first task back instead of a second one.
 
         With ``deploy_as_blue`` the best model is deployed only when it retrieves at least as well as the blue
         one on the batch's held-out sessions (better by ``min_deploy_gain``), or when ``force_deploy``; the
         finished task's ``deployment`` says which and why (a task not deployed still ends ``done``)."""
         body: dict[str, Any] = {
-            "batch_id": batch_id,
             "deploy_as_blue": deploy_as_blue,
             "force_deploy": force_deploy,
             "min_deploy_gain": min_deploy_gain,
             "wait_on_conflict": wait_on_conflict,
         }
+        if batch_id is not None:
+            body["batch_id"] = batch_id
+        if batch_ids is not None:
+            body["batch_ids"] = list(batch_ids)
+        if since_blue:
+            body["since_blue"] = True
+        if replay_share is not None:
+            body["replay_share"] = replay_share
         if method is not None:
             body["method"] = method
         if embedding_model_id is not None:

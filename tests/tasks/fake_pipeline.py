@@ -21,6 +21,10 @@ class FakeResult:
     validation_queries: int = 3
     validation_pool_items: int = 40
     params: dict[str, Any] = field(default_factory=dict)
+    batch_ids: list[int] = field(default_factory=lambda: [1])
+    replayed_sessions: int = 0
+    selection_mode: str = "search"
+    search_reason: str | None = None
 
 
 class FakePipeline:

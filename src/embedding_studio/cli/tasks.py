@@ -146,7 +146,22 @@ def print_outcome(task: Task) -> None:
 
 
 def finetune(
-    batch_id: int = typer.Option(..., "--batch-id", help="A released clickstream batch."),
+    batch_ids: list[int] = typer.Option(
+        [], "--batch-id", min=1, help="A released clickstream batch; repeat it to train on several together."
+    ),
+    since_blue: bool = typer.Option(
+        False,
+        "--since-blue",
+        help="Train on every batch released after the newest one the blue model was trained on (instead of "
+        "--batch-id).",
+    ),
+    replay_share: float = typer.Option(
+        1.0,
+        "--replay-share",
+        min=0.0,
+        max=1.0,
+        help="Share of the sessions of batches older than the newest chosen one to train on (the newest: all).",
+    ),
     method: str = typer.Option("default_text", help="Fine-tuning method plugin."),
     embedding_model_id: str | None = typer.Option(
         None, "--model", help="Model to start from (default: the blue one, else the method's base model)."
@@ -177,16 +192,26 @@ def finetune(
     deployed only when at least as good (by --min-deploy-gain); otherwise the task ends done with
     "not deployed: NDCG@10 … against blue …". --force-deploy deploys it anyway.
 
+    Several batches: --batch-id 1 --batch-id 2 --replay-share 0.3 trains on all of batch 2 and 30% of batch 1's
+    sessions; --since-blue takes every batch released since the blue model's training.
+
     Example: embedding-studio finetune --batch-id 1 --deploy-as-blue --follow
     """
+    from pydantic import ValidationError
+
     from embedding_studio.tasks import FineTuningTaskParams, TaskError, service
 
     with friendly_errors():
+        if bool(batch_ids) == since_blue:
+            raise UserFacingError("give --batch-id (once or more) or --since-blue, not both and not neither")
         prepare_database()
         try:
             task, created = service.create_fine_tuning_task(
                 FineTuningTaskParams(
-                    batch_id=batch_id,
+                    batch_id=batch_ids[0] if len(batch_ids) == 1 else None,
+                    batch_ids=batch_ids if len(batch_ids) > 1 else None,
+                    since_blue=since_blue,
+                    replay_share=replay_share,
                     method=method,
                     embedding_model_id=whole_model_id(embedding_model_id),
                     deploy_as_blue=deploy_as_blue,
@@ -198,6 +223,8 @@ def finetune(
             )
         except TaskError as error:
             raise UserFacingError(str(error)) from error
+        except ValidationError as error:  # e.g. --batch-id 2 --batch-id 2
+            raise UserFacingError("; ".join(str(item["msg"]) for item in error.errors())) from error
         console.print(
             f"fine-tuning task {task.id} {'created' if created else 'already exists'}: {_styled(task.status)}"
         )

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from embedding_studio.reporting.collect import collect_trials
 from embedding_studio.reporting.data import DeploymentOutcome, ReportData
 from embedding_studio.reporting.html import write_report
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks import Task
 
 
 class ReportUnavailableError(RuntimeError):
@@ -46,7 +50,7 @@ def build_task_report(task_id: str, out: Path | None = None) -> Path:
         details={
             **(saved.details if saved else {}),
             "status": task.status.value,
-            "batch": str(task.params.get("batch_id", "")),
+            "batch": _batches(task),
             "method": str(task.params.get("method", "")),
         },
         trials=collect_trials(ExperimentsManager(), str(experiment_id), task.best_run_id),
@@ -54,3 +58,13 @@ def build_task_report(task_id: str, out: Path | None = None) -> Path:
         deployment=DeploymentOutcome.of_task_result(task.result),
     )
     return write_report(data, out or default_report_path(task_id))
+
+
+def _batches(task: Task) -> str:
+    """The batches trained on ("1, 2, 3"), as the task recorded them; older tasks had only ``params.batch_id``."""
+    recorded = (task.result or {}).get("batch_ids") or task.params.get("batch_ids")
+    if isinstance(recorded, list) and recorded:
+        return ", ".join(str(batch_id) for batch_id in recorded)
+    if task.params.get("since_blue"):
+        return "since blue"
+    return str(task.params.get("batch_id", ""))

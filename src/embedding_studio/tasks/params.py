@@ -10,6 +10,9 @@ from embedding_studio.items.display import DEFAULT_SNIPPET_CHARS, MAX_SNIPPET_CH
 from embedding_studio.items.item_text import DEFAULT_SEPARATOR, DEFAULT_WORDS_PER_PART, ItemText, ItemTextError
 from embedding_studio.items.item_text import item_text as text_of_item
 
+#: More batches than this in one task is surely a mistake (and would make the stored params huge).
+MAX_BATCHES_PER_TASK = 1000
+
 #: A model id: a base model name, a local model directory or an MLflow run id. Whether it names a model is
 #: checked when the task is created (422 naming it); the type keeps out what can never be one (blank, padded
 #: with spaces, control characters), so the OpenAPI document says so too.
@@ -24,7 +27,27 @@ ModelId = Annotated[
 class FineTuningTaskParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    batch_id: int = Field(ge=1, description="A released clickstream batch.")
+    batch_id: int | None = Field(
+        default=None, ge=1, description="One released clickstream batch (kept for compatibility: batch_ids=[id])."
+    )
+    batch_ids: list[Annotated[int, Field(ge=1)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_BATCHES_PER_TASK,
+        description="Released clickstream batches to train on together (each once).",
+    )
+    since_blue: bool = Field(
+        default=False,
+        description="Train on every released batch newer than the newest batch the blue model was trained on "
+        "(every released batch when blue is a base model or there is none yet). Resolved when the task runs.",
+    )
+    replay_share: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of the sessions of the chosen batches older than the newest one that are trained on "
+        "(sampled by the method's split seed, so the same on every run); the newest batch is always used whole.",
+    )
     method: str = Field(default="default_text", min_length=1, description="Fine-tuning method plugin name.")
     method_options: dict[str, Any] = Field(
         default_factory=dict,
@@ -54,6 +77,33 @@ class FineTuningTaskParams(BaseModel):
     wait_on_conflict: bool = Field(
         default=False, description="If another reindex into the same model runs, wait for it instead of refusing."
     )
+
+    @model_validator(mode="after")
+    def _one_batch_choice(self) -> FineTuningTaskParams:
+        chosen = [
+            name
+            for name, given in (
+                ("batch_id", self.batch_id is not None),
+                ("batch_ids", self.batch_ids is not None),
+                ("since_blue", self.since_blue),
+            )
+            if given
+        ]
+        if len(chosen) != 1:
+            raise ValueError(
+                "choose the batches to train on with exactly one of batch_id, batch_ids or since_blue"
+                + (f" (got {', '.join(chosen)})" if chosen else "")
+            )
+        if self.batch_ids is not None and len(set(self.batch_ids)) != len(self.batch_ids):
+            repeated = sorted({batch for batch in self.batch_ids if self.batch_ids.count(batch) > 1})
+            raise ValueError(f"batch_ids names batch {repeated[0]} more than once")
+        return self
+
+    def explicit_batch_ids(self) -> list[int] | None:
+        """The batches named in the request, oldest first; None for ``since_blue`` (resolved against blue)."""
+        if self.batch_ids is not None:
+            return sorted(self.batch_ids)
+        return [self.batch_id] if self.batch_id is not None else None
 
 
 class LoaderSpec(BaseModel):

@@ -374,3 +374,22 @@ def unsent_pending_tasks(older_than_s: float) -> list[Task]:
         "ORDER BY created_at",
         {"seconds": older_than_s},
     )
+
+
+def trained_batch_ids(model_id: str) -> list[int] | None:
+    """The clickstream batches the fine-tuning that produced ``model_id`` (its best run) trained on, oldest first.
+
+    None when no finished fine-tuning task made the model (a base model, a local directory). Tasks record
+    ``result.batch_ids``; tasks finished before that was recorded trained on their one ``params.batch_id``.
+    """
+    tasks = _select_tasks(
+        "kind = 'fine_tuning' AND status = 'done' AND best_run_id = :model ORDER BY finished_at DESC LIMIT 1",
+        {"model": model_id},
+    )
+    if not tasks:
+        return None
+    recorded = (tasks[0].result or {}).get("batch_ids")
+    if isinstance(recorded, list):
+        return sorted(int(batch) for batch in recorded)
+    batch_id = tasks[0].params.get("batch_id")
+    return [int(batch_id)] if batch_id is not None else []

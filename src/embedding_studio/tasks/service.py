@@ -26,19 +26,59 @@ class InvalidTaskError(TaskError):
         self.field = field
 
 
-def check_batch_is_released(batch_id: int) -> None:
+_RELEASE_HINT = "`embedding-studio clickstream release` (or POST /api/v1/clickstream/batches/release)"
+
+
+def check_batch_is_released(batch_id: int, field: str = "batch_id") -> None:
     from embedding_studio.clickstream import errors as clickstream_errors
     from embedding_studio.clickstream.dao import clickstream_dao
 
     try:
         batch = clickstream_dao.get_batch(batch_id)
     except clickstream_errors.UnknownBatchError as error:
-        raise InvalidTaskError(str(error)) from error
+        raise InvalidTaskError(
+            f"{error}: only released batches can be trained on; `embedding-studio clickstream stats` lists the "
+            f"batches, and {_RELEASE_HINT} releases the one collecting",
+            field=field,
+        ) from error
     if batch.status != "released":
         raise InvalidTaskError(
-            f"clickstream batch {batch_id} is still {batch.status!r}: release it first with "
-            "`embedding-studio clickstream release` (or POST /api/v1/clickstream/batches/release)"
+            f"clickstream batch {batch_id} is still {batch.status!r}: release it first with {_RELEASE_HINT}",
+            field=field,
         )
+
+
+def released_batches_since(model_id: str | None) -> tuple[list[int], int | None]:
+    """Every released batch newer than the newest batch ``model_id`` was trained on, oldest first, and that
+    newest batch (None when the model was trained on none: a base model, or no model at all)."""
+    from embedding_studio.clickstream.dao import clickstream_dao
+
+    trained = repository.trained_batch_ids(model_id) if model_id is not None else None
+    last = max(trained) if trained else None
+    released = sorted(batch.id for batch in clickstream_dao.list_batches() if batch.status == "released")
+    return [batch for batch in released if last is None or batch > last], last
+
+
+def resolve_batch_ids(params: FineTuningTaskParams, blue_model_id: str | None) -> list[int]:
+    """The batches a fine-tuning task trains on, oldest first, each checked to exist and be released.
+
+    ``since_blue`` is resolved against ``blue_model_id`` (the API checks it when the task is created, the worker
+    resolves it again when the task runs, since a batch may have been released in between)."""
+    explicit = params.explicit_batch_ids()
+    if explicit is not None:
+        field = "batch_id" if params.batch_id is not None else "batch_ids"
+        for batch_id in explicit:
+            check_batch_is_released(batch_id, field=field)
+        return explicit
+    batch_ids, last = released_batches_since(blue_model_id)
+    if not batch_ids:
+        trained = f"batch {last}, the newest the blue model {blue_model_id!r} was trained on" if last else "blue"
+        raise InvalidTaskError(
+            f"since_blue: no clickstream batch was released after {trained}; release the batch collecting now "
+            f"with {_RELEASE_HINT}",
+            field="since_blue",
+        )
+    return batch_ids
 
 
 def check_method_exists(method: str, options: dict[str, Any] | None = None) -> None:
@@ -142,7 +182,7 @@ def create_fine_tuning_task(params: FineTuningTaskParams, idempotency_key: str |
         existing = _existing(idempotency_key, TaskKind.fine_tuning)
         if existing is not None:
             return existing, False
-    check_batch_is_released(params.batch_id)
+    resolve_batch_ids(params, _blue_model_id())
     check_method_exists(params.method, params.method_options)
     if params.embedding_model_id is not None:
         check_model_exists(params.embedding_model_id)
@@ -206,6 +246,12 @@ def cancel_task(task_id: str) -> Task:
     if task.status is TaskStatus.canceled and task.job_id is not None:
         queue.cancel_job(task.job_id)
     return task
+
+
+def _blue_model_id() -> str | None:
+    from embedding_studio import vectordb
+
+    return vectordb.get_deployment().blue_model_id
 
 
 def _existing(idempotency_key: str, kind: TaskKind) -> Task | None:

@@ -106,21 +106,26 @@ def cancel_checker(task_id: str) -> Callable[[], bool]:
 def _fine_tune(task: Task) -> None:
     from embedding_studio.finetuning import run_fine_tuning
     from embedding_studio.finetuning.method import get_method
+    from embedding_studio.tasks.service import resolve_batch_ids
 
     params = FineTuningTaskParams.model_validate(task.params)
     method = get_method(params.method, **params.method_options)
     blue_model_id = vectordb.get_deployment().blue_model_id
+    # since_blue is resolved now, not when the task was sent: a batch may have been released since. Named batches
+    # go as they are: the pipeline checks them again before reading anything.
+    batch_ids = params.explicit_batch_ids() or resolve_batch_ids(params, blue_model_id)
     start_model = params.embedding_model_id or blue_model_id
     # The gate needs blue's figures on the very sessions and candidate pool the best model was validated on,
     # so the pipeline measures blue too; without deploy_as_blue nobody asks, and the time is saved.
     reference_model_id = blue_model_id if params.deploy_as_blue else None
     result = run_fine_tuning(
-        params.batch_id,
+        batch_ids,
         method=method,
         embedding_model_id=start_model,
         progress=progress_reporter(task.id),
         should_stop=cancel_checker(task.id),
         reference_model_id=reference_model_id,
+        replay_share=params.replay_share,
     )
     child_id: str | None = None
     decision: DeploymentDecision | None = None
@@ -156,6 +161,10 @@ def _fine_tune(task: Task) -> None:
             "experiment_id": result.experiment_id,
             "reindex_task_id": child_id,
             "start_model_id": start_model,
+            "batch_ids": result.batch_ids,  # what the model was trained on: since_blue reads it back
+            "replayed_sessions": result.replayed_sessions,
+            "selection_mode": result.selection_mode,
+            "search_reason": result.search_reason,
             "main_metric": result.main_metric,
             "blue_metrics": dict(result.reference_metrics),
             "validation_queries": result.validation_queries,

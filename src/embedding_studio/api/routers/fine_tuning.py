@@ -42,7 +42,9 @@ def task_errors() -> Iterator[None]:
         yield
     except UnknownTaskError as error:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
-    except (UnknownModelError, InvalidTaskError) as error:
+    except InvalidTaskError as error:
+        raise UnprocessableRequestError(str(error), field=error.field) from error
+    except UnknownModelError as error:
         raise UnprocessableRequestError(str(error)) from error
     except (IdempotencyConflictError, TaskStateError) as error:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
@@ -62,14 +64,18 @@ def task_created_responses(invalid_also: str) -> dict[int | str, dict[str, Any]]
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskCreatedOut,
     responses=task_created_responses(
-        "for a batch that does not exist or is not released, an unknown method or method option, "
-        "or an embedding_model_id that names no model."
+        "when not exactly one of batch_id, batch_ids and since_blue is given; for a batch that does not exist or "
+        "is not released (`errors[0].field` is batch_id or batch_ids, the reason names the batch and the command "
+        "`embedding-studio clickstream release`); for since_blue with no batch released since the blue model's "
+        "newest; for an unknown method or method option, or an embedding_model_id that names no model."
     ),
 )
 def create_fine_tuning_task(body: FineTuningTaskIn, response: Response) -> TaskCreatedOut:
-    """Fine-tune on a released batch; with ``deploy_as_blue`` the best model is reindexed and deployed when it
-    retrieves at least as well as the blue one on the batch's held-out sessions (by ``min_deploy_gain``), or
-    with ``force_deploy``. Otherwise the task ends ``done`` and its ``deployment`` says why it was not deployed."""
+    """Fine-tune on released batches (``batch_id``, ``batch_ids``, or ``since_blue``: every batch released after
+    the newest one the blue model was trained on), older batches' sessions replayed by ``replay_share``.
+    With ``deploy_as_blue`` the best model is reindexed and deployed when it retrieves at least as well as the
+    blue one on the held-out sessions (by ``min_deploy_gain``), or with ``force_deploy``. Otherwise the task ends
+    ``done`` and its ``deployment`` says why it was not deployed."""
     with task_errors():
         task, created = service.create_fine_tuning_task(body.params(), idempotency_key=body.idempotency_key)
     if not created:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, status
 from embedding_studio import vectordb
 from embedding_studio.api.schemas.errors import INVALID_REQUEST, error_responses
 from embedding_studio.api.schemas.tasks import ModelListOut, ModelOut
+from embedding_studio.tasks import repository
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -33,6 +34,7 @@ def _models() -> ModelListOut:
                 is_previous_blue=record.is_previous_blue,
                 item_count=record.item_count,
                 created_at=record.created_at,
+                trained_batch_ids=repository.trained_batch_ids(record.id),
             )
             for record in vectordb.list_models()
         ],

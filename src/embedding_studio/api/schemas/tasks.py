@@ -178,6 +178,11 @@ class ModelOut(BaseModel):
     is_previous_blue: bool = Field(description="The model a rollback of the blue one goes back to.")
     item_count: int
     created_at: datetime
+    trained_batch_ids: list[int] | None = Field(
+        default=None,
+        description="The clickstream batches the fine-tuning that made this model trained on (what since_blue "
+        "counts from); null for a model no fine-tuning task made (a base model, a local directory).",
+    )
 
 
 class ModelListOut(BaseModel):
