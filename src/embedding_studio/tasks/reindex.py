@@ -326,7 +326,13 @@ def build_collection(
     vectordb.register_model(params.dest_model_id, int(model.dim), source=model_source)
     item_text = build_item_text(params)
     item_display = build_item_display(params)
-    source = choose_source(params, item_text, item_display)
+    from embedding_studio.tasks.image_index import embed_images, image_source, is_image_model
+
+    images: dict[str, Any] | None = None  # an image model's batch of decoded images (tasks.image_index)
+    if is_image_model(model):
+        source, images = image_source(params, item_display)
+    else:
+        source = choose_source(params, item_text, item_display)
     progress(0.01, f"reading items from the {source.name}")
     collection = vectordb.start_collection(params.dest_model_id, item_text, item_display)
 
@@ -343,7 +349,10 @@ def build_collection(
                 raise TaskCanceledError("canceled during the reindex")
             if not batch:
                 continue
-            vectors = embed([part.content for part in batch])
+            if images is not None:
+                vectors = embed_images(model, images, batch, batch_size)
+            else:
+                vectors = embed([part.content for part in batch])
             writer.put(
                 [
                     vectordb.ItemPart(part.item_id, part.part, part.content, vectors[index], part.payload)
