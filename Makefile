@@ -1,4 +1,4 @@
-# The two front doors: `make demo` runs the main job, `make test` runs the test suite.
+# The two front doors: `make demo` runs the demo (examples/demo), `make test` runs the test suite.
 # Both set up .venv from scratch on a fresh machine. torch is pinned and installed first so the
 # CPU build on this machine is used instead of a multi-gigabyte CUDA download.
 
@@ -19,18 +19,18 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/embedding-studio demo
+	$(PY) -m examples.demo
 
 demo-quick: $(STAMP)
-	$(VENV)/bin/embedding-studio demo --quick
+	$(PY) -m examples.demo --quick
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff format --check src tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import subprocess
 import time
 
+from embedding_studio.cli.serve import free_port
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+__all__ = ["free_port", "wait_for_health"]
 
 
 def wait_for_health(port: int, process: subprocess.Popen[bytes], timeout: float = 120.0) -> None:

@@ -1,28 +1,30 @@
-"""The demo's pieces that need no servers: dataset choice, catalog slicing, the demo method plugin."""
+"""The demo's pieces that need no servers: dataset choice, catalog slicing, the method options it trains with.
+
+The demo is an example (``examples/demo``, ``python -m examples.demo``), run over the public client; these tests
+import it from the repository root, as ``make demo`` runs it.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from embedding_studio.demo import (
+from embedding_studio.evaluation import BeirDataset, DatasetError, load_beir_dataset, split_queries
+from examples.demo.datasets import (
     DEFAULT_DATASET,
-    DEMO_METHOD,
-    PROFILE_ENV,
-    PROFILES,
     REPO_DATA_DIR,
-    SEED_ENV,
-    create_demo_plugin,
     demo_catalog,
     demo_split,
-    kept_untrained,
-    play_sessions,
     resolve_dataset,
-    stop_stale_postgres,
     write_catalog,
 )
-from embedding_studio.evaluation import BeirDataset, DatasetError, load_beir_dataset, split_queries
+from examples.demo.outcome import kept_untrained
+from examples.demo.profiles import DEMO_METHOD, PROFILES, method_options
+from examples.demo.services import stop_stale_postgres
+from examples.demo.users import play_sessions
 
 
 def test_datasets_by_name_or_path(tmp_path: Path) -> None:
@@ -43,6 +45,10 @@ def test_nfcorpus_lives_in_the_repository_with_its_attribution_and_is_not_packag
     assert "Boteva" in attribution and "ECIR 2016" in attribution and "non-commercial" in attribution
     pyproject = (REPO_DATA_DIR.parent / "pyproject.toml").read_text(encoding="utf-8")
     assert 'where = ["src"]' in pyproject and "nfcorpus" not in pyproject
+    # The msmarco and dbpedia slices sit beside it, not in the package either.
+    assert "demo_data" not in pyproject and not (REPO_DATA_DIR.parent / "src/embedding_studio/demo_data").exists()
+    for name in ("msmarco", "dbpedia"):
+        assert (REPO_DATA_DIR / name / "corpus.jsonl").is_file(), name
 
 
 @pytest.fixture(scope="module")
@@ -94,24 +100,20 @@ def test_a_dataset_without_its_own_split_is_split_at_random_and_capped_relevant_
 
 
 class _FakeClient:
-    def __init__(self) -> None:
-        self.events: dict[str, list[str]] = {}
-
-    def add_events(self, session_id: str, events: list[dict[str, str]]) -> None:
-        self.events[session_id] = [event["item_id"] for event in events]
-
-
-class _FakeApi:
-    """Search shows the five items of ``shown``; clicks are recorded instead of posted."""
+    """The public client's search and add_events: search shows the items of ``shown``; clicks are recorded."""
 
     def __init__(self, shown: list[str]) -> None:
         self.shown = shown
-        self.client = _FakeClient()
         self.searches = 0
+        self.events: dict[str, list[str]] = {}
 
-    def search(self, query: str, limit: int, user_id: str) -> dict[str, object]:
+    def search(self, query: str, limit: int = 10, offset: int = 0, user_id: str | None = None) -> SimpleNamespace:
         self.searches += 1
-        return {"session_id": f"s{self.searches}", "results": [{"item_id": item_id} for item_id in self.shown]}
+        results = [SimpleNamespace(item_id=item_id, score=1.0) for item_id in self.shown[:limit]]
+        return SimpleNamespace(session_id=f"s{self.searches}", model_id="m", results=results)
+
+    def add_events(self, session_id: str, events: list[dict[str, str]]) -> None:
+        self.events[session_id] = [event["item_id"] for event in events]
 
 
 def test_simulated_users_click_by_the_training_judgments_never_the_test_ones() -> None:
@@ -122,12 +124,12 @@ def test_simulated_users_click_by_the_training_judgments_never_the_test_ones() -
         qrels={"test-q": {"z": 2}},  # the test judgments: nothing shown to train-q is judged there
         train_qrels={"train-q": dict.fromkeys(shown, 1)},
     )
-    api = _FakeApi(shown)
-    sessions, clicks = play_sessions(api, dataset, ["train-q"], 60, seed=0, advance=lambda: None)  # type: ignore[arg-type]
-    assert sessions == 60 == api.searches
+    client = _FakeClient(shown)
+    sessions, clicks = play_sessions(client, dataset, ["train-q"], 60, seed=0, advance=lambda: None)  # type: ignore[arg-type]
+    assert sessions == 60 == client.searches
     # P(click) = P(examine r) x 0.2 for a grade-1 item: about 28 clicks in 60 sessions; noise alone gives about 3.
     assert clicks >= 15
-    assert {item_id for clicked in api.client.events.values() for item_id in clicked} <= set(shown)
+    assert {item_id for clicked in client.events.values() for item_id in clicked} <= set(shown)
 
 
 def test_untrained_weights_are_recognised_from_the_selection_metric_history() -> None:
@@ -150,18 +152,20 @@ def test_written_catalog_is_what_the_loader_and_the_evaluation_both_read(tmp_pat
         assert item_text(data) == catalog.item_text(item_id)  # offline figures score the texts search indexes
 
 
-def test_demo_method_is_default_text_with_the_profile_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    from embedding_studio.finetuning.method import get_method
+def test_demo_method_is_default_text_with_the_profile_budget() -> None:
+    """The demo installs no method of its own: its task asks for default_text with the profile's budget and seed,
+    and the server builds it as it builds any client's (``get_method(method, **method_options)``)."""
+    from embedding_studio.finetuning.method import available_methods, get_method
     from embedding_studio.finetuning.plugins.default_text import create_plugin
 
-    monkeypatch.setenv(PROFILE_ENV, "quick")
-    monkeypatch.setenv(SEED_ENV, "7")
-    quick = get_method(DEMO_METHOD)
     profile = PROFILES["quick"]
-    assert quick.name == DEMO_METHOD
+    options = method_options(profile, seed=7)
+    assert json.loads(json.dumps(options)) == options  # they travel in the task's JSON request
+    quick = get_method(DEMO_METHOD, **options)
+    assert quick.name == DEMO_METHOD == "default_text"
     assert (quick.max_evals, quick.num_epochs) == (profile.max_evals, profile.num_epochs)
     assert quick.validation_pool_size == profile.validation_pool_size
-    assert quick.split_seed == 7 and quick.fixed_params["seed"] == 7
+    assert quick.split_seed == 7 and quick.validation_pool_seed == 7 and quick.fixed_params["seed"] == 7
     # The recipe is default_text's, whatever it is at the time: loss, batch, negatives, IPS, search space.
     default = create_plugin()
     assert {key: value for key, value in quick.fixed_params.items() if key != "seed"} == default.fixed_params
@@ -169,19 +173,17 @@ def test_demo_method_is_default_text_with_the_profile_budget(monkeypatch: pytest
         default.loss, default.batch_size, default.test_each_n_inputs
     )
     assert quick.search_space == default.search_space and quick.main_metric == default.main_metric
-    monkeypatch.setenv(PROFILE_ENV, "full")
-    full = create_demo_plugin(max_evals=5)
-    assert full.max_evals == 5 and full.num_epochs == PROFILES["full"].num_epochs
+    full = get_method(DEMO_METHOD, **method_options(PROFILES["full"], seed=0))
+    assert full.num_epochs == PROFILES["full"].num_epochs and full.validation_pool_size == 300
+    assert "demo_text" not in available_methods()  # no demo plugin among the product's entry points
 
 
 def test_cli_takes_data_and_names_a_missing_folder(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from embedding_studio.cli.main import app
+    from examples.demo.__main__ import app
 
-    result = CliRunner().invoke(
-        app, ["demo", "--data", str(tmp_path / "missing"), "--data-dir", str(tmp_path / "demo")]
-    )
+    result = CliRunner().invoke(app, ["--data", str(tmp_path / "missing"), "--data-dir", str(tmp_path / "demo")])
     assert result.exit_code != 0
     assert "no dataset" in result.output and "missing" in result.output
 
@@ -194,12 +196,10 @@ def test_stopping_a_server_that_is_not_there_does_nothing(tmp_path: Path) -> Non
 
 
 def test_outcome_prints_the_interval_beside_the_change_and_the_summary_keeps_it(tmp_path: Path) -> None:
-    import json
-
     from rich.console import Console
 
-    from embedding_studio.demo import DemoResult, print_outcome
     from embedding_studio.evaluation import BootstrapInterval
+    from examples.demo.outcome import DemoResult, print_outcome
 
     interval = BootstrapInterval(mean_difference=0.0112, low=0.0031, high=0.0197, samples=10_000)
     demo = DemoResult(

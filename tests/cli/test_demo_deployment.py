@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from embedding_studio.demo import DemoResult, deployment_outcome, print_outcome
+from examples.demo.outcome import DemoResult, deployment_outcome, print_outcome
 
 NOT_DEPLOYED = "not deployed: NDCG@10 0.4100 against blue 0.4300"
 

@@ -6,7 +6,6 @@ import typer
 
 from embedding_studio.cli.clickstream import clickstream_app
 from embedding_studio.cli.database import db_app
-from embedding_studio.cli.demo import demo
 from embedding_studio.cli.models import models_app
 from embedding_studio.cli.report import report
 from embedding_studio.cli.serve import serve
@@ -30,7 +29,6 @@ app.command("search")(search)
 app.command("status")(status)
 app.add_typer(tasks_app, name="tasks")
 app.add_typer(models_app, name="models")
-app.command("demo")(demo)
 app.command("report")(report)
 
 

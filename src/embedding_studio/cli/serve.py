@@ -11,6 +11,14 @@ from fastapi import FastAPI
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, for a server started next: the one helper the demo, the benchmarks and the
+    test servers share (the OS picks it, so two callers never race for a fixed number)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
 def ensure_port_is_free(host: str, port: int) -> None:
     """Fail with one clear line before uvicorn would, deep in its startup, with a traceback."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -198,7 +198,7 @@ def render_report(data: ReportData) -> str:
     held_out = data.held_out
     if held_out is None:
         parts.append("<p class='muted'>No held-out evaluation was recorded for this task "
-                     "(<code>embedding-studio demo</code> records one, from its dataset's relevance judgments "
+                     "(<code>make demo</code> records one, from its dataset's relevance judgments "
                      "of queries the model never trained on).</p>")
     else:
         interval = held_out.ndcg_change

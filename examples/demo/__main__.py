@@ -1,4 +1,4 @@
-"""``embedding-studio demo``: the whole loop on shipped public data (the logic lives in embedding_studio.demo)."""
+"""``python -m examples.demo`` (``make demo``; ``make demo-quick`` adds ``--quick``): the demo's command line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ from pathlib import Path
 
 import typer
 
+from embedding_studio.cli.errors import friendly_errors
 
+from .run import DemoOptions, run_demo
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
 def demo(
     quick: bool = typer.Option(
         False, "--quick", help="A smaller catalog, fewer users and held-out queries: under 4 minutes on 2 CPU cores."
@@ -16,7 +23,7 @@ def demo(
         "--data",
         "--dataset",
         help="nfcorpus (default: the repository's data/nfcorpus, medical articles the base model was never "
-        "trained on, with its own training and test queries), dbpedia or msmarco (small slices in the package), "
+        "trained on, with its own training and test queries), dbpedia or msmarco (small slices, also in data/), "
         "or the path of any BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/test.tsv and, optionally, "
         "qrels/train.tsv for the queries users search).",
     ),
@@ -39,15 +46,16 @@ def demo(
 
     Examples:
 
-      embedding-studio demo
+      python -m examples.demo
 
-      embedding-studio demo --quick --seed 1
+      python -m examples.demo --quick --seed 1
 
-      embedding-studio demo --data ~/data/scifact --data-dir /tmp/es-demo --keep-serving
+      python -m examples.demo --data ~/data/scifact --data-dir /tmp/es-demo --keep-serving
     """
-    from embedding_studio.cli.errors import friendly_errors
-    from embedding_studio.demo import DemoOptions, run_demo
-
     with friendly_errors():
         run_demo(DemoOptions(quick=quick, dataset=dataset, data_dir=data_dir, port=port, reuse=reuse, seed=seed,
                              keep_serving=keep_serving))
+
+
+if __name__ == "__main__":
+    app()
