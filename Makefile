@@ -26,10 +26,12 @@ demo-quick: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/lint-imports  # the layering of docs/internals.md ([tool.importlinter] in pyproject.toml)
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff format --check src tests benchmarks examples
 
 clean:
