@@ -132,6 +132,22 @@ def test_malformed_json_is_4xx_not_500(client: TestClient) -> None:
     assert bad_events.status_code == 422 and bad_events.json()["errors"][0]["field"] == "events.0.event_id"
 
 
+def test_nul_characters_in_json_payloads_are_422_naming_where_and_nothing_is_stored(client: TestClient) -> None:
+    refused = client.post(SESSIONS, json=_session(payload={"tags": [{"a\u0000b": 1}]}))
+    assert refused.status_code == 422, refused.text
+    assert "NUL" in refused.json()["errors"][0]["reason"] and "'a\\x00b'" in refused.json()["errors"][0]["reason"]
+    assert client.get(f"{SESSIONS}/s1").status_code == 404
+
+    assert client.post(SESSIONS, json=_session()).status_code == 201
+    events = client.post(
+        f"{SESSIONS}/s1/events", json={"events": [{"event_id": "e1", "item_id": "a", "payload": {"k": "v\u0000"}}]}
+    )
+    assert events.status_code == 422, events.text
+    assert client.get(f"{SESSIONS}/s1").json()["events"] == []
+    dict_query = client.post(SESSIONS, json=_session("s2", query={"text": "x\u0000"}))
+    assert dict_query.status_code == 422, dict_query.text
+
+
 def test_bulk_rejects_bad_records_without_sinking_good_ones(client: TestClient) -> None:
     client.post(SESSIONS, json=_session("taken"))
     sessions = [

@@ -77,6 +77,24 @@ def _not_a_bool(value: object) -> object:
 Count = Annotated[int, BeforeValidator(_not_a_bool)]
 
 
+def reject_nul(value: Any, where: str) -> Any:
+    """``value`` unchanged, or ValueError naming the first key or string with a NUL character in it.
+
+    PostgreSQL's text and jsonb cannot hold NUL, and a row that fails to insert must be refused before anything
+    of its request is stored, so JSON the client sends is checked at the edge, at any depth."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where} must not contain NUL characters (PostgreSQL cannot store them)")
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            reject_nul(key, f"{where} key {key!r}")
+            reject_nul(inner, f"{where}[{key!r}]")
+    elif isinstance(value, list):
+        for position, inner in enumerate(value):
+            reject_nul(inner, f"{where}[{position}]")
+    return value
+
+
 class EventRecord(BaseModel):
     """One user action on a shown result; ``event_id`` is the client's idempotency key."""
 
@@ -92,6 +110,11 @@ class EventRecord(BaseModel):
     @classmethod
     def _created_at_in_utc(cls, value: datetime | None) -> datetime | None:
         return _as_utc(value)
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_without_nul(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return reject_nul(value, "the event payload")
 
 
 def event_differences(
@@ -176,9 +199,12 @@ class SessionBody(BaseModel):
     def _query_is_not_empty(cls, query: str | dict[str, Any]) -> str | dict[str, Any]:
         if not query or (isinstance(query, str) and not query.strip()):
             raise ValueError("the query must not be empty")
-        if isinstance(query, str) and "\x00" in query:
-            raise ValueError("the query must not contain NUL characters")
-        return query
+        return reject_nul(query, "the query")
+
+    @field_validator("payload")
+    @classmethod
+    def _payload_without_nul(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return reject_nul(value, "the session payload")
 
     @field_validator("results")
     @classmethod
