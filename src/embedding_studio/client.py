@@ -192,10 +192,15 @@ class EmbeddingStudioClient:
 
     # ---------------------------------------------------------------------------------------- search
 
-    def search(self, query: str, limit: int = 10, offset: int = 0, user_id: str | None = None) -> SearchOut:
+    def search(
+        self, query: str, limit: int = 10, offset: int = 0, user_id: str | None = None, record: bool = True
+    ) -> SearchOut:
         """Search on the blue model; the answer's ``session_id`` is already recorded, so report clicks on it
-        (:meth:`add_click`). No deployed model → :class:`ApiError` 503 saying so."""
+        (:meth:`add_click`). ``record=False`` records nothing (``session_id`` is then None): a search no user
+        sees. Each result's ``payload`` says what to show for it. No deployed model → :class:`ApiError` 503."""
         body: dict[str, Any] = {"query": query, "limit": limit, "offset": offset}
+        if not record:
+            body["record"] = False
         if user_id is not None:
             body["user_id"] = user_id
         return self._parse(SearchOut, self._request("POST", "/api/v1/search", json=body))

@@ -113,3 +113,19 @@ def test_the_api_encodes_on_the_configured_number_of_cpu_threads(
         torch.set_num_threads(before)
         monkeypatch.delenv("EMBEDDING_STUDIO_SEARCH_CPU_THREADS")
         reset_settings()
+
+
+def test_results_carry_their_display_payload_and_record_false_records_nothing(
+    indexed: tuple[TestClient, str, str],
+) -> None:
+    """A person can judge a result by its title and snippet; a search nobody is shown leaves no session."""
+    from embedding_studio.clickstream.dao import clickstream_dao
+
+    client, _, _ = indexed
+    body = client.post("/api/v1/search", json={"query": "water river", "limit": 3, "record": False}).json()
+    assert body["session_id"] is None and len(body["results"]) == 3
+    for result in body["results"]:
+        assert set(result["payload"]) == {"title", "snippet"} and result["payload"]["snippet"]
+    assert sum(batch.session_count for batch in clickstream_dao.list_batches()) == 0
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and len(health["database_id"]) == 16

@@ -186,6 +186,7 @@ def test_items_upserted_through_the_api_are_in_the_catalog_fine_tuning_reads_and
     assert failures == 0 and "p-1" not in indexed
     assert {item_id: indexed[item_id] for item_id in trained} == trained
     payloads = {part.item_id: part.payload for batch in vectordb.iter_source_parts(model_b) for part in batch}
-    assert payloads["new-1"] == {"shelf": 3}
+    # Its own payload, with what search shows of every item: its name as the title, a snippet of its text.
+    assert payloads["new-1"]["shelf"] == 3 and payloads["new-1"]["title"] == "teapot" and payloads["new-1"]["snippet"]
     # The collection it replaced got the same upserts directly: a rollback loses nothing either.
     assert set(indexed_parts(model_a)) == set(indexed)

@@ -8,8 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
-from sqlalchemy import text
+from pydantic import BaseModel, Field
 
 from embedding_studio.api.auth import require_api_key
 from embedding_studio.api.errors import (
@@ -20,7 +19,7 @@ from embedding_studio.api.errors import (
 )
 from embedding_studio.api.schemas.errors import UNAUTHORIZED, error_responses
 from embedding_studio.config import get_settings
-from embedding_studio.db import get_engine, upgrade_database
+from embedding_studio.db import database_fingerprint, upgrade_database
 from embedding_studio.db.pool import open_async_autocommit_pool
 from embedding_studio.models.device import limit_cpu_threads
 
@@ -32,6 +31,11 @@ API_PREFIX = "/api/v1"
 class HealthOut(BaseModel):
     status: str
     database: str
+    database_id: str | None = Field(
+        default=None,
+        description="A short id of the database this server uses: the CLI sends searches here only when its own "
+        "database has the same id.",
+    )
 
 
 def create_app(run_migrations: bool = True) -> FastAPI:
@@ -61,9 +65,7 @@ def create_app(run_migrations: bool = True) -> FastAPI:
 
     @app.get("/health", tags=["health"], response_model=HealthOut)
     def health() -> dict[str, str]:
-        with get_engine().connect() as connection:
-            connection.execute(text("select 1"))
-        return {"status": "ok", "database": "ok"}
+        return {"status": "ok", "database": "ok", "database_id": database_fingerprint()}
 
     from embedding_studio.api.routers import ROUTERS
 

@@ -8,8 +8,9 @@ from embedding_studio.cli.clickstream import clickstream_app
 from embedding_studio.cli.database import db_app
 from embedding_studio.cli.models import models_app
 from embedding_studio.cli.report import report
+from embedding_studio.cli.search import search
 from embedding_studio.cli.serve import serve
-from embedding_studio.cli.tasks import finetune, reindex, search, status, tasks_app
+from embedding_studio.cli.tasks import finetune, reindex, status, tasks_app
 from embedding_studio.cli.worker import worker
 
 app = typer.Typer(

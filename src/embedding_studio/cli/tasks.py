@@ -1,4 +1,4 @@
-"""``finetune``, ``reindex``, ``tasks list|show|cancel``, ``search`` and ``status``.
+"""``finetune``, ``reindex``, ``tasks list|show|cancel`` and ``status`` (``search`` is in ``cli.search``).
 
 Commands work on the database directly (the same one the API and the workers use); tasks they create
 are run by ``embedding-studio worker`` processes, and ``--follow`` shows one live.
@@ -401,33 +401,6 @@ def cancel_task(
     console.print(
         f"task {task.id}: {_styled(task.status.value)}" + (" (stop requested)" if task.cancel_requested else "")
     )
-
-
-def search(
-    query: str = typer.Argument(..., help="What to search for."),
-    limit: int = typer.Option(10, min=1, max=1000, help="How many results."),
-    record: bool = typer.Option(False, "--record", help="Record the search as a clickstream session."),
-) -> None:
-    """Search the blue collection, as the API does.
-
-    Example: embedding-studio search "what is the capital of france" --limit 5
-    """
-    from embedding_studio import vectordb
-    from embedding_studio.tasks import TaskError
-    from embedding_studio.tasks.search import search_blue
-
-    with friendly_errors():
-        prepare_database()
-        try:
-            answer = search_blue(query, limit=limit, record_session=record)
-        except (vectordb.NoBlueModelError, TaskError) as error:
-            raise UserFacingError(str(error)) from error
-    table = Table("#", "item", "score", "payload", title=f"model {answer.model_id}")
-    for rank, hit in enumerate(answer.hits, start=1):
-        table.add_row(str(rank), hit.item_id, f"{hit.score:.4f}", json.dumps(hit.payload)[:60] if hit.payload else "")
-    console.print(table)
-    if record:
-        console.print(f"session {answer.session_id}")
 
 
 def status() -> None:

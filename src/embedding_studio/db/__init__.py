@@ -1,5 +1,6 @@
 from embedding_studio.db.engine import (
     Base,
+    database_fingerprint,
     dispose_engine,
     get_engine,
     get_session_factory,
@@ -13,6 +14,7 @@ from embedding_studio.db.migrate import upgrade_database
 __all__ = [
     "Base",
     "DatabaseUnavailableError",
+    "database_fingerprint",
     "dispose_engine",
     "get_engine",
     "get_session_factory",

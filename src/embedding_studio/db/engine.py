@@ -96,3 +96,23 @@ def dispose_engine() -> None:
             _engine.dispose()
         _engine = None
         _session_factory = None
+
+
+_FINGERPRINT_SQL = text(
+    "SELECT pg_postmaster_start_time()::text || '|' || current_database() || '|' || "
+    "(SELECT oid FROM pg_database WHERE datname = current_database())::text"
+)
+
+
+def database_fingerprint() -> str:
+    """A short id of the database this process talks to, equal in every process connected to the same one.
+
+    ``/health`` reports the API's, so the CLI can tell that a server answering on the configured port serves
+    *its* database (and not another data directory's demo) before sending searches there. Built from the
+    server's start time and the database's name and oid: readable by any role, unique in practice.
+    """
+    import hashlib
+
+    with get_engine().connect() as connection:
+        identity = connection.execute(_FINGERPRINT_SQL).scalar_one()
+    return hashlib.sha256(str(identity).encode("utf-8")).hexdigest()[:16]

@@ -184,6 +184,15 @@ def best_run_ids_starting_with(prefix: str) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
+def fine_tuning_task_of_run(run_id: str) -> Task | None:
+    """The fine-tuning task whose best model is this MLflow run: what it was trained from and on, so the CLI can
+    name a model by that instead of by its run hash."""
+    tasks = _select_tasks(
+        "kind = 'fine_tuning' AND best_run_id = :run_id ORDER BY created_at DESC LIMIT 1", {"run_id": run_id}
+    )
+    return tasks[0] if tasks else None
+
+
 def _common_prefix_length(first: str, second: str | None) -> int:
     if second is None:
         return 0

@@ -7,8 +7,9 @@ takes effect on the next search and a search in flight finishes on the collectio
 
 from __future__ import annotations
 
+import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -21,6 +22,9 @@ class SearchAnswer:
     session_id: str
     model_id: str
     hits: list[vectordb.SearchHit]
+    #: seconds per step: "model_load" (a cache hit costs nothing), "query_embed", "search", "record"; the CLI
+    #: prints them when it answers without the API, so a slow search says whether the model load was the cost
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def search_blue(
@@ -30,9 +34,14 @@ def search_blue(
     blue = vectordb.get_blue_collection()
     if blue is None:
         raise vectordb.NoBlueModelError()
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
     model = resolve_model(blue.model_id)
+    timings["model_load"] = (mark := time.perf_counter()) - started
     query_vector = np.asarray(model.encode_queries([query])[0], dtype=np.float32)
+    timings["query_embed"] = (started := time.perf_counter()) - mark
     hits = vectordb.search(query_vector, limit=limit, offset=offset, collection=blue)
+    timings["search"] = (mark := time.perf_counter()) - started
     session_id = uuid.uuid4().hex
     if record_session:
         from embedding_studio.clickstream.dao import clickstream_dao
@@ -45,4 +54,5 @@ def search_blue(
             payload={"model_id": blue.model_id},
             rank_offset=offset,
         )
-    return SearchAnswer(session_id=session_id, model_id=blue.model_id, hits=hits)
+        timings["record"] = time.perf_counter() - mark
+    return SearchAnswer(session_id=session_id, model_id=blue.model_id, hits=hits, timings=timings)

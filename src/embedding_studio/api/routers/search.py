@@ -24,9 +24,13 @@ router = APIRouter(tags=["search"])
     ),
 )
 def search(body: SearchIn) -> SearchOut:
-    """Also records the search (query and shown results) as a clickstream session."""
+    """Also records the search (query and shown results) as a clickstream session, unless ``record`` is false.
+
+    Each result carries its display payload (title, snippet, named fields), so a person can judge it."""
     try:
-        answer = search_blue(body.query, limit=body.limit, offset=body.offset, user_id=body.user_id)
+        answer = search_blue(
+            body.query, limit=body.limit, offset=body.offset, user_id=body.user_id, record_session=body.record
+        )
     except vectordb.NoBlueModelError as error:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from error
     except UnknownModelError as error:
@@ -34,7 +38,7 @@ def search(body: SearchIn) -> SearchOut:
             status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"the blue model cannot be loaded: {error}"
         ) from error
     return SearchOut(
-        session_id=answer.session_id,
+        session_id=answer.session_id if body.record else None,
         model_id=answer.model_id,
         results=[SearchResultOut(item_id=hit.item_id, score=hit.score, payload=hit.payload) for hit in answer.hits],
     )

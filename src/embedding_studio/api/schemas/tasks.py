@@ -219,17 +219,29 @@ class SearchIn(BaseModel):
     limit: Count = Field(default=10, ge=1, le=1000)
     offset: Count = Field(default=0, ge=0, le=10_000)
     user_id: str | None = Field(default=None, max_length=MAX_ID_LENGTH, pattern=NO_NUL)
+    record: bool = Field(
+        default=True,
+        strict=True,  # the document says boolean: 0 or "no" is refused, not read as false
+        description="Record the search as a clickstream session. False for a search no user is shown (a person "
+        "trying a query from the CLI, a test): nothing is recorded and session_id is null.",
+    )
 
 
 class SearchResultOut(BaseModel):
     item_id: str
     score: float
-    payload: dict[str, Any] | None = None
+    payload: dict[str, Any] | None = Field(
+        default=None,
+        description="What to show for the item: its title and a snippet of its text (as indexed), the fields the "
+        "collection names for display, and the payload it was upserted with; null when there is none.",
+        examples=[{"title": "Magpul FMG-9", "snippet": "The Magpul FMG-9 is a prototype for a new generation …"}],
+    )
 
 
 class SearchOut(BaseModel):
-    session_id: str = Field(
-        description="Report clicks on this session (POST /api/v1/clickstream/sessions/{id}/events)."
+    session_id: str | None = Field(
+        description="Report clicks on this session (POST /api/v1/clickstream/sessions/{id}/events); null when the "
+        "search was not recorded (record=false)."
     )
     model_id: str
     results: list[SearchResultOut]
