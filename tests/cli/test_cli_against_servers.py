@@ -4,8 +4,8 @@ port) and ``embedding-studio worker`` as processes, on the test session's embedd
 Users search and click through the HTTP API; the CLI indexes the catalog (``reindex --follow``), releases the
 batch, fine-tunes and deploys (``finetune --follow``), and reports with ``search``, ``status``, ``tasks list`` and
 ``models list``. Every task is run by the worker process, none in this one. Tiny models built from a config in
-code stand in for all-MiniLM-L6-v2. ``finetune`` runs the default method as the README does (its eight trials, about
-half of the test's time on two busy cores): the CLI has no option to shrink it, and it should not need one.
+code stand in for all-MiniLM-L6-v2. ``finetune`` runs the default method with two trials (``--method-options``),
+not its eight: the search itself is tested elsewhere, and here it would be half the test's time.
 
 The CLI runs in this process through Typer's CliRunner (the server and the worker are the processes under test;
 a subprocess per command would only add the import time of torch to each).
@@ -159,7 +159,18 @@ def test_the_readme_loop_through_the_cli_against_a_real_api_and_worker(servers: 
 
     # Forced, so the loop deploys whatever the tiny model learnt; the gate's own verdicts are tested elsewhere.
     tuned = _flat(
-        _cli("finetune", "--batch-id", batch_id, "--model", start, "--deploy-as-blue", "--force-deploy", "--follow")
+        _cli(
+            "finetune",
+            "--batch-id",
+            batch_id,
+            "--model",
+            start,
+            "--method-options",
+            '{"max_evals": 2}',
+            "--deploy-as-blue",
+            "--force-deploy",
+            "--follow",
+        )
     )
     assert "deployed (forced): NDCG@10 " in tuned, tuned
     best_run = tuned.split("best run: ", 1)[1].split()[0]

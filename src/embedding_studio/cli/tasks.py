@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import textwrap
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -163,6 +163,12 @@ def finetune(
         help="Share of the sessions of batches older than the newest chosen one to train on (the newest: all).",
     ),
     method: str = typer.Option("default_text", help="Fine-tuning method plugin."),
+    method_options: str = typer.Option(
+        "{}",
+        "--method-options",
+        help='Overrides of the method\'s fields as JSON, e.g. \'{"max_evals": 2, "num_epochs": 1}\' (the API\'s '
+        "method_options); a loader's relative paths are made absolute here, in this directory.",
+    ),
     embedding_model_id: str | None = typer.Option(
         None, "--model", help="Model to start from (default: the blue one, else the method's base model)."
     ),
@@ -204,6 +210,7 @@ def finetune(
     with friendly_errors():
         if bool(batch_ids) == since_blue:
             raise UserFacingError("give --batch-id (once or more) or --since-blue, not both and not neither")
+        options = _method_options(method_options)
         prepare_database()
         try:
             task, created = service.create_fine_tuning_task(
@@ -213,6 +220,7 @@ def finetune(
                     since_blue=since_blue,
                     replay_share=replay_share,
                     method=method,
+                    method_options=options,
                     embedding_model_id=whole_model_id(embedding_model_id),
                     deploy_as_blue=deploy_as_blue,
                     force_deploy=force_deploy,
@@ -232,6 +240,23 @@ def finetune(
             final = follow_task(task.id)
             if final != "done":
                 raise typer.Exit(code=1)
+
+
+def _method_options(text: str) -> dict[str, Any]:
+    """``--method-options`` as the request's dict, a loader's relative paths made absolute in the caller's
+    directory (the server refuses relative ones, which a worker would read in its own)."""
+    from embedding_studio.items.registry import with_absolute_paths
+
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserFacingError(f"--method-options is not valid JSON: {error.msg}") from error
+    if not isinstance(options, dict):
+        raise UserFacingError('--method-options must be a JSON object, e.g. \'{"max_evals": 2}\'')
+    loader = options.get("loader")
+    if isinstance(loader, dict) and isinstance(loader.get("name"), str) and isinstance(loader.get("options"), dict):
+        options["loader"] = {**loader, "options": with_absolute_paths(loader["name"], loader["options"])}
+    return options
 
 
 def reindex(
