@@ -32,6 +32,15 @@ LOADERS: dict[str, str] = {
     "aggregated": "embedding_studio.items.loaders.aggregated:AggregatedLoader",
 }
 
+#: Loaders whose items are images: an image collection stores their keys, not their pixels, so anything that embeds
+#: the catalog again (a fine-tuning's deployment reindex) must read one of these, never copy a collection.
+IMAGE_LOADERS: tuple[str, ...] = ("local_image", "s3_image", "gcs_image")
+
+
+def reads_images(name: str) -> bool:
+    """Whether the loader registered as ``name`` gives images."""
+    return name in IMAGE_LOADERS
+
 
 class UnknownLoaderError(LoaderError):
     """No loader is registered under the configured name."""

@@ -16,7 +16,13 @@ from embedding_studio import vectordb
 from embedding_studio.tasks import repository
 from embedding_studio.tasks.deployment import DeploymentDecision, blue_changed_decision, deployment_decision
 from embedding_studio.tasks.errors import TaskCanceledError
-from embedding_studio.tasks.params import FineTuningTaskParams, ItemTextOptions, ReindexTaskParams, UpsertTaskParams
+from embedding_studio.tasks.params import (
+    FineTuningTaskParams,
+    ItemTextOptions,
+    LoaderSpec,
+    ReindexTaskParams,
+    UpsertTaskParams,
+)
 from embedding_studio.tasks.reindex import ReindexConflictError, run_reindex
 from embedding_studio.tasks.types import Task, TaskKind, TaskStatus
 
@@ -141,6 +147,7 @@ def _fine_tune(task: Task) -> None:
                 source_model_id=start_model,
                 dest_model_id=result.best_run_id,
                 item_text=ItemTextOptions.of(method.item_text),  # search serves the texts it was trained on
+                loader=_image_loader_of(method),
                 deploy_as_blue=True,
                 wait_on_conflict=params.wait_on_conflict,
             ),
@@ -173,6 +180,19 @@ def _fine_tune(task: Task) -> None:
         },
         message=final_message,
     )
+
+
+def _image_loader_of(method: Any) -> LoaderSpec | None:
+    """The images the method trained on, for its deployment's reindex: an image collection holds keys, not pixels,
+    so the reindex must read them again, and from the method's loader (the configured catalog may be another);
+    None for text, whose reindex copies the start model's collection when it was cut the same way."""
+    from embedding_studio.finetuning.method import LoaderConfig
+    from embedding_studio.items.registry import reads_images
+
+    loader = method.loader
+    if isinstance(loader, LoaderConfig) and reads_images(loader.name):
+        return LoaderSpec(name=loader.name, options=dict(loader.options))
+    return None
 
 
 def _deployment_decision(
