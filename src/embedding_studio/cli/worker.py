@@ -22,6 +22,9 @@ def worker(
     ),
     check_every: float = typer.Option(15.0, min=0.5, help="Seconds between checks for jobs of dead workers."),
     log_level: str = typer.Option("info", help="Log level: debug, info, warning, error."),
+    name: str | None = typer.Option(
+        None, help="This worker's name in task progress (which worker ran which trial); default host-pid."
+    ),
 ) -> None:
     """Run a worker until Ctrl-C. Any number of workers on any number of machines share the queue.
 
@@ -40,6 +43,7 @@ def worker(
                 heartbeat_interval_s=heartbeat_interval,
                 stalled_after_s=stalled_after,
                 check_every_s=check_every,
+                name=name,
             )
         except ValueError as error:
             raise UserFacingError(str(error)) from error

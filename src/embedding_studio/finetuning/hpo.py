@@ -62,15 +62,28 @@ class HyperparameterSearchSettings(BaseSettings):
     startup_trials: int = Field(default=2, ge=0, description="Trials that run to the end before pruning starts.")
     warmup_validations: int = Field(default=1, ge=0, description="Validations of a trial before it may be pruned.")
     sampler_seed: int | None = Field(default=0, description="TPE seed; None for a different search each time.")
+    share_trials: bool = Field(
+        default=True,
+        description="A fine-tuning task's search runs on every worker of the fine-tuning queue (its study in the "
+        "project's PostgreSQL); false: the worker that took the task runs all its trials in memory.",
+    )
+    heartbeat_s: int = Field(default=10, ge=1, description="How often a shared trial's worker says it is alive.")
+    stale_after_s: int = Field(
+        default=60, ge=2, description="A shared trial whose worker was silent this long is failed and counted as done."
+    )
 
 
-def resolve_storage(storage: str | None, database_url: str | None) -> str | None:
+def resolve_storage(storage: str | None, database_url: str | None) -> str | optuna.storages.BaseStorage | None:
+    """``database`` is the project's PostgreSQL through ``shared_search.project_storage`` (psycopg 3, Optuna's own
+    schema): the raw ``DATABASE_URL`` would need psycopg2 and put Optuna's Alembic table on the project's."""
     if not storage:
         return None
     if storage == "database":
         if not database_url:
             raise FineTuningError("HPO storage 'database' needs DATABASE_URL (the PostgreSQL Optuna shares)")
-        return database_url
+        from embedding_studio.finetuning.shared_search import project_storage
+
+        return project_storage(database_url)
     return storage
 
 
@@ -98,6 +111,8 @@ class TrialOutcome:
 class SelectionResult:
     outcomes: list[TrialOutcome] = field(default_factory=list)
     mode: Literal["search", "previous_best"] = "search"
+    #: trials per worker when the search was shared (``shared_search``); empty when one process ran them all
+    workers: dict[str, int] = field(default_factory=dict)
 
 
 class OptunaPruningCallback(pl.Callback):
@@ -315,7 +330,7 @@ def search_parameters(
     *,
     study_name: str,
     search_settings: HyperparameterSearchSettings | None = None,
-    storage_url: str | None = None,
+    storage_url: str | optuna.storages.BaseStorage | None = None,
     progress: ProgressCallback | None = None,
     should_stop: ShouldStop | None = None,
     progress_span: tuple[float, float] = (0.0, 1.0),

@@ -50,6 +50,7 @@ from embedding_studio.finetuning.hpo import (
 )
 from embedding_studio.finetuning.method import FineTuningMethod, get_method
 from embedding_studio.finetuning.query_retriever import normalize_query_text
+from embedding_studio.finetuning.shared_search import SharedTrials, TrialPlan, TrialsProgress, data_fingerprint
 
 if TYPE_CHECKING:
     from embedding_studio.clickstream.types import FineTuningInput
@@ -92,6 +93,8 @@ class FineTuningResult:
     replayed_sessions: int = 0
     #: why the parameters were searched again although a previous iteration had some (None: they were not)
     search_reason: str | None = None
+    #: trials per worker of a shared search (empty: one process ran them all)
+    trial_workers: dict[str, int] = field(default_factory=dict)
     #: the best run's main metric minus the reference (blue) or start model's on the same held-out sessions
     gain: float | None = None
 
@@ -109,6 +112,7 @@ def run_fine_tuning(
     train: TrainFunction | None = None,
     reference_model_id: str | None = None,
     replay_share: float = 1.0,
+    shared: SharedTrials | None = None,
 ) -> FineTuningResult:
     """Fine-tune on released batch ``batch_id`` (or several: a sequence of ids) with ``method``, starting from
     ``embedding_model_id``.
@@ -123,6 +127,10 @@ def run_fine_tuning(
 
     ``reference_model_id`` (the blue model, for a deployment gate) is validated on the same held-out sessions and
     candidate pool as the trials; its metrics come back in ``reference_metrics``.
+
+    ``shared`` (a worker's fine-tuning task): a parameter search is an Optuna study in the project's PostgreSQL
+    whose trials any worker may run (``run_shared_trials``, ``finetuning.shared_search``); this call runs trials
+    too and returns once all of them finished, wherever they ran.
     """
     settings = settings or get_settings()
     fine_tuning_method = method if isinstance(method, FineTuningMethod) else get_method(method, settings=settings)
@@ -134,23 +142,9 @@ def run_fine_tuning(
     if not batch_ids:
         raise FineTuningError("no clickstream batch to train on")
     batch_label = "+".join(str(one) for one in batch_ids)
-    report(0.0, f"reading {describe_batches(batch_ids)}")
-    inputs, skipped_sessions, replayed = _read_batches(batch_ids, settings, replay_share, fine_tuning_method.split_seed)
-
-    report(0.04, f"rendering {len(inputs)} queries")
-    query_retriever = fine_tuning_method.create_query_retriever()
-    query_retriever.get_queries(inputs)  # fails early, naming the session, when a query cannot be rendered
-
-    report(0.06, "loading the items shown in the batch")
-    downloaded, failed = _load_items(fine_tuning_method, inputs, settings)
-
-    report(0.08, f"sampling up to {fine_tuning_method.validation_pool_size} catalog items for the validation")
-    pool_sample = _sample_catalog(fine_tuning_method, {item.meta.item_id for item in downloaded})
-
-    report(0.10, "splitting sessions into train and test by query")
-    data = _prepare_data(
-        fine_tuning_method, inputs, [*downloaded, *pool_sample], query_retriever, describe_batches(batch_ids)
-    )
+    prepared = _prepare(fine_tuning_method, batch_ids, settings, replay_share, report)
+    data, query_retriever, failed = prepared.data, prepared.query_retriever, prepared.failed
+    skipped_sessions, replayed = prepared.skipped_sessions, prepared.replayed
 
     tracker = tracker or _default_tracker(fine_tuning_method, settings)
     previous = tracker.get_previous_iteration(fine_tuning_method.name)
@@ -197,6 +191,19 @@ def run_fine_tuning(
                 search_settings,
                 batch_label,
                 search_reason,
+                shared=shared,
+                plan=(
+                    TrialPlan.of_iteration(
+                        iteration,
+                        trials=fine_tuning_method.max_evals,
+                        batch_ids=batch_ids,
+                        replay_share=replay_share,
+                        start_model_id=embedding_model_id,
+                        data_fingerprint=data_fingerprint(data),
+                    )
+                    if shared is not None
+                    else None
+                ),
             )
     finally:
         model = None
@@ -244,7 +251,139 @@ def run_fine_tuning(
         replayed_sessions=replayed,
         search_reason=search_reason,
         gain=gain,
+        trial_workers=dict(selection.workers),
     )
+
+
+@dataclass
+class _Prepared:
+    data: PreparedData
+    query_retriever: Any
+    failed: list[Any]
+    skipped_sessions: int
+    replayed: int
+
+
+def _prepare(
+    method: FineTuningMethod, batch_ids: list[int], settings: Settings, replay_share: float, report: _Progress
+) -> _Prepared:
+    """Batches → sessions → items → the split and prepared items every trial shares (deterministic: a helper of a
+    shared search prepares the same from the same batches, and the fingerprint on the study checks it)."""
+    report(0.0, f"reading {describe_batches(batch_ids)}")
+    inputs, skipped_sessions, replayed = _read_batches(batch_ids, settings, replay_share, method.split_seed)
+
+    report(0.04, f"rendering {len(inputs)} queries")
+    query_retriever = method.create_query_retriever()
+    query_retriever.get_queries(inputs)  # fails early, naming the session, when a query cannot be rendered
+
+    report(0.06, "loading the items shown in the batch")
+    downloaded, failed = _load_items(method, inputs, settings)
+
+    report(0.08, f"sampling up to {method.validation_pool_size} catalog items for the validation")
+    pool_sample = _sample_catalog(method, {item.meta.item_id for item in downloaded})
+
+    report(0.10, "splitting sessions into train and test by query")
+    data = _prepare_data(method, inputs, [*downloaded, *pool_sample], query_retriever, describe_batches(batch_ids))
+    return _Prepared(data, query_retriever, list(failed), skipped_sessions, replayed)
+
+
+def run_shared_trials(
+    method: str | FineTuningMethod,
+    shared: SharedTrials,
+    progress: ProgressCallback | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    settings: Settings | None = None,
+    tracker: ExperimentsManager | None = None,
+    *,
+    search_settings: HyperparameterSearchSettings | None = None,
+    train: TrainFunction | None = None,
+) -> int:
+    """A helper's share of another worker's search: the trials still waiting in ``shared``'s study, run on the data
+    the owner's plan names and logged to the owner's experiment; returns how many this worker ran (0, having
+    prepared nothing, when none waits). ``progress`` gets the whole search's progress after each trial."""
+    from embedding_studio.finetuning.shared_search import (
+        data_fingerprint,
+        helper_should_run,
+        open_shared_study,
+        run_planned_trials,
+    )
+
+    settings = settings or get_settings()
+    search_settings = search_settings or HyperparameterSearchSettings()
+    fine_tuning_method = method if isinstance(method, FineTuningMethod) else get_method(method, settings=settings)
+    if not helper_should_run(shared, fine_tuning_method, search_settings):
+        return 0
+    opened = open_shared_study(shared, fine_tuning_method, search_settings)
+    assert opened is not None
+    study, plan = opened
+    prepared = _prepare(fine_tuning_method, plan.batch_ids, settings, plan.replay_share, _Progress(None))
+    fingerprint = data_fingerprint(prepared.data)
+    if fingerprint != plan.data_fingerprint:
+        raise FineTuningError(
+            f"study {shared.study_name!r}: this worker prepared other data than the task's owner (fingerprint "
+            f"{fingerprint}, the plan's {plan.data_fingerprint}): the catalog or the code differ between workers"
+        )
+    tracker = tracker or _default_tracker(fine_tuning_method, settings)
+
+    def on_trial(state: TrialsProgress) -> None:
+        if progress is not None:
+            progress(_trials_fraction(state), state.describe())
+
+    try:
+        with scratch_directory("initial-model-") as initial_model_dir:
+            model = _load_initial_model(fine_tuning_method, plan.start_model_id, tracker)
+            model.save(initial_model_dir)
+            del model
+            _release_memory()
+            runner = TrialRunner(
+                fine_tuning_method,
+                prepared.data,
+                initial_model_dir,
+                tracker,
+                plan.iteration(),
+                device=_resolve_device(settings),
+                train=train,
+            )
+            return run_planned_trials(
+                runner, study, plan, worker=shared.worker, should_stop=should_stop, on_trial=on_trial
+            )
+    finally:
+        _release_memory()
+
+
+def _trials_fraction(state: TrialsProgress) -> float:
+    return _PREPARED + (_TRIALS_END - _PREPARED) * state.done / max(1, state.total)
+
+
+def _shared_search(
+    runner: TrialRunner,
+    shared: SharedTrials,
+    search_settings: HyperparameterSearchSettings,
+    plan: TrialPlan,
+    report: _Progress,
+    should_stop: Callable[[], bool] | None,
+) -> SelectionResult:
+    """The owner's side: plan the study, let helpers know, run trials alongside them, wait for theirs, and read
+    every trial's outcome back from the study."""
+    from embedding_studio.finetuning.errors import FineTuningCanceled
+    from embedding_studio.finetuning.shared_search import (
+        create_shared_study,
+        run_planned_trials,
+        study_outcomes,
+        wait_for_trials,
+    )
+
+    def on_trial(state: TrialsProgress) -> None:
+        report(_trials_fraction(state), state.describe())
+
+    study = create_shared_study(shared, runner.method, search_settings, plan)
+    if shared.on_study_ready is not None:
+        shared.on_study_ready(plan.trials)
+    run_planned_trials(runner, study, plan, worker=shared.worker, should_stop=should_stop, on_trial=on_trial)
+    state = wait_for_trials(study, plan, should_stop=should_stop, on_change=on_trial)
+    if should_stop is not None and should_stop():
+        raise FineTuningCanceled(state.done)
+    return study_outcomes(study, plan)
 
 
 def _start_metrics(selection: SelectionResult, best_run_id: str) -> dict[str, float]:
@@ -473,6 +612,8 @@ def _select_parameters(
     search_settings: HyperparameterSearchSettings | None,
     batch_label: str,
     search_reason: str | None = None,
+    shared: SharedTrials | None = None,
+    plan: TrialPlan | None = None,
 ) -> SelectionResult:
     """The previous iteration's best parameter sets when there is one (``previous``), else a search; the caller
     passes no ``previous`` when ``search_reason`` says the reused parameters stopped improving."""
@@ -485,6 +626,13 @@ def _select_parameters(
                 runner, parameter_sets, progress=report, should_stop=should_stop, progress_span=span
             )
     search_settings = search_settings or HyperparameterSearchSettings()
+    if shared is not None and plan is not None:
+        report(
+            _PREPARED,
+            f"searching {plan.trials} parameter sets on every fine-tuning worker (study {shared.study_name})"
+            + (f" again: {search_reason}" if search_reason else ""),
+        )
+        return _shared_search(runner, shared, search_settings, plan, report, should_stop)
     storage_url = resolve_storage(search_settings.storage, settings.database_url)
     report(
         _PREPARED,

@@ -26,6 +26,7 @@ from procrastinate import jobs
 from embedding_studio.db.pool import current_conninfo
 from embedding_studio.tasks import repository
 from embedding_studio.tasks.queue import JOB_NAMES, send_task
+from embedding_studio.tasks.trials import TRIALS_JOB_NAME, TRIALS_QUEUE, fine_tuning_trials_worker, set_worker_name
 from embedding_studio.tasks.types import ALL_QUEUES, QUEUE_OF_KIND, TaskKind, TaskStatus
 from embedding_studio.tasks.workers import RUNNING_HERE, WORKER_FUNCTIONS
 
@@ -43,6 +44,7 @@ def build_worker_app(conninfo: str | None = None, concurrency: int = 1) -> procr
     )
     for kind, function in WORKER_FUNCTIONS.items():
         app.task(name=JOB_NAMES[kind], queue=QUEUE_OF_KIND[kind])(function)
+    app.task(name=TRIALS_JOB_NAME, queue=TRIALS_QUEUE)(fine_tuning_trials_worker)
     return app
 
 
@@ -51,6 +53,10 @@ async def recover_stalled_jobs(app: procrastinate.App, stalled_after_s: float) -
     handled: list[str] = []
     stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after_s)
     for job in stalled:
+        if job.task_name == TRIALS_JOB_NAME:
+            # A helper of a shared search died: its trial fails by its stopped heartbeat; the task is its owner's.
+            await app.job_manager.finish_job(job, status=jobs.Status.FAILED, delete_job=False)
+            continue
         if job.task_name not in JOB_NAMES.values():
             continue  # another application's job in a shared queue
         task_id = str(job.task_kwargs.get("task_id", ""))
@@ -124,6 +130,7 @@ def run_worker(
     upgrade_database()
     app = build_worker_app(concurrency=concurrency)
     worker_name = name or f"{socket.gethostname()}-{os.getpid()}"
+    set_worker_name(worker_name)  # what a fine-tuning task's progress names for the trials run here
 
     async def main() -> None:
         async with app.open_async():

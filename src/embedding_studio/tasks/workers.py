@@ -124,15 +124,21 @@ def _fine_tune(task: Task) -> None:
     # The gate needs blue's figures on the very sessions and candidate pool the best model was validated on,
     # so the pipeline measures blue too; without deploy_as_blue nobody asks, and the time is saved.
     reference_model_id = blue_model_id if params.deploy_as_blue else None
-    result = run_fine_tuning(
-        batch_ids,
-        method=method,
-        embedding_model_id=start_model,
-        progress=progress_reporter(task.id),
-        should_stop=cancel_checker(task.id),
-        reference_model_id=reference_model_id,
-        replay_share=params.replay_share,
-    )
+    from embedding_studio.tasks.trials import drop_trial_jobs, shared_trials_for
+
+    try:  # a search's trials run on every fine-tuning worker (tasks.trials); this job owns the task
+        result = run_fine_tuning(
+            batch_ids,
+            method=method,
+            embedding_model_id=start_model,
+            progress=progress_reporter(task.id),
+            should_stop=cancel_checker(task.id),
+            reference_model_id=reference_model_id,
+            replay_share=params.replay_share,
+            shared=shared_trials_for(task.id, owner=True),
+        )
+    finally:
+        drop_trial_jobs(task.id)
     child_id: str | None = None
     decision: DeploymentDecision | None = None
     if params.deploy_as_blue:
@@ -171,6 +177,7 @@ def _fine_tune(task: Task) -> None:
             "batch_ids": result.batch_ids,  # what the model was trained on: since_blue reads it back
             "replayed_sessions": result.replayed_sessions,
             "selection_mode": result.selection_mode,
+            "trial_workers": dict(getattr(result, "trial_workers", None) or {}),  # trials each worker ran
             "search_reason": result.search_reason,
             "main_metric": result.main_metric,
             "blue_metrics": dict(result.reference_metrics),
