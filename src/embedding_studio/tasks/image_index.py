@@ -143,3 +143,84 @@ def embed_images(model: Any, images: dict[str, Any], parts: list[vectordb.Source
     """The batch's images, embedded in batches, and released: a reindex holds one batch of pixels at a time."""
     pictures = [images.pop(part.item_id) for part in parts]
     return np.asarray(model.encode_items(pictures, batch_size=batch_size), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- upserts
+
+
+def holds_images(collection: Any) -> bool:
+    """Whether a collection is an image model's: its parts carry the image's URL (written only by
+    :func:`image_source` and image upserts). Read from one row, so the API can answer without loading the model;
+    an empty collection reads as text."""
+    from psycopg import sql
+
+    from embedding_studio.vectordb.connection import get_pool
+
+    query = sql.SQL("SELECT 1 FROM {} WHERE payload ? %s LIMIT 1").format(sql.Identifier(collection.table_name))
+    with get_pool().connection() as connection:
+        return connection.execute(query, (IMAGE_URL_KEY,)).fetchone() is not None
+
+
+def check_upsert_kinds(upserts: list[Any]) -> None:
+    """Refuse, when the upsert is asked for, items the serving collections cannot embed: a text item into an image
+    collection, an image into a text one (``ValueError`` naming the item and the collection), rather than a task
+    that fails in the worker."""
+    from embedding_studio.vectordb.store import MAINTAINED_STATES
+
+    if not upserts:
+        return
+    for collection in vectordb.list_collections(MAINTAINED_STATES):
+        images = holds_images(collection)
+        for item in upserts:
+            if images and item.image is None:
+                raise ValueError(
+                    f"item {item.item_id!r} is text, but the collection of {collection.model_id!r} holds images: "
+                    'upsert it as {"item_id", "image": <its key in the catalog\'s image loader>}'
+                )
+            if not images and item.image is not None:
+                raise ValueError(
+                    f"item {item.item_id!r} is an image, but the collection of {collection.model_id!r} holds text: "
+                    "upsert it with text or fields"
+                )
+
+
+def image_embedder(model: Any, batch_size: int) -> Any:
+    """For an upsert into an image collection: embeds image keys (the parts' content) by reading each through the
+    configured catalog loader, which must be an image loader (the one the catalog was indexed from); an image that
+    cannot be read fails the upsert, naming it and why."""
+    from embedding_studio.items.registry import create_configured_loader, reads_images
+
+    settings = get_settings()
+    if not reads_images(settings.catalog_loader):
+        raise ValueError(
+            f"image upserts are read through the catalog loader, and {settings.catalog_loader!r} is not an image "
+            "loader (set EMBEDDING_STUDIO_CATALOG_LOADER to local_image, s3_image or gcs_image)"
+        )
+
+    def embed(keys: list[str]) -> np.ndarray:
+        loader = create_configured_loader()
+        try:
+            metas = [loader.meta_for_key(key) for key in keys]  # type: ignore[attr-defined]
+            result = loader.load(metas)
+        finally:
+            loader.close()
+        if result.failed:
+            failure = result.failed[0]
+            raise ValueError(f"image {failure.meta.item_id!r} cannot be upserted: {failure.detail} ({failure.reason})")
+        by_id = {item.item_id: item.data for item in result.items}
+        pictures = [by_id[meta.item_id] for meta in metas]
+        return np.asarray(model.encode_items(pictures, batch_size=batch_size), dtype=np.float32)
+
+    return embed
+
+
+def upserted_image_payload(key: str, payload: dict[str, Any] | None) -> dict[str, Any]:
+    """An upserted image's payload as a reindexed one's: its key and URL (through the catalog loader), then the
+    caller's own fields."""
+    from embedding_studio.items.registry import create_configured_loader
+
+    loader = create_configured_loader()
+    try:
+        return {IMAGE_KEY: key, IMAGE_URL_KEY: image_url(loader, key), **(payload or {})}
+    finally:
+        loader.close()

@@ -209,9 +209,13 @@ class ReindexTaskParams(BaseModel):
 
 
 class UpsertItem(BaseModel):
-    """One item: a ``text``, or the ``fields`` of a JSON item (as the catalog holds them), never both.
+    """One item: a ``text``, the ``fields`` of a JSON item (as the catalog holds them), or an ``image``; exactly one.
 
-    Each collection turns it into text parts with the ``item_text`` it was built with, as it did its other items.
+    Each text collection turns it into text parts with the ``item_text`` it was built with, as it did its other
+    items. An image is named by its key in the catalog's image loader (the one the image collections were indexed
+    from, e.g. ``shapes/red-circle-7.png`` under an S3 prefix): what search returns as ``payload.image``, so the
+    picture is stored once, in the store, and the upsert stays a small JSON body. Text into an image collection,
+    or an image into a text one, is refused when asked for (422).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -223,12 +227,25 @@ class UpsertItem(BaseModel):
     fields: dict[str, Any] | None = Field(
         default=None, description='A JSON item\'s fields, e.g. {"name": "...", "description": "..."}.'
     )
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="An image item: its key in the catalog's image loader (as search returns it in payload.image), "
+        "read and embedded by the worker with each image collection's model.",
+        examples=["catalog/red-shoe-17.jpg"],
+    )
     payload: dict[str, Any] | None = None
 
     @model_validator(mode="after")
     def _one_kind_with_text(self) -> UpsertItem:
-        if (self.text is None) == (self.fields is None):
-            raise ValueError(f"item {self.item_id!r}: give text or fields, exactly one")
+        if sum(given is not None for given in (self.text, self.fields, self.image)) != 1:
+            raise ValueError(f"item {self.item_id!r}: give text, fields or image, exactly one")
+        if _has_nul([self.item_id, self.text, self.fields, self.image, self.payload]):
+            # the task's params and the change log are jsonb, which cannot hold it: a 422 here, not a 500 there
+            raise ValueError(f"item {self.item_id!r}: the NUL character (\\u0000) cannot be stored")
+        if self.image is not None:
+            return self
         try:
             text_of_item(self.data)
         except ItemTextError as error:
@@ -237,8 +254,22 @@ class UpsertItem(BaseModel):
 
     @property
     def data(self) -> str | dict[str, Any]:
-        """The item as a loader would give it: what ``items.item_parts`` cuts."""
+        """The item as a loader would give it: what ``items.item_parts`` cuts (an image: its key, the part's
+        content, as a reindex stores it)."""
+        if self.image is not None:
+            return self.image
         return self.text if self.text is not None else dict(self.fields or {})
+
+
+def _has_nul(value: Any) -> bool:
+    """Whether a JSON value holds the NUL character anywhere (in a string or an object key)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False
 
 
 class UpsertTaskParams(BaseModel):

@@ -234,6 +234,12 @@ def create_reindex_task(
 def create_upsert_task(params: UpsertTaskParams, idempotency_key: str | None = None) -> Task:
     if not params.upserts and not params.deletes:
         raise InvalidTaskError("nothing to do: give at least one item to upsert or one item id to delete")
+    from embedding_studio.tasks.image_index import check_upsert_kinds
+
+    try:
+        check_upsert_kinds(params.upserts)
+    except ValueError as error:
+        raise InvalidTaskError(str(error), field="upserts") from None
     task, created = repository.create_task(
         TaskKind.upsert, params.model_dump(mode="json"), idempotency_key=idempotency_key
     )

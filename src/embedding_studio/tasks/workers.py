@@ -263,14 +263,27 @@ def _embedder_for(model_id: str) -> Callable[[list[str]], Any]:
     from embedding_studio.tasks.reindex import ENCODE_BATCH_SIZE
 
     model = resolve_model(model_id)
+    from embedding_studio.tasks.image_index import image_embedder, is_image_model
+
+    if is_image_model(model):  # its parts' content is an image key, read through the catalog's image loader
+        return image_embedder(model, ENCODE_BATCH_SIZE)
     return lambda texts: model.encode_items(texts, batch_size=ENCODE_BATCH_SIZE)
+
+
+def _upsert_payload(item: Any) -> dict[str, Any] | None:
+    """An image carries its key and URL, as a reindexed image does; other items their own payload."""
+    if item.image is None:
+        return item.payload
+    from embedding_studio.tasks.image_index import upserted_image_payload
+
+    return upserted_image_payload(item.image, item.payload)
 
 
 def _upsert(task: Task) -> None:
     params = UpsertTaskParams.model_validate(task.params)
-    changes = [vectordb.ItemChange(item.item_id, "upsert", item.data, item.payload) for item in params.upserts] + [
-        vectordb.ItemChange(item_id, "delete") for item_id in params.deletes
-    ]
+    changes = [
+        vectordb.ItemChange(item.item_id, "upsert", item.data, _upsert_payload(item)) for item in params.upserts
+    ] + [vectordb.ItemChange(item_id, "delete") for item_id in params.deletes]
     written = vectordb.apply_item_changes(changes, _embedder_for)
     repository.finish_task(
         task.id,

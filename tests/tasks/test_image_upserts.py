@@ -1,0 +1,80 @@
+"""Image upserts: ``POST /api/v1/items/upsert`` names an image by its key in the catalog's image loader, the worker
+reads and embeds it with the blue CLIP, and search by text returns it with its key and URL; text sent to an image
+collection (or an image to a text one) is a 422 when asked for, not a task that fails later."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from tests.finetuning.toy_images import VOCABULARY, draw, png_bytes
+
+from embedding_studio.tasks import LoaderSpec, TaskStatus, index_catalog, repository
+
+
+@pytest.fixture()
+def image_catalog(clean_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TestClient, Path]]:
+    """Six shapes in a local directory, indexed as blue with a tiny CLIP; that directory is the catalog loader."""
+    from embedding_studio.api.app import create_app
+    from embedding_studio.config import reset_settings
+    from embedding_studio.models.tiny import tiny_clip_directory
+
+    root = tmp_path / "images"
+    root.mkdir()
+    for number, caption in enumerate(["red circle", "blue square", "green triangle"] * 2):
+        (root / f"shape-{number}.png").write_bytes(png_bytes(draw(caption, number)))
+    monkeypatch.setenv("EMBEDDING_STUDIO_CATALOG_LOADER", "local_image")
+    monkeypatch.setenv("EMBEDDING_STUDIO_CATALOG_LOADER_OPTIONS", json.dumps({"root": str(root)}))
+    reset_settings()
+    clip = str(tiny_clip_directory(tmp_path / "clip", vocab=VOCABULARY))
+    assert index_catalog(clip, LoaderSpec(name="local_image", options={"root": str(root)})).item_count == 6
+    with TestClient(create_app(run_migrations=False)) as client:
+        yield client, root
+    reset_settings()
+
+
+def _run_upsert(client: TestClient, items: list[dict]) -> str:
+    from embedding_studio.tasks.workers import upsert_worker
+
+    answer = client.post("/api/v1/items/upsert", json={"items": items})
+    assert answer.status_code == 202, answer.text
+    task_id = answer.json()["id"]
+    upsert_worker(task_id)  # what a worker runs for the job, here in the test's process
+    return task_id
+
+
+def test_an_upserted_image_is_embedded_and_found_by_text(image_catalog: tuple[TestClient, Path]) -> None:
+    client, root = image_catalog
+    (root / "new" / "yellow.png").parent.mkdir()
+    (root / "new" / "yellow.png").write_bytes(png_bytes(draw("yellow circle", 9)))
+    task_id = _run_upsert(client, [{"item_id": "yellow-9", "image": "new/yellow.png", "payload": {"price": 3}}])
+    task = repository.get_task(task_id)
+    assert task.status is TaskStatus.done, task.error
+    hits = client.post("/api/v1/search", json={"query": "yellow circle", "limit": 10}).json()["results"]
+    upserted = next(hit for hit in hits if hit["item_id"] == "yellow-9")
+    assert upserted["payload"]["image"] == "new/yellow.png" and upserted["payload"]["price"] == 3
+    assert upserted["payload"]["image_url"] == str(root.resolve() / "new" / "yellow.png")
+
+
+def test_text_into_an_image_collection_is_refused_when_asked(image_catalog: tuple[TestClient, Path]) -> None:
+    client, _ = image_catalog
+    answer = client.post("/api/v1/items/upsert", json={"items": [{"item_id": "t", "text": "a red circle"}]})
+    assert answer.status_code == 422, answer.text
+    assert "holds images" in answer.text and "'t'" in answer.text
+    both = client.post("/api/v1/items/upsert", json={"items": [{"item_id": "x", "text": "a", "image": "a.png"}]})
+    assert both.status_code == 422 and "exactly one" in both.text
+
+
+def test_an_image_that_cannot_be_read_fails_the_upsert_naming_it(image_catalog: tuple[TestClient, Path]) -> None:
+    from embedding_studio.tasks.workers import upsert_worker
+
+    client, _ = image_catalog
+    answer = client.post("/api/v1/items/upsert", json={"items": [{"item_id": "gone", "image": "missing.png"}]})
+    assert answer.status_code == 202, answer.text
+    with pytest.raises(ValueError, match="cannot be upserted"):
+        upsert_worker(answer.json()["id"])
+    task = repository.get_task(answer.json()["id"])
+    assert task.status is TaskStatus.failed and "missing" in (task.error or ""), task.error
