@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -486,6 +486,16 @@ class ObjectStoreLoader(DataLoader):
         metas = (self.meta_for_key(key) for key in self.iter_keys())
         chosen = reservoir_sample((meta for meta in metas if meta.item_id not in exclude), count, seed)
         return list(self.load(chosen).items)
+
+    def load_keys(self, keys: Sequence[str]) -> dict[str, DownloadedItem | FailedItem]:
+        """Each key (an image upsert names its image so, as search returns it in ``payload.image``) read by the
+        pool, or why not; every image loader answers this, whatever its keys are (``pgsql_image``: a column's URL)."""
+        metas = {key: self.meta_for_key(key) for key in dict.fromkeys(keys)}
+        result = self.load(metas.values())
+        outcomes: dict[ItemMeta, DownloadedItem | FailedItem] = {
+            outcome.meta: outcome for outcome in (*result.items, *result.failed)
+        }
+        return {key: outcomes[meta] for key, meta in metas.items()}
 
     def meta_for_key(self, key: str) -> ItemMeta:
         """The meta ``load_all`` yields for a key: the location is kept only when the id does not lead back to it."""

@@ -29,12 +29,14 @@ LOADERS: dict[str, str] = {
     "pgsql_text": "embedding_studio.items.loaders.pgsql:PgsqlTextLoader",
     "pgsql_multi_text": "embedding_studio.items.loaders.pgsql:PgsqlMultiTextColumnLoader",
     "pgsql_jsonb": "embedding_studio.items.loaders.pgsql:PgsqlJsonbLoader",
+    "pgsql_image": "embedding_studio.items.loaders.pgsql:PgsqlImageLoader",
     "aggregated": "embedding_studio.items.loaders.aggregated:AggregatedLoader",
 }
 
 #: Loaders whose items are images: an image collection stores their keys, not their pixels, so anything that embeds
-#: the catalog again (a fine-tuning's deployment reindex) must read one of these, never copy a collection.
-IMAGE_LOADERS: tuple[str, ...] = ("local_image", "s3_image", "gcs_image")
+#: the catalog again (a fine-tuning's deployment reindex) must read one of these, never copy a collection. Each can
+#: read an image by the key search returns (``load_keys``), which is how upserted images are embedded.
+IMAGE_LOADERS: tuple[str, ...] = ("local_image", "s3_image", "gcs_image", "pgsql_image")
 
 
 def reads_images(name: str) -> bool:

@@ -29,9 +29,9 @@ from embedding_studio.config import Settings, get_settings
 from embedding_studio.finetuning.errors import FineTuningError
 from embedding_studio.finetuning.method import FineTuningMethod, LoaderConfig
 from embedding_studio.items.item_text import ItemText
+from embedding_studio.items.registry import IMAGE_LOADERS
 
 NAME = "text_to_image"
-IMAGE_LOADERS = ("local_image", "s3_image", "gcs_image")
 TRAINABLE_PARTS = ("all", "query_tower", "projections")
 
 #: shared by every trial unless the search space draws it; the text recipe with CLIP's smaller learning rates

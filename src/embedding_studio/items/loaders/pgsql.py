@@ -377,3 +377,92 @@ class PgsqlJsonbLoader(PgsqlLoader):
             except json.JSONDecodeError as error:
                 raise ValueError(f"column {self.jsonb_column!r} is not valid JSON ({error.msg})") from error
         return value, {}
+
+
+class PgsqlImageLoader(PgsqlLoader):
+    """Images whose address is a column of a table (or a view: any query the catalog can be written as): a URL
+    (``s3://bucket/key``, ``gs://bucket/key``), a file path, or a key under ``base_url``.
+
+    The rows give ids and addresses; the pictures are read by the image loaders of their stores
+    (``items.loaders.image_urls``), downloaded and decoded in those loaders' thread pools. A NULL address, one that
+    names nothing, a missing object and bytes that are no image are failed items with the reason, never dropped.
+    An image's key (``extra["image"]``, what search returns as ``payload.image`` and what an upsert names) is the
+    column's value; ``extra["image_url"]`` is the full URL. ``s3`` and ``gcs`` are the options of ``s3_image`` and
+    ``gcs_image`` besides the bucket (``endpoint_url``, credentials, ``api_endpoint``, ``anonymous``, ...).
+    """
+
+    content_type = "image"
+
+    def __init__(
+        self,
+        table: str,
+        url_column: str = "image_url",
+        base_url: str = "",
+        s3: dict[str, Any] | None = None,
+        gcs: dict[str, Any] | None = None,
+        max_workers: int = 8,
+        **options: Any,
+    ) -> None:
+        from embedding_studio.items.loaders.image_urls import ImageUrlReader
+
+        super().__init__(table, **options)
+        if max_workers < 1:
+            raise LoaderError(f"max_workers must be at least 1, got {max_workers}")
+        self.url_column = url_column
+        self.reader = ImageUrlReader(base_url=base_url, s3=s3, gcs=gcs, max_workers=max_workers)
+
+    def content_columns(self) -> list[str]:
+        return [self.url_column]
+
+    def row_content(self, values: Sequence[Any]) -> tuple[Any, dict[str, Any]]:
+        value = values[0]
+        if value is None or not str(value).strip():
+            raise ValueError(f"column {self.url_column!r} is empty: no image address")
+        return str(value), {}
+
+    def url_for_key(self, key: str) -> str:
+        """Where the image of ``key`` (a column value) lives, as search shows it in ``payload.image_url``."""
+        return self.reader.url_for(key)
+
+    def _images(self, rows: LoadResult) -> LoadResult:
+        """The rows' addresses read as images; the rows' own failures (missing, NULL) kept."""
+        loaded, failed = self.reader.read((item.meta, item.data) for item in rows.items)
+        keys = {item.meta: item.data for item in rows.items}
+        result = LoadResult(failed=[*rows.failed, *failed])
+        for item in loaded:
+            key = keys[item.meta]
+            item.extra.update(image=key, image_url=self.url_for_key(key))
+            result.items.append(item)
+        return result
+
+    def load(self, items: Iterable[ItemMeta]) -> LoadResult:
+        return self._images(super().load(items))
+
+    def load_keys(self, keys: Sequence[str]) -> dict[str, DownloadedItem | FailedItem]:
+        """Each key (a column value, as an upsert names an image) read as an image, or why not: no row is read."""
+        metas = {key: ItemMeta(item_id=key, location=key) for key in dict.fromkeys(keys)}
+        result = self._images(LoadResult(items=[DownloadedItem(meta, key) for key, meta in metas.items()]))
+        return {outcome.meta.item_id: outcome for outcome in (*result.items, *result.failed)}
+
+    def load_all(
+        self, batch_size: int = 1000, on_failed: Callable[[list[FailedItem]], None] | None = None
+    ) -> Iterator[list[DownloadedItem]]:
+        for rows in super().load_all(batch_size, on_failed=on_failed):
+            page = self._images(LoadResult(items=rows))
+            self._report_load_all_failures(page.failed, on_failed)
+            if page.items:
+                yield page.items
+
+    def close(self) -> None:
+        self.reader.close()
+        super().close()
+
+    def item_metas(self) -> Iterator[ItemMeta]:
+        """The table's ids, read from the rows alone: listing the catalog (a sharded reindex cuts it so) must not
+        download every picture. A row without an address is listed too, so whoever loads it reports why."""
+        unreadable: list[FailedItem] = []
+        for rows in super().load_all(on_failed=unreadable.extend):
+            yield from (item.meta for item in rows)
+            yield from (failure.meta for failure in unreadable)
+            unreadable.clear()
+        yield from (failure.meta for failure in unreadable)
