@@ -53,8 +53,17 @@ def demo(
       python -m examples.demo --data ~/data/scifact --data-dir /tmp/es-demo --keep-serving
     """
     with friendly_errors():
-        run_demo(DemoOptions(quick=quick, dataset=dataset, data_dir=data_dir, port=port, reuse=reuse, seed=seed,
-                             keep_serving=keep_serving))
+        run_demo(
+            DemoOptions(
+                quick=quick,
+                dataset=dataset,
+                data_dir=data_dir,
+                port=port,
+                reuse=reuse,
+                seed=seed,
+                keep_serving=keep_serving,
+            )
+        )
 
 
 if __name__ == "__main__":

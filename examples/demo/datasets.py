@@ -32,8 +32,10 @@ def resolve_dataset(name_or_path: str) -> Path:
     names = _datasets_in(REPO_DATA_DIR)
     hint = ""
     if name_or_path == DEFAULT_DATASET:
-        hint = (f" ({DEFAULT_DATASET} comes with the repository checkout, in data/{DEFAULT_DATASET}: run the demo "
-                "from a checkout or pass --data PATH)")
+        hint = (
+            f" ({DEFAULT_DATASET} comes with the repository checkout, in data/{DEFAULT_DATASET}: run the demo "
+            "from a checkout or pass --data PATH)"
+        )
     raise DatasetError(
         f"no dataset {name_or_path!r}{hint}: use one of {', '.join(names) or '(none here)'} or --data with the path "
         "of a BEIR folder"

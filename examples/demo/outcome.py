@@ -129,7 +129,8 @@ def write_demo_report(
     trials = collect_trials(tracker, str(experiment_id), best_run_id) if experiment_id else []
     details_note = (
         {"model kept": "the untrained weights: no validation after training beat the base model's val NDCG@10"}
-        if kept_untrained else {}
+        if kept_untrained
+        else {}
     )
     data = ReportData(
         title=f"Fine-tuning task {fine_tuning.id}: {catalog.name} demo",
@@ -139,12 +140,15 @@ def write_demo_report(
         details={
             "dataset": f"{catalog.name} ({len(catalog.corpus):,} items)",
             "clickstream": f"batch {batch_id}: {sessions} sessions, {clicks} clicks on {len(split.train)} "
-                           "training queries",
-            "held-out queries": (f"{len(split.test)}: the dataset's own test queries" if catalog.has_train_split
-                                 else f"{len(split.test)}: a random share of the queries, never searched by users"),
+            "training queries",
+            "held-out queries": (
+                f"{len(split.test)}: the dataset's own test queries"
+                if catalog.has_train_split
+                else f"{len(split.test)}: a random share of the queries, never searched by users"
+            ),
             "base model": base_model,
             "profile": f"{profile.name}: {profile.max_evals} trial(s) of {DEMO_METHOD}'s recipe, "
-                       f"{profile.num_epochs} epoch(s)",
+            f"{profile.num_epochs} epoch(s)",
             **details_note,
         },
         trials=trials,
@@ -174,14 +178,18 @@ def print_outcome(console: Console, demo: DemoResult, keep_serving: bool) -> Non
     console.print(table)
     if interval is not None:
         verdict = (
-            "above zero: the gain is not explained by which queries were asked" if interval.low > 0.0
-            else "below zero: search got worse on these queries" if interval.high < 0.0
+            "above zero: the gain is not explained by which queries were asked"
+            if interval.low > 0.0
+            else "below zero: search got worse on these queries"
+            if interval.high < 0.0
             else "includes zero: these queries cannot tell the change from noise"
         )
-        console.print(escape(
-            f"NDCG@10 change {interval.mean_difference:+.4f}, {interval.confidence:.0%} interval "
-            f"[{interval.low:+.4f}, {interval.high:+.4f}] (paired bootstrap over the held-out queries): {verdict}."
-        ))
+        console.print(
+            escape(
+                f"NDCG@10 change {interval.mean_difference:+.4f}, {interval.confidence:.0%} interval "
+                f"[{interval.low:+.4f}, {interval.high:+.4f}] (paired bootstrap over the held-out queries): {verdict}."
+            )
+        )
     if demo.kept_untrained_weights and demo.deployed:
         console.print(
             "[bold yellow]Training did not beat the untrained model on the validation sessions (its val NDCG@10 "
@@ -195,14 +203,18 @@ def print_outcome(console: Console, demo: DemoResult, keep_serving: bool) -> Non
             f"[/bold yellow] Search still answers from {demo.blue_model_id}, so the figures after are unchanged. "
             "More sessions per query, another --seed or the full profile give training more to learn from."
         )
-    console.print(f"done in {demo.timings.get('total', 0):.0f} s; fine-tuning task {demo.task_id}, "
-                  f"search now answers from model {demo.blue_model_id}")
+    console.print(
+        f"done in {demo.timings.get('total', 0):.0f} s; fine-tuning task {demo.task_id}, "
+        f"search now answers from model {demo.blue_model_id}"
+    )
     console.print("\n[bold]Where to look next[/bold]")
     console.print(f"  report:      {demo.report_path}")
     console.print(f"  experiments: mlflow ui --backend-store-uri {demo.mlflow_uri}")
     if keep_serving:
         console.print(f"  API docs:    {demo.api_url}/docs")
     else:
-        console.print(f"  API docs:    EMBEDDING_STUDIO_DATA_DIR={demo.data_dir} embedding-studio serve, then "
-                      "http://127.0.0.1:5000/docs (or run the demo with --keep-serving)")
+        console.print(
+            f"  API docs:    EMBEDDING_STUDIO_DATA_DIR={demo.data_dir} embedding-studio serve, then "
+            "http://127.0.0.1:5000/docs (or run the demo with --keep-serving)"
+        )
     console.print(f"  report again: EMBEDDING_STUDIO_DATA_DIR={demo.data_dir} embedding-studio report {demo.task_id}")

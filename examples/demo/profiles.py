@@ -34,10 +34,26 @@ class DemoProfile:
 # reindex 10 s); 247 s with another CPU-bound job on the same 2 cores. full: 346 s with that job running. Both
 # train one trial of the default_text recipe for one epoch; README.md ("make demo") has the gains and the seeds.
 PROFILES = {
-    "quick": DemoProfile("quick", max_catalog_items=150, train_queries=500, sessions_per_query=4,
-                         test_queries=None, max_evals=1, num_epochs=1, validation_pool_size=150),
-    "full": DemoProfile("full", max_catalog_items=300, train_queries=1000, sessions_per_query=5,
-                        test_queries=None, max_evals=1, num_epochs=1, validation_pool_size=300),
+    "quick": DemoProfile(
+        "quick",
+        max_catalog_items=150,
+        train_queries=500,
+        sessions_per_query=4,
+        test_queries=None,
+        max_evals=1,
+        num_epochs=1,
+        validation_pool_size=150,
+    ),
+    "full": DemoProfile(
+        "full",
+        max_catalog_items=300,
+        train_queries=1000,
+        sessions_per_query=5,
+        test_queries=None,
+        max_evals=1,
+        num_epochs=1,
+        validation_pool_size=300,
+    ),
 }
 
 

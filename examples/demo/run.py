@@ -92,8 +92,10 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     ensure_port_is_free("127.0.0.1", port)
     base_model = _check_base_model()
     if os.environ.get("DATABASE_URL") or os.environ.get("MLFLOW_TRACKING_URI"):
-        console.print("[yellow]The demo uses its own embedded PostgreSQL and MLflow store in the data directory; "
-                      "DATABASE_URL / MLFLOW_TRACKING_URI are left alone.[/yellow]")
+        console.print(
+            "[yellow]The demo uses its own embedded PostgreSQL and MLflow store in the data directory; "
+            "DATABASE_URL / MLFLOW_TRACKING_URI are left alone.[/yellow]"
+        )
 
     if not options.reuse:
         stop_stale_postgres(data_dir / "pgdata")
@@ -119,8 +121,13 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
     client = EmbeddingStudioClient(services.api_url, timeout=60.0)
     stack = ExitStack()
     stack.enter_context(terminate_gracefully())
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-               TimeElapsedColumn())
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
     try:
         with Progress(*columns, console=console, transient=False) as progress:
             with _step(progress, "starting PostgreSQL, the API and a worker", total=3) as step:
@@ -138,8 +145,13 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
                     deploy_as_blue=True,
                     loader={"name": "jsonl_catalog", "options": {"path": str(catalog_path)}},
                 ).id
-                follow_task(client, services, "reindex", task_id,
-                            lambda fraction, _: progress.update(step, completed=100 * fraction))
+                follow_task(
+                    client,
+                    services,
+                    "reindex",
+                    task_id,
+                    lambda fraction, _: progress.update(step, completed=100 * fraction),
+                )
             timings["index"] = time.monotonic() - mark
 
             mark = time.monotonic()
@@ -151,8 +163,14 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
             mark = time.monotonic()
             planned = len(split.train) * profile.sessions_per_query
             with _step(progress, f"users search and click: {planned} sessions", total=planned) as step:
-                sessions, clicks = play_sessions(client, catalog, split.train, profile.sessions_per_query,
-                                                 options.seed, lambda: progress.advance(step))
+                sessions, clicks = play_sessions(
+                    client,
+                    catalog,
+                    split.train,
+                    profile.sessions_per_query,
+                    options.seed,
+                    lambda: progress.advance(step),
+                )
                 batch_id = int(client.release_batch().released_batch_id)
             timings["sessions"] = time.monotonic() - mark
 
@@ -165,7 +183,10 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
                     deploy_as_blue=True,
                 ).id
                 fine_tuning = follow_task(
-                    client, services, "fine-tuning", fine_tuning_id,
+                    client,
+                    services,
+                    "fine-tuning",
+                    fine_tuning_id,
                     lambda fraction, message: progress.update(
                         step, completed=100 * fraction, description=f"fine-tuning on the clicks: {message}"
                     ),
@@ -182,21 +203,26 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
             if not deployed:
                 # The gate kept blue: no reindex, search is unchanged, so "after" is what users get now: before.
                 blue_model_id = client.list_models().blue_model_id or base_model
-                progress.console.print(f"[bold yellow]{escape(deployment_reason or 'not deployed')}[/bold yellow]: "
-                                       f"search keeps answering from {blue_model_id}")
+                progress.console.print(
+                    f"[bold yellow]{escape(deployment_reason or 'not deployed')}[/bold yellow]: "
+                    f"search keeps answering from {blue_model_id}"
+                )
                 after = before
             else:
                 reindex_id = result.get("reindex_task_id")
                 if not reindex_id:
                     raise UserFacingError(f"fine-tuning task {fine_tuning_id} finished without a reindex task")
                 with _step(progress, "re-indexing with the fine-tuned model, then the blue flip") as step:
-                    follow_task(client, services, "reindex", str(reindex_id),
-                                lambda fraction, _: progress.update(step, completed=100 * fraction))
+                    follow_task(
+                        client,
+                        services,
+                        "reindex",
+                        str(reindex_id),
+                        lambda fraction, _: progress.update(step, completed=100 * fraction),
+                    )
                     blue = client.list_models().blue_model_id
                     if blue != best_run_id:
-                        raise UserFacingError(
-                            f"search answers from {blue!r}, not the fine-tuned model {best_run_id!r}"
-                        )
+                        raise UserFacingError(f"search answers from {blue!r}, not the fine-tuned model {best_run_id!r}")
                 timings["reindex"] = time.monotonic() - mark
 
                 mark = time.monotonic()
@@ -207,16 +233,38 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
             with _step(progress, "writing the report", total=1):
                 held_out = compare_evaluations(before, after, catalog, bootstrap_seed=options.seed)
                 report_path = write_demo_report(
-                    catalog, held_out, fine_tuning, tracker, base_model, batch_id, sessions, clicks, split, data_dir,
-                    profile, kept_untrained,
+                    catalog,
+                    held_out,
+                    fine_tuning,
+                    tracker,
+                    base_model,
+                    batch_id,
+                    sessions,
+                    clicks,
+                    split,
+                    data_dir,
+                    profile,
+                    kept_untrained,
                 )
         timings["total"] = time.monotonic() - started
         demo = DemoResult(
-            task_id=fine_tuning_id, batch_id=batch_id, before=before.metrics, after=after.metrics,
-            report_path=report_path, data_dir=data_dir, mlflow_uri=services.mlflow_uri, api_url=services.api_url,
-            blue_model_id=blue_model_id, sessions=sessions, clicks=clicks, kept_untrained_weights=kept_untrained,
-            timings=timings, deployed=deployed, deployment_reason=deployment_reason,
-            ndcg_change=held_out.ndcg_change, held_out_queries=held_out.query_count,
+            task_id=fine_tuning_id,
+            batch_id=batch_id,
+            before=before.metrics,
+            after=after.metrics,
+            report_path=report_path,
+            data_dir=data_dir,
+            mlflow_uri=services.mlflow_uri,
+            api_url=services.api_url,
+            blue_model_id=blue_model_id,
+            sessions=sessions,
+            clicks=clicks,
+            kept_untrained_weights=kept_untrained,
+            timings=timings,
+            deployed=deployed,
+            deployment_reason=deployment_reason,
+            ndcg_change=held_out.ndcg_change,
+            held_out_queries=held_out.query_count,
         )
         (data_dir / "demo-summary.json").write_text(json.dumps(demo.summary(), indent=1), encoding="utf-8")
         print_outcome(console, demo, options.keep_serving)
@@ -224,8 +272,9 @@ def run_demo(options: DemoOptions, console: Console | None = None) -> DemoResult
             _serve_until_interrupted(console, services)
         return demo
     except ApiError as error:  # the demo's own requests are right: a refusal is worth one line and the API's log
-        raise UserFacingError(f"the demo's API refused a request ({error}); see {services.logs_dir / 'api.log'}") \
-            from error
+        raise UserFacingError(
+            f"the demo's API refused a request ({error}); see {services.logs_dir / 'api.log'}"
+        ) from error
     finally:
         client.close()
         services.stop()

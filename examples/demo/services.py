@@ -114,8 +114,10 @@ class DemoServices:
         }
         migration = self._spawn("migrate", ["db", "upgrade"])
         if migration.wait() != 0:
-            raise UserFacingError(f"migrating the demo's database failed; {self.logs_dir / 'migrate.log'} ends "
-                                  f"with:\n{self.log_tail('migrate')}")
+            raise UserFacingError(
+                f"migrating the demo's database failed; {self.logs_dir / 'migrate.log'} ends "
+                f"with:\n{self.log_tail('migrate')}"
+            )
         del self._processes["migrate"]
         return url
 
@@ -165,8 +167,9 @@ class DemoServices:
             except (httpx.HTTPError, ApiError):
                 pass
             time.sleep(0.3)
-        raise UserFacingError(f"the API did not answer on {self.api_url} within {timeout_s:.0f} s; "
-                              f"see {self.logs_dir / 'api.log'}")
+        raise UserFacingError(
+            f"the API did not answer on {self.api_url} within {timeout_s:.0f} s; see {self.logs_dir / 'api.log'}"
+        )
 
     def start_worker(self) -> None:
         self._spawn("worker", ["worker"])

@@ -94,8 +94,10 @@ def play_sessions(
             session_id, clicked = plan
             client.add_events(
                 session_id,
-                [{"event_id": f"{session_id}:click:{item_id}", "item_id": item_id, "event_type": "click"}
-                 for item_id in clicked],
+                [
+                    {"event_id": f"{session_id}:click:{item_id}", "item_id": item_id, "event_type": "click"}
+                    for item_id in clicked
+                ],
             )
 
         for _ in pool.map(post_clicks, click_plans):
