@@ -1,6 +1,7 @@
 """Python client of the Embedding Studio HTTP API.
 
-One method per endpoint, typed answers (the API's own pydantic models), and one error type,
+One method per endpoint, typed answers (the API's own pydantic models, from ``embedding_studio.schemas``, which
+need only pydantic: ``pip install embedding-studio`` gives this client without the server), and one error type,
 :class:`ApiError`, carrying the HTTP status and the server's reason. Other resources add their
 methods to :class:`EmbeddingStudioClient` the same way: build the path, call :meth:`_request`, parse.
 
@@ -21,7 +22,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from embedding_studio.api.schemas.clickstream import (
+from embedding_studio.schemas.clickstream import (
     BatchOut,
     BulkOut,
     EventRecord,
@@ -32,15 +33,17 @@ from embedding_studio.api.schemas.clickstream import (
     SessionOut,
     SessionRecord,
 )
-from embedding_studio.api.schemas.tasks import (
+from embedding_studio.schemas.loader_paths import with_absolute_paths
+from embedding_studio.schemas.params import ItemTextOptions, LoaderSpec, UpsertItem
+from embedding_studio.schemas.tasks import (
     ModelListOut,
     SearchOut,
     TaskCreatedOut,
+    TaskKind,
     TaskListOut,
     TaskOut,
+    TaskStatus,
 )
-from embedding_studio.tasks.params import ItemTextOptions, LoaderSpec, UpsertItem
-from embedding_studio.tasks.types import TaskKind, TaskStatus
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -82,8 +85,6 @@ def _as_json(value: BaseModel | Mapping[str, Any]) -> Any:
 def _loader_json(loader: LoaderSpec | Mapping[str, Any]) -> Any:
     """A loader as the request sends it, relative local paths made absolute in this process's working directory:
     the server refuses relative ones, which a worker would read in its own directory."""
-    from embedding_studio.items.registry import with_absolute_paths
-
     body = _as_json(loader)
     if isinstance(body, dict) and isinstance(body.get("name"), str) and isinstance(body.get("options"), Mapping):
         body = {**body, "options": with_absolute_paths(body["name"], dict(body["options"]))}

@@ -15,6 +15,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from embedding_studio.items.loader import DataLoader, LoaderError
 
+# Pure helpers the client uses too (it makes paths absolute before sending), so they live in the light schemas.
+from embedding_studio.schemas.loader_paths import PATH_OPTIONS, path_options, with_absolute_paths  # noqa: F401
+
 LOADERS: dict[str, str] = {
     "local_text": "embedding_studio.items.loaders.local:LocalTextLoader",
     "local_json": "embedding_studio.items.loaders.local:LocalJsonLoader",
@@ -117,50 +120,8 @@ def create_configured_loader() -> DataLoader:
     return create_loader(settings.catalog_loader, **settings.catalog_loader_options)
 
 
-#: Loader options that name a local file or directory. A relative one would be read in the working directory
-#: of whichever process builds the loader (a worker, maybe elsewhere), not the caller's: callers make them
-#: absolute before sending (:func:`with_absolute_paths`), and a task request with a relative one is refused.
-PATH_OPTIONS = frozenset({"path", "root", "credentials_path"})
-
-
 class RelativePathError(LoaderError):
     """A loader option names a local path relative to nobody knows which directory."""
-
-
-def path_options(name: str, options: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """The local path options of a loader configuration, by dotted key (``loaders.docs.options.root`` inside an
-    ``aggregated`` loader)."""
-    found = {
-        f"{prefix}{key}": value for key, value in options.items() if key in PATH_OPTIONS and isinstance(value, str)
-    }
-    if name == "aggregated" and isinstance(options.get("loaders"), dict):
-        for source, config in options["loaders"].items():
-            if isinstance(config, dict) and isinstance(config.get("options"), dict):
-                found.update(
-                    path_options(str(config.get("name")), config["options"], f"{prefix}loaders.{source}.options.")
-                )
-    return found
-
-
-def with_absolute_paths(name: str, options: dict[str, Any], base: str | Path | None = None) -> dict[str, Any]:
-    """``options`` with every relative local path resolved against ``base`` (default: this process's working
-    directory), so the caller's ``corpus.jsonl`` is the one read, wherever the loader is built."""
-    base_path = Path(base) if base is not None else Path.cwd()
-    resolved: dict[str, Any] = {}
-    for key, value in options.items():
-        if key in PATH_OPTIONS and isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
-            value = str((base_path / Path(value).expanduser()).resolve())
-        elif key in PATH_OPTIONS and isinstance(value, str) and value.startswith("~"):
-            value = str(Path(value).expanduser())
-        resolved[key] = value
-    if name == "aggregated" and isinstance(resolved.get("loaders"), dict):
-        resolved["loaders"] = {
-            source: {**config, "options": with_absolute_paths(str(config.get("name")), config["options"], base_path)}
-            if isinstance(config, dict) and isinstance(config.get("options"), dict)
-            else config
-            for source, config in resolved["loaders"].items()
-        }
-    return resolved
 
 
 def check_loader(name: str, options: dict[str, Any]) -> None:

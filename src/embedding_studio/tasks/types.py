@@ -4,30 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
+# The kinds and statuses are part of the API's answers, so they are defined with them (the client needs them).
+from embedding_studio.schemas.tasks import FINAL_STATUSES, TaskKind, TaskStatus
 
-class TaskStatus(StrEnum):
-    pending = "pending"
-    processing = "processing"
-    done = "done"
-    failed = "failed"
-    canceled = "canceled"
-    refused = "refused"
-
-    @property
-    def is_final(self) -> bool:
-        return self in FINAL_STATUSES
-
-
-FINAL_STATUSES = frozenset({TaskStatus.done, TaskStatus.failed, TaskStatus.canceled, TaskStatus.refused})
-
-
-class TaskKind(StrEnum):
-    fine_tuning = "fine_tuning"
-    reindex = "reindex"
-    upsert = "upsert"
+__all__ = ["ALL_QUEUES", "FINAL_STATUSES", "QUEUE_OF_KIND", "Task", "TaskKind", "TaskStatus"]
 
 
 #: The procrastinate queue each kind of task runs on.

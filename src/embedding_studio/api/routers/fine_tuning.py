@@ -10,7 +10,14 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response, status
 
 from embedding_studio.api.errors import UnprocessableRequestError
 from embedding_studio.api.schemas.errors import INVALID_REQUEST, body_error_responses, error_responses
-from embedding_studio.api.schemas.tasks import FineTuningTaskIn, TaskCreatedOut, TaskListOut, TaskOut
+from embedding_studio.api.schemas.tasks import (
+    FineTuningTaskIn,
+    TaskCreatedOut,
+    TaskListOut,
+    TaskOut,
+    task_out,
+    task_outs,
+)
 from embedding_studio.tasks import (
     IdempotencyConflictError,
     TaskKind,
@@ -86,7 +93,7 @@ def create_fine_tuning_task(body: FineTuningTaskIn, response: Response) -> TaskC
 @router.get("/tasks/{task_id}", response_model=TaskOut, responses=TASK_ERRORS)
 def get_fine_tuning_task(task_id: TaskId) -> TaskOut:
     with task_errors():
-        return TaskOut.of(repository.get_task(task_id, kind=TaskKind.fine_tuning))
+        return task_out(repository.get_task(task_id, kind=TaskKind.fine_tuning))
 
 
 @router.get("/tasks", response_model=TaskListOut, responses=error_responses({422: INVALID_REQUEST}))
@@ -101,7 +108,7 @@ def list_fine_tuning_tasks(
         limit=limit,
         offset=offset,
     )
-    return TaskListOut(tasks=TaskOut.many(tasks))
+    return TaskListOut(tasks=task_outs(tasks))
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskOut, responses=CANCEL_ERRORS)
@@ -109,4 +116,4 @@ def cancel_fine_tuning_task(task_id: TaskId) -> TaskOut:
     """A pending task is canceled at once; a running one stops at its next check (``cancel_requested``)."""
     with task_errors():
         repository.get_task(task_id, kind=TaskKind.fine_tuning)
-        return TaskOut.of(service.cancel_task(task_id))
+        return task_out(service.cancel_task(task_id))

@@ -7,7 +7,7 @@ from fastapi import APIRouter, status
 
 from embedding_studio.api.routers.fine_tuning import IDEMPOTENCY_CONFLICT, TASK_ERRORS, TaskId, task_errors
 from embedding_studio.api.schemas.errors import INVALID_REQUEST, body_error_responses
-from embedding_studio.api.schemas.tasks import DeleteIn, TaskCreatedOut, TaskOut, UpsertIn
+from embedding_studio.api.schemas.tasks import DeleteIn, TaskCreatedOut, TaskOut, UpsertIn, task_out
 from embedding_studio.tasks import TaskKind, repository, service
 
 router = APIRouter(prefix="/items", tags=["items"])
@@ -32,4 +32,4 @@ def delete_items(body: DeleteIn) -> TaskCreatedOut:
 @router.get("/tasks/{task_id}", response_model=TaskOut, responses=TASK_ERRORS)
 def get_upsert_task(task_id: TaskId) -> TaskOut:
     with task_errors():
-        return TaskOut.of(repository.get_task(task_id, kind=TaskKind.upsert))
+        return task_out(repository.get_task(task_id, kind=TaskKind.upsert))

@@ -12,7 +12,7 @@ from embedding_studio.api.routers.fine_tuning import (
     task_created_responses,
     task_errors,
 )
-from embedding_studio.api.schemas.tasks import ReindexTaskIn, TaskCreatedOut, TaskOut
+from embedding_studio.api.schemas.tasks import ReindexTaskIn, TaskCreatedOut, TaskOut, task_out
 from embedding_studio.tasks import TaskKind, repository, service
 
 router = APIRouter(prefix="/reindex", tags=["reindex"])
@@ -50,11 +50,11 @@ def create_reindex_task(body: ReindexTaskIn, response: Response) -> TaskCreatedO
 @router.get("/tasks/{task_id}", response_model=TaskOut, responses=TASK_ERRORS)
 def get_reindex_task(task_id: TaskId) -> TaskOut:
     with task_errors():
-        return TaskOut.of(repository.get_task(task_id, kind=TaskKind.reindex))
+        return task_out(repository.get_task(task_id, kind=TaskKind.reindex))
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskOut, responses=CANCEL_ERRORS)
 def cancel_reindex_task(task_id: TaskId) -> TaskOut:
     with task_errors():
         repository.get_task(task_id, kind=TaskKind.reindex)
-        return TaskOut.of(service.cancel_task(task_id))
+        return task_out(service.cancel_task(task_id))
