@@ -97,6 +97,9 @@ class FineTuningResult:
     trial_workers: dict[str, int] = field(default_factory=dict)
     #: the best run's main metric minus the reference (blue) or start model's on the same held-out sessions
     gain: float | None = None
+    #: a few held-out queries that had clicks (at most ``HELD_OUT_EXAMPLES``), as typed: the report shows what the
+    #: start and the fine-tuned model answer to them (thumbnails for an image catalog)
+    held_out_queries: list[str] = field(default_factory=list)
 
 
 def run_fine_tuning(
@@ -252,7 +255,26 @@ def run_fine_tuning(
         search_reason=search_reason,
         gain=gain,
         trial_workers=dict(selection.workers),
+        held_out_queries=held_out_examples(query_retriever, data.test_inputs),
     )
+
+
+HELD_OUT_EXAMPLES = 5
+
+
+def held_out_examples(
+    query_retriever: Any, inputs: Sequence[FineTuningInput], count: int = HELD_OUT_EXAMPLES
+) -> list[str]:
+    """The first ``count`` distinct held-out queries with a click, in session order: kept in the task's result (a few
+    strings), so a report can show what the models answer to queries they never trained on without redoing the
+    split."""
+    clicked = [one for one in inputs if one.events and not one.is_irrelevant]
+    examples: dict[str, str] = {}
+    for text in query_retriever.get_queries(clicked):
+        examples.setdefault(normalize_query_text(text), text)
+        if len(examples) >= count:
+            break
+    return list(examples.values())
 
 
 @dataclass

@@ -72,6 +72,27 @@ class DeploymentOutcome:
 
 
 @dataclass
+class ImageResult:
+    """One image among a query's top results: its id, its key in the catalog, and a small inline thumbnail (a
+    ``data:`` URI of a JPEG at most ``reporting.images.THUMBNAIL_PX`` wide), so the page shows it with no file
+    beside it."""
+
+    item_id: str
+    key: str
+    thumbnail: str
+    score: float = 0.0
+
+
+@dataclass
+class ImageQueryComparison:
+    """A held-out query of an image catalog: its top images under the start model and under the fine-tuned one."""
+
+    query: str
+    before: list[ImageResult] = field(default_factory=list)
+    after: list[ImageResult] = field(default_factory=list)
+
+
+@dataclass
 class ReportData:
     title: str
     task_id: str | None = None
@@ -81,6 +102,10 @@ class ReportData:
     trials: list[TrialCurve] = field(default_factory=list)
     held_out: HeldOutComparison | None = None
     deployment: DeploymentOutcome | None = None
+    #: image tasks: a few held-out queries' top images before and after (empty for text tasks)
+    image_queries: list[ImageQueryComparison] = field(default_factory=list)
+    #: how the image comparison was made, or why there is none (shown under its heading)
+    image_queries_note: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -131,6 +156,15 @@ class ReportData:
             trials=trials,
             held_out=held_out,
             deployment=DeploymentOutcome(**raw["deployment"]) if raw.get("deployment") else None,
+            image_queries=[
+                ImageQueryComparison(
+                    query=comparison["query"],
+                    before=[ImageResult(**row) for row in comparison.get("before", [])],
+                    after=[ImageResult(**row) for row in comparison.get("after", [])],
+                )
+                for comparison in raw.get("image_queries", [])
+            ],
+            image_queries_note=str(raw.get("image_queries_note", "")),
         )
 
     def save_json(self, path: Path) -> Path:

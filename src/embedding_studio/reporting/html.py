@@ -22,6 +22,8 @@ from embedding_studio.evaluation.metrics import BootstrapInterval  # noqa: E402
 from embedding_studio.reporting.data import (  # noqa: E402
     ChangedQuery,
     HeldOutComparison,
+    ImageQueryComparison,
+    ImageResult,
     ReportData,
     ShownResult,
     TrialCurve,
@@ -45,6 +47,8 @@ th { background: #f6f8fa; text-align: left; } .num { text-align: right; font-var
 .deployment { border-radius: 6px; padding: .6rem .9rem; font-weight: 600; }
 .deployed { background: #dafbe1; border: 1px solid #4ac26b; } .not-deployed { background: #fff8c5;
        border: 1px solid #d4a72c; }
+.thumbs { display: flex; gap: .3rem; flex-wrap: wrap; } .thumbs figure { width: 64px; font-size: .7rem;
+       overflow-wrap: anywhere; } .thumbs img { width: 64px; height: auto; border: 1px solid #d0d7de; }
 """
 
 METRIC_LABELS = {"ndcg@10": "NDCG@10", "mrr@10": "MRR@10", "recall@100": "Recall@100"}
@@ -161,6 +165,24 @@ def _changed_query_block(change: ChangedQuery) -> str:
     )
 
 
+def _thumbnails(results: list[ImageResult]) -> str:
+    cells = "".join(
+        f'<figure><img src="{escape(result.thumbnail)}" alt="{escape(result.item_id)}" '
+        f'title="{escape(result.key)} ({result.score:.3f})"><figcaption>{escape(result.item_id)}</figcaption></figure>'
+        for result in results
+        if result.thumbnail.startswith("data:image/")  # only inline pictures: the page loads nothing from elsewhere
+    )
+    return f"<div class='thumbs'>{cells}</div>"
+
+
+def _image_query_block(comparison: ImageQueryComparison) -> str:
+    return (
+        f'<div class="query"><strong>{escape(comparison.query)}</strong>'
+        f'<div class="side"><div><h4>before (start model)</h4>{_thumbnails(comparison.before)}</div>'
+        f"<div><h4>after (fine-tuned)</h4>{_thumbnails(comparison.after)}</div></div></div>"
+    )
+
+
 def _figure(svg: str, caption: str) -> str:
     return f"<figure>{svg}<figcaption>{escape(caption)}</figcaption></figure>"
 
@@ -238,6 +260,12 @@ def render_report(data: ReportData) -> str:
             parts.append("<p class='muted'>Top results before and after, with the judged relevance grade "
                          "of each (0: not relevant or unjudged).</p>")
             parts.extend(_changed_query_block(change) for change in held_out.changed_queries)
+
+    if data.image_queries or data.image_queries_note:
+        parts.append("<h2>Image queries: top results before and after</h2>")
+        if data.image_queries_note:
+            parts.append(f"<p class='muted'>{escape(data.image_queries_note)}</p>")
+        parts.extend(_image_query_block(comparison) for comparison in data.image_queries)
 
     parts.append("<h2>Validation metrics per step, per trial</h2>")
     if not data.trials:

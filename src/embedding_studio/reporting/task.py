@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from embedding_studio.reporting.collect import collect_trials
-from embedding_studio.reporting.data import DeploymentOutcome, ReportData
+from embedding_studio.reporting.data import DeploymentOutcome, ImageQueryComparison, ReportData
 from embedding_studio.reporting.html import write_report
 
 if TYPE_CHECKING:
     from embedding_studio.tasks import Task
 
+logger = logging.getLogger(__name__)
 
 class ReportUnavailableError(RuntimeError):
     """The task cannot have a report (unknown, not a fine-tuning task, or no experiment yet)."""
@@ -57,7 +59,20 @@ def build_task_report(task_id: str, out: Path | None = None) -> Path:
         held_out=saved.held_out if saved else None,
         deployment=DeploymentOutcome.of_task_result(task.result),
     )
+    data.image_queries, data.image_queries_note = _image_comparisons(task)
     return write_report(data, out or default_report_path(task_id))
+
+
+def _image_comparisons(task: Task) -> tuple[list[ImageQueryComparison], str]:
+    """Thumbnails of held-out queries' top images before and after, for an image task; a failure to build them (a
+    model or a store out of reach) is a note on the page, not a missing report."""
+    from embedding_studio.reporting.images import image_task_comparisons
+
+    try:
+        return image_task_comparisons(task)
+    except Exception as error:  # noqa: BLE001 - the trials and the verdict are worth a report on their own
+        logger.warning("report of task %s: no image comparison: %s", task.id, error)
+        return [], f"the image comparison could not be built: {type(error).__name__}: {error}"
 
 
 def _batches(task: Task) -> str:

@@ -183,6 +183,7 @@ def _fine_tune(task: Task) -> None:
             "blue_metrics": dict(result.reference_metrics),
             "validation_queries": result.validation_queries,
             "validation_pool_items": result.validation_pool_items,
+            "held_out_queries": list(getattr(result, "held_out_queries", None) or []),  # the report's examples
             "deployment": decision.as_dict() if decision is not None else None,
         },
         message=final_message,
