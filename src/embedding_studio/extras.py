@@ -11,6 +11,8 @@ that instead of a traceback. Standard library only, so it works in the lightest 
 
 from __future__ import annotations
 
+import importlib.util
+
 #: The top-level modules each extra installs (the import names of the distributions ``pyproject.toml`` lists under
 #: that extra; ``tests/test_extras.py`` keeps the two in step). A module is named under one extra only.
 EXTRA_MODULES: dict[str, tuple[str, ...]] = {
@@ -97,3 +99,16 @@ def missing_extra(error: BaseException, for_what: str | None = None) -> MissingE
                 return MissingExtraError(extra, current.name, for_what)
         current = current.__cause__ or current.__context__
     return None
+
+
+def require(extra: str, for_what: str | None = None) -> None:
+    """Raise :class:`MissingExtraError` unless ``extra`` is installed (its first module can be found; nothing is
+    imported). For code that imports its extra lazily, on first use: asked up front, a request is refused at once
+    instead of a worker's task failing later."""
+    module = EXTRA_MODULES[extra][0]
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a missing parent package; a module set to None in sys.modules
+        found = False
+    if not found:
+        raise MissingExtraError(extra, module, for_what)

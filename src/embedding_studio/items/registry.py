@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from embedding_studio.extras import missing_extra, require
 from embedding_studio.items.loader import DataLoader, LoaderError
 
 # Pure helpers the client uses too (it makes paths absolute before sending), so they live in the light schemas.
@@ -57,7 +58,18 @@ def loader_class(name: str) -> type[DataLoader]:
     except KeyError:
         raise UnknownLoaderError(f"unknown loader {name!r}; known loaders: {', '.join(sorted(LOADERS))}") from None
     module_name, class_name = target.split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    # A loader whose extra is missing is refused naming the extra to install: up front for the cloud loaders (they
+    # import their SDK on first read, which would fail later, in a worker), on import for any other.
+    try:
+        if module_name.rsplit(".", 1)[-1] in ("s3", "gcs"):
+            require(module_name.rsplit(".", 1)[-1], for_what=f"loader {name!r}")
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        missing = missing_extra(error, for_what=f"loader {name!r}")
+        if missing is None:
+            raise
+        raise LoaderError(str(missing)) from error
+    return getattr(module, class_name)
 
 
 def _check_options(name: str, cls: type[DataLoader], options: dict[str, Any]) -> None:
