@@ -231,6 +231,13 @@ class DataLoader(ABC):
 
         return reservoir_sample(candidates(), count, seed)
 
+    def item_metas(self) -> Iterator[ItemMeta]:
+        """Every item of the source as the meta ``load`` takes back: how a sharded reindex (``tasks.shards``) cuts
+        the catalog into slices of ids that workers load apart. This default reads the whole source once through
+        ``load_all``; sources that can list ids without reading items (object stores, the JSONL catalog) override it."""
+        for page in self.load_all():
+            yield from (item.meta for item in page)
+
     def is_transient(self, error: BaseException) -> bool:
         """Whether ``error`` is worth retrying; sources override this with their own error types."""
         return isinstance(error, TransientLoadError | ConnectionError | TimeoutError)
@@ -486,6 +493,10 @@ class ObjectStoreLoader(DataLoader):
         metas = (self.meta_for_key(key) for key in self.iter_keys())
         chosen = reservoir_sample((meta for meta in metas if meta.item_id not in exclude), count, seed)
         return list(self.load(chosen).items)
+
+    def item_metas(self) -> Iterator[ItemMeta]:
+        """Lists the keys; no object is read."""
+        return (self.meta_for_key(key) for key in self.iter_keys())
 
     def load_keys(self, keys: Sequence[str]) -> dict[str, DownloadedItem | FailedItem]:
         """Each key (an image upsert names its image so, as search returns it in ``payload.image``) read by the

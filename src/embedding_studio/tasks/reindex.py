@@ -66,6 +66,10 @@ class ReindexResult:
     """Where the time went: "embed_and_write", "index", "catch_up_and_flip"."""
     #: catalog items left out because they have no text under the build's ``item_text`` (logged with examples)
     skipped_items: int = 0
+    #: a sharded build (``tasks.shards``): how many shards, how many each worker embedded, how many ran again
+    shards: int = 0
+    shard_workers: dict[str, int] = field(default_factory=dict)
+    retried_shards: int = 0
 
     def summary(self) -> str:
         """What happened, in one line: the finished task's last message, and what ``reindex --here`` prints."""
@@ -86,6 +90,15 @@ class ReindexResult:
             "part_count": self.part_count,
             "deployed_as_blue": self.deployed_as_blue,
             "skipped_items": self.skipped_items,
+            **(
+                {
+                    "shards": self.shards,
+                    "shard_workers": dict(self.shard_workers),
+                    "retried_shards": self.retried_shards,
+                }
+                if self.shards
+                else {}
+            ),
             "seconds": round(self.seconds, 3),
             "phase_seconds": {phase: round(value, 3) for phase, value in self.phase_seconds.items()},
         }
@@ -148,12 +161,28 @@ def acquire_destination(
 
 
 @dataclass(frozen=True)
+class ShardReader:
+    """A source read by slices of item ids, so several workers can embed one catalog (``tasks.shards``).
+
+    ``describe`` is JSON a helper job rebuilds the same reader from (:func:`shard_reader_of`); ``item_ids`` lists
+    the source's ids sorted (a slice is then the same on every worker); ``read(ids)`` returns the parts of those
+    items and the ids among them that have no text under the build's ``ItemText``."""
+
+    describe: dict[str, Any]
+    item_ids: Callable[[], list[str]]
+    read: Callable[[list[str]], tuple[list[vectordb.SourcePart], list[str]]]
+    close: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True)
 class _Source:
     name: str
     batches: Callable[[int], Iterator[list[vectordb.SourcePart]]]
     total_parts: int | None
     #: ids of the items that had no text (filled while ``batches`` is read)
     skipped: list[str] = field(default_factory=list)
+    #: the same source read by slices of ids, for a sharded build; None where it cannot be
+    reader: ShardReader | None = None
 
 
 def _collection_source(model_id: str, item_text: ItemText, item_display: ItemDisplay) -> _Source:
@@ -172,7 +201,93 @@ def _collection_source(model_id: str, item_text: ItemText, item_display: ItemDis
                 batch.append(part)
             yield batch
 
-    return _Source(name=f"collection of {model_id}", batches=batches, total_parts=vectordb.count_source_parts(model_id))
+    return _Source(
+        name=f"collection of {model_id}",
+        batches=batches,
+        total_parts=vectordb.count_source_parts(model_id),
+        reader=_collection_reader(model_id, item_text, item_display),
+    )
+
+
+def _collection_reader(model_id: str, item_text: ItemText, item_display: ItemDisplay) -> ShardReader:
+    """A collection's parts by item ids; a part without a payload gets one, as :func:`_collection_source` does."""
+
+    def read(item_ids: list[str]) -> tuple[list[vectordb.SourcePart], list[str]]:
+        collection = vectordb.get_collection(model_id)
+        if collection is None:
+            raise vectordb.CollectionNotFoundError(model_id)
+        parts: list[vectordb.SourcePart] = []
+        filled: tuple[str, dict[str, Any] | None] = ("", None)
+        for part in vectordb.source_parts_of(collection.table_name, item_ids):
+            if part.payload is None:
+                if filled[0] != part.item_id:
+                    filled = (part.item_id, display_payload(part.content, item_text, item_display))
+                part = vectordb.SourcePart(part.item_id, part.part, part.content, filled[1])
+            parts.append(part)
+        return parts, []
+
+    return ShardReader(
+        describe={"collection": model_id}, item_ids=lambda: vectordb.source_item_ids(model_id), read=read
+    )
+
+
+def _item_source_parts(
+    item: Any, item_text: ItemText, item_display: ItemDisplay, skipped: list[str]
+) -> list[vectordb.SourcePart]:
+    """A loaded item's parts with its display payload; none (and its id in ``skipped``) when it has no text."""
+    try:
+        texts = item_parts(item.data, item_text)
+    except ItemTextError as error:
+        if not skipped:
+            logger.warning("item %r has no text and is not indexed: %s", item.item_id, error)
+        skipped.append(item.item_id)
+        return []
+    payload = display_payload(item.data, item_text, item_display, item.extra)
+    return [vectordb.SourcePart(item.item_id, index, text, payload) for index, text in enumerate(texts)]
+
+
+def _loader_reader(spec: LoaderSpec, item_text: ItemText, item_display: ItemDisplay) -> ShardReader:
+    """The catalog (a loader with the API's upserts on top) by item ids: listed once per reader, loaded by slice."""
+    from embedding_studio.items.loaders.upserted import WithUpsertedItems
+    from embedding_studio.items.registry import create_loader
+    from embedding_studio.items.types import ItemMeta
+
+    loader = WithUpsertedItems(create_loader(spec.name, **spec.options))
+    metas: dict[str, ItemMeta] = {}
+
+    def item_ids() -> list[str]:
+        if not metas:
+            metas.update((meta.item_id, meta) for meta in loader.item_metas())
+        return sorted(metas)
+
+    def read(ids: list[str]) -> tuple[list[vectordb.SourcePart], list[str]]:
+        if not metas:
+            item_ids()  # a helper's metas (an object key may differ from its id)
+        result = loader.load([metas.get(item_id) or ItemMeta(item_id=item_id, source=loader.source) for item_id in ids])
+        for failure in result.failed:  # deleted through the API since the listing (the catch-up applies it), or gone
+            logger.info("item %r is not indexed: %s (%s)", failure.meta.item_id, failure.detail, failure.reason)
+        skipped: list[str] = []
+        by_id = {item.item_id: item for item in result.items}
+        parts: list[vectordb.SourcePart] = []
+        for item_id in ids:
+            if item_id in by_id:
+                parts.extend(_item_source_parts(by_id[item_id], item_text, item_display, skipped))
+        return parts, skipped
+
+    return ShardReader(
+        describe={"loader": {"name": spec.name, "options": spec.options}},
+        item_ids=item_ids,
+        read=read,
+        close=loader.close,
+    )
+
+
+def shard_reader_of(describe: dict[str, Any], item_text: ItemText, item_display: ItemDisplay) -> ShardReader:
+    """The reader a helper job builds from the owner's ``ShardReader.describe``."""
+    if "collection" in describe:
+        return _collection_reader(str(describe["collection"]), item_text, item_display)
+    loader = describe["loader"]
+    return _loader_reader(LoaderSpec(name=loader["name"], options=loader.get("options") or {}), item_text, item_display)
 
 
 def _loader_source(spec: LoaderSpec, item_text: ItemText, item_display: ItemDisplay = ItemDisplay()) -> _Source:
@@ -193,24 +308,20 @@ def _loader_source(spec: LoaderSpec, item_text: ItemText, item_display: ItemDisp
                     if item.item_id in seen:  # a source listing an id twice keeps its first
                         continue
                     seen.add(item.item_id)
-                    try:
-                        texts = item_parts(item.data, item_text)
-                    except ItemTextError as error:
-                        if not skipped:
-                            logger.warning("item %r has no text and is not indexed: %s", item.item_id, error)
-                        skipped.append(item.item_id)
-                        continue
-                    payload = display_payload(item.data, item_text, item_display, item.extra)
-                    parts.extend(
-                        vectordb.SourcePart(item.item_id, index, text, payload) for index, text in enumerate(texts)
-                    )
+                    parts.extend(_item_source_parts(item, item_text, item_display, skipped))
                 yield parts
         finally:
             loader.close()
         if skipped:
             logger.warning("%d items without text were not indexed, e.g. %s", len(skipped), skipped[:5])
 
-    return _Source(name=f"loader {spec.name}", batches=batches, total_parts=None, skipped=skipped)
+    return _Source(
+        name=f"loader {spec.name}",
+        batches=batches,
+        total_parts=None,
+        skipped=skipped,
+        reader=_loader_reader(spec, item_text, item_display),
+    )
 
 
 def build_item_text(params: ReindexTaskParams) -> ItemText:
@@ -265,12 +376,20 @@ class _CopyWriter:
     """Streams parts into one binary COPY on its own thread, so encoding the next batch overlaps the write."""
 
     _END = object()
+    _ABORT = object()
 
-    def __init__(self, table_name: str) -> None:
+    def __init__(
+        self,
+        table_name: str,
+        replace_items: list[str] | None = None,
+        before_commit: Callable[[Any], None] | None = None,
+    ) -> None:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         self.count = 0
-        self._thread = threading.Thread(target=self._run, args=(table_name,), name="reindex-writer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(table_name, replace_items or [], before_commit), name="reindex-writer", daemon=True
+        )
         self._thread.start()
 
     def _parts(self) -> Iterator[vectordb.ItemPart]:
@@ -278,14 +397,18 @@ class _CopyWriter:
             batch = self._queue.get()
             if batch is self._END:
                 return
+            if batch is self._ABORT:  # raised inside the COPY, so its transaction rolls back
+                raise _WriteAborted
             yield from batch
 
-    def _run(self, table_name: str) -> None:
+    def _run(self, table_name: str, replace_items: list[str], before_commit: Callable[[Any], None] | None) -> None:
         try:
-            self.count = vectordb.copy_parts(table_name, self._parts())
+            self.count = vectordb.copy_parts(table_name, self._parts(), replace_items, before_commit)
+        except _WriteAborted:
+            return
         except BaseException as error:  # handed to the encoding thread
             self._error = error
-            while self._queue.get() is not self._END:  # unblock the producer
+            while self._queue.get() not in (self._END, self._ABORT):  # unblock the producer
                 pass
 
     def put(self, parts: list[vectordb.ItemPart]) -> None:
@@ -301,11 +424,14 @@ class _CopyWriter:
         return self.count
 
     def abort(self) -> None:
+        """Roll the COPY back (a shard's partial write must not commit) and let the thread finish."""
         if self._thread.is_alive():
-            # An exception inside the generator would be cleaner, but the COPY is rolled back with the
-            # dropped collection anyway; ending the stream lets the thread finish.
-            self._queue.put(self._END)
+            self._queue.put(self._ABORT)
             self._thread.join(timeout=60)
+
+
+class _WriteAborted(Exception):
+    """Ends an aborted COPY from inside its stream, so nothing of it commits."""
 
 
 def build_collection(
@@ -314,8 +440,13 @@ def build_collection(
     should_stop: ShouldStop,
     model: Any | None = None,
     model_source: str = "model",
+    task_id: str | None = None,
 ) -> ReindexResult:
-    """Everything a reindex does once it holds the destination's lock."""
+    """Everything a reindex does once it holds the destination's lock.
+
+    With ``task_id`` (a worker's job) a text catalog of at least ``EMBEDDING_STUDIO_REINDEX_SHARD_THRESHOLD`` items
+    is embedded by shards on every reindex worker (``tasks.shards``); the index, catch-up and flip stay here, once.
+    """
     started = time.perf_counter()
     model = model if model is not None else resolve_model(params.dest_model_id)
     existing = vectordb.get_collection(params.dest_model_id)
@@ -341,33 +472,43 @@ def build_collection(
     def embed(texts: list[str]) -> np.ndarray:
         return np.asarray(model.encode_items(texts, batch_size=batch_size), dtype=np.float32)
 
-    writer = _CopyWriter(collection.table_name)
+    writer: _CopyWriter | None = None
+    sharded: Any = None  # tasks.shards.ShardedBuild
     written = 0
     try:
-        for batch in source.batches(params.batch_size):
-            if should_stop():
-                raise TaskCanceledError("canceled during the reindex")
-            if not batch:
-                continue
-            if images is not None:
-                vectors = embed_images(model, images, batch, batch_size)
-            else:
-                vectors = embed([part.content for part in batch])
-            writer.put(
-                [
-                    vectordb.ItemPart(part.item_id, part.part, part.content, vectors[index], part.payload)
-                    for index, part in enumerate(batch)
-                ]
-            )
-            written += len(batch)
-            if source.total_parts:
-                fraction = 0.02 + 0.88 * min(written / source.total_parts, 1.0)
-                progress(fraction, f"embedded {written} of {source.total_parts} parts")
-            else:
-                progress(0.5, f"embedded {written} parts")
-            if params.pause_between_batches_s:
-                time.sleep(params.pause_between_batches_s)
-        written = writer.close()
+        if task_id is not None and images is None and source.reader is not None:
+            from embedding_studio.tasks.shards import build_by_shards
+
+            # Lists the ids now, after the snapshot point: an item upserted before it is listed, one after is replayed.
+            sharded = build_by_shards(task_id, params, source.reader, collection, embed, progress, should_stop)
+        if sharded is None:
+            writer = _CopyWriter(collection.table_name)
+            for batch in source.batches(params.batch_size):
+                if should_stop():
+                    raise TaskCanceledError("canceled during the reindex")
+                if not batch:
+                    continue
+                if images is not None:
+                    vectors = embed_images(model, images, batch, batch_size)
+                else:
+                    vectors = embed([part.content for part in batch])
+                writer.put(
+                    [
+                        vectordb.ItemPart(part.item_id, part.part, part.content, vectors[index], part.payload)
+                        for index, part in enumerate(batch)
+                    ]
+                )
+                written += len(batch)
+                if source.total_parts:
+                    fraction = 0.02 + 0.88 * min(written / source.total_parts, 1.0)
+                    progress(fraction, f"embedded {written} of {source.total_parts} parts")
+                else:
+                    progress(0.5, f"embedded {written} parts")
+                if params.pause_between_batches_s:
+                    time.sleep(params.pause_between_batches_s)
+            written = writer.close()
+        else:
+            written = sharded.parts
         phase_seconds = {"embed_and_write": time.perf_counter() - started}
         progress(0.9, f"building the HNSW index over {written} parts")
         vectordb.build_index(collection.table_name)
@@ -378,19 +519,26 @@ def build_collection(
             raise TaskCanceledError("canceled before the new collection was handed over")
         finished = vectordb.finish_collection(params.dest_model_id, embed, last_seq, params.deploy_as_blue)
     except BaseException:
-        writer.abort()
+        if writer is not None:
+            writer.abort()
         try:
             vectordb.drop_collection(params.dest_model_id)
         except Exception:
             logger.exception("could not drop the unfinished collection of %s", params.dest_model_id)
         raise
+    finally:
+        if source.reader is not None:
+            source.reader.close()
     return ReindexResult(
         model_id=params.dest_model_id,
-        source=source.name,
+        source=source.name + (f", {sharded.shards} shards" if sharded is not None else ""),
         item_count=finished.item_count,
         part_count=written,
         deployed_as_blue=finished.state == "blue",
-        skipped_items=len(source.skipped),
+        skipped_items=len(source.skipped) if sharded is None else sharded.skipped,
+        shards=sharded.shards if sharded is not None else 0,
+        shard_workers=dict(sharded.workers) if sharded is not None else {},
+        retried_shards=sharded.retried if sharded is not None else 0,
         seconds=(seconds := time.perf_counter() - started),
         phase_seconds={**phase_seconds, "catch_up_and_flip": seconds - sum(phase_seconds.values())},
     )
@@ -402,8 +550,10 @@ def run_reindex(
     should_stop: ShouldStop | None = None,
     on_wait: Callable[[], None] | None = None,
     model: Any | None = None,
+    task_id: str | None = None,
 ) -> ReindexResult:
-    """Take the destination's lock (waiting or refusing), build, release."""
+    """Take the destination's lock (waiting or refusing), build, release. ``task_id``: the worker's task, whose
+    large catalog is then embedded by shards on every reindex worker."""
     progress = progress or (lambda fraction, message: None)
     should_stop = should_stop or (lambda: False)
     lock = acquire_destination(
@@ -413,7 +563,7 @@ def run_reindex(
         on_wait or (lambda: progress(0.0, f"waiting for another reindex into {params.dest_model_id}")),
     )
     try:
-        return build_collection(params, progress, should_stop, model=model)
+        return build_collection(params, progress, should_stop, model=model, task_id=task_id)
     finally:
         lock.release()
 

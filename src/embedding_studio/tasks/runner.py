@@ -26,6 +26,7 @@ from procrastinate import jobs
 from embedding_studio.db.pool import current_conninfo
 from embedding_studio.tasks import repository
 from embedding_studio.tasks.queue import JOB_NAMES, send_task
+from embedding_studio.tasks.shards import SHARDS_JOB_NAME, SHARDS_QUEUE, reindex_shards_worker
 from embedding_studio.tasks.trials import TRIALS_JOB_NAME, TRIALS_QUEUE, fine_tuning_trials_worker, set_worker_name
 from embedding_studio.tasks.types import ALL_QUEUES, QUEUE_OF_KIND, TaskKind, TaskStatus
 from embedding_studio.tasks.workers import RUNNING_HERE, WORKER_FUNCTIONS
@@ -45,6 +46,7 @@ def build_worker_app(conninfo: str | None = None, concurrency: int = 1) -> procr
     for kind, function in WORKER_FUNCTIONS.items():
         app.task(name=JOB_NAMES[kind], queue=QUEUE_OF_KIND[kind])(function)
     app.task(name=TRIALS_JOB_NAME, queue=TRIALS_QUEUE)(fine_tuning_trials_worker)
+    app.task(name=SHARDS_JOB_NAME, queue=SHARDS_QUEUE)(reindex_shards_worker)
     return app
 
 
@@ -53,8 +55,9 @@ async def recover_stalled_jobs(app: procrastinate.App, stalled_after_s: float) -
     handled: list[str] = []
     stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after_s)
     for job in stalled:
-        if job.task_name == TRIALS_JOB_NAME:
-            # A helper of a shared search died: its trial fails by its stopped heartbeat; the task is its owner's.
+        if job.task_name in (TRIALS_JOB_NAME, SHARDS_JOB_NAME):
+            # A helper of a shared search or a sharded reindex died: its trial fails, its shard is claimed again,
+            # by their stopped heartbeats (tasks.trials, tasks.shards); the task is its owner's.
             await app.job_manager.finish_job(job, status=jobs.Status.FAILED, delete_job=False)
             continue
         if job.task_name not in JOB_NAMES.values():

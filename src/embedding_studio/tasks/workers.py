@@ -240,6 +240,7 @@ def _reindex(task: Task) -> None:
             params,
             progress=progress_reporter(task.id),
             should_stop=cancel_checker(task.id),
+            task_id=task.id,  # a large catalog is embedded by shards on every reindex worker (tasks.shards)
         )
     except ReindexConflictError as error:
         repository.finish_task(task.id, TaskStatus.refused, error=str(error))

@@ -38,6 +38,8 @@ from embedding_studio.vectordb.store import (
     register_model,
     rollback,
     search,
+    source_item_ids,
+    source_parts_of,
     start_collection,
 )
 
@@ -77,5 +79,7 @@ __all__ = [
     "register_model",
     "rollback",
     "search",
+    "source_item_ids",
+    "source_parts_of",
     "start_collection",
 ]

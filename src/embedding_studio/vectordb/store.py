@@ -279,10 +279,25 @@ def start_collection(
     return collection
 
 
-def copy_parts(table_name: str, parts: Iterable[ItemPart]) -> int:
-    """Bulk-append parts with binary COPY (the collection must not hold them yet); returns the count."""
+def copy_parts(
+    table_name: str,
+    parts: Iterable[ItemPart],
+    replace_items: Sequence[str] = (),
+    before_commit: Callable[[psycopg.Connection[Any]], None] | None = None,
+) -> int:
+    """Bulk-append parts with binary COPY (the collection must not hold them yet); returns the count.
+
+    ``replace_items``: ids whose parts are deleted first, in the same transaction, so a slice of a sharded reindex
+    written again (its first worker died) is idempotent per item. ``before_commit(connection)`` runs in that
+    transaction after the COPY (a shard marks itself done there: written and done commit together, or neither).
+    """
     count = 0
     with get_pool().connection() as connection, connection.transaction(), connection.cursor() as cursor:
+        if replace_items:
+            cursor.execute(
+                sql.SQL("DELETE FROM {} WHERE item_id = ANY(%s)").format(sql.Identifier(table_name)),
+                (list(replace_items),),
+            )
         statement = sql.SQL("COPY {} (item_id, part, content, vector, payload) FROM STDIN WITH (FORMAT BINARY)").format(
             sql.Identifier(table_name)
         )
@@ -299,6 +314,8 @@ def copy_parts(table_name: str, parts: Iterable[ItemPart]) -> int:
                     )
                 )
                 count += 1
+        if before_commit is not None:
+            before_commit(connection)
     return count
 
 
@@ -355,6 +372,30 @@ def iter_source_parts(model_id: str, batch_size: int = 512) -> Iterator[list[Sou
                 if not rows:
                     break
                 yield [SourcePart(item_id=row[0], part=row[1], content=row[2], payload=row[3]) for row in rows]
+
+
+def source_item_ids(model_id: str) -> list[str]:
+    """A collection's item ids, sorted: what a sharded reindex from it cuts into slices."""
+    collection = get_collection(model_id)
+    if collection is None:
+        raise CollectionNotFoundError(model_id)
+    with get_pool().connection() as connection:
+        rows = connection.execute(
+            sql.SQL("SELECT DISTINCT item_id FROM {} ORDER BY item_id").format(sql.Identifier(collection.table_name))
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def source_parts_of(table_name: str, item_ids: Sequence[str]) -> list[SourcePart]:
+    """The parts (content and payload) of the given items of a collection's table, ordered by item and part."""
+    with get_pool().connection() as connection:
+        rows = connection.execute(
+            sql.SQL(
+                "SELECT item_id, part, content, payload FROM {} WHERE item_id = ANY(%s) ORDER BY item_id, part"
+            ).format(sql.Identifier(table_name)),
+            (list(item_ids),),
+        ).fetchall()
+    return [SourcePart(item_id=row[0], part=row[1], content=row[2], payload=row[3]) for row in rows]
 
 
 def drop_collection(model_id: str) -> None:

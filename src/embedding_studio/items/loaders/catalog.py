@@ -98,6 +98,9 @@ class JsonlCatalogLoader(DataLoader):
         item_ids = reservoir_sample((item_id for item_id in self.records() if item_id not in exclude), count, seed)
         return list(self.load(ItemMeta(item_id=item_id, source=self.source) for item_id in item_ids).items)
 
+    def item_metas(self) -> Iterator[ItemMeta]:
+        return (ItemMeta(item_id=item_id, source=self.source) for item_id in self.records())
+
     def load_all(
         self, batch_size: int = 1000, on_failed: Callable[[list[FailedItem]], None] | None = None
     ) -> Iterator[list[DownloadedItem]]:

@@ -70,6 +70,19 @@ class WithUpsertedItems(DataLoader):
         for page in chunked(list(pending.values()), batch_size):
             yield [self._downloaded(item) for item in page]
 
+    def item_metas(self) -> Iterator[ItemMeta]:
+        """The loader's items less those deleted through the API, then the upserted items it lacks."""
+        upserted = get_upserted_items()
+        listed: set[str] = set()
+        for meta in self.inner.item_metas():
+            listed.add(meta.item_id)
+            item = upserted.get(meta.item_id)
+            if item is None or not item.deleted:
+                yield meta
+        for item in upserted.values():
+            if not item.deleted and item.item_id not in listed:
+                yield ItemMeta(item_id=item.item_id, source=self.source)
+
     def sample(self, count: int, seed: int = 0, exclude: Container[str] = ()) -> list[DownloadedItem]:
         """The loader's sample (without the API's items) and the upserted items, drawn down to ``count``."""
         upserted = get_upserted_items()

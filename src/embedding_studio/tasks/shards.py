@@ -1,0 +1,521 @@
+"""A large catalog's reindex embedded by every reindex worker: the owning job and its shard helpers.
+
+One worker embedding a catalog of millions of items takes hours; the embedding is what parallelises. The job that
+owns a reindex task (``workers.reindex_worker`` → ``reindex.build_collection``) starts the new collection as
+always, then, for a text catalog of at least ``EMBEDDING_STUDIO_REINDEX_SHARD_THRESHOLD`` items, lists the source's
+item ids (sorted, so a slice is the same on every worker), cuts them into shards of ``shard_size`` ids, records one
+row per shard in ``reindex_shards`` (migration 0010) and queues helper jobs (:data:`SHARDS_JOB_NAME`) on the reindex
+queue. The owner and every helper claim shards one at a time (``FOR UPDATE SKIP LOCKED``) until none is left: each
+reads its slice from the source (a collection's parts, or the loader's items by id with the API's upserts on top),
+embeds it with the destination model, and writes it into the new collection in one COPY transaction that first
+deletes the slice's items (a shard written again is idempotent per item) and marks the shard done in the same
+commit, only while its claim still holds. The owner waits until every shard is done, then builds the HNSW index
+once, replays the item changes logged meanwhile and flips blue when asked (``reindex.build_collection``), as the
+single-job path does; smaller catalogs keep that path.
+
+A worker holding a shard writes a heartbeat every ``shard_heartbeat_s``. A shard whose heartbeat is older than
+``shard_stale_after_s`` (its worker was killed, its machine lost) is claimed again by whoever asks next, the owner
+included, which asks while it waits, so the task never hangs on a dead helper; the dead claim's late write, if
+any, is refused. A shard whose worker raised is put back for another try. After ``shard_attempts`` tries the
+shard fails, and the task with it, naming the shard's last error. A helper's dead procrastinate job is closed by
+the stalled-job check (``runner``); the owner's death is the task's, retried once as every reindex is, and the
+retried build starts over under a new build id.
+
+Progress is the owner's to write (helpers write only their shard's row): "shards 3/8 done (worker-a 2, worker-b 1),
+2 running; 12,000 of 40,000 items embedded". The result adds ``shards``, ``shard_workers`` and ``retried_shards``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from embedding_studio import vectordb
+from embedding_studio.tasks import repository
+from embedding_studio.tasks.errors import TaskCanceledError
+from embedding_studio.tasks.params import ReindexTaskParams
+from embedding_studio.tasks.reindex import ShardReader, _CopyWriter, encode_batch_size, shard_reader_of
+from embedding_studio.tasks.types import QUEUE_OF_KIND, TaskKind, TaskStatus
+from embedding_studio.vectordb.connection import get_pool
+
+logger = logging.getLogger(__name__)
+
+SHARDS_JOB_NAME = "embedding_studio.reindex_shards_worker"
+SHARDS_QUEUE = QUEUE_OF_KIND[TaskKind.reindex]
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+class ReindexShardSettings(BaseSettings):
+    """When and how a reindex is split between workers (env ``EMBEDDING_STUDIO_REINDEX_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="EMBEDDING_STUDIO_REINDEX_", extra="ignore")
+
+    shard_threshold: int = Field(
+        default=20_000, ge=0, description="Catalogs with at least this many items are embedded by shards; 0: never."
+    )
+    shard_size: int = Field(default=5_000, ge=1, description="Item ids per shard.")
+    shard_helpers: int = Field(
+        default=16, ge=0, description="Most helper jobs queued per reindex (one per worker that may help)."
+    )
+    shard_heartbeat_s: float = Field(default=5.0, gt=0, description="How often a shard's worker says it is alive.")
+    shard_stale_after_s: float = Field(
+        default=60.0, gt=0, description="A shard whose worker was silent this long is claimed again by another."
+    )
+    shard_attempts: int = Field(default=3, ge=1, description="Tries of one shard before the reindex fails.")
+    shard_poll_s: float = Field(default=0.5, gt=0, description="How often the owner looks at the shards it waits on.")
+
+
+class ShardFailedError(RuntimeError):
+    """A shard failed on every try: the reindex fails, naming it and its last error."""
+
+
+class ShardClaimLost(Exception):
+    """This worker's claim on a shard was taken over (it was silent too long): its write is not committed."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    build_id: str
+    shard: int
+    item_ids: list[str]
+    claim: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class ShardState:
+    """The shards of one build as the table holds them now."""
+
+    total: int
+    done: int
+    running: int
+    items: int
+    parts: int
+    skipped: int
+    #: shards done per worker
+    workers: dict[str, int] = field(default_factory=dict)
+    retried: int = 0
+    failed: list[tuple[int, str]] = field(default_factory=list)
+
+    def describe(self, total_items: int) -> str:
+        by_worker = ", ".join(f"{name} {count}" for name, count in sorted(self.workers.items()))
+        return (
+            f"shards {self.done}/{self.total} done"
+            + (f" ({by_worker})" if by_worker else "")
+            + (f", {self.running} running" if self.running else "")
+            + f"; {self.items:,} of {total_items:,} items embedded"
+        )
+
+
+@dataclass(frozen=True)
+class ShardedBuild:
+    """What the shards wrote, for ``ReindexResult``."""
+
+    shards: int
+    parts: int
+    skipped: int
+    workers: dict[str, int]
+    retried: int
+
+
+def cut_into_shards(item_ids: list[str], size: int) -> list[list[str]]:
+    """Sorted ids cut into consecutive slices of ``size`` (the last one shorter)."""
+    ordered = sorted(item_ids)
+    return [ordered[start : start + size] for start in range(0, len(ordered), size)]
+
+
+def worker_name() -> str:
+    from embedding_studio.tasks.trials import worker_name as name_of_this_worker
+
+    return name_of_this_worker()
+
+
+# ------------------------------------------------------------------------------------------- the table
+
+
+def record_shards(task_id: str, build_id: str, owner: str, slices: list[list[str]]) -> None:
+    """One row per shard of a new build; rows of the task's earlier builds (a retried task) and of builds whose
+    task is no longer running are dropped."""
+    with get_pool().connection() as connection, connection.transaction(), connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM reindex_shards WHERE task_id = %s "
+            "OR task_id NOT IN (SELECT id FROM tasks WHERE status = 'processing')",
+            (task_id,),
+        )
+        cursor.executemany(
+            "INSERT INTO reindex_shards (build_id, shard, task_id, owner, item_ids) VALUES (%s, %s, %s, %s, %s)",
+            [(build_id, index, task_id, owner, item_ids) for index, item_ids in enumerate(slices)],
+        )
+
+
+def delete_shards(build_id: str) -> None:
+    with get_pool().connection() as connection:
+        connection.execute("DELETE FROM reindex_shards WHERE build_id = %s", (build_id,))
+
+
+def claim_shard(build_id: str, worker: str, settings: ReindexShardSettings) -> Shard | None:
+    """The next shard to embed: one nobody took, else one whose worker went silent; None when none is left to take.
+
+    A silent shard already tried ``shard_attempts`` times is failed instead of claimed again. The pick is a
+    materialized CTE: as a subquery joined in ``UPDATE ... FROM`` PostgreSQL may rescan it per row and, skipping the
+    row it just locked, claim several shards in one statement."""
+    token = uuid.uuid4().hex
+    with get_pool().connection() as connection, connection.transaction():
+        connection.execute(
+            "UPDATE reindex_shards SET status = 'failed', claim = NULL, "
+            "error = 'its worker ' || coalesce(worker, '?') || ' went silent on the last of ' || attempts || ' tries' "
+            "WHERE build_id = %s AND status = 'doing' AND attempts >= %s "
+            "AND heartbeat_at < now() - make_interval(secs => %s)",
+            (build_id, settings.shard_attempts, settings.shard_stale_after_s),
+        )
+        row = connection.execute(
+            """
+            WITH pick AS MATERIALIZED (
+                SELECT shard FROM reindex_shards
+                 WHERE build_id = %(build)s AND attempts < %(attempts)s
+                   AND (status = 'todo'
+                        OR (status = 'doing' AND heartbeat_at < now() - make_interval(secs => %(stale)s)))
+                 ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED
+            )
+            UPDATE reindex_shards s
+               SET status = 'doing', worker = %(worker)s, claim = %(token)s, attempts = s.attempts + 1,
+                   heartbeat_at = now(), items_embedded = 0,
+                   error = CASE WHEN s.status = 'doing' THEN 'its worker ' || coalesce(s.worker, '?') ||
+                                ' went silent; claimed again' ELSE s.error END
+              FROM pick
+             WHERE s.build_id = %(build)s AND s.shard = pick.shard
+         RETURNING s.shard, s.item_ids, s.attempts, s.error
+            """,
+            {
+                "worker": worker,
+                "token": token,
+                "build": build_id,
+                "attempts": settings.shard_attempts,
+                "stale": settings.shard_stale_after_s,
+            },
+        ).fetchone()
+    if row is None:
+        return None
+    if row[2] > 1:
+        logger.warning("shard %d of build %s: try %d on %s (%s)", row[0], build_id, row[2], worker, row[3])
+    return Shard(build_id=build_id, shard=row[0], item_ids=list(row[1]), claim=token, attempts=row[2])
+
+
+def _heartbeat(shard: Shard, items: int) -> bool:
+    """Say the shard's worker is alive; False when the claim was taken over."""
+    with get_pool().connection() as connection:
+        cursor = connection.execute(
+            "UPDATE reindex_shards SET heartbeat_at = now(), items_embedded = %s "
+            "WHERE build_id = %s AND shard = %s AND claim = %s AND status = 'doing'",
+            (items, shard.build_id, shard.shard, shard.claim),
+        )
+        return cursor.rowcount == 1
+
+
+def release_shard(shard: Shard, error: str, settings: ReindexShardSettings) -> None:
+    """Put a shard whose worker raised back for another try, or fail it after its last one."""
+    with get_pool().connection() as connection:
+        connection.execute(
+            "UPDATE reindex_shards SET status = CASE WHEN attempts >= %s THEN 'failed' ELSE 'todo' END, "
+            "claim = NULL, error = %s, items_embedded = 0 WHERE build_id = %s AND shard = %s AND claim = %s",
+            (settings.shard_attempts, error, shard.build_id, shard.shard, shard.claim),
+        )
+
+
+def shard_state(build_id: str) -> ShardState:
+    with get_pool().connection() as connection:
+        rows = connection.execute(
+            "SELECT shard, status, worker, attempts, items_embedded, parts, cardinality(skipped), error "
+            "FROM reindex_shards WHERE build_id = %s ORDER BY shard",
+            (build_id,),
+        ).fetchall()
+    workers: dict[str, int] = {}
+    for row in rows:
+        if row[1] == "done":
+            workers[row[2]] = workers.get(row[2], 0) + 1
+    return ShardState(
+        total=len(rows),
+        done=sum(1 for row in rows if row[1] == "done"),
+        running=sum(1 for row in rows if row[1] == "doing"),
+        items=sum(int(row[4]) for row in rows if row[1] in ("done", "doing")),
+        parts=sum(int(row[5]) for row in rows if row[1] == "done"),
+        skipped=sum(int(row[6] or 0) for row in rows if row[1] == "done"),
+        workers=workers,
+        retried=sum(int(row[3]) - 1 for row in rows if row[1] == "done"),
+        failed=[(int(row[0]), str(row[7])) for row in rows if row[1] == "failed"],
+    )
+
+
+def build_is_open(build_id: str) -> bool:
+    with get_pool().connection() as connection:
+        return (
+            connection.execute("SELECT 1 FROM reindex_shards WHERE build_id = %s LIMIT 1", (build_id,)).fetchone()
+            is not None
+        )
+
+
+# ------------------------------------------------------------------------------------------ one shard
+
+
+def run_shard(
+    shard: Shard,
+    reader: ShardReader,
+    table_name: str,
+    embed: Embed,
+    batch_size: int,
+    settings: ReindexShardSettings,
+    should_stop: Callable[[], bool],
+    on_batch: Callable[[], None] = lambda: None,
+    pause_s: float = 0.0,
+) -> None:
+    """Embed a claimed shard's items and write them; the write and the shard's ``done`` commit together, and only
+    while the claim holds (``ShardClaimLost`` otherwise)."""
+    started = time.perf_counter()
+    counts = {"items": 0, "parts": 0}
+    skipped: list[str] = []
+    lost = threading.Event()
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(settings.shard_heartbeat_s):
+            try:
+                if not _heartbeat(shard, counts["items"]):
+                    lost.set()
+                    return
+            except Exception:  # a missed beat is not fatal; the next one tries again
+                logger.warning("heartbeat of shard %d failed", shard.shard, exc_info=True)
+
+    def mark_done(connection: Any) -> None:
+        cursor = connection.execute(
+            "UPDATE reindex_shards SET status = 'done', claim = NULL, heartbeat_at = now(), items_embedded = %s, "
+            "parts = %s, skipped = %s, seconds = %s WHERE build_id = %s AND shard = %s AND claim = %s "
+            "AND status = 'doing'",
+            (
+                counts["items"],
+                counts["parts"],
+                skipped,
+                time.perf_counter() - started,
+                shard.build_id,
+                shard.shard,
+                shard.claim,
+            ),
+        )
+        if cursor.rowcount != 1:
+            raise ShardClaimLost(f"shard {shard.shard} was claimed again while this worker embedded it")
+
+    beater = threading.Thread(target=beat, name=f"shard-{shard.shard}-heartbeat", daemon=True)
+    beater.start()
+    writer = _CopyWriter(table_name, replace_items=shard.item_ids, before_commit=mark_done)
+    try:
+        for start in range(0, len(shard.item_ids), batch_size):
+            if should_stop():
+                raise TaskCanceledError("canceled during the reindex")
+            if lost.is_set():
+                raise ShardClaimLost(f"shard {shard.shard} was claimed again while this worker embedded it")
+            ids = shard.item_ids[start : start + batch_size]
+            parts, no_text = reader.read(ids)
+            skipped.extend(no_text)
+            if parts:
+                vectors = embed([part.content for part in parts])
+                writer.put(
+                    [
+                        vectordb.ItemPart(part.item_id, part.part, part.content, vectors[index], part.payload)
+                        for index, part in enumerate(parts)
+                    ]
+                )
+            counts["items"] += len(ids)
+            counts["parts"] += len(parts)
+            on_batch()
+            if pause_s:
+                time.sleep(pause_s)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        stop.set()
+        beater.join(timeout=5)
+
+
+def _describe(error: BaseException) -> str:
+    message = str(error).strip()
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__
+
+
+# ---------------------------------------------------------------------------------------------- owner
+
+
+def send_shard_jobs(task_id: str, build_id: str, source: dict[str, Any], count: int) -> list[int]:
+    """Queue ``count`` helper jobs of the build on the reindex queue (one per worker that may help at most)."""
+    from embedding_studio.tasks.queue import get_sending_app
+
+    if count <= 0:
+        return []
+    deferrer = get_sending_app().configure_task(SHARDS_JOB_NAME, queue=SHARDS_QUEUE)
+    return [int(deferrer.defer(task_id=task_id, build_id=build_id, source=source)) for _ in range(count)]
+
+
+def build_by_shards(
+    task_id: str,
+    params: ReindexTaskParams,
+    reader: ShardReader,
+    collection: vectordb.Collection,
+    embed: Embed,
+    progress: Callable[[float, str], None],
+    should_stop: Callable[[], bool],
+) -> ShardedBuild | None:
+    """Embed a large source into the building ``collection`` by shards on every reindex worker; None (nothing
+    done) when the source is below the threshold, which the single-job path then reads."""
+    settings = ReindexShardSettings()
+    if settings.shard_threshold <= 0:
+        return None
+    item_ids = reader.item_ids()
+    if len(item_ids) < settings.shard_threshold:
+        return None
+    slices = cut_into_shards(item_ids, settings.shard_size)
+    if len(slices) < 2:
+        return None
+    build_id = uuid.uuid4().hex
+    me = worker_name()
+    record_shards(task_id, build_id, me, slices)
+    job_ids: list[int] = []
+    try:
+        job_ids = send_shard_jobs(task_id, build_id, reader.describe, min(len(slices) - 1, settings.shard_helpers))
+        total = len(item_ids)
+        progress(
+            0.02,
+            f"{total:,} items in {len(slices)} shards of up to {settings.shard_size:,}; "
+            f"{len(job_ids)} helper jobs queued on the {SHARDS_QUEUE} queue",
+        )
+        last_report = [0.0]
+
+        def report(force: bool = False) -> None:
+            if not force and time.monotonic() - last_report[0] < 1.0:
+                return
+            last_report[0] = time.monotonic()
+            state = shard_state(build_id)
+            progress(0.02 + 0.88 * min(state.items / total, 1.0), state.describe(total))
+
+        while True:
+            if should_stop():
+                raise TaskCanceledError("canceled during the reindex")
+            shard = claim_shard(build_id, me, settings)
+            if shard is not None:
+                try:
+                    run_shard(
+                        shard,
+                        reader,
+                        collection.table_name,
+                        embed,
+                        max(1, params.batch_size),
+                        settings,
+                        should_stop,
+                        on_batch=report,
+                        pause_s=params.pause_between_batches_s,
+                    )
+                except ShardClaimLost as error:
+                    logger.warning("%s", error)
+                except TaskCanceledError:
+                    release_shard(shard, "canceled", settings)
+                    raise
+                except Exception as error:  # another try, here or elsewhere; the last failure fails the build
+                    logger.exception("shard %d of task %s failed on %s", shard.shard, task_id, me)
+                    release_shard(shard, _describe(error), settings)
+                continue
+            state = shard_state(build_id)
+            if state.failed:
+                number, error = state.failed[0]
+                raise ShardFailedError(
+                    f"shard {number} of {state.total} failed {settings.shard_attempts} times: {error}"
+                )
+            if state.done == state.total:
+                break
+            report()
+            time.sleep(settings.shard_poll_s)
+        report(force=True)
+        return ShardedBuild(
+            shards=state.total, parts=state.parts, skipped=state.skipped, workers=state.workers, retried=state.retried
+        )
+    finally:
+        from embedding_studio.tasks.queue import cancel_job
+
+        for job_id in job_ids:  # helper jobs no worker took: nothing is left for them
+            cancel_job(job_id)
+        delete_shards(build_id)
+
+
+# ---------------------------------------------------------------------------------------------- helper
+
+
+def _helping_is_over(task_id: str) -> bool:
+    task = repository.find_task(task_id)
+    return task is None or task.status is not TaskStatus.processing or task.cancel_requested
+
+
+def reindex_shards_worker(task_id: str, build_id: str, source: dict[str, Any]) -> None:
+    """A helper job: embed shards of the task's build until none is left to take, the task ended, or it was canceled.
+
+    A shard that raises is put back for another try and ends this job (failed): a worker that cannot embed should
+    not take every shard in turn."""
+    task = repository.find_task(task_id)
+    if task is None or task.kind is not TaskKind.reindex or task.status is not TaskStatus.processing:
+        logger.info("shard job of task %s skipped: the task is not a running reindex", task_id)
+        return
+    if not build_is_open(build_id):
+        logger.info("shard job of task %s skipped: its build is over", task_id)
+        return
+    params = ReindexTaskParams.model_validate(task.params)
+    collection = vectordb.get_collection(params.dest_model_id)
+    if collection is None or collection.state != "building":
+        return
+    from embedding_studio.tasks.models import resolve_model
+
+    settings = ReindexShardSettings()
+    model = resolve_model(params.dest_model_id)
+    forward_batch = encode_batch_size(model, params.batch_size)
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return np.asarray(model.encode_items(texts, batch_size=forward_batch), dtype=np.float32)
+
+    reader = shard_reader_of(source, collection.item_text, collection.item_display)
+    me = worker_name()
+    done = 0
+    try:
+        while (shard := claim_shard(build_id, me, settings)) is not None:
+            try:
+                run_shard(
+                    shard,
+                    reader,
+                    collection.table_name,
+                    embed,
+                    max(1, params.batch_size),
+                    settings,
+                    lambda: _helping_is_over(task_id),
+                    pause_s=params.pause_between_batches_s,
+                )
+            except ShardClaimLost as error:
+                logger.warning("%s", error)
+                continue
+            except TaskCanceledError:
+                release_shard(shard, "the task ended", settings)
+                return
+            except BaseException as error:
+                release_shard(shard, _describe(error), settings)
+                raise
+            done += 1
+    finally:
+        reader.close()
+        from embedding_studio.models import release_memory
+
+        release_memory()
+    logger.info("shard job of task %s: %d shard(s) embedded on %s", task_id, done, me)

@@ -1,0 +1,164 @@
+"""A reindex of a catalog above the shard threshold, embedded by two real ``embedding-studio worker`` processes.
+
+The threshold and shard size are lowered through the environment the workers inherit, so 240 items make 4 shards.
+Whichever worker takes the task owns the build and queues helper jobs on the reindex queue; the other takes one and
+claims shards too (``tasks.shards``). The collection must hold every item exactly once and search must answer from
+it after the flip; a helper killed with SIGKILL while it holds a shard must have that shard embedded again by the
+owner, with the task still ending done.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from embedding_studio import vectordb
+from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskStatus, repository, service
+from embedding_studio.tasks.search import search_blue
+from embedding_studio.vectordb.connection import get_pool
+
+from .worker_process import start_worker, stop_worker, wait_for, write_catalog
+
+pytestmark = pytest.mark.integration
+
+ITEMS = 240
+SHARD_SIZE = 60
+
+
+@pytest.fixture()
+def sharded_env(worker_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Shards of 60 items from 100 items up, heartbeats every half second, silent for 3 s: dead."""
+    monkeypatch.setenv("EMBEDDING_STUDIO_REINDEX_SHARD_THRESHOLD", "100")
+    monkeypatch.setenv("EMBEDDING_STUDIO_REINDEX_SHARD_SIZE", str(SHARD_SIZE))
+    monkeypatch.setenv("EMBEDDING_STUDIO_REINDEX_SHARD_HEARTBEAT_S", "0.5")
+    monkeypatch.setenv("EMBEDDING_STUDIO_REINDEX_SHARD_STALE_AFTER_S", "3")
+    monkeypatch.setenv("EMBEDDING_STUDIO_REINDEX_SHARD_POLL_S", "0.2")
+    yield worker_env
+
+
+def _ready_workers() -> int:
+    with get_pool().connection() as connection:
+        row = connection.execute("SELECT count(*) FROM procrastinate_workers").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _start_two(log: Path) -> dict[str, subprocess.Popen[bytes]]:
+    workers = {name: start_worker(log, "--name", name) for name in ("worker-a", "worker-b")}
+    # Both listen before the task exists, so the owner cannot embed every shard before the other one starts.
+    wait_for(lambda: _ready_workers() >= 2, timeout=60, message="the workers did not start", log_path=log)
+    return workers
+
+
+def _collection_counts(model_id: str) -> tuple[int, int, set[str]]:
+    collection = vectordb.get_collection(model_id)
+    assert collection is not None
+    with get_pool().connection() as connection:
+        rows = connection.execute(f'SELECT item_id FROM "{collection.table_name}"').fetchall()
+    ids = [row[0] for row in rows]
+    return len(ids), len(set(ids)), set(ids)
+
+
+def _reindex(model: str, catalog: Path, pause_s: float) -> str:
+    task = service.create_reindex_task(
+        ReindexTaskParams(
+            dest_model_id=model,
+            deploy_as_blue=True,
+            batch_size=20,
+            pause_between_batches_s=pause_s,  # a shard takes seconds, so both workers get some
+            loader=LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}),
+        )
+    )
+    return task.id
+
+
+def test_two_workers_embed_the_shards_of_one_reindex_and_search_answers_from_it(
+    sharded_env: Path, tiny_models: tuple[str, str], tmp_path: Path
+) -> None:
+    model, _ = tiny_models
+    catalog = write_catalog(tmp_path / "corpus.jsonl", ITEMS)
+    workers = _start_two(sharded_env)
+    try:
+        started = time.monotonic()
+        task_id = _reindex(model, catalog, pause_s=0.25)
+        wait_for(
+            lambda: repository.get_task(task_id).status.is_final,
+            timeout=120,
+            message=f"reindex task {task_id} did not end",
+            log_path=sharded_env,
+        )
+        elapsed = time.monotonic() - started
+        assert all(worker.poll() is None for worker in workers.values())
+    finally:
+        for worker in workers.values():
+            stop_worker(worker)
+
+    done = repository.get_task(task_id)
+    assert done.status is TaskStatus.done, (done.status, done.error, sharded_env.read_text()[-3000:])
+    result = done.result or {}
+    assert result["shards"] == ITEMS // SHARD_SIZE
+    assert set(result["shard_workers"]) == {"worker-a", "worker-b"}, result
+    assert sum(result["shard_workers"].values()) == ITEMS // SHARD_SIZE
+    assert result["item_count"] == ITEMS and result["part_count"] == ITEMS
+
+    rows, distinct, ids = _collection_counts(model)
+    assert rows == distinct == ITEMS  # every item exactly once (one part each)
+    assert ids == {f"item-{index}" for index in range(ITEMS)}
+    assert vectordb.get_deployment().blue_model_id == model
+    text = json.loads(catalog.read_text().splitlines()[5])["text"]
+    answer = search_blue(text, limit=10, record_session=False)
+    assert answer.model_id == model and "item-5" in [hit.item_id for hit in answer.hits]
+    with get_pool().connection() as connection:  # the build's rows go with it
+        assert connection.execute("SELECT count(*) FROM reindex_shards").fetchone() == (0,)
+    print(f"2 workers, {ITEMS} items in {result['shards']} shards: {elapsed:.1f}s, {result['shard_workers']}")
+
+
+def test_a_killed_helpers_shard_is_embedded_again_and_the_reindex_ends_done(
+    sharded_env: Path, tiny_models: tuple[str, str], tmp_path: Path
+) -> None:
+    model, _ = tiny_models
+    catalog = write_catalog(tmp_path / "corpus.jsonl", ITEMS)
+    workers = _start_two(sharded_env)
+    killed: str | None = None
+    try:
+        task_id = _reindex(model, catalog, pause_s=0.6)  # about 2 s per shard
+
+        def helper_holding_a_shard() -> bool:
+            nonlocal killed
+            with get_pool().connection() as connection:
+                row = connection.execute(
+                    "SELECT worker FROM reindex_shards WHERE status = 'doing' AND worker <> owner LIMIT 1"
+                ).fetchone()
+            if row is None:
+                return False
+            killed = row[0]
+            return True
+
+        wait_for(helper_holding_a_shard, timeout=60, message="no helper took a shard", log_path=sharded_env)
+        assert killed is not None
+        workers[killed].send_signal(signal.SIGKILL)
+        workers[killed].wait(timeout=10)
+        wait_for(
+            lambda: repository.get_task(task_id).status.is_final,
+            timeout=120,
+            message=f"reindex task {task_id} did not end after its helper was killed",
+            log_path=sharded_env,
+        )
+    finally:
+        for worker in workers.values():
+            stop_worker(worker)
+
+    done = repository.get_task(task_id)
+    assert done.status is TaskStatus.done, (done.status, done.error, sharded_env.read_text()[-3000:])
+    result = done.result or {}
+    assert result["retried_shards"] >= 1, result
+    assert killed not in result["shard_workers"] or result["shard_workers"][killed] < ITEMS // SHARD_SIZE
+    rows, distinct, ids = _collection_counts(model)
+    assert rows == distinct == ITEMS
+    assert ids == {f"item-{index}" for index in range(ITEMS)}
+    assert vectordb.get_deployment().blue_model_id == model
