@@ -78,3 +78,30 @@ def test_an_image_that_cannot_be_read_fails_the_upsert_naming_it(image_catalog: 
         upsert_worker(answer.json()["id"])
     task = repository.get_task(answer.json()["id"])
     assert task.status is TaskStatus.failed and "missing" in (task.error or ""), task.error
+
+
+def test_upserted_images_survive_the_next_reindex(image_catalog: tuple[TestClient, Path], tmp_path: Path) -> None:
+    """A reindex reads the catalog and the upserts; an upserted image is read by its key through the catalog's image
+    loader and indexed with its payload, and one whose picture has gone since is counted, not silently dropped."""
+    from embedding_studio.models.tiny import tiny_clip_directory
+
+    client, root = image_catalog
+    (root / "new").mkdir()
+    for name, caption in (("yellow.png", "yellow circle"), ("gone.png", "green square")):
+        (root / "new" / name).write_bytes(png_bytes(draw(caption, 9)))
+    items = [
+        {"item_id": "yellow-9", "image": "new/yellow.png", "payload": {"price": 3}},
+        {"item_id": "gone-9", "image": "new/gone.png"},
+        {"item_id": "shape-0", "image": "new/yellow.png", "payload": {"replaced": True}},  # over a catalog image
+    ]
+    assert repository.get_task(_run_upsert(client, items)).status is TaskStatus.done
+    (root / "new" / "gone.png").unlink()
+    clip = str(tiny_clip_directory(tmp_path / "clip-2", seed=1, vocab=VOCABULARY))
+    result = index_catalog(clip, LoaderSpec(name="local_image", options={"root": str(root)}))
+    # the six shapes, new/yellow (a file under the root, so a catalog item too) and yellow-9; gone-9 is reported
+    assert result.item_count == 8 and result.skipped_items == 1
+    hits = client.post("/api/v1/search", json={"query": "yellow circle", "limit": 10}).json()["results"]
+    by_id = {hit["item_id"]: hit["payload"] for hit in hits}
+    assert by_id["yellow-9"]["image"] == "new/yellow.png" and by_id["yellow-9"]["price"] == 3
+    assert by_id["yellow-9"]["image_url"] == str(root.resolve() / "new" / "yellow.png")
+    assert by_id["shape-0"]["image"] == "new/yellow.png" and by_id["shape-0"]["replaced"] is True

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,7 @@ import numpy as np
 from embedding_studio import vectordb
 from embedding_studio.config import get_settings
 from embedding_studio.items.display import ItemDisplay, display_payload
-from embedding_studio.items.types import FailedItem
+from embedding_studio.items.types import DownloadedItem, FailedItem
 from embedding_studio.tasks.params import LoaderSpec, ReindexTaskParams
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,9 @@ def is_image_model(model: Any) -> bool:
 def image_url(loader: Any, key: str) -> str:
     """Where the image lives, for a person or a front end: ``s3://bucket/key``, ``gs://bucket/key`` or a path."""
     inner = getattr(loader, "inner", loader)
+    url_for_key = getattr(inner, "url_for_key", None)
+    if url_for_key is not None:  # pgsql_image: the key is a column's value, a URL or a key under its base URL
+        return str(url_for_key(key))
     bucket = getattr(inner, "bucket", None)
     if bucket:
         scheme = "gs" if type(inner).__module__.endswith(".gcs") else "s3"
@@ -110,7 +113,9 @@ def image_source(params: ReindexTaskParams, item_display: ItemDisplay) -> Any:
     def batches(batch_size: int) -> Iterator[list[vectordb.SourcePart]]:
         seen: set[str] = set()
         try:
-            for items in prefetched(loader.load_all(batch_size, on_failed=report)):
+            for items in prefetched(
+                with_upserted_images(loader, loader.load_all(batch_size, on_failed=report), report)
+            ):
                 parts: list[vectordb.SourcePart] = []
                 for item in items:
                     if item.item_id in seen:
@@ -119,7 +124,7 @@ def image_source(params: ReindexTaskParams, item_display: ItemDisplay) -> Any:
                     if not (hasattr(item.data, "size") and hasattr(item.data, "mode")):
                         report([FailedItem(item.meta, "unreadable", "not an image (an image model indexes images)")])
                         continue
-                    key = inner_key(loader, item.meta)
+                    key = str(item.extra.get(IMAGE_KEY) or inner_key(loader, item.meta))
                     payload = {IMAGE_KEY: key, IMAGE_URL_KEY: image_url(loader, key)}
                     payload.update(display_payload(item.data, display=item_display, payload=item.extra) or {})
                     images[item.item_id] = item.data
@@ -131,6 +136,42 @@ def image_source(params: ReindexTaskParams, item_display: ItemDisplay) -> Any:
             logger.warning("%d images could not be read and were not indexed, e.g. %s", len(skipped), skipped[:5])
 
     return _Source(name=f"loader {spec.name} (images)", batches=batches, total_parts=None, skipped=skipped), images
+
+
+def with_upserted_images(
+    loader: Any, batches: Iterator[list[DownloadedItem]], report: Callable[[list[FailedItem]], None]
+) -> Iterator[list[DownloadedItem]]:
+    """``batches`` with each image upserted through the API read by its key: the upserted-items layer gives an
+    upsert's key (its ``data``, a string), not the picture, so it is read here, a batch's keys at once by the image
+    loader's pool, on the prefetching thread. The loader is the configured catalog's, where an upsert's key is
+    resolved (``image_embedder``), else the reindex's own. An image that cannot be read is reported, not indexed."""
+    from embedding_studio.items.registry import create_configured_loader, reads_images
+
+    key_loader: Any = None
+    try:
+        for batch in batches:
+            upserted = [item for item in batch if isinstance(item.data, str)]
+            if not upserted:
+                yield batch
+                continue
+            if key_loader is None:
+                catalog = get_settings().catalog_loader
+                key_loader = create_configured_loader() if reads_images(catalog) else getattr(loader, "inner", loader)
+            outcomes = key_loader.load_keys([item.data for item in upserted])
+            kept: list[DownloadedItem] = []
+            for item in batch:
+                if not isinstance(item.data, str):
+                    kept.append(item)
+                    continue
+                outcome = outcomes[item.data]
+                if isinstance(outcome, FailedItem):
+                    report([FailedItem(item.meta, outcome.reason, f"upserted image {item.data!r}: {outcome.detail}")])
+                    continue
+                kept.append(DownloadedItem(item.meta, outcome.data, {IMAGE_KEY: item.data, **item.extra}))
+            yield kept
+    finally:
+        if key_loader is not None and key_loader is not getattr(loader, "inner", loader):
+            key_loader.close()
 
 
 def inner_key(loader: Any, meta: Any) -> str:
@@ -200,15 +241,14 @@ def image_embedder(model: Any, batch_size: int) -> Any:
     def embed(keys: list[str]) -> np.ndarray:
         loader = create_configured_loader()
         try:
-            metas = [loader.meta_for_key(key) for key in keys]  # type: ignore[attr-defined]
-            result = loader.load(metas)
+            outcomes = loader.load_keys(keys)  # type: ignore[attr-defined]  # every image loader reads by key
         finally:
             loader.close()
-        if result.failed:
-            failure = result.failed[0]
-            raise ValueError(f"image {failure.meta.item_id!r} cannot be upserted: {failure.detail} ({failure.reason})")
-        by_id = {item.item_id: item.data for item in result.items}
-        pictures = [by_id[meta.item_id] for meta in metas]
+        for key in keys:
+            failure = outcomes[key]
+            if isinstance(failure, FailedItem):
+                raise ValueError(f"image {key!r} cannot be upserted: {failure.detail} ({failure.reason})")
+        pictures = [outcomes[key].data for key in keys]
         return np.asarray(model.encode_items(pictures, batch_size=batch_size), dtype=np.float32)
 
     return embed
