@@ -140,3 +140,22 @@ def test_urls_map_to_their_store() -> None:
     for bad in ("a.png", "s3://bucket-only", "http://x/y.png", " "):
         with pytest.raises(ImageUrlError):
             parse_image_url(bad)
+
+
+def test_a_pgsql_image_catalog_is_reindexed_and_search_returns_each_image_key_and_url(
+    clean_db: str, image_table, tmp_path: Path
+) -> None:
+    from tests.finetuning.toy_images import VOCABULARY
+
+    from embedding_studio.models.tiny import tiny_clip_directory
+    from embedding_studio.tasks import LoaderSpec, index_catalog
+    from embedding_studio.tasks.search import search_blue
+
+    bucket, options = image_table
+    clip = tiny_clip_directory(tmp_path / "clip", vocab=VOCABULARY)
+    result = index_catalog(str(clip), LoaderSpec(name="pgsql_image", options=options), batch_size=4)
+    assert result.item_count == len(GOOD) and result.skipped_items == 4  # broken, gone, no-url, ftp: counted
+    hits = {hit.item_id: hit.payload for hit in search_blue("green triangle", limit=10, record_session=False).hits}
+    assert hits["s3-key"]["image"] == "shoes/green.png"
+    assert hits["s3-key"]["image_url"] == f"s3://{bucket}/catalog/shoes/green.png"
+    assert hits["local"]["image_url"].endswith("/yellow.png")
