@@ -42,6 +42,7 @@ from embedding_studio.evaluation import encode_corpus, load_beir_dataset, rank_c
 from embedding_studio.evaluation.metrics import ndcg_at_k  # noqa: E402
 from embedding_studio.finetuning import fine_tuner as fine_tuner_module  # noqa: E402
 from embedding_studio.finetuning.features import PropensityCurve, estimate_propensities  # noqa: E402
+from embedding_studio.finetuning.weights import interpolate_weights  # noqa: E402
 
 MAX_INVERSE_PROPENSITY = 20.0
 
@@ -119,19 +120,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     score("base", base, base_corpus)
     captured: dict[str, Any] = {}
-    choose = fine_tuner_module._choose_weight_share
+    choose = fine_tuner_module.choose_weight_share
 
-    def capture_trained(fine_tuner: Any, initial_state: Any, trained: Any, *rest: Any, **options: Any) -> float:
-        captured["initial"], captured["tuned"] = initial_state, trained[1]
-        return choose(fine_tuner, initial_state, trained, *rest, **options)
+    def capture_trained(model: Any, initial_state: Any, trained: Any, *rest: Any, **options: Any) -> Any:
+        captured["initial"], captured["tuned"] = initial_state, trained.state
+        return choose(model, initial_state, trained, *rest, **options)
 
-    fine_tuner_module._choose_weight_share = capture_trained  # type: ignore[assignment]
+    fine_tuner_module.choose_weight_share = capture_trained  # type: ignore[assignment]
     try:
         ours = quality.train_ours(dataset, train_inputs, validation_inputs, args, own.seed, device)
     finally:
-        fine_tuner_module._choose_weight_share = choose  # type: ignore[assignment]
+        fine_tuner_module.choose_weight_share = choose  # type: ignore[assignment]
     for share in (1.0, 0.5):
-        fine_tuner_module.interpolate_weights(ours, captured["initial"], captured["tuned"], share)
+        interpolate_weights(ours, captured["initial"], captured["tuned"], share)
         score(f"ours, share {share:g}", ours)
     del ours
     score("mnrl", quality.train_mnrl(quality.click_pairs(train_inputs, dataset), args, own.seed, device))

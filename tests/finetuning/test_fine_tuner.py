@@ -6,14 +6,9 @@ import pytest
 import torch
 
 from embedding_studio.clickstream.types import FineTuningInput
+from embedding_studio.finetuning.data import LengthBucketBatchSampler, TokenCache
 from embedding_studio.finetuning.errors import NotEnoughDataError
-from embedding_studio.finetuning.fine_tuner import (
-    EmbeddingsFineTuner,
-    LengthBucketBatchSampler,
-    TokenCache,
-    fit_fine_tuner,
-    validation_interval,
-)
+from embedding_studio.finetuning.fine_tuner import EmbeddingsFineTuner, fit_fine_tuner, validation_interval
 from embedding_studio.finetuning.params import FineTuningParams
 from embedding_studio.finetuning.splitter import TrainTestSplitter
 from embedding_studio.models import build_tiny_text_model
@@ -150,7 +145,7 @@ def test_an_item_scores_by_its_best_part() -> None:
     model = build_tiny_text_model(seed=1)
     fine_tuner = EmbeddingsFineTuner(model, items, params=FineTuningParams(batch_size=4))
     prepared = fine_tuner.preprocess_inputs(sessions[:1], sessions[1:])
-    batch = next(iter(fine_tuner.test_dataloader_from()))
+    batch = next(iter(fine_tuner.data_module().val_dataloader()))
     validator = prepared.retrieval_validator
     similarities = validator.item_scores(validator.embed(model, torch.device("cpu")), batch["query_index"])
     query = model.encode_queries(["city"])[0]
@@ -158,7 +153,7 @@ def test_an_item_scores_by_its_best_part() -> None:
     expected = sorted([max(parts[0], parts[1]), parts[2], parts[3]], reverse=True)  # the pool: every item
     assert sorted(similarities[0].tolist(), reverse=True) == pytest.approx(expected, abs=1e-5)
 
-    train_batch = next(iter(fine_tuner.train_dataloader_from()))
+    train_batch = next(iter(fine_tuner.data_module().train_dataloader()))
     with torch.no_grad():
         train_similarities = fine_tuner.item_similarities(train_batch)
     query = model.encode_queries(["red shoe"])[0]
@@ -279,7 +274,7 @@ def test_similarities_keep_float32_resolution_under_bf16_autocast() -> None:
     items, inputs, vocabulary = _toy_world(session_count=40)
     fine_tuner = EmbeddingsFineTuner(build_tiny_text_model(seed=0, vocab=vocabulary), items)
     fine_tuner.preprocess_inputs(inputs[:30], inputs[30:])
-    batch = next(iter(fine_tuner.train_dataloader_from()))
+    batch = next(iter(fine_tuner.data_module().train_dataloader()))
     with torch.no_grad(), torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         similarities = fine_tuner.item_similarities(batch)
     assert similarities.dtype == torch.float32

@@ -1,19 +1,20 @@
-"""EmbeddingsFineTuner: trains a two-tower text model on labelled sessions with Lightning.
+"""EmbeddingsFineTuner: trains a two-tower model on labelled sessions with Lightning, and the fit that drives it.
 
-The data path is built so that a training step never waits on the host: item parts and queries are
-tokenized once up front (:class:`TokenCache`), batches are padded on the CPU by the collate function
-from cached token ids, grouped by length so padding stays small, and the loss, the metrics and their
-running sums stay on the device until a validation ends (the one place values are read back).
+The pieces sit on Lightning's seams: the click data (token caches, collators, the length-bucketed sampler) is a
+``LightningDataModule`` (:mod:`~embedding_studio.finetuning.data`); this module keeps the steps, the loss and the
+optimizer; which weights to keep (the baseline, the best validation) is a callback
+(:mod:`~embedding_studio.finetuning.callbacks`); the weight share kept after fitting is a function
+(:mod:`~embedding_studio.finetuning.weights`). :func:`fit_fine_tuner` runs one Trainer that validates the
+untrained model, fits, and validates the weight shares. The loss, the metrics and their running sums stay on the
+device until a validation ends (the one place values are read back).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
-import random
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,235 +22,45 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Sampler
 
 from embedding_studio.clickstream.types import FineTuningInput
+from embedding_studio.finetuning.callbacks import (
+    BestWeights,
+    ValidationMetricsHook,
+    ValidationReporter,
+    load_trainable_state,
+    trainable_state_on_cpu,
+)
+from embedding_studio.finetuning.data import ClickDataModule, PreparedRows, prepare_rows
 from embedding_studio.finetuning.errors import NotEnoughDataError
-from embedding_studio.finetuning.features import FeatureExtractor, SessionFeatures
+from embedding_studio.finetuning.features import FeatureExtractor
 from embedding_studio.finetuning.losses import SimilarityBatch, create_loss
 from embedding_studio.finetuning.metrics import rerank_metrics
-from embedding_studio.finetuning.modality import item_input_cache, item_inputs, restrict_trainable_parts
+from embedding_studio.finetuning.modality import item_inputs, restrict_trainable_parts
 from embedding_studio.finetuning.params import FineTuningParams
-from embedding_studio.finetuning.query_retriever import QueryRetriever, TextQueryRetriever, normalize_query_text
-from embedding_studio.finetuning.retrieval_validation import (
-    PoolEmbeddings,
-    RetrievalValidator,
-    best_part_scores,
-    group_validation_queries,
-)
+from embedding_studio.finetuning.query_retriever import QueryRetriever, TextQueryRetriever
+from embedding_studio.finetuning.retrieval_validation import PoolEmbeddings, best_part_scores
+from embedding_studio.finetuning.weights import choose_weight_share, interpolate_weights
 
-ValidationMetricsHook = Callable[[int, Mapping[str, float]], None]
 RETRIEVAL_METRIC_NAMES = ("val_mrr", "val_ndcg_at_10", "val_recall_at_10")
 RERANK_METRIC_NAMES = ("val_rerank_mrr", "val_rerank_ndcg_at_10", "val_rerank_recall_at_10")
 METRIC_NAMES = ("val_loss", *RETRIEVAL_METRIC_NAMES, *RERANK_METRIC_NAMES)
 GRADIENT_CLIP_NORM = 1.0
 
 
-# ----- tokens --------------------------------------------------------------------------------------
-class TokenCache:
-    """Unpadded token tensors of many texts, tokenized once, stored flat (one tensor per key + offsets)."""
-
-    def __init__(self, tokenize: Callable[[list[str]], dict[str, Tensor]], texts: Sequence[str], chunk_size: int = 512):
-        self.pad_values, self.left_padding = _padding_of(tokenize)
-        pieces: dict[str, list[Tensor]] = {}
-        lengths: list[int] = []
-        for start in range(0, len(texts), chunk_size):
-            features = tokenize(list(texts[start : start + chunk_size]))
-            mask = features.get("attention_mask")
-            for row in range(next(iter(features.values())).shape[0]):
-                keep = mask[row].bool() if mask is not None else slice(None)
-                for key, value in features.items():
-                    pieces.setdefault(key, []).append(value[row][keep])
-                lengths.append(int(pieces[next(iter(features))][-1].shape[0]))
-        self.keys = tuple(pieces)
-        self.flat = {
-            key: torch.cat(values) if values else torch.empty(0, dtype=torch.long) for key, values in pieces.items()
-        }
-        self.lengths = torch.tensor(lengths, dtype=torch.long)
-        self.offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(self.lengths, 0)])
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def pad(self, indices: Sequence[int]) -> dict[str, Tensor]:
-        """A padded batch of the given texts, as the tokenizer would have produced it."""
-        width = max((int(self.lengths[index]) for index in indices), default=1)
-        batch = {
-            key: torch.full((len(indices), width), self.pad_values.get(key, 0), dtype=self.flat[key].dtype)
-            for key in self.keys
-        }
-        for row, index in enumerate(indices):
-            start, end = int(self.offsets[index]), int(self.offsets[index + 1])
-            length = end - start
-            columns = slice(width - length, width) if self.left_padding else slice(0, length)
-            for key in self.keys:
-                batch[key][row, columns] = self.flat[key][start:end]
-        return batch
-
-
-def _padding_of(tokenize: Callable[[list[str]], dict[str, Tensor]]) -> tuple[dict[str, int], bool]:
-    """The tokenizer's pad values and side, read off a batch of a short and a long text."""
-    features = tokenize(["a", "a a a a a a"])
-    mask = features.get("attention_mask")
-    if mask is None or bool(mask[0].all()):
-        return {}, False
-    padded = (mask[0] == 0).nonzero()[:, 0]
-    position = int(padded[0])
-    left = position == 0
-    return {key: int(value[0, position]) for key, value in features.items()}, left
-
-
-# ----- rows and batches ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class EncodedRow:
-    """One labelled session with every text replaced by its index in a token cache."""
-
-    session_id: str
-    query_index: int
-    query_group: int
-    positive_items: tuple[int, ...]
-    positive_weights: Tensor
-    negative_items: tuple[int, ...]
-    negative_weights: Tensor
-    shown_items: tuple[int, ...]
-    clicked_items: frozenset[int]
-    length: int
-
-
-class FeatureRowsDataset(Dataset[EncodedRow]):
-    def __init__(self, rows: Sequence[EncodedRow]) -> None:
-        self.rows = list(rows)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: int) -> EncodedRow:
-        return self.rows[index]
-
-
-class RowCollator:
-    """Pads a list of training rows into the tensors a step reads: tokens of the batch's queries and items, and
-    positives and negatives as indexes into the batch's items."""
-
-    def __init__(self, queries: TokenCache, parts: TokenCache, item_parts: Sequence[Sequence[int]]):
-        self.queries = queries
-        self.parts = parts
-        self.item_parts = item_parts
-
-    def __call__(self, rows: Sequence[EncodedRow]) -> dict[str, Any]:
-        local: dict[int, int] = {}
-        for row in rows:
-            for item in row.positive_items + row.negative_items:
-                local.setdefault(item, len(local))
-        part_indices: list[int] = []
-        part_owner: list[int] = []
-        for item, position in local.items():
-            part_indices.extend(self.item_parts[item])
-            part_owner.extend([position] * len(self.item_parts[item]))
-
-        batch: dict[str, Any] = {
-            "query_tokens": self.queries.pad([row.query_index for row in rows]),
-            "part_tokens": self.parts.pad(part_indices),
-            "part_owner": torch.tensor(part_owner, dtype=torch.long),
-            "item_count": len(local),
-            "query_groups": torch.tensor([row.query_group for row in rows], dtype=torch.long),
-        }
-        batch["positive_index"], batch["positive_weights"] = _padded_index(
-            [[local[item] for item in row.positive_items] for row in rows], [row.positive_weights for row in rows]
-        )
-        batch["negative_index"], batch["negative_weights"] = _padded_index(
-            [[local[item] for item in row.negative_items] for row in rows], [row.negative_weights for row in rows]
-        )
-        return batch
-
-
-class ValidationRowCollator:
-    """Held-out rows with every item as its index in the validation pool (no tokens): a validation embeds the pool
-    once and reads each row's scores off it, however many sessions showed the same items."""
-
-    def __call__(self, rows: Sequence[EncodedRow]) -> dict[str, Any]:
-        batch: dict[str, Any] = {
-            "query_index": torch.tensor([row.query_index for row in rows], dtype=torch.long),
-            "query_groups": torch.tensor([row.query_group for row in rows], dtype=torch.long),
-        }
-        batch["positive_index"], batch["positive_weights"] = _padded_index(
-            [row.positive_items for row in rows], [row.positive_weights for row in rows]
-        )
-        batch["negative_index"], batch["negative_weights"] = _padded_index(
-            [row.negative_items for row in rows], [row.negative_weights for row in rows]
-        )
-        shown, _ = _padded_index([row.shown_items for row in rows], None)
-        clicked = torch.zeros_like(shown, dtype=torch.bool)
-        for row_number, row in enumerate(rows):
-            for column, item in enumerate(row.shown_items):
-                clicked[row_number, column] = item in row.clicked_items
-        batch["shown_index"] = shown
-        batch["clicked"] = clicked
-        return batch
-
-
-def _padded_index(indexes: Sequence[Sequence[int]], weights: Sequence[Tensor] | None) -> tuple[Tensor, Tensor]:
-    width = max(1, max((len(each) for each in indexes), default=0))
-    index = torch.full((len(indexes), width), -1, dtype=torch.long)
-    padded_weights = torch.zeros(len(indexes), width, dtype=torch.float32)
-    for row, each in enumerate(indexes):
-        if each:
-            index[row, : len(each)] = torch.tensor(each, dtype=torch.long)
-            if weights is not None:
-                padded_weights[row, : len(each)] = weights[row]
-    return index, padded_weights
-
-
-class LengthBucketBatchSampler(Sampler[list[int]]):
-    """Shuffled batches of rows of similar length: shuffle, sort within pools of ``pool_batches`` batches,
-    cut, shuffle the batches. Each pass over the data (epoch) draws a new order from ``seed`` and its count.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, shuffle: bool, pool_batches: int = 50):
-        self.lengths = list(lengths)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.shuffle = shuffle
-        self.pool_batches = pool_batches
-        self.passes = 0
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.lengths) / self.batch_size)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        order = list(range(len(self.lengths)))
-        rng = random.Random(self.seed * 1_000_003 + self.passes)
-        self.passes += 1
-        if self.shuffle:
-            rng.shuffle(order)
-        pool = self.batch_size * self.pool_batches
-        batches: list[list[int]] = []
-        for start in range(0, len(order), pool):
-            chunk = sorted(order[start : start + pool], key=lambda index: self.lengths[index])
-            batches.extend(chunk[offset : offset + self.batch_size] for offset in range(0, len(chunk), self.batch_size))
-        if self.shuffle:
-            rng.shuffle(batches)
-        return iter(batches)
-
-
 # ----- the module ----------------------------------------------------------------------------------
-@dataclass
-class PreparedRows:
-    train: list[EncodedRow]
-    test: list[EncodedRow]
-    train_collator: RowCollator
-    test_collator: ValidationRowCollator
-    retrieval_validator: RetrievalValidator
-
-
 class EmbeddingsFineTuner(pl.LightningModule):
     """Fine-tunes ``model`` (a ``TextEmbeddingModel``) on clicks; ``items`` maps item id → part texts.
 
     An item scores as its best part: ``s(q, d) = max_k cos(q, part_k(d))``. ``items`` may also be a
     prepared item set with a ``parts`` mapping. ``on_validation_metrics(step, metrics)`` is called
-    after every validation with plain floats (``step`` = optimizer steps so far), so the pipeline can
-    forward them to the tracker.
+    after every validation during fitting with plain floats (``step`` = optimizer steps so far), so the pipeline
+    can forward them to the tracker (``fit_fine_tuner`` hands it to a ``ValidationReporter`` callback).
+
+    After each validation ``last_validation`` holds its figures; during fitting they are also appended to
+    ``history``. ``best_metrics`` is set by ``fit_fine_tuner``: the validation of the weights left in the model.
     """
 
     def __init__(
@@ -279,11 +90,8 @@ class EmbeddingsFineTuner(pl.LightningModule):
             negatives_per_query=self.params.negatives_per_query,
         )
         self.history: list[dict[str, float]] = []
+        self.last_validation: dict[str, float] = {}
         self.best_metrics: dict[str, float] = {}
-        self._best_state: dict[str, Tensor] | None = None
-        # The best validation of trained weights only (the untrained ones excluded): what a weight share mixes in,
-        # with the optimizer step it was taken at (how long a refit on every session trains).
-        self._best_trained: tuple[dict[str, float], dict[str, Tensor], int] | None = None
         # Optimizer steps the learning-rate schedule spans; None: the Trainer's estimate (the whole fit).
         self.schedule_total_steps: int | None = None
         self.selection_metric = selection_metric
@@ -310,127 +118,22 @@ class EmbeddingsFineTuner(pl.LightningModule):
     def preprocess_inputs(
         self, train_inputs: Sequence[FineTuningInput], test_inputs: Sequence[FineTuningInput]
     ) -> PreparedRows:
-        """Label the sessions, learn propensities from train, and tokenize every query and needed part once."""
-        known = {item_id for item_id, parts in self.item_parts_text.items() if len(parts) > 0}
-        self.feature_extractor.fit(train_inputs)
-        self.feature_extractor.remember_clicks(test_inputs)
-        train_features = self._features(train_inputs, known)
-        test_features = self._features(test_inputs, known)
-        if not train_features:
-            raise NotEnoughDataError(
-                f"none of the {len(train_inputs)} training sessions has a click (or an irrelevance mark) on a "
-                "loaded item: there is nothing to learn from"
-            )
-        if not any(clicked for _, _, clicked in test_features):
-            raise NotEnoughDataError(
-                f"none of the {len(test_inputs)} test sessions has a click on a loaded item: "
-                "validation would measure nothing"
-            )
-
-        item_ids: dict[str, int] = {}
-        query_ids: dict[str, int] = {}
-        group_ids: dict[str, int] = {}
-        for features, shown, _ in train_features + test_features:
-            for item_id in features.positive_ids + features.negative_ids + shown:
-                item_ids.setdefault(item_id, len(item_ids))
-            query_ids.setdefault(features.query, len(query_ids))
-            group_ids.setdefault(normalize_query_text(features.query), len(group_ids))
-        # The retrieval validation searches every loaded item: the batch's shown items and the catalog sample.
-        for item_id in sorted(known):
-            item_ids.setdefault(item_id, len(item_ids))
-
-        part_texts: list[str] = []
-        item_parts: list[list[int]] = []
-        for item_id in item_ids:
-            parts = list(self.item_parts_text[item_id])
-            item_parts.append(list(range(len(part_texts), len(part_texts) + len(parts))))
-            part_texts.extend(parts)
-        # Truncate to max_seq_length for training only: tokens are cached, so the saved model keeps
-        # the sequence length it came with for inference.
-        original_length = self.model.max_seq_length
-        if original_length:
-            self.model.max_seq_length = min(self.params.max_seq_length, original_length)
-        else:
-            self.model.max_seq_length = self.params.max_seq_length
-        try:
-            parts_cache = item_input_cache(self.model, part_texts)
-            queries_cache = TokenCache(self.model.tokenize_queries, list(query_ids))
-        finally:
-            if original_length:
-                self.model.max_seq_length = original_length
-        part_lengths = parts_cache.lengths.tolist()
-
-        def encode(features: SessionFeatures, shown: tuple[str, ...], clicked: frozenset[str]) -> EncodedRow:
-            items = [item_ids[item_id] for item_id in features.positive_ids + features.negative_ids]
-            return EncodedRow(
-                session_id=features.session_id,
-                query_index=query_ids[features.query],
-                query_group=group_ids[normalize_query_text(features.query)],
-                positive_items=tuple(item_ids[item_id] for item_id in features.positive_ids),
-                positive_weights=features.positive_weights,
-                negative_items=tuple(item_ids[item_id] for item_id in features.negative_ids),
-                negative_weights=features.negative_weights,
-                shown_items=tuple(item_ids[item_id] for item_id in shown),
-                clicked_items=frozenset(item_ids[item_id] for item_id in clicked),
-                length=max((part_lengths[part] for item in items for part in item_parts[item]), default=0),
-            )
-
-        validation_queries = group_validation_queries(
-            [
-                (
-                    group_ids[normalize_query_text(features.query)],
-                    query_ids[features.query],
-                    frozenset(item_ids[item_id] for item_id in clicked if item_id in item_ids),
-                )
-                for features, _, clicked in test_features
-            ]
-        )
-        self.prepared = PreparedRows(
-            train=[encode(*row) for row in train_features],
-            test=[encode(*row) for row in test_features],
-            train_collator=RowCollator(queries_cache, parts_cache, item_parts),
-            test_collator=ValidationRowCollator(),
-            retrieval_validator=RetrievalValidator(
-                queries_cache,
-                parts_cache,
-                item_parts,
-                validation_queries,
-                query_indices=[query_ids[features.query] for features, _, _ in test_features],
-            ),
+        """Label the sessions, learn propensities from train, and tokenize every query and needed part once
+        (``data.prepare_rows``); the validation steps read the retrieval validator off the result."""
+        self.prepared = prepare_rows(
+            self.model,
+            self.item_parts_text,
+            self.feature_extractor,
+            self.query_retriever,
+            self.params,
+            train_inputs,
+            test_inputs,
         )
         return self.prepared
 
-    def _features(
-        self, inputs: Sequence[FineTuningInput], known: set[str]
-    ) -> list[tuple[SessionFeatures, tuple[str, ...], frozenset[str]]]:
-        rows = []
-        for fine_tuning_input, query in zip(inputs, self.query_retriever.get_queries(inputs), strict=True):
-            features = self.feature_extractor.extract_one(fine_tuning_input, query, known)
-            if features is None:
-                continue
-            shown = tuple(item_id for item_id in dict.fromkeys(fine_tuning_input.results) if item_id in known)
-            clicked = frozenset(fine_tuning_input.events) if not fine_tuning_input.is_irrelevant else frozenset()
-            rows.append((features, shown, clicked))
-        return rows
-
-    def train_dataloader_from(self, pin_memory: bool = False) -> DataLoader:
-        prepared = self._require_prepared()
-        return self._length_bucketed_loader(
-            prepared.train, prepared.train_collator, shuffle=True, pin_memory=pin_memory
-        )
-
-    def test_dataloader_from(self, pin_memory: bool = False) -> DataLoader:
-        prepared = self._require_prepared()
-        return self._length_bucketed_loader(prepared.test, prepared.test_collator, shuffle=False, pin_memory=pin_memory)
-
-    def _length_bucketed_loader(
-        self, rows: Sequence[Any], collator: Callable[..., Any], shuffle: bool, pin_memory: bool
-    ) -> DataLoader:
-        """Batches of rows of similar length, so padding (and wasted compute) stays small."""
-        sampler = LengthBucketBatchSampler(
-            [row.length for row in rows], self.params.batch_size, seed=self.params.seed, shuffle=shuffle
-        )
-        return DataLoader(FeatureRowsDataset(rows), batch_sampler=sampler, collate_fn=collator, pin_memory=pin_memory)
+    def data_module(self, pin_memory: bool = False) -> ClickDataModule:
+        """The loaders over the rows ``preprocess_inputs`` prepared, batched by ``params.batch_size``."""
+        return ClickDataModule(self._require_prepared(), self.params.batch_size, self.params.seed, pin_memory)
 
     def _require_prepared(self) -> PreparedRows:
         if self.prepared is None:
@@ -462,24 +165,33 @@ class EmbeddingsFineTuner(pl.LightningModule):
             )
         )
 
+    def _common_step(self, batch: Mapping[str, Any], stage: str) -> tuple[Tensor, Tensor]:
+        """``(similarities [B, I], loss)`` of a batch. Training embeds the batch's queries and item parts
+        (:meth:`item_similarities`); validation reads each held-out query's scores for every pool item off the
+        validation's pool embeddings, so in-batch negatives are the other rows' clicks as in training."""
+        if stage == "train":
+            similarities = self.item_similarities(batch)
+        else:
+            assert self._pool_embeddings is not None
+            validator = self._require_prepared().retrieval_validator
+            similarities = validator.item_scores(self._pool_embeddings, batch["query_index"])
+        return similarities, self._loss(batch, similarities)
+
     def training_step(self, batch: Mapping[str, Any], batch_index: int) -> Tensor:
-        loss = self._loss(batch, self.item_similarities(batch))
+        _, loss = self._common_step(batch, "train")
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=batch["query_groups"].shape[0])
         return loss
 
     def on_validation_epoch_start(self) -> None:
         self._validation_sums = {}
+        self.last_validation = {}
         # The pool and the held-out queries, embedded once for every figure of this validation.
         self._pool_embeddings = self._require_prepared().retrieval_validator.embed(self.model, self.device)
 
     def validation_step(self, batch: Mapping[str, Any], batch_index: int) -> None:
         """The loss and the re-ranking of shown results of held-out rows, from the validation's pool embeddings:
-        ``similarities [B, I]`` covers every pool item, so in-batch negatives are the other rows' clicks as in
-        training, and the shown results are a gather."""
-        validator = self._require_prepared().retrieval_validator
-        assert self._pool_embeddings is not None
-        similarities = validator.item_scores(self._pool_embeddings, batch["query_index"])
-        loss = self._loss(batch, similarities)
+        the shown results are a gather of the pool similarities."""
+        similarities, loss = self._common_step(batch, "val")
         shown = batch["shown_index"]
         scores = similarities.gather(1, shown.clamp_min(0))
         per_session = rerank_metrics(scores, shown >= 0, batch["clicked"], k=10)
@@ -495,6 +207,8 @@ class EmbeddingsFineTuner(pl.LightningModule):
             self._validation_sums[name] = self._validation_sums.get(name, 0.0) + value
 
     def on_validation_epoch_end(self) -> None:
+        """Read the validation's figures back (once), log them, and leave them in ``last_validation`` for the
+        callbacks; a validation during fitting also goes into ``history``."""
         sums = self._validation_sums
         embeddings, self._pool_embeddings = self._pool_embeddings, None
         if not sums or embeddings is None or self.trainer.sanity_checking:
@@ -507,50 +221,13 @@ class EmbeddingsFineTuner(pl.LightningModule):
         values.update(self._require_prepared().retrieval_validator.metrics(embeddings))
         for name, value in values.items():
             self.log(name, value, prog_bar=name == "val_ndcg_at_10")
-        step = int(self.global_step)
-        self.history.append({"step": float(step), **values})
-        improves = self._improves_on_best(values)
-        improves_trained = self._best_trained is None or _better(values, self._best_trained[0], self.selection_metric)
-        if improves or improves_trained:
-            state = self.trainable_state_on_cpu()  # one copy, shared when both improve
-            if improves:
-                self.best_metrics, self._best_state = dict(values), state
-            if improves_trained:
-                self._best_trained = (dict(values), state, step)
-        if self.on_validation_metrics is not None:
-            self.on_validation_metrics(step, values)
-
-    def _improves_on_best(self, values: dict[str, float]) -> bool:
-        """Whether this validation beats the best so far on the selection metric (val_loss breaks ties).
-
-        Weights are kept by the metric the tracker ranks runs by (retrieval NDCG@10 of the held-out queries over the
-        candidate pool by default, see ``retrieval_validation``): a lower val_loss with worse search is not a better
-        model to deploy.
-        """
-        if not self.best_metrics:
-            return True
-        metric = self.selection_metric
-        if values[metric] == self.best_metrics[metric]:
-            return values["val_loss"] < self.best_metrics["val_loss"]
-        return _better(values, self.best_metrics, metric)
+        self.last_validation = values
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            self.history.append({"step": float(self.global_step), **values})
 
     def trainable_state_on_cpu(self) -> dict[str, Tensor]:
-        """A CPU copy of every trained parameter: what ``restore_best`` puts back."""
-        return {
-            name: parameter.detach().to("cpu", copy=True)
-            for name, parameter in self.model.named_parameters()
-            if parameter.requires_grad
-        }
-
-    def restore_best(self) -> bool:
-        """Put back the weights of the best validation by the selection metric (see ``_improves_on_best``)."""
-        if self._best_state is None:
-            return False
-        parameters = dict(self.model.named_parameters())
-        with torch.no_grad():
-            for name, value in self._best_state.items():
-                parameters[name].copy_(value.to(parameters[name].device))
-        return True
+        """A CPU copy of every trained parameter of the model."""
+        return trainable_state_on_cpu(self.model)
 
     # ----- optimisation ----------------------------------------------------------------------------
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -641,53 +318,6 @@ def _trainer_device(accelerator: str, device: Any) -> tuple[str, Any]:
     return accelerator, 1
 
 
-def interpolate_weights(
-    model: torch.nn.Module, initial_state: Mapping[str, Tensor], tuned_state: Mapping[str, Tensor], share: float
-) -> None:
-    """Keep a share of what training changed: ``W = W_0 + share * (W_tuned - W_0)`` for each trained parameter.
-
-    Weight-space ensembling of the fine-tuned and the initial model (WiSE-FT, Wortsman et al., 2022): it trades
-    some fit to the clicked queries for robustness on the ones nobody clicked yet.
-    """
-    parameters = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, initial in initial_state.items():
-            parameter = parameters[name]
-            tuned = tuned_state[name].to(device=parameter.device, dtype=parameter.dtype)
-            parameter.copy_(tuned).lerp_(initial.to(device=parameter.device, dtype=parameter.dtype), 1.0 - share)
-
-
-# The shares of the fine-tuned change tried besides the whole of it when the share is chosen on validation. WiSE-FT
-# sweeps a finer grid; each share costs one validation (one encode of the pool, minutes on a CPU), and half-way is
-# where its curves gain most over both ends.
-WEIGHT_SHARE_CHOICES = (0.5,)
-
-
-def _validate_once(
-    fine_tuner: EmbeddingsFineTuner, loader: DataLoader, trainer_arguments: Mapping[str, Any], device: torch.device
-) -> dict[str, float]:
-    """The metrics of one validation outside training (the baseline, the interpolated weights): not reported to
-    the hook, not left in the history, and not taken as the best weights. The model is back on ``device`` after
-    (Lightning's teardown leaves it on the CPU)."""
-    hook, fine_tuner.on_validation_metrics = fine_tuner.on_validation_metrics, None
-    best_metrics, best_state, best_trained = fine_tuner.best_metrics, fine_tuner._best_state, fine_tuner._best_trained
-    history_length = len(fine_tuner.history)
-    try:
-        with _quiet_lightning():
-            pl.Trainer(enable_checkpointing=False, **trainer_arguments).validate(fine_tuner, loader, verbose=False)
-    finally:
-        fine_tuner.on_validation_metrics = hook
-        fine_tuner.best_metrics, fine_tuner._best_state, fine_tuner._best_trained = (
-            best_metrics,
-            best_state,
-            best_trained,
-        )
-        fine_tuner.to(device)
-    metrics = fine_tuner.history.pop() if len(fine_tuner.history) > history_length else {}
-    metrics.pop("step", None)
-    return metrics
-
-
 def _training_device(accelerator_name: str, devices: Any) -> torch.device:
     """The torch device a Trainer with these arguments trains on."""
     if accelerator_name == "gpu":
@@ -735,6 +365,19 @@ def _trainer_arguments(accelerator: str, device: Any, enable_progress_bar: bool 
     }
 
 
+def _validate(
+    trainer: pl.Trainer, fine_tuner: EmbeddingsFineTuner, data: ClickDataModule, device: torch.device
+) -> dict[str, float]:
+    """One validation outside fitting (the baseline, a weight share): its figures, not left in the history and not
+    reported to the tracker. The model is back on ``device`` after (Lightning's teardown leaves it on the CPU)."""
+    try:
+        with _quiet_lightning():
+            trainer.validate(fine_tuner, datamodule=data, verbose=False)
+    finally:
+        fine_tuner.to(device)
+    return dict(fine_tuner.last_validation)
+
+
 def validate_model(
     model: Any,
     items: Mapping[str, Sequence[str]] | Any,
@@ -749,9 +392,11 @@ def validate_model(
     fine_tuner = EmbeddingsFineTuner(model, items, query_retriever, params)
     fine_tuner.preprocess_inputs(train_inputs, test_inputs)
     common = _trainer_arguments("auto", device)
-    loader = fine_tuner.test_dataloader_from(pin_memory=common["accelerator"] == "gpu")
+    data = fine_tuner.data_module(pin_memory=common["accelerator"] == "gpu")
+    with _quiet_lightning():
+        trainer = pl.Trainer(enable_checkpointing=False, **common)
     try:
-        return _validate_once(fine_tuner, loader, common, _training_device(common["accelerator"], common["devices"]))
+        return _validate(trainer, fine_tuner, data, _training_device(common["accelerator"], common["devices"]))
     finally:
         fine_tuner.eval()
 
@@ -774,8 +419,11 @@ def fit_fine_tuner(
     the model (best by ``fine_tuner.selection_metric``, the untrained weights included), at the chosen weight share;
     with ``params.refit_on_all_sessions``, the same recipe refit on every session instead.
 
-    Precision follows the device: bf16 autocast on a GPU that supports it, fp32 elsewhere. Runs are
-    reproducible for a seed on CPU (``params.seed``).
+    One Trainer validates the untrained model (``trainer.validate``), fits, and validates the weight shares after;
+    the ``BestWeights`` callback keeps the baseline and the best weights. ``callbacks`` join that Trainer, so they
+    see the validations outside fitting too (``trainer.state.fn`` is ``VALIDATING`` then). Precision follows the
+    device: bf16 autocast on a GPU that supports it, fp32 elsewhere. Runs are reproducible for a seed on CPU
+    (``params.seed``).
     """
     params = params or fine_tuner.params
     if on_validation_metrics is not None:
@@ -783,66 +431,72 @@ def fit_fine_tuner(
     pl.seed_everything(params.seed, workers=True, verbose=False)
     fine_tuner.preprocess_inputs(train_inputs, test_inputs)
     common = _trainer_arguments(accelerator, device, enable_progress_bar)
-    on_gpu = common["accelerator"] == "gpu"
-    train_loader = fine_tuner.train_dataloader_from(pin_memory=on_gpu)
-    test_loader = fine_tuner.test_dataloader_from(pin_memory=on_gpu)
+    data = fine_tuner.data_module(pin_memory=common["accelerator"] == "gpu")
     training_device = _training_device(common["accelerator"], common["devices"])
-    baseline = _validate_once(fine_tuner, test_loader, common, training_device)
-    fine_tuner.history.clear()
-    # The untrained model is a candidate too: if training only hurts, its weights come back.
-    fine_tuner.best_metrics = dict(baseline)
-    initial_state = fine_tuner.trainable_state_on_cpu()
-    fine_tuner._best_state = dict(initial_state)
-    if fine_tuner.on_validation_metrics is not None and baseline:
-        fine_tuner.on_validation_metrics(0, baseline)
+    max_epochs = max_epochs or params.num_epochs
 
+    best = BestWeights(fine_tuner.selection_metric)
     # Stop when search on the held-out queries stops getting better (the metric that keeps weights), not val_loss.
     selection_mode = "min" if fine_tuner.selection_metric == "val_loss" else "max"
     early_stopping = EarlyStopping(monitor=fine_tuner.selection_metric, patience=3, mode=selection_mode, strict=False)
-    all_callbacks: list[pl.Callback] = [early_stopping]
+    # BestWeights before the reporter: a report that prunes the trial still leaves this validation a candidate.
+    all_callbacks: list[pl.Callback] = [best]
+    if fine_tuner.on_validation_metrics is not None:
+        all_callbacks.append(ValidationReporter(fine_tuner.on_validation_metrics))
+    all_callbacks.append(early_stopping)
     if checkpoint_dir is not None:
         all_callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, monitor="val_loss", mode="min", save_top_k=1))
     all_callbacks.extend(callbacks)
     with _quiet_lightning():
         trainer = pl.Trainer(
-            max_epochs=max_epochs or params.num_epochs,
+            max_epochs=max_epochs,
             callbacks=all_callbacks,
             enable_checkpointing=checkpoint_dir is not None,
             num_sanity_val_steps=0,
-            val_check_interval=validation_interval(test_each_n_inputs, params.batch_size, len(train_loader)),
+            val_check_interval=validation_interval(test_each_n_inputs, params.batch_size, data.train_batches_per_epoch),
             **common,
         )
+
+    baseline = _validate(trainer, fine_tuner, data, training_device)
+    fine_tuner.history.clear()
+    fine_tuner.best_metrics = dict(baseline)
+    initial_state = best.initial_state if best.initial_state is not None else fine_tuner.trainable_state_on_cpu()
+    if fine_tuner.on_validation_metrics is not None and baseline:
+        fine_tuner.on_validation_metrics(0, baseline)
+
     # Sentence-transformers hands its modules over in eval mode; training wants dropout on.
     fine_tuner.train()
     try:
         with _quiet_lightning():
-            trainer.fit(fine_tuner, train_loader, test_loader)
+            trainer.fit(fine_tuner, datamodule=data)
     finally:
         # Lightning's teardown leaves the module on the CPU; the trained model stays where it was trained, so
         # evaluating or serving it next is not a CPU encode (on an H200 that made one evaluation take 105 s, not 3).
         fine_tuner.to(training_device)
-        fine_tuner.restore_best()
+        best.restore(fine_tuner.model)
+        fine_tuner.best_metrics = dict(best.best_metrics)
         fine_tuner.eval()
-        # The best weights are in place; the CPU copy is not needed any more.
-        fine_tuner._best_state = None
+    epochs_run = int(trainer.current_epoch)
+    stop_reason = _stop_reason(early_stopping, epochs_run, max_epochs)
+
     share_validations: dict[float, dict[str, float]] = {}
     trained_beat_base = fine_tuner.best_metrics != baseline
     weight_share = 1.0 if trained_beat_base else 0.0
-    trained, fine_tuner._best_trained = fine_tuner._best_trained, None
+    trained = best.best_trained
     if trained is not None and (params.choose_weight_share or trained_beat_base):
-        weight_share = _choose_weight_share(
-            fine_tuner,
+        weight_share, chosen_metrics = choose_weight_share(
+            fine_tuner.model,
             initial_state,
             trained,
             baseline,
             params,
-            test_loader,
-            common,
-            training_device,
-            share_validations,
+            fine_tuner.selection_metric,
+            validate=lambda: _validate(trainer, fine_tuner, data, training_device),
+            validations=share_validations,
         )
-    epochs_run = int(trainer.current_epoch)
-    stop_reason = _stop_reason(early_stopping, epochs_run, max_epochs or params.num_epochs)
+        if chosen_metrics:
+            fine_tuner.best_metrics = chosen_metrics
+        fine_tuner.eval()
     refit_steps = 0
     if params.refit_on_all_sessions and trained is not None and weight_share > 0:
         refit_steps = _refit_on_all_sessions(
@@ -851,9 +505,9 @@ def fit_fine_tuner(
             test_inputs,
             params,
             initial_state,
-            validated_steps=trained[2],
-            validated_batches_per_epoch=len(train_loader),
-            max_epochs=max_epochs or params.num_epochs,
+            validated_steps=trained.step,
+            validated_batches_per_epoch=data.train_batches_per_epoch,
+            max_epochs=max_epochs,
             weight_share=weight_share,
             common=common,
             device=training_device,
@@ -861,7 +515,7 @@ def fit_fine_tuner(
     return FitResult(
         best_metrics=dict(fine_tuner.best_metrics),
         history=list(fine_tuner.history),
-        stopped_epoch=int(trainer.current_epoch),
+        stopped_epoch=epochs_run,
         baseline_metrics=baseline,
         weight_share=weight_share,
         weight_share_validations=share_validations,
@@ -903,17 +557,17 @@ def _refit_on_all_sessions(
     *Elements of Statistical Learning*, 7.10). Steps and the schedule are scaled by the number of batches, so the
     refit sees each session as often as the validated fit did. The validated figures stay the run's metrics: they
     are the held-out estimate of this recipe, and what the tracker and the deployment gate compare.
+
+    It is a second fit with a Trainer of its own, not a continuation of the first: other rows (every session), a
+    step budget instead of epochs, no validation (nothing is left to validate on), a fresh optimizer and schedule,
+    and the random streams reseeded, so the refit trains as the validated fit did from the same start.
     """
     fine_tuner.preprocess_inputs([*train_inputs, *test_inputs], test_inputs)
-    loader = fine_tuner.train_dataloader_from(pin_memory=common["accelerator"] == "gpu")
-    scale = len(loader) / max(1, validated_batches_per_epoch)
+    data = fine_tuner.data_module(pin_memory=common["accelerator"] == "gpu")
+    scale = data.train_batches_per_epoch / max(1, validated_batches_per_epoch)
     steps = max(1, round(validated_steps * scale))
     fine_tuner.schedule_total_steps = max(steps, round(max_epochs * validated_batches_per_epoch * scale))
-    parameters = dict(fine_tuner.model.named_parameters())
-    with torch.no_grad():
-        for name, initial in initial_state.items():
-            parameters[name].copy_(initial.to(device=parameters[name].device, dtype=parameters[name].dtype))
-    hook, fine_tuner.on_validation_metrics = fine_tuner.on_validation_metrics, None
+    load_trainable_state(fine_tuner.model, initial_state)
     pl.seed_everything(params.seed, workers=True, verbose=False)
     fine_tuner.train()
     try:
@@ -926,61 +580,10 @@ def _refit_on_all_sessions(
                 enable_checkpointing=False,
                 **common,
             )
-            trainer.fit(fine_tuner, loader)
+            trainer.fit(fine_tuner, train_dataloaders=data.train_dataloader())
     finally:
-        fine_tuner.on_validation_metrics = hook
         fine_tuner.schedule_total_steps = None
         fine_tuner.to(device)
         fine_tuner.eval()
     interpolate_weights(fine_tuner.model, initial_state, fine_tuner.trainable_state_on_cpu(), weight_share)
     return int(trainer.global_step)
-
-
-def _choose_weight_share(
-    fine_tuner: EmbeddingsFineTuner,
-    initial_state: Mapping[str, Tensor],
-    trained: tuple[dict[str, float], dict[str, Tensor], int],
-    baseline: dict[str, float],
-    params: FineTuningParams,
-    test_loader: DataLoader,
-    common: Mapping[str, Any],
-    device: torch.device,
-    validations: dict[float, dict[str, float]],
-) -> float:
-    """Leave in the model the share of the fine-tuned change that validates best, and return it.
-
-    With ``choose_weight_share`` the shares ``s·c`` (``c`` in ``WEIGHT_SHARE_CHOICES``) and ``s`` itself, for
-    ``s = fine_tuned_weight_share``, compete on the retrieval validation (WiSE-FT chooses its mixing coefficient on
-    held-out data the same way); otherwise ``s`` is taken as it is. The fully tuned weights (share 1) were validated
-    during training already. When choosing, the untrained weights (share 0) compete too, and the mixes are tried
-    even when the fully trained weights validated below them: half-way weights can beat both ends. The tracker ranks
-    runs by what the stored weights score, so the kept share's validation becomes the result's best metrics.
-    """
-    trained_metrics, tuned_state, _ = trained
-    top = params.fine_tuned_weight_share
-    shares = [top * choice for choice in WEIGHT_SHARE_CHOICES] if params.choose_weight_share else []
-    shares.append(top)
-    if shares == [1.0]:  # not choosing, and the fully trained weights (already in the model) beat base
-        return 1.0
-    best_share: float | None = 0.0 if params.choose_weight_share else None
-    best_metrics: dict[str, float] = dict(baseline) if params.choose_weight_share else {}
-    for share in shares:
-        if share == 1.0:
-            metrics = dict(trained_metrics)
-        else:
-            interpolate_weights(fine_tuner.model, initial_state, tuned_state, share)
-            metrics = _validate_once(fine_tuner, test_loader, common, device)
-            validations[share] = metrics
-        if best_share is None or _better(metrics, best_metrics, fine_tuner.selection_metric):
-            best_share, best_metrics = share, metrics
-    assert best_share is not None
-    interpolate_weights(fine_tuner.model, initial_state, tuned_state, best_share)
-    fine_tuner.best_metrics = dict(best_metrics)
-    fine_tuner.eval()
-    return best_share
-
-
-def _better(values: Mapping[str, float], best: Mapping[str, float], metric: str) -> bool:
-    if metric == "val_loss":
-        return values[metric] < best[metric]
-    return values[metric] > best[metric]

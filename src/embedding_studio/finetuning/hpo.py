@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import lightning.pytorch as pl
 import optuna
+from lightning.pytorch.trainer.states import TrainerFn
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -129,7 +130,9 @@ class OptunaPruningCallback(pl.Callback):
         self.validations = 0
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+        # The fit's one Trainer also validates outside fitting (the untrained baseline, the weight shares after):
+        # only the validations of training count as the trial's intermediate values.
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
             return
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:

@@ -35,7 +35,7 @@ def item_input_cache(model: Any, inputs: Sequence[Any]) -> Any:
     build = getattr(model, "item_input_cache", None)
     if build is not None:
         return build(inputs)
-    from embedding_studio.finetuning.fine_tuner import TokenCache
+    from embedding_studio.finetuning.data import TokenCache
 
     return TokenCache(model.tokenize_items, list(inputs))
 
