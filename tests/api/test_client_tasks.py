@@ -87,7 +87,7 @@ def test_bad_task_requests_are_refused_with_the_reason(client: EmbeddingStudioCl
         client.upsert_items([{"item_id": "a", "text": "water"}, {"item_id": "b"}])
     assert missing_text.value.status_code == 422
     assert [error["field"] for error in missing_text.value.errors] == ["items.1"]
-    assert "item 'b': give text or fields, exactly one" in missing_text.value.errors[0]["reason"]
+    assert "item 'b': give text, fields or image, exactly one" in missing_text.value.errors[0]["reason"]
     with pytest.raises(ApiError) as no_items:
         client.upsert_items([])
     assert no_items.value.status_code == 422 and no_items.value.errors[0]["field"] == "items"
@@ -191,7 +191,10 @@ def test_upserts_and_deletes_through_http_reach_search(indexed: EmbeddingStudioC
     assert seen[0].status in ("pending", "processing") and seen[-1].status == "done"
 
     everything = {result.item_id: result for result in client.search("green island ocean", limit=30).results}
-    assert len(everything) == CATALOG_SIZE + 1 and everything["fresh"].payload == {"shelf": 7}
+    assert len(everything) == CATALOG_SIZE + 1 and everything["fresh"].payload == {
+        "shelf": 7,
+        "snippet": "green island ocean",  # the display payload: the upsert's own fields, and what was embedded
+    }
 
     delete = client.delete_items(["fresh", "item-3"])
     run_upsert_job(delete.id)
