@@ -39,10 +39,10 @@ import torch  # noqa: E402
 
 from embedding_studio.clickstream.types import FineTuningInput  # noqa: E402
 from embedding_studio.evaluation import encode_corpus, load_beir_dataset, rank_corpus, sampled_split  # noqa: E402
-from embedding_studio.evaluation.metrics import ndcg_at_k  # noqa: E402
 from embedding_studio.finetuning import fine_tuner as fine_tuner_module  # noqa: E402
 from embedding_studio.finetuning.features import PropensityCurve, estimate_propensities  # noqa: E402
 from embedding_studio.finetuning.weights import interpolate_weights  # noqa: E402
+from embedding_studio.metrics import ndcg_at_k  # noqa: E402
 
 MAX_INVERSE_PROPENSITY = 20.0
 

@@ -91,7 +91,7 @@ def test_short_training_run_improves_validation_metrics(loss: str) -> None:
 def _retrieval_ndcg(model, items, sessions) -> float:
     """NDCG@10 of each held-out query searched over every item, graded by the share of its sessions that clicked,
     computed from scratch with the encode path search uses."""
-    from embedding_studio.finetuning.metrics import ndcg_at_k
+    from embedding_studio.metrics import ndcg_at_k
 
     sessions_of: dict[str, list] = {}
     for session in sessions:
@@ -113,7 +113,7 @@ def _retrieval_ndcg(model, items, sessions) -> float:
 
 
 def _rerank_ndcg(model, items, sessions) -> float:
-    from embedding_studio.finetuning.metrics import ndcg_at_k
+    from embedding_studio.metrics import ndcg_at_k
 
     values = []
     for session in sessions:

@@ -18,17 +18,16 @@ from embedding_studio.evaluation.metrics import (
     BootstrapInterval,
     QueryEvaluation,
     RetrievalEvaluation,
-    dcg,
     encode_corpus,
     evaluate_rankings,
     evaluate_retrieval,
     evaluate_retrieval_detailed,
-    mrr_at_k,
-    ndcg_at_k,
     paired_bootstrap,
     rank_corpus,
-    recall_at_k,
 )
+
+# The ranking formulas are the project's one definition (embedding_studio.metrics), offered here as before.
+from embedding_studio.metrics import dcg, mrr_at_k, ndcg_at_k, recall_at_k
 
 __all__ = [
     "BeirDataset",

@@ -1,13 +1,13 @@
-"""Ranking quality against graded judgments: NDCG@10, MRR@10, Recall@100, and paired bootstrap intervals.
+"""Retrieval quality against graded judgments: NDCG@10, MRR@10, Recall@100 per query, and paired bootstrap intervals.
 
-Every figure the demo and the benchmarks print comes from here, so one definition is used everywhere.
+Every figure the demo and the benchmarks print comes from here; the formulas themselves are
+:mod:`embedding_studio.metrics`, the one definition training's validation uses too.
 Retrieval is exact (brute force over L2-normalised vectors with numpy), so a change in a figure is a
 change in the model, never in an approximate index.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -15,51 +15,18 @@ from typing import Any, Protocol
 import numpy as np
 
 from embedding_studio.evaluation.beir import BeirDataset
-
-NDCG_CUTOFF = 10
-MRR_CUTOFF = 10
-RECALL_CUTOFF = 100
+from embedding_studio.metrics import (
+    RECALL_CUTOFF,
+    mrr_at_k,
+    ndcg_at_k,
+    recall_at_k,
+)
 
 
 class _TwoTowerModel(Protocol):
     def encode_queries(self, texts: list[str], batch_size: int = ..., show_progress: bool = ...) -> np.ndarray: ...
 
     def encode_items(self, texts: list[str], batch_size: int = ..., show_progress: bool = ...) -> np.ndarray: ...
-
-
-def dcg(grades: Sequence[float]) -> float:
-    """DCG = Σ_{i=1..n} g_i / log2(i + 1), linear gain g (as BEIR's pytrec_eval, so figures compare)."""
-    return float(sum(grade / math.log2(position + 1) for position, grade in enumerate(grades, start=1)))
-
-
-def ndcg_at_k(ranked_ids: Sequence[str], judged: Mapping[str, int], k: int = NDCG_CUTOFF) -> float:
-    """NDCG@k = DCG@k(ranking) / DCG@k(ideal ranking), linear gain g (grades ≤ 0 and unjudged gain 0).
-
-    The ideal ranking sorts every judged item of the query by grade, whether or not it was retrieved.
-    A query with no positive grade scores 0.
-    """
-    gains = [max(0, judged.get(item_id, 0)) for item_id in ranked_ids[:k]]
-    ideal = sorted((max(0, grade) for grade in judged.values()), reverse=True)[:k]
-    ideal_dcg = dcg(ideal)
-    return dcg(gains) / ideal_dcg if ideal_dcg > 0 else 0.0
-
-
-def mrr_at_k(ranked_ids: Sequence[str], judged: Mapping[str, int], k: int = MRR_CUTOFF, threshold: int = 1) -> float:
-    """RR@k = 1 / rank of the first item with grade ≥ threshold among the top k, 0 if none; MRR is its mean."""
-    for rank, item_id in enumerate(ranked_ids[:k], start=1):
-        if judged.get(item_id, 0) >= threshold:
-            return 1.0 / rank
-    return 0.0
-
-
-def recall_at_k(
-    ranked_ids: Sequence[str], judged: Mapping[str, int], k: int = RECALL_CUTOFF, threshold: int = 1
-) -> float:
-    """Recall@k = |relevant ∩ top k| / |relevant|, relevant = grade ≥ threshold; 0 for a query with none."""
-    relevant = {item_id for item_id, grade in judged.items() if grade >= threshold}
-    if not relevant:
-        return 0.0
-    return len(relevant.intersection(ranked_ids[:k])) / len(relevant)
 
 
 @dataclass

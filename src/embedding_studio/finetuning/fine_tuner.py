@@ -37,12 +37,12 @@ from embedding_studio.finetuning.data import ClickDataModule, PreparedRows, prep
 from embedding_studio.finetuning.errors import NotEnoughDataError
 from embedding_studio.finetuning.features import FeatureExtractor
 from embedding_studio.finetuning.losses import SimilarityBatch, create_loss
-from embedding_studio.finetuning.metrics import rerank_metrics
 from embedding_studio.finetuning.modality import item_inputs, restrict_trainable_parts
 from embedding_studio.finetuning.params import FineTuningParams
 from embedding_studio.finetuning.query_retriever import QueryRetriever, TextQueryRetriever
 from embedding_studio.finetuning.retrieval_validation import PoolEmbeddings, best_part_scores
 from embedding_studio.finetuning.weights import choose_weight_share, interpolate_weights
+from embedding_studio.metrics import rerank_metrics
 
 RETRIEVAL_METRIC_NAMES = ("val_mrr", "val_ndcg_at_10", "val_recall_at_10")
 RERANK_METRIC_NAMES = ("val_rerank_mrr", "val_rerank_ndcg_at_10", "val_rerank_recall_at_10")

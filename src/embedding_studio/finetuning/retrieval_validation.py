@@ -11,7 +11,7 @@ the figure that keeps or rejects weights, ranks runs and gates a deployment is t
    the distractors search has to beat;
 3. each query is searched over the pool by cosine similarity (an item scores as its best part), and the top 10
    are scored: NDCG@10 (graded by ``rel``), Recall@10 and MRR@10 (clicked = relevant), see
-   :func:`~embedding_studio.finetuning.metrics.retrieval_metrics`.
+   :func:`~embedding_studio.metrics.retrieval_metrics`.
 
 Every text is tokenized once (the training token caches); a validation only runs the two towers forward.
 """
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from embedding_studio.finetuning.metrics import retrieval_metrics
+from embedding_studio.metrics import retrieval_metrics
 
 RETRIEVAL_CUTOFF = 10
 _ENCODE_BATCH = 64

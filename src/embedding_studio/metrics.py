@@ -1,21 +1,30 @@
-"""How well a model re-ranks what users were shown, judged by what they clicked.
+"""Ranking metrics, the one definition every figure uses: validation while training, the deployment gate, the
+offline evaluation of the demo and the benchmarks.
 
 Two flavours share the formulas:
 
-* batched tensor metrics for validation (:func:`rerank_metrics`): the shown results of each test
-  session are re-ranked by the model's scores and the clicked ones are the relevant ones;
-* plain functions on a ranked id list and a relevance dict (:func:`ndcg_at_k`, :func:`mrr_at_k`,
-  :func:`recall_at_k`) for evaluation code over a whole corpus.
+* batched tensor metrics, kept on the device: :func:`rerank_metrics` (each held-out session's shown results
+  re-ranked by the model's scores, the clicked ones relevant) and :func:`retrieval_metrics` (each query searched
+  over a whole candidate pool, graded relevance);
+* plain functions on a ranked id list and a relevance mapping (:func:`ndcg_at_k`, :func:`mrr_at_k`,
+  :func:`recall_at_k`) for evaluation over a corpus or a search engine's answers.
 
-With ``rank(d)`` the 1-based position of ``d`` after sorting by score (ties keep the shown order),
-``R`` the relevant (clicked) items, ``rel(d)`` the graded relevance:
+With ``rank(d)`` the 1-based position of ``d`` in the ranking (after sorting by score; ties keep the shown or
+index order), ``R`` the relevant items (gain ``rel(d) > 0``), ``rel(d)`` the graded relevance (judgment grades,
+or the share of a query's sessions that clicked ``d``; a grade of 0 or below, or no judgment, gains 0):
 
-* ``RR = 1 / min_{d∈R} rank(d)``; MRR is its mean over sessions with at least one click.
-* ``DCG@k = Σ_{d: rank(d)≤k} rel(d) / log2(1 + rank(d))``; ``NDCG@k = DCG@k / IDCG@k``, IDCG@k the
-  DCG of the ideal order (linear gain, as ``pytrec_eval``'s ``ndcg_cut`` and BEIR use).
+* ``DCG@k = Σ_{d: rank(d)≤k} rel(d) / log2(1 + rank(d))``; ``NDCG@k = DCG@k / IDCG@k``, IDCG@k the DCG of the
+  ideal order of every judged item (linear gain, as ``pytrec_eval``'s ``ndcg_cut`` and BEIR use, so figures
+  compare with published ones);
+* ``RR@k = 1 / min_{d∈R} rank(d)`` when that rank is at most ``k``, else 0; MRR is its mean over queries;
 * ``Recall@k = |{d ∈ R: rank(d) ≤ k}| / |R|``.
 
-Sessions without a click have no relevant item and are left out of every mean (``evaluated`` mask).
+Queries (sessions) without a relevant item score 0 everywhere; the tensor metrics mark them in an ``evaluated``
+mask so means leave them out. A ranked id list is scored as given: it should name each item once (search answers
+do, by an item's best part), since a repeated id takes a position again.
+
+This module sits below every package (it imports none of them): ``finetuning`` and ``evaluation`` are siblings and
+both use it.
 """
 
 from __future__ import annotations
@@ -26,7 +35,12 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
+NDCG_CUTOFF = 10
+MRR_CUTOFF = 10
+RECALL_CUTOFF = 100
 
+
+# ----- on tensors, batched ------------------------------------------------------------------------------------
 def rerank_ranks(scores: Tensor, valid_mask: Tensor) -> Tensor:
     """``[B, S]`` 1-based rank of each shown result among the valid ones of its row, best score first."""
     scores = scores.float()
@@ -76,43 +90,6 @@ def mean_over_evaluated(per_session: Mapping[str, Tensor]) -> dict[str, Tensor]:
     }
 
 
-def dcg_at_k(ranked_ids: Sequence[str], relevance: Mapping[str, float], k: int) -> float:
-    """``Σ_{i≤k} rel(d_i) / log2(1 + i)``."""
-    return sum(
-        relevance.get(item_id, 0.0) / math.log2(position + 1) for position, item_id in enumerate(ranked_ids[:k], 1)
-    )
-
-
-def ndcg_at_k(ranked_ids: Sequence[str], relevance: Mapping[str, float], k: int = 10) -> float:
-    """``DCG@k / IDCG@k`` with linear gains; 0 when nothing is relevant."""
-    ideal_gains = sorted((gain for gain in relevance.values() if gain > 0), reverse=True)[:k]
-    ideal = sum(gain / math.log2(position + 1) for position, gain in enumerate(ideal_gains, 1))
-    if ideal == 0:
-        return 0.0
-    return dcg_at_k(_deduplicated(ranked_ids), relevance, k) / ideal
-
-
-def mrr_at_k(ranked_ids: Sequence[str], relevance: Mapping[str, float], k: int = 10) -> float:
-    """``1 / rank`` of the first relevant (gain > 0) item within the top ``k``; 0 when none is there."""
-    for position, item_id in enumerate(_deduplicated(ranked_ids)[:k], 1):
-        if relevance.get(item_id, 0.0) > 0:
-            return 1.0 / position
-    return 0.0
-
-
-def recall_at_k(ranked_ids: Sequence[str], relevance: Mapping[str, float], k: int = 100) -> float:
-    """Share of the relevant (gain > 0) items found in the top ``k``; 0 when nothing is relevant."""
-    relevant = {item_id for item_id, gain in relevance.items() if gain > 0}
-    if not relevant:
-        return 0.0
-    return len(relevant.intersection(_deduplicated(ranked_ids)[:k])) / len(relevant)
-
-
-def _deduplicated(ranked_ids: Sequence[str]) -> list[str]:
-    """An item returned twice (e.g. two of its parts) counts at its best position only."""
-    return list(dict.fromkeys(ranked_ids))
-
-
 def retrieval_metrics(item_scores: Tensor, relevance: Tensor, k: int = 10) -> dict[str, Tensor]:
     """Per-query ``mrr``, ``ndcg_at_{k}``, ``recall_at_{k}`` of a search over a whole candidate pool.
 
@@ -143,3 +120,36 @@ def retrieval_metrics(item_scores: Tensor, relevance: Tensor, k: int = 10) -> di
         f"recall_at_{k}": hits.sum(dim=1).float() / relevant_count.clamp_min(1).float(),
         "evaluated": evaluated,
     }
+
+
+# ----- on ranked id lists -----------------------------------------------------------------------------------------
+def dcg(gains: Sequence[float]) -> float:
+    """``DCG = Σ_{i=1..n} g_i / log2(i + 1)`` of gains in ranked order, linear gain (as BEIR's pytrec_eval)."""
+    return float(sum(gain / math.log2(position + 1) for position, gain in enumerate(gains, start=1)))
+
+
+def ndcg_at_k(ranked_ids: Sequence[str], relevance: Mapping[str, float], k: int = NDCG_CUTOFF) -> float:
+    """``NDCG@k = DCG@k(ranking) / DCG@k(ideal ranking)``, linear gain ``max(0, rel(d))`` (unjudged: 0).
+
+    The ideal ranking sorts every judged item by gain, whether or not it was retrieved. A query with no positive
+    gain scores 0.
+    """
+    gains = [max(0.0, relevance.get(item_id, 0.0)) for item_id in ranked_ids[:k]]
+    ideal = dcg(sorted((gain for gain in relevance.values() if gain > 0), reverse=True)[:k])
+    return dcg(gains) / ideal if ideal > 0 else 0.0
+
+
+def mrr_at_k(ranked_ids: Sequence[str], relevance: Mapping[str, float], k: int = MRR_CUTOFF) -> float:
+    """``RR@k = 1 / rank`` of the first relevant item (gain > 0) within the top ``k``; 0 when none is there."""
+    for position, item_id in enumerate(ranked_ids[:k], 1):
+        if relevance.get(item_id, 0.0) > 0:
+            return 1.0 / position
+    return 0.0
+
+
+def recall_at_k(ranked_ids: Sequence[str], relevance: Mapping[str, float], k: int = RECALL_CUTOFF) -> float:
+    """``Recall@k``: the share of the relevant items (gain > 0) found in the top ``k``; 0 when none is relevant."""
+    relevant = {item_id for item_id, gain in relevance.items() if gain > 0}
+    if not relevant:
+        return 0.0
+    return len(relevant.intersection(ranked_ids[:k])) / len(relevant)
