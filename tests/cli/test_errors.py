@@ -15,6 +15,7 @@ from embedding_studio.cli.errors import explain, friendly_errors
 from embedding_studio.cli.main import app
 from embedding_studio.config import reset_settings
 from embedding_studio.db import dispose_engine
+from examples.demo.__main__ import app as demo_app
 
 runner = CliRunner()
 
@@ -30,7 +31,9 @@ def fresh_settings() -> Iterator[None]:
 
 
 def run(arguments: list[str], **environment: str) -> tuple[int, str]:
-    result = runner.invoke(app, arguments, env=environment)
+    """``embedding-studio …``, or ``python -m examples.demo …`` (``make demo``) when the first word is ``demo``."""
+    command, arguments = (demo_app, arguments[1:]) if arguments[:1] == ["demo"] else (app, arguments)
+    result = runner.invoke(command, arguments, env=environment)
     return result.exit_code, " ".join(result.output.split())  # rich wraps long lines; compare words
 
 

@@ -62,7 +62,7 @@ def trained_parts(method: FineTuningMethod, item_ids: list[str]) -> tuple[dict[s
     """The texts fine-tuning trains on, through the pipeline's own loading and preparation; and the failures."""
     inputs = sessions(item_ids)
     downloaded, failed = _load_items(method, inputs, get_settings())
-    data = _prepare_data(method, inputs, downloaded, TextQueryRetriever(), batch_id=1)
+    data = _prepare_data(method, inputs, downloaded, TextQueryRetriever(), "clickstream batch 1")
     return dict(data.items.parts), len(failed) + len(data.items.failed)
 
 
@@ -147,7 +147,7 @@ def test_items_upserted_through_the_api_are_in_the_catalog_fine_tuning_reads_and
         both = client.post(
             "/api/v1/items/upsert", json={"items": [{"item_id": "y", "text": "a", "fields": {"a": "b"}}]}
         )
-        assert both.status_code == 422 and "give text or fields, exactly one" in both.text
+        assert both.status_code == 422 and "give text, fields or image, exactly one" in both.text
         upserted = client.post(
             "/api/v1/items/upsert",
             json={
