@@ -87,7 +87,8 @@ def main() -> None:
 def run(arguments: argparse.Namespace, data_dir: Path) -> None:
     from embedding_studio import vectordb
     from embedding_studio.db import upgrade_database
-    from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, resolve_model, run_reindex
+    from embedding_studio.serving import resolve_model
+    from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, run_reindex
     from embedding_studio.tasks.reindex import encode_batch_size
 
     print(f"machine: {machine()}")

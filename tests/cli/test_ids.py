@@ -67,7 +67,7 @@ def test_tasks_list_prints_ids_that_resolve_back_to_their_task(tasks: list[str])
 
 def test_a_shortened_run_id_names_the_best_run_of_a_fine_tuning_task(clean_db: str) -> None:
     from embedding_studio.tasks import AmbiguousIdError, TaskKind, TaskStatus, repository
-    from embedding_studio.tasks.models import resolve_model_id
+    from embedding_studio.tasks.model_ids import resolve_model_id
 
     for run_id in ("f00d" + "1" * 28, "f00d" + "2" * 28):
         task, _ = repository.create_task(TaskKind.fine_tuning, {"batch_id": 1})

@@ -148,8 +148,8 @@ def test_a_pgsql_image_catalog_is_reindexed_and_search_returns_each_image_key_an
     from tests.finetuning.toy_images import VOCABULARY
 
     from embedding_studio.models.tiny import tiny_clip_directory
+    from embedding_studio.serving.search import search_blue
     from embedding_studio.tasks import LoaderSpec, index_catalog
-    from embedding_studio.tasks.search import search_blue
 
     bucket, options = image_table
     clip = tiny_clip_directory(tmp_path / "clip", vocab=VOCABULARY)

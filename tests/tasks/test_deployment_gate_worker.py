@@ -31,7 +31,7 @@ SESSIONS_PER_QUERY = 2
 def _noise_batch(seed: int = 0) -> int:
     """Searches on blue, each with one click on a shown result drawn at random; the released batch id."""
     from embedding_studio.clickstream.dao import clickstream_dao
-    from embedding_studio.tasks.search import search_blue
+    from embedding_studio.serving.search import search_blue
 
     rng = random.Random(seed)
     words = COMMON_WORDS[:300]

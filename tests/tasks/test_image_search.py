@@ -13,8 +13,8 @@ from tests.finetuning.toy_images import VOCABULARY, catalog, png_bytes
 from tests.items.conftest import S3_CREDENTIALS, gcs_bucket, gcs_endpoint, s3_bucket, s3_endpoint
 
 from embedding_studio import vectordb
+from embedding_studio.serving.search import search_blue
 from embedding_studio.tasks import LoaderSpec, index_catalog
-from embedding_studio.tasks.search import search_blue
 
 
 @pytest.fixture(scope="module")

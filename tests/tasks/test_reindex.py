@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from embedding_studio import vectordb
+from embedding_studio.serving.search import search_blue
 from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, index_catalog, run_reindex
 from embedding_studio.tasks.reindex import DestinationLock, ReindexConflictError
-from embedding_studio.tasks.search import search_blue
 
 
 def test_index_catalog_deploys_the_first_model_and_search_finds_an_item_by_its_text(

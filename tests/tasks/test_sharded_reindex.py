@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from embedding_studio import vectordb
+from embedding_studio.serving.search import search_blue
 from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskStatus, repository, service
-from embedding_studio.tasks.search import search_blue
 from embedding_studio.vectordb.connection import get_pool
 
 from .worker_process import start_worker, stop_worker, wait_for, write_catalog

@@ -52,7 +52,7 @@ def test_clicks_fine_tune_a_clip_through_the_worker_deploy_it_and_search_returns
 ) -> None:
     from embedding_studio.models import load_embedding_model
     from embedding_studio.models.tiny import tiny_clip_directory
-    from embedding_studio.tasks.models import resolve_model
+    from embedding_studio.serving.models import resolve_model
 
     bucket, client = s3_bucket
     images = catalog(PER_KIND)

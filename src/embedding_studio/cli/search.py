@@ -100,12 +100,13 @@ def _ask_api(url: str, query: str, limit: int, record: bool, database_id: str) -
 
 def _search_here(query: str, limit: int, record: bool, database_s: float) -> SearchOutcome:
     from embedding_studio import vectordb
+    from embedding_studio.serving import ServingError
+    from embedding_studio.serving.search import search_blue
     from embedding_studio.tasks import TaskError
-    from embedding_studio.tasks.search import search_blue
 
     try:
         answer = search_blue(query, limit=limit, record_session=record)
-    except (vectordb.NoBlueModelError, TaskError) as error:
+    except (vectordb.NoBlueModelError, ServingError, TaskError) as error:
         raise UserFacingError(str(error)) from error
     return SearchOutcome(
         model_id=answer.model_id,

@@ -77,7 +77,7 @@ def whole_task_id(id_or_prefix: str) -> str:
 def whole_model_id(id_or_prefix: str | None) -> str | None:
     """A model id a user typed, with a shortened MLflow run id completed (see ``resolve_model_id``)."""
     from embedding_studio.tasks import TaskError
-    from embedding_studio.tasks.models import resolve_model_id
+    from embedding_studio.tasks.model_ids import resolve_model_id
 
     if id_or_prefix is None:
         return None
@@ -205,6 +205,7 @@ def finetune(
     """
     from pydantic import ValidationError
 
+    from embedding_studio.serving import ServingError
     from embedding_studio.tasks import FineTuningTaskParams, TaskError, service
 
     with friendly_errors():
@@ -229,7 +230,7 @@ def finetune(
                 ),
                 idempotency_key=idempotency_key,
             )
-        except TaskError as error:
+        except (TaskError, ServingError) as error:  # ServingError: a model id that names no model
             raise UserFacingError(str(error)) from error
         except ValidationError as error:  # e.g. --batch-id 2 --batch-id 2
             raise UserFacingError("; ".join(str(item["msg"]) for item in error.errors())) from error
@@ -281,6 +282,7 @@ def reindex(
     Example: embedding-studio reindex all-MiniLM-L6-v2 --deploy-as-blue --here
     """
     from embedding_studio.items.registry import with_absolute_paths
+    from embedding_studio.serving import ServingError
     from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskError, run_reindex, service
 
     with friendly_errors():
@@ -316,7 +318,7 @@ def reindex(
                 console.print(f"[green]{escape(result.summary())}[/green]")
                 return
             task = service.create_reindex_task(params)
-        except TaskError as error:
+        except (TaskError, ServingError) as error:  # ServingError: a model id that names no model
             raise UserFacingError(str(error)) from error
         console.print(
             f"reindex task {task.id}: {_styled(task.status.value)}" + (f" ({task.error})" if task.error else "")

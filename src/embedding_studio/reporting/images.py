@@ -81,8 +81,8 @@ def image_task_comparisons(task: Task, pool_size: int = POOL_SIZE) -> tuple[list
     ``([], why)`` when an image task cannot have one (no recorded queries, no best model)."""
     from embedding_studio.finetuning.method import LoaderConfig, get_method
     from embedding_studio.items.registry import reads_images
+    from embedding_studio.serving.models import resolve_model
     from embedding_studio.tasks.image_index import inner_key
-    from embedding_studio.tasks.models import resolve_model
 
     params = task.params or {}
     try:

@@ -1,4 +1,6 @@
-"""Tasks: the task table, the procrastinate queue, and the workers that run fine-tuning, reindex and upserts."""
+"""Tasks: the task table, the procrastinate queue, and the workers that run fine-tuning, reindex and upserts.
+
+Models are loaded through ``embedding_studio.serving`` (the model cache search uses too)."""
 
 from embedding_studio.tasks.errors import (
     AmbiguousIdError,
@@ -6,10 +8,8 @@ from embedding_studio.tasks.errors import (
     TaskCanceledError,
     TaskError,
     TaskStateError,
-    UnknownModelError,
     UnknownTaskError,
 )
-from embedding_studio.tasks.models import check_model_exists, forget_models, resolve_model
 from embedding_studio.tasks.params import FineTuningTaskParams, LoaderSpec, ReindexTaskParams, UpsertTaskParams
 from embedding_studio.tasks.reindex import ReindexResult, index_catalog, run_reindex
 from embedding_studio.tasks.types import ALL_QUEUES, Task, TaskKind, TaskStatus
@@ -29,15 +29,11 @@ __all__ = [
     "TaskKind",
     "TaskStateError",
     "TaskStatus",
-    "UnknownModelError",
     "UnknownTaskError",
     "UpsertTaskParams",
-    "check_model_exists",
     "fine_tuning_worker",
-    "forget_models",
     "index_catalog",
     "reindex_worker",
-    "resolve_model",
     "run_reindex",
     "upsert_worker",
 ]

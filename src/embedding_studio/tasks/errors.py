@@ -26,16 +26,6 @@ class IdempotencyConflictError(TaskError):
     """The idempotency key is already used by a task of another kind."""
 
 
-class UnknownModelError(TaskError):
-    def __init__(self, model_id: str, detail: str = "") -> None:
-        message = (
-            f"model {model_id!r} does not exist: give a base model name (all-MiniLM-L6-v2), a local model "
-            "directory or an MLflow run id of a fine-tuning run"
-        )
-        super().__init__(message + (f" ({detail})" if detail else ""))
-        self.model_id = model_id
-
-
 class TaskCanceledError(TaskError):
     """Raised inside a worker when the task's cancel flag is seen; the task ends ``canceled``."""
 

@@ -35,8 +35,8 @@ from embedding_studio import vectordb
 from embedding_studio.config import get_settings
 from embedding_studio.items.display import ItemDisplay, display_payload
 from embedding_studio.items.item_text import ItemText, ItemTextError, item_parts
+from embedding_studio.serving.models import resolve_model
 from embedding_studio.tasks.errors import TaskCanceledError
-from embedding_studio.tasks.models import resolve_model
 from embedding_studio.tasks.params import LoaderSpec, ReindexTaskParams
 from embedding_studio.vectordb.connection import get_pool
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from embedding_studio.serving.errors import UnknownModelError
+from embedding_studio.serving.models import check_model_exists
 from embedding_studio.tasks import queue, repository
-from embedding_studio.tasks.errors import ModelStateError, TaskError, UnknownModelError
-from embedding_studio.tasks.models import check_model_exists
+from embedding_studio.tasks.errors import ModelStateError, TaskError
 from embedding_studio.tasks.params import FineTuningTaskParams, ReindexTaskParams, UpsertTaskParams
 from embedding_studio.tasks.types import Task, TaskKind, TaskStatus
 

@@ -478,7 +478,7 @@ def reindex_shards_worker(task_id: str, build_id: str, source: dict[str, Any]) -
     collection = vectordb.get_collection(params.dest_model_id)
     if collection is None or collection.state != "building":
         return
-    from embedding_studio.tasks.models import resolve_model
+    from embedding_studio.serving.models import resolve_model
 
     settings = ReindexShardSettings()
     model = resolve_model(params.dest_model_id)

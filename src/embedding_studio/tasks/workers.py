@@ -261,7 +261,7 @@ def reindex_worker(task_id: str) -> None:
 
 
 def _embedder_for(model_id: str) -> Callable[[list[str]], Any]:
-    from embedding_studio.tasks.models import resolve_model
+    from embedding_studio.serving.models import resolve_model
     from embedding_studio.tasks.reindex import ENCODE_BATCH_SIZE
 
     model = resolve_model(model_id)

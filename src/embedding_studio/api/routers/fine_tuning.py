@@ -18,12 +18,12 @@ from embedding_studio.api.schemas.tasks import (
     task_out,
     task_outs,
 )
+from embedding_studio.serving import UnknownModelError
 from embedding_studio.tasks import (
     IdempotencyConflictError,
     TaskKind,
     TaskStateError,
     TaskStatus,
-    UnknownModelError,
     UnknownTaskError,
     repository,
     service,

@@ -7,8 +7,8 @@ from fastapi import APIRouter, HTTPException, status
 from embedding_studio import vectordb
 from embedding_studio.api.schemas.errors import INVALID_REQUEST, body_error_responses
 from embedding_studio.api.schemas.tasks import SearchIn, SearchOut, SearchResultOut
-from embedding_studio.tasks import UnknownModelError
-from embedding_studio.tasks.search import search_blue
+from embedding_studio.serving import UnknownModelError
+from embedding_studio.serving.search import search_blue
 
 router = APIRouter(tags=["search"])
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from embedding_studio.config import reset_settings
-from embedding_studio.tasks.models import (
+from embedding_studio.serving.models import (
     ModelCache,
     forget_models,
     model_cache_stats,

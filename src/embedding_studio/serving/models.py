@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from embedding_studio.config import get_settings
-from embedding_studio.tasks.errors import AmbiguousIdError, UnknownModelError
+from embedding_studio.serving.errors import UnknownModelError
 
 logger = logging.getLogger(__name__)
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-_RUN_ID_PREFIX = re.compile(r"^[0-9a-f]{4,31}$")
 
 
 def model_size_bytes(model: Any) -> int:
@@ -225,25 +224,6 @@ def check_model_exists(model_id: str) -> None:
             raise UnknownModelError(model_id, "that MLflow run has no model artifact")
         return
     raise UnknownModelError(model_id)
-
-
-def resolve_model_id(id_or_prefix: str) -> str:
-    """The model an id names, where a shortened MLflow run id is completed from the runs Embedding Studio knows.
-
-    Run ids are 32 hex characters that people copy from ``models list`` or ``--follow`` and shorten, as with
-    git; they are completed from the indexed models and the fine-tuning tasks' best runs. Names and paths
-    are never completed: "all" must not quietly become all-MiniLM-L6-v2. An ambiguous prefix is refused.
-    """
-    from embedding_studio import vectordb
-    from embedding_studio.tasks import repository
-
-    if not _RUN_ID_PREFIX.match(id_or_prefix) or Path(id_or_prefix).expanduser().exists():
-        return id_or_prefix
-    candidates = {record.id for record in vectordb.list_models() if record.id.startswith(id_or_prefix)}
-    candidates.update(repository.best_run_ids_starting_with(id_or_prefix))
-    if len(candidates) > 1:
-        raise AmbiguousIdError("model", id_or_prefix, sorted(candidates))
-    return candidates.pop() if candidates else id_or_prefix
 
 
 def default_base_model() -> str:

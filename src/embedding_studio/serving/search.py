@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embedding_studio import vectordb
-from embedding_studio.tasks.models import resolve_model
+from embedding_studio.serving.models import resolve_model
 
 
 @dataclass(frozen=True)
