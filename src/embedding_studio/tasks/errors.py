@@ -27,7 +27,10 @@ class IdempotencyConflictError(TaskError):
 
 
 class TaskCanceledError(TaskError):
-    """Raised inside a worker when the task's cancel flag is seen; the task ends ``canceled``."""
+    """Raised inside a worker when the task's cancel flag is seen; the task ends ``canceled``.
+
+    The one type ``workers.run_task`` recognises as a cancellation: code below ``tasks`` that stops on a
+    cancel (``finetuning.FineTuningCanceled``) is turned into it where a worker calls that code."""
 
 
 class AmbiguousIdError(TaskError):

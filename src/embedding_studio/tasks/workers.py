@@ -76,9 +76,6 @@ def _run_task(task_id: str, kind: TaskKind, body: Callable[[Task], None]) -> Non
     except TaskCanceledError as error:
         repository.finish_task(task_id, TaskStatus.canceled, error=str(error))
     except Exception as error:
-        if _is_fine_tuning_canceled(error):
-            repository.finish_task(task_id, TaskStatus.canceled, error=str(error))
-            return
         try:
             repository.finish_task(task_id, TaskStatus.failed, error=_describe(error))
         except Exception:
@@ -86,10 +83,6 @@ def _run_task(task_id: str, kind: TaskKind, body: Callable[[Task], None]) -> Non
         raise
     finally:
         _release_memory()
-
-
-def _is_fine_tuning_canceled(error: BaseException) -> bool:
-    return type(error).__name__ == "FineTuningCanceled"
 
 
 def progress_reporter(task_id: str) -> Callable[[float, str], None]:
@@ -111,6 +104,7 @@ def cancel_checker(task_id: str) -> Callable[[], bool]:
 
 def _fine_tune(task: Task) -> None:
     from embedding_studio.finetuning import run_fine_tuning
+    from embedding_studio.finetuning.errors import FineTuningCanceled
     from embedding_studio.finetuning.method import get_method
     from embedding_studio.tasks.service import resolve_batch_ids
 
@@ -137,6 +131,10 @@ def _fine_tune(task: Task) -> None:
             replay_share=params.replay_share,
             shared=shared_trials_for(task.id, owner=True),
         )
+    except FineTuningCanceled as error:
+        # The pipeline saw the cancel flag; said here, at the one call into it, as the task layer's own type,
+        # so run_task recognises every cancellation by class (finetuning sits below tasks and cannot raise it).
+        raise TaskCanceledError(str(error)) from error
     finally:
         drop_trial_jobs(task.id)
     child_id: str | None = None
