@@ -7,16 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
-from embedding_studio.api.auth import require_api_key
-from embedding_studio.api.errors import (
-    UnprocessableRequestError,
-    method_not_allowed_handler,
-    unprocessable_handler,
-    validation_handler,
-)
+from embedding_studio.api.deps import require_api_key
+from embedding_studio.api.errors import install_error_handlers
 from embedding_studio.api.schemas.errors import UNAUTHORIZED, error_responses
 from embedding_studio.config import get_settings
 from embedding_studio.db import database_fingerprint, upgrade_database
@@ -59,9 +53,7 @@ def create_app(run_migrations: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
 
-    app.add_exception_handler(RequestValidationError, validation_handler)
-    app.add_exception_handler(UnprocessableRequestError, unprocessable_handler)
-    app.add_exception_handler(405, method_not_allowed_handler)
+    install_error_handlers(app)
 
     @app.get("/health", tags=["health"], response_model=HealthOut)
     def health() -> dict[str, str]:

@@ -1,19 +1,42 @@
-"""The one 422 body of the API, whether pydantic refused the request or a check behind the route did.
+"""The API's one error mapping: which domain error is which HTTP status, and the one 422 body.
 
-A client reads ``errors`` on every 422; an answer that is sometimes ``{"detail": ...}`` and sometimes
-``{"detail": ..., "errors": [...]}`` could not be described by one schema.
+Routes let domain errors (``UnknownTaskError``, ``SessionConflictError``, ...) pass; :data:`DOMAIN_ERRORS` says
+what each becomes, and :func:`install_error_handlers` answers them, so no route catches errors to translate them
+and no router borrows another's translation. A client reads ``errors`` on every 422; an answer that is sometimes
+``{"detail": ...}`` and sometimes ``{"detail": ..., "errors": [...]}`` could not be described by one schema. The
+``responses=`` documentation the task routes share lives here too, beside the mapping it describes.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from embedding_studio.api.schemas.errors import FieldErrorOut, ValidationErrorOut
+from embedding_studio.api.schemas.errors import (
+    INVALID_REQUEST,
+    FieldErrorOut,
+    ValidationErrorOut,
+    body_error_responses,
+    error_responses,
+)
+from embedding_studio.api.schemas.tasks import TaskCreatedOut
+from embedding_studio.clickstream.errors import (
+    EventConflictError,
+    ItemNotInResultsError,
+    SessionConflictError,
+    UnknownBatchError,
+    UnknownSessionError,
+)
+from embedding_studio.serving.errors import BlueModelUnavailableError, UnknownModelError
+from embedding_studio.tasks.errors import IdempotencyConflictError, TaskStateError, UnknownTaskError
+from embedding_studio.tasks.service import InvalidTaskError
+from embedding_studio.vectordb.errors import NoBlueModelError, RollbackUnavailableError
 
 
 class UnprocessableRequestError(Exception):
@@ -50,6 +73,85 @@ async def unprocessable_handler(_: Request, error: Exception) -> JSONResponse:
     return _answer(
         ValidationErrorOut(detail=error.reason, errors=[FieldErrorOut(field=error.field, reason=error.reason)])
     )
+
+
+@dataclass(frozen=True)
+class ErrorMapping:
+    """What a domain error becomes: its status, and for a 422 the request field it names (``field_attribute``:
+    the error's own attribute naming it, as ``InvalidTaskError.field`` does) and a prefix for the sentence."""
+
+    status_code: int
+    field: str = "body"
+    field_attribute: str | None = None
+    prefix: str = ""
+
+
+#: Every domain error a route lets through. Looked up along the error's class hierarchy, most specific first
+#: (Starlette's rule), so ``BlueModelUnavailableError`` (search: the server cannot answer) is a 503 although
+#: the ``UnknownModelError`` it is answers 422 where a request named the model.
+DOMAIN_ERRORS: dict[type[Exception], ErrorMapping] = {
+    # clickstream
+    UnknownSessionError: ErrorMapping(404),
+    UnknownBatchError: ErrorMapping(404),
+    SessionConflictError: ErrorMapping(409),
+    EventConflictError: ErrorMapping(409),
+    ItemNotInResultsError: ErrorMapping(422, field="events.item_id"),
+    # tasks
+    UnknownTaskError: ErrorMapping(404),
+    InvalidTaskError: ErrorMapping(422, field_attribute="field"),
+    IdempotencyConflictError: ErrorMapping(409),
+    TaskStateError: ErrorMapping(409),
+    # models and search
+    UnknownModelError: ErrorMapping(422),
+    RollbackUnavailableError: ErrorMapping(409),
+    NoBlueModelError: ErrorMapping(503),
+    BlueModelUnavailableError: ErrorMapping(503, prefix="the blue model cannot be loaded: "),
+}
+
+
+def _mapping_of(error: Exception) -> ErrorMapping:
+    for cls in type(error).__mro__:
+        mapping = DOMAIN_ERRORS.get(cls)
+        if mapping is not None:
+            return mapping
+    raise LookupError(f"{type(error).__name__} has no HTTP mapping")  # install_error_handlers registers only these
+
+
+async def domain_error_handler(_: Request, error: Exception) -> JSONResponse:
+    """The answer :data:`DOMAIN_ERRORS` gives ``error``: ``{"detail"}``, or the 422 body naming its field."""
+    mapping = _mapping_of(error)
+    reason = mapping.prefix + str(error)
+    if mapping.status_code == 422:
+        field = getattr(error, mapping.field_attribute, mapping.field) if mapping.field_attribute else mapping.field
+        return _answer(ValidationErrorOut(detail=reason, errors=[FieldErrorOut(field=field, reason=reason)]))
+    return JSONResponse(status_code=mapping.status_code, content={"detail": reason})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error answer of the app: request validation, ``UnprocessableRequestError``, the domain errors, 405."""
+    app.add_exception_handler(RequestValidationError, validation_handler)
+    app.add_exception_handler(UnprocessableRequestError, unprocessable_handler)
+    for error_class in DOMAIN_ERRORS:
+        app.add_exception_handler(error_class, domain_error_handler)
+    app.add_exception_handler(405, method_not_allowed_handler)
+
+
+# ------------------------------------------------------------------- documented answers of the task routes
+
+UNKNOWN_TASK = "No task of this kind with this id."
+TASK_STATE = "The task's state does not allow it (e.g. it has already finished)."
+IDEMPOTENCY_CONFLICT = "The idempotency key already belongs to a task of another kind."
+TASK_ERRORS = error_responses({404: UNKNOWN_TASK, 422: INVALID_REQUEST})
+CANCEL_ERRORS = error_responses({404: UNKNOWN_TASK, 409: TASK_STATE, 422: INVALID_REQUEST})
+
+
+def task_created_responses(invalid_also: str) -> dict[int | str, dict[str, Any]]:
+    """What a task-creating route answers besides 202: the task again for a reused idempotency key, a conflicting
+    key, and the request errors (``invalid_also`` says what else the route refuses as 422)."""
+    return {
+        200: {"description": "The idempotency key was used before: its task is given back.", "model": TaskCreatedOut},
+        **body_error_responses({409: IDEMPOTENCY_CONFLICT, 422: f"{INVALID_REQUEST} Also {invalid_also}"}),
+    }
 
 
 async def method_not_allowed_handler(request: Request, error: Exception) -> JSONResponse:

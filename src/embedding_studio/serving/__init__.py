@@ -6,10 +6,11 @@ in-process answer). It sits below ``tasks`` (which loads models for reindex and 
 ``vectordb``/``models``/``clickstream``, which it reads.
 """
 
-from embedding_studio.serving.errors import ServingError, UnknownModelError
+from embedding_studio.serving.errors import BlueModelUnavailableError, ServingError, UnknownModelError
 from embedding_studio.serving.models import check_model_exists, forget_models, model_cache_stats, resolve_model
 
 __all__ = [
+    "BlueModelUnavailableError",
     "ServingError",
     "UnknownModelError",
     "check_model_exists",

@@ -1,4 +1,4 @@
-"""Errors of the serving layer: a model id that names no model.
+"""Errors of the serving layer: a model id that names no model, a blue model that cannot be loaded.
 
 Not a ``TaskError``: ``serving`` sits below ``tasks`` (search and the model cache need no task), so callers that
 answered every ``TaskError`` as a user's mistake catch :class:`ServingError` beside it.
@@ -21,3 +21,15 @@ class UnknownModelError(ServingError):
         )
         super().__init__(message + (f" ({detail})" if detail else ""))
         self.model_id = model_id
+
+
+class BlueModelUnavailableError(UnknownModelError):
+    """The blue model's id names no model this process can load, so search cannot answer.
+
+    An :class:`UnknownModelError` with the same sentence (the CLI prints it as it is), of its own type because
+    here it is the server's state, not the caller's mistake: the API answers 503, not 422.
+    """
+
+    def __init__(self, cause: UnknownModelError) -> None:
+        RuntimeError.__init__(self, str(cause))
+        self.model_id = cause.model_id

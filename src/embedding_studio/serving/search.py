@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from embedding_studio import vectordb
+from embedding_studio.serving.errors import BlueModelUnavailableError, UnknownModelError
 from embedding_studio.serving.models import resolve_model
 
 
@@ -30,13 +31,17 @@ class SearchAnswer:
 def search_blue(
     query: str, limit: int = 10, offset: int = 0, user_id: str | None = None, record_session: bool = True
 ) -> SearchAnswer:
-    """Raises ``vectordb.NoBlueModelError`` before any model is deployed, ``UnknownModelError`` if it cannot load."""
+    """Raises ``vectordb.NoBlueModelError`` before any model is deployed, ``BlueModelUnavailableError`` (an
+    ``UnknownModelError``) if the blue model cannot be loaded."""
     blue = vectordb.get_blue_collection()
     if blue is None:
         raise vectordb.NoBlueModelError()
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    model = resolve_model(blue.model_id)
+    try:
+        model = resolve_model(blue.model_id)
+    except UnknownModelError as error:
+        raise BlueModelUnavailableError(error) from error
     timings["model_load"] = (mark := time.perf_counter()) - started
     query_vector = np.asarray(model.encode_queries([query])[0], dtype=np.float32)
     timings["query_embed"] = (started := time.perf_counter()) - mark

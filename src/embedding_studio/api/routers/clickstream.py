@@ -2,7 +2,8 @@
 
 Handlers are ``async`` and hand their blocking database work to the thread pool themselves
 (``run_in_threadpool``): one hop per request, where a plain ``def`` handler costs FastAPI a hop to
-run it and another to serialise its answer.
+run it and another to serialise its answer. Clickstream errors (unknown session, conflicting ids, an item the
+session did not show) pass through to ``api.errors``, which answers each.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, Path, Response, status
 from fastapi.concurrency import run_in_threadpool
-from psycopg_pool import AsyncConnectionPool
 
-from embedding_studio.api.errors import UnprocessableRequestError
+from embedding_studio.api.deps import HotPathPool
 from embedding_studio.api.schemas.clickstream import (
     BatchOut,
     BulkIn,
@@ -28,14 +28,7 @@ from embedding_studio.api.schemas.clickstream import (
     SessionOut,
 )
 from embedding_studio.api.schemas.errors import INVALID_REQUEST, body_error_responses, error_responses
-from embedding_studio.clickstream.dao import (
-    EventConflictError,
-    ItemNotInResultsError,
-    SessionConflictError,
-    UnknownBatchError,
-    UnknownSessionError,
-    clickstream_dao,
-)
+from embedding_studio.clickstream.dao import clickstream_dao
 from embedding_studio.clickstream.records import MAX_ID_LENGTH
 
 router = APIRouter(prefix="/clickstream", tags=["clickstream"])
@@ -49,11 +42,6 @@ SessionId = Annotated[
 BatchId = Annotated[int, Path(ge=1, description="A clickstream batch id.")]
 
 
-def hot_path_pool(request: Request) -> AsyncConnectionPool | None:
-    """The app's asyncio pool (opened by its lifespan); None in an app run without one, which takes threads."""
-    return getattr(request.app.state, "hot_path_pool", None)
-
-
 @router.post(
     "/sessions",
     status_code=status.HTTP_201_CREATED,
@@ -65,16 +53,12 @@ def hot_path_pool(request: Request) -> AsyncConnectionPool | None:
         ),
     },
 )
-async def add_session(body: SessionBody, request: Request, response: Response) -> SessionCreatedOut:
+async def add_session(body: SessionBody, pool: HotPathPool, response: Response) -> SessionCreatedOut:
     """Record one search: the query and the item ids shown, in order. Sending it again changes nothing."""
-    pool = hot_path_pool(request)
-    try:
-        if pool is not None:
-            session, created = await clickstream_dao.store_session_async(body, pool)
-        else:
-            session, created = await run_in_threadpool(clickstream_dao.store_session, body)
-    except SessionConflictError as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
+    if pool is not None:
+        session, created = await clickstream_dao.store_session_async(body, pool)
+    else:
+        session, created = await run_in_threadpool(clickstream_dao.store_session, body)
     if not created:
         response.status_code = status.HTTP_200_OK
     return SessionCreatedOut(session_id=session.session_id, batch_id=session.batch_id, created=created)
@@ -92,24 +76,16 @@ async def add_session(body: SessionBody, request: Request, response: Response) -
         }
     ),
 )
-async def add_events(session_id: SessionId, body: EventsIn, request: Request) -> EventsOut:
+async def add_events(session_id: SessionId, body: EventsIn, pool: HotPathPool) -> EventsOut:
     """Record clicks (or other events) on results of a stored session; event ids are unique within it.
 
     Resending an event with the same body changes nothing, so a client may retry freely; an id reused
     for a different event is refused whole rather than half stored.
     """
-    pool = hot_path_pool(request)
-    try:
-        if pool is not None:
-            inserted = await clickstream_dao.add_events_async(session_id, body.events, pool)
-        else:
-            inserted = await run_in_threadpool(clickstream_dao.add_events, session_id, body.events)
-    except UnknownSessionError as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
-    except EventConflictError as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
-    except ItemNotInResultsError as error:
-        raise UnprocessableRequestError(str(error), field="events.item_id") from error
+    if pool is not None:
+        inserted = await clickstream_dao.add_events_async(session_id, body.events, pool)
+    else:
+        inserted = await run_in_threadpool(clickstream_dao.add_events, session_id, body.events)
     return EventsOut(session_id=session_id, inserted=inserted)
 
 
@@ -120,10 +96,7 @@ async def add_events(session_id: SessionId, body: EventsIn, request: Request) ->
 )
 async def mark_irrelevant(session_id: SessionId) -> IrrelevantOut:
     """The user said none of the results fit: fine-tuning learns from that too."""
-    try:
-        session = await run_in_threadpool(clickstream_dao.mark_irrelevant, session_id)
-    except UnknownSessionError as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
+    session = await run_in_threadpool(clickstream_dao.mark_irrelevant, session_id)
     return IrrelevantOut(session_id=session.session_id, is_irrelevant=session.is_irrelevant)
 
 
@@ -136,10 +109,7 @@ async def mark_irrelevant(session_id: SessionId) -> IrrelevantOut:
 )
 async def get_session(session_id: SessionId) -> SessionOut:
     """The stored session with its events."""
-    try:
-        session = await run_in_threadpool(clickstream_dao.get_session, session_id)
-    except UnknownSessionError as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
+    session = await run_in_threadpool(clickstream_dao.get_session, session_id)
     return SessionOut.model_validate(asdict(session))
 
 
@@ -168,7 +138,4 @@ async def list_batches() -> list[BatchOut]:
     responses=error_responses({404: UNKNOWN_BATCH, 422: INVALID_REQUEST}),
 )
 async def get_batch(batch_id: BatchId) -> BatchOut:
-    try:
-        return BatchOut.model_validate(asdict(await run_in_threadpool(clickstream_dao.get_batch, batch_id)))
-    except UnknownBatchError as error:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(error)) from error
+    return BatchOut.model_validate(asdict(await run_in_threadpool(clickstream_dao.get_batch, batch_id)))

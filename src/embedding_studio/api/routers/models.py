@@ -61,8 +61,5 @@ def rollback_model(model_id: ModelId) -> ModelListOut:
     """Roll the blue model ``model_id`` back: search flips to the previous blue model in one transaction."""
     if vectordb.get_model_record(model_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"model {model_id!r} has never been indexed")
-    try:
-        vectordb.rollback(from_model_id=model_id)
-    except vectordb.RollbackUnavailableError as error:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(error)) from error
+    vectordb.rollback(from_model_id=model_id)  # RollbackUnavailableError: 409 (api.errors)
     return _models()

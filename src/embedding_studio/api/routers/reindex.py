@@ -4,14 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from embedding_studio.api.routers.fine_tuning import (
-    CANCEL_ERRORS,
-    IDEMPOTENCY_CONFLICT,
-    TASK_ERRORS,
-    TaskId,
-    task_created_responses,
-    task_errors,
-)
+from embedding_studio.api.deps import TaskId
+from embedding_studio.api.errors import CANCEL_ERRORS, IDEMPOTENCY_CONFLICT, TASK_ERRORS, task_created_responses
 from embedding_studio.api.schemas.tasks import ReindexTaskIn, TaskCreatedOut, TaskOut, task_out
 from embedding_studio.tasks import TaskKind, repository, service
 
@@ -39,9 +33,8 @@ REINDEX_CREATED_RESPONSES[409] = {
 def create_reindex_task(body: ReindexTaskIn, response: Response) -> TaskCreatedOut:
     """A reindex into a model another reindex is building comes back ``refused`` (with the reason)
     unless ``wait_on_conflict`` is set, in which case it runs after that one."""
-    with task_errors():
-        existing = repository.list_tasks_by_idempotency_key(body.idempotency_key) if body.idempotency_key else []
-        task = service.create_reindex_task(body.params(), idempotency_key=body.idempotency_key)
+    existing = repository.list_tasks_by_idempotency_key(body.idempotency_key) if body.idempotency_key else []
+    task = service.create_reindex_task(body.params(), idempotency_key=body.idempotency_key)
     if existing:
         response.status_code = status.HTTP_200_OK
     return TaskCreatedOut(id=task.id, status=task.status.value, error=task.error)
@@ -49,12 +42,10 @@ def create_reindex_task(body: ReindexTaskIn, response: Response) -> TaskCreatedO
 
 @router.get("/tasks/{task_id}", response_model=TaskOut, responses=TASK_ERRORS)
 def get_reindex_task(task_id: TaskId) -> TaskOut:
-    with task_errors():
-        return task_out(repository.get_task(task_id, kind=TaskKind.reindex))
+    return task_out(repository.get_task(task_id, kind=TaskKind.reindex))
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskOut, responses=CANCEL_ERRORS)
 def cancel_reindex_task(task_id: TaskId) -> TaskOut:
-    with task_errors():
-        repository.get_task(task_id, kind=TaskKind.reindex)
-        return task_out(service.cancel_task(task_id))
+    repository.get_task(task_id, kind=TaskKind.reindex)
+    return task_out(service.cancel_task(task_id))

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter
 
-from embedding_studio import vectordb
+from embedding_studio.api.deps import Searcher
 from embedding_studio.api.schemas.errors import INVALID_REQUEST, body_error_responses
 from embedding_studio.api.schemas.tasks import SearchIn, SearchOut, SearchResultOut
-from embedding_studio.serving import UnknownModelError
-from embedding_studio.serving.search import search_blue
 
 router = APIRouter(tags=["search"])
 
@@ -23,20 +21,13 @@ router = APIRouter(tags=["search"])
         }
     ),
 )
-def search(body: SearchIn) -> SearchOut:
+def search(body: SearchIn, search_blue: Searcher) -> SearchOut:
     """Also records the search (query and shown results) as a clickstream session, unless ``record`` is false.
 
     Each result carries its display payload (title, snippet, named fields), so a person can judge it."""
-    try:
-        answer = search_blue(
-            body.query, limit=body.limit, offset=body.offset, user_id=body.user_id, record_session=body.record
-        )
-    except vectordb.NoBlueModelError as error:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(error)) from error
-    except UnknownModelError as error:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, detail=f"the blue model cannot be loaded: {error}"
-        ) from error
+    answer = search_blue(
+        body.query, limit=body.limit, offset=body.offset, user_id=body.user_id, record_session=body.record
+    )
     return SearchOut(
         session_id=answer.session_id if body.record else None,
         model_id=answer.model_id,
