@@ -23,14 +23,12 @@ import argparse
 import json
 import os
 import platform
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import _common
+from _workers import registered_workers, start_workers, stop_workers, wait_until
 
 
 def parse_args() -> argparse.Namespace:
@@ -63,45 +61,6 @@ def write_catalog(clickstream: _common.SimulatedClickstream, path: Path) -> Path
     return path
 
 
-def start_workers(count: int, env: dict[str, str], log: Path, label: str) -> list[subprocess.Popen[bytes]]:
-    handle = log.open("ab")
-    command = [sys.executable, "-m", "embedding_studio.cli.main", "worker", "--queues", "fine_tuning"]
-    return [
-        subprocess.Popen([*command, "--name", f"{label}-{index}"], env=env, stdout=handle, stderr=subprocess.STDOUT)
-        for index in range(count)
-    ]
-
-
-def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
-def wait_until(condition, timeout: float, what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"timed out after {timeout:.0f}s: {what}\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def idle_workers() -> int:
-    from sqlalchemy import text
-
-    from embedding_studio.db import get_engine
-
-    with get_engine().connect() as connection:
-        return int(connection.execute(text("SELECT count(*) FROM procrastinate_workers")).scalar_one())
-
-
 def time_task(
     count: int, args: argparse.Namespace, batch_id: int, catalog: Path, root: Path, log: Path
 ) -> tuple[float, dict[str, int]]:
@@ -111,9 +70,9 @@ def time_task(
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / f'mlflow-{count}.db'}"  # a first iteration: a search
     reset_settings()
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    workers = start_workers(count, env, log, f"bench{count}w")
+    workers = start_workers(count, env, log, f"bench{count}w", "fine_tuning")
     try:
-        wait_until(lambda: idle_workers() >= count, 300, f"{count} workers to start", log)
+        wait_until(lambda: registered_workers() >= count, 300, f"{count} workers to start", log)
         started = time.perf_counter()
         task, _ = service.create_fine_tuning_task(
             FineTuningTaskParams(
@@ -131,7 +90,7 @@ def time_task(
         elapsed = time.perf_counter() - started
     finally:
         stop_workers(workers)
-        wait_until(lambda: idle_workers() == 0, 120, "workers to stop", log)
+        wait_until(lambda: registered_workers() == 0, 120, "workers to stop", log)
     done = repository.get_task(task.id)
     if done.status.value != "done":
         raise SystemExit(f"task {task.id} ended {done.status.value}: {done.error}\n{log.read_text()[-3000:]}")

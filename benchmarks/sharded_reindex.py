@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +30,7 @@ if str(BENCHMARKS) not in sys.path:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from _workers import registered_workers, start_workers, stop_workers, wait_until  # noqa: E402
 from reindex import demo_sentences, machine  # noqa: E402  (benchmarks/reindex.py)
 
 
@@ -47,45 +46,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--bare-items", type=int, default=10_000, help="texts of the bare encode reference")
     parser.add_argument("--timeout", type=float, default=7200.0, help="seconds one reindex may take")
     return parser.parse_args()
-
-
-def start_workers(count: int, env: dict[str, str], log: Path, label: str) -> list[subprocess.Popen[bytes]]:
-    handle = log.open("ab")
-    command = [sys.executable, "-m", "embedding_studio.cli.main", "worker", "--queues", "reindex"]
-    return [
-        subprocess.Popen([*command, "--name", f"{label}-{index}"], env=env, stdout=handle, stderr=subprocess.STDOUT)
-        for index in range(count)
-    ]
-
-
-def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
-
-
-def wait_until(condition, timeout: float, what: str, log: Path) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise SystemExit(f"timed out after {timeout:.0f}s: {what}\n{log.read_text(errors='replace')[-3000:]}")
-
-
-def live_workers() -> int:
-    from sqlalchemy import text
-
-    from embedding_studio.db import get_engine
-
-    with get_engine().connect() as connection:
-        return int(connection.execute(text("SELECT count(*) FROM procrastinate_workers")).scalar_one())
 
 
 def bare_encode_rate(args: argparse.Namespace, texts: list[str]) -> float:
@@ -115,9 +75,9 @@ def time_reindex(count: int, args: argparse.Namespace, catalog: Path, log: Path)
     from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, repository, service
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    workers = start_workers(count, env, log, f"bench{count}w")
+    workers = start_workers(count, env, log, f"bench{count}w", "reindex")
     try:
-        wait_until(lambda: live_workers() >= count, 300, f"{count} workers to start", log)
+        wait_until(lambda: registered_workers() >= count, 300, f"{count} workers to start", log)
         started = time.perf_counter()
         task = service.create_reindex_task(
             ReindexTaskParams(
@@ -130,7 +90,7 @@ def time_reindex(count: int, args: argparse.Namespace, catalog: Path, log: Path)
         elapsed = time.perf_counter() - started
     finally:
         stop_workers(workers)
-        wait_until(lambda: live_workers() == 0, 120, "workers to stop", log)
+        wait_until(lambda: registered_workers() == 0, 120, "workers to stop", log)
     done = repository.get_task(task.id)
     if done.status.value != "done":
         raise SystemExit(f"task {task.id} ended {done.status.value}: {done.error}\n{log.read_text()[-3000:]}")
