@@ -30,34 +30,8 @@ from embedding_studio.finetuning.shared_search import (
 )
 
 from .test_hpo import method
-from .toy_clicks import TOPICS, as_inputs, toy_sessions
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def prepared() -> PreparedData:
-    from embedding_studio.finetuning.query_retriever import TextQueryRetriever
-    from embedding_studio.finetuning.splitter import TrainTestSplitter
-
-    split = TrainTestSplitter(test_share=0.25, seed=0).split(as_inputs(toy_sessions(1)))
-    items = {
-        f"{topic}-{index}": [f"{topic}. {phrase}"]
-        for topic, phrases in TOPICS.items()
-        for index, phrase in enumerate(phrases)
-    }
-    return PreparedData(split.train, split.test, items, TextQueryRetriever())
-
-
-@pytest.fixture()
-def tracker(tmp_path: Path) -> Any:
-    from embedding_studio.tracking import ExperimentsManager
-
-    return ExperimentsManager(
-        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        artifact_location=(tmp_path / "artifacts").as_uri(),
-        cache_dir=tmp_path / "cache",
-    )
 
 
 def quick_train(*, params: Any, on_validation_metrics: Any, **_: Any) -> Any:
