@@ -6,6 +6,10 @@ The recipe (``RECIPE``), and why each part of it, as measured in ``benchmarks/RE
   same query never counting as each other's negatives. Shown-but-not-clicked results are not negatives
   (``negatives_per_query=0``): they are often relevant items the user did not need, and random or in-batch
   negatives beat them in Facebook's embedding-based retrieval (Huang et al., KDD 2020).
+* Both directions of InfoNCE (``symmetric_loss``): each click must also pick its query out of the batch's queries,
+  as CLIP trains and sentence-transformers' ``MultipleNegativesSymmetricRankingLoss`` does, so the item side of the
+  space is shaped too. On nfcorpus (3 seeds) it added +0.0024 to +0.0034 NDCG@10 over the one-directional loss on
+  every seed, at no extra forward pass.
 * No inverse propensity weights (``use_ips=False``): on Baidu-ULTR they lowered agreement with human judgments
   (Hager et al., SIGIR 2024), and position-debiased weights multiply the noise of rare deep clicks.
 * Weights chosen by search quality on held-out queries: the best checkpoint by retrieval NDCG@10 over the candidate
@@ -33,6 +37,7 @@ NAME = "default_text"
 RECIPE: dict[str, Any] = {
     "loss": "info_nce",
     "temperature": 0.05,
+    "symmetric_loss": True,
     "query_lr": 5e-5,
     "item_lr": 5e-5,
     "negatives_per_query": 0,
