@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from embedding_studio.schemas.display import DEFAULT_SNIPPET_CHARS, MAX_SNIPPET_CHARS, ItemDisplay
 from embedding_studio.schemas.item_text import DEFAULT_SEPARATOR, DEFAULT_WORDS_PER_PART, ItemText, ItemTextError
 from embedding_studio.schemas.item_text import item_text as text_of_item
+from embedding_studio.schemas.records import nul_location
 
 #: More batches than this in one task is surely a mistake (and would make the stored params huge).
 MAX_BATCHES_PER_TASK = 1000
@@ -242,7 +243,7 @@ class UpsertItem(BaseModel):
     def _one_kind_with_text(self) -> UpsertItem:
         if sum(given is not None for given in (self.text, self.fields, self.image)) != 1:
             raise ValueError(f"item {self.item_id!r}: give text, fields or image, exactly one")
-        if _has_nul([self.item_id, self.text, self.fields, self.image, self.payload]):
+        if nul_location([self.item_id, self.text, self.fields, self.image, self.payload], "item") is not None:
             # the task's params and the change log are jsonb, which cannot hold it: a 422 here, not a 500 there
             raise ValueError(f"item {self.item_id!r}: the NUL character (\\u0000) cannot be stored")
         if self.image is not None:
@@ -260,17 +261,6 @@ class UpsertItem(BaseModel):
         if self.image is not None:
             return self.image
         return self.text if self.text is not None else dict(self.fields or {})
-
-
-def _has_nul(value: Any) -> bool:
-    """Whether a JSON value holds the NUL character anywhere (in a string or an object key)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(item) for item in value)
-    return False
 
 
 class UpsertTaskParams(BaseModel):

@@ -75,21 +75,31 @@ def _not_a_bool(value: object) -> object:
 Count = Annotated[int, BeforeValidator(_not_a_bool)]
 
 
+def nul_location(value: Any, where: str) -> str | None:
+    """Where the first key or string with a NUL character sits in a JSON value (``where`` plus its path), or None."""
+    if isinstance(value, str):
+        return where if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            found = nul_location(key, f"{where} key {key!r}") or nul_location(inner, f"{where}[{key!r}]")
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for position, inner in enumerate(value):
+            found = nul_location(inner, f"{where}[{position}]")
+            if found:
+                return found
+    return None
+
+
 def reject_nul(value: Any, where: str) -> Any:
     """``value`` unchanged, or ValueError naming the first key or string with a NUL character in it.
 
     PostgreSQL's text and jsonb cannot hold NUL, and a row that fails to insert must be refused before anything
     of its request is stored, so JSON the client sends is checked at the edge, at any depth."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{where} must not contain NUL characters (PostgreSQL cannot store them)")
-    elif isinstance(value, dict):
-        for key, inner in value.items():
-            reject_nul(key, f"{where} key {key!r}")
-            reject_nul(inner, f"{where}[{key!r}]")
-    elif isinstance(value, list):
-        for position, inner in enumerate(value):
-            reject_nul(inner, f"{where}[{position}]")
+    found = nul_location(value, where)
+    if found:
+        raise ValueError(f"{found} must not contain NUL characters (PostgreSQL cannot store them)")
     return value
 
 
