@@ -10,8 +10,14 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
+    from embedding_studio.db import Database
+    from embedding_studio.tasks.repository import TaskRepository
 
 # Tests never reach a model hub; everything they load is built in code or shipped in a package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -56,25 +62,43 @@ def database_url(es_data_dir: Path) -> Iterator[str]:
 
 
 @pytest.fixture()
-def clean_db(database_url: str) -> Iterator[str]:
+def database(database_url: str) -> Database:
+    """The test server's ``Database``, to hand to a repository (the process's default one, which the app and the
+    CLI the tests drive use too; asked for per test, since a test that swaps settings closes it)."""
+    from embedding_studio.db import default_database
+
+    return default_database()
+
+
+@pytest.fixture()
+def task_repository(database: Database) -> TaskRepository:
+    """The task table of the test server."""
+    from embedding_studio.tasks.repository import TaskRepository
+
+    return TaskRepository(database)
+
+
+@pytest.fixture()
+def clickstream_repository(database: Database) -> ClickstreamRepository:
+    """The clickstream tables of the test server."""
+    from embedding_studio.clickstream.dao import ClickstreamRepository
+
+    return ClickstreamRepository(database)
+
+
+@pytest.fixture()
+def clean_db(database_url: str, database: Database) -> Iterator[str]:
     """Empty every product table (keeping the schema) so a test starts from a fresh install."""
-    from sqlalchemy import text
-
-    from embedding_studio.db import get_engine
-
-    engine = get_engine()
-    with engine.begin() as connection:
+    with database.transaction() as connection:
         tables = [
             row[0]
             for row in connection.execute(
-                text(
-                    "select tablename from pg_tables where schemaname = 'public' "
-                    "and tablename <> 'alembic_version' and tablename not like 'procrastinate%'"
-                )
+                "select tablename from pg_tables where schemaname = 'public' "
+                "and tablename <> 'alembic_version' and tablename not like 'procrastinate%'"
             )
         ]
         if tables:
-            connection.execute(text("TRUNCATE " + ", ".join(f'"{name}"' for name in tables) + " CASCADE"))
-        connection.execute(text("INSERT INTO clickstream_batches (status) VALUES ('collecting')"))
-        connection.execute(text("INSERT INTO deployment (id) VALUES (1)"))
+            connection.execute("TRUNCATE " + ", ".join(f'"{name}"' for name in tables) + " CASCADE")
+        connection.execute("INSERT INTO clickstream_batches (status) VALUES ('collecting')")
+        connection.execute("INSERT INTO deployment (id) VALUES (1)")
     yield database_url

@@ -12,9 +12,9 @@ from pydantic import BaseModel, Field
 from embedding_studio.api.deps import require_api_key
 from embedding_studio.api.errors import install_error_handlers
 from embedding_studio.api.schemas.errors import UNAUTHORIZED, error_responses
+from embedding_studio.clickstream.dao import ClickstreamRepository
 from embedding_studio.config import get_settings
-from embedding_studio.db import database_fingerprint, upgrade_database
-from embedding_studio.db.pool import open_async_autocommit_pool
+from embedding_studio.db import default_database, upgrade_database
 from embedding_studio.models.device import limit_cpu_threads
 
 logger = logging.getLogger(__name__)
@@ -38,13 +38,17 @@ def create_app(run_migrations: bool = True) -> FastAPI:
         if run_migrations:
             upgrade_database()
         limit_cpu_threads(get_settings().search_cpu_threads)
-        # The clickstream's inserts await psycopg on the event loop (see db.pool) rather than take a thread.
-        async with open_async_autocommit_pool("api-hot-path") as pool:
-            app.state.hot_path_pool = pool
+        # The one Database of the process, handed to the repositories the routes depend on (api.deps); the
+        # clickstream's inserts await psycopg on its asyncio pool rather than take a thread.
+        database = default_database()
+        async with database.open_async_pool("api-hot-path"):
+            app.state.database = database
+            app.state.clickstream = ClickstreamRepository(database)
             try:
                 yield
             finally:
-                app.state.hot_path_pool = None
+                app.state.database = None
+                app.state.clickstream = None
 
     app = FastAPI(
         title="Embedding Studio",
@@ -57,7 +61,8 @@ def create_app(run_migrations: bool = True) -> FastAPI:
 
     @app.get("/health", tags=["health"], response_model=HealthOut)
     def health() -> dict[str, str]:
-        return {"status": "ok", "database": "ok", "database_id": database_fingerprint()}
+        database = getattr(app.state, "database", None) or default_database()
+        return {"status": "ok", "database": "ok", "database_id": database.fingerprint()}
 
     from embedding_studio.api.routers import ROUTERS
 

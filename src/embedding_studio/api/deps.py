@@ -1,6 +1,6 @@
 """What the routes depend on, as ``Annotated`` aliases (the FastAPI full-stack template's ``api/deps.py``).
 
-A route names what it needs in its signature (``pool: HotPathPool``, ``search: Searcher``) instead of reaching
+A route names what it needs in its signature (``clickstream: Clickstream``, ``search: Searcher``) instead of reaching
 for ``request.app.state`` or a module global, so each route stays thin and a test can replace a dependency with
 ``app.dependency_overrides[...]``. Every provider here is ``async`` though none awaits: FastAPI runs a sync
 dependency on the thread pool, which would cost each request a hop on the search and clickstream hot paths.
@@ -13,9 +13,10 @@ from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Request, status
-from psycopg_pool import AsyncConnectionPool
 
+from embedding_studio.clickstream.dao import ClickstreamRepository
 from embedding_studio.config import Settings, get_settings
+from embedding_studio.db import Database, default_database
 from embedding_studio.serving.search import SearchAnswer, search_blue
 
 
@@ -52,12 +53,23 @@ async def require_api_key(request: Request, settings: SettingsDep) -> None:
 ApiKey = Annotated[None, Depends(require_api_key)]
 
 
-async def hot_path_pool(request: Request) -> AsyncConnectionPool | None:
-    """The app's asyncio pool (opened by its lifespan); None in an app run without one, which takes threads."""
-    return getattr(request.app.state, "hot_path_pool", None)
+async def app_database(request: Request) -> Database:
+    """The app's ``Database`` (its lifespan sets it and opens its asyncio pool); the process's default one in an
+    app run without the lifespan."""
+    database = getattr(request.app.state, "database", None)
+    return database if database is not None else default_database()
 
 
-HotPathPool = Annotated[AsyncConnectionPool | None, Depends(hot_path_pool)]
+DatabaseDep = Annotated[Database, Depends(app_database)]
+
+
+async def clickstream_repository(request: Request) -> ClickstreamRepository:
+    """The clickstream tables on the app's database (built once by the lifespan, so a request builds nothing)."""
+    repository = getattr(request.app.state, "clickstream", None)
+    return repository if repository is not None else ClickstreamRepository(default_database())
+
+
+Clickstream = Annotated[ClickstreamRepository, Depends(clickstream_repository)]
 
 #: Search on the blue model with the process's model cache (``serving.search.search_blue``'s signature).
 SearchFunction = Callable[..., SearchAnswer]

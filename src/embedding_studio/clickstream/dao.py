@@ -7,26 +7,27 @@ next collecting batch in the same transaction. An insert that was waiting on the
 released, re-reads, and goes to the new batch. No session is lost or counted in two batches, and the
 count a release reports is final.
 
-Statements are plain SQL on the engine's connections (no ORM): the write path is hot, and the bulk
-path sends a whole request as one ``jsonb_to_recordset`` statement per table.
+Statements are the named SQL of ``clickstream.queries``, run with psycopg on the
+:class:`~embedding_studio.db.Database` the repository is handed (no ORM): the write path is hot, and the bulk
+path sends a whole request as one ``jsonb_to_recordset`` statement per table. The API awaits the hot inserts
+on the database's asyncio pool when it has one open (``Database.open_async_pool``, the app's lifespan).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
-from psycopg_pool import AsyncConnectionPool
 from pydantic import ValidationError
-from sqlalchemy import Connection
-from sqlalchemy.exc import DBAPIError
 
+from embedding_studio.clickstream import queries
 from embedding_studio.clickstream.errors import (
     EventConflictError,
     InvalidRecordError,
@@ -56,11 +57,12 @@ from embedding_studio.clickstream.types import (
     ReleaseResult,
 )
 from embedding_studio.config import get_settings
-from embedding_studio.db import get_engine
-from embedding_studio.db.pool import autocommit_pool, run_idempotent, run_idempotent_async
+from embedding_studio.db import Database, default_database
+from embedding_studio.db.pool import run_idempotent, run_idempotent_async
 
 __all__ = [
     "ClickstreamDao",
+    "ClickstreamRepository",
     "EventConflictError",
     "InvalidRecordError",
     "ItemNotInResultsError",
@@ -70,125 +72,8 @@ __all__ = [
     "clickstream_dao",
 ]
 
-_SESSION_COLUMNS = "session_id, batch_id, query, results, user_id, is_irrelevant, created_at, payload, rank_offset"
-_EVENT_COLUMNS = "event_id, session_id, item_id, event_type, created_at, payload"
-
-_INSERT_SESSION = f"""
-INSERT INTO clickstream_sessions ({_SESSION_COLUMNS})
-VALUES (%(session_id)s, %(batch_id)s, %(query)s::jsonb, %(results)s, %(user_id)s, %(is_irrelevant)s,
-        coalesce(%(created_at)s, now()), %(payload)s::jsonb, %(rank_offset)s)
-ON CONFLICT (session_id) DO NOTHING
-RETURNING {_SESSION_COLUMNS}
-"""
-
-# One statement, one implicit transaction: the batch row is held FOR SHARE until the insert commits,
-# which is all the release protocol needs. No row back means "id taken" or "batch just released".
-_INSERT_SESSION_INTO_COLLECTING_BATCH = f"""
-WITH batch AS (SELECT id FROM clickstream_batches WHERE status = 'collecting' FOR SHARE)
-INSERT INTO clickstream_sessions ({_SESSION_COLUMNS})
-SELECT %(session_id)s, batch.id, %(query)s::jsonb, %(results)s, %(user_id)s, %(is_irrelevant)s,
-       coalesce(%(created_at)s, now()), %(payload)s::jsonb, %(rank_offset)s
-FROM batch
-ON CONFLICT (session_id) DO NOTHING
-RETURNING {_SESSION_COLUMNS}
-"""
-
-# Events go in only when every one of them is on a shown result and none of their ids is stored in the
-# session yet (all or nothing), in one round trip. Answers (results, inserted, stored): results NULL =
-# unknown session; inserted NULL = some item was not shown; stored > 0 = some ids are taken, nothing was
-# written, and the caller compares bodies (`ClickstreamDao._add_events_carefully`). There is no ON
-# CONFLICT: an id stored by a concurrent request after this statement's snapshot fails it with a unique
-# violation, which rolls the whole statement back, rather than dropping that event without a word.
-_INSERT_NEW_EVENTS_IF_ALL_SHOWN = f"""
-WITH incoming AS (
-    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
-        event_id text, session_id text, item_id text, event_type text, created_at timestamptz, payload jsonb)
-), shown AS (
-    SELECT results FROM clickstream_sessions WHERE session_id = %(id)s
-), verdict AS (
-    SELECT EXISTS (SELECT 1 FROM shown)
-           AND NOT EXISTS (SELECT 1 FROM incoming i, shown s WHERE NOT (i.item_id = ANY (s.results)))
-           AS all_shown,
-           (SELECT count(*) FROM clickstream_events e
-            WHERE e.session_id = %(id)s AND e.event_id IN (SELECT event_id FROM incoming)) AS stored
-), inserted AS (
-    INSERT INTO clickstream_events ({_EVENT_COLUMNS})
-    SELECT i.event_id, %(id)s, i.item_id, coalesce(i.event_type, 'click'), coalesce(i.created_at, now()), i.payload
-    FROM incoming i, verdict WHERE verdict.all_shown AND verdict.stored = 0
-    ORDER BY i.event_id
-    RETURNING 1
-)
-SELECT (SELECT results FROM shown),
-       CASE WHEN (SELECT all_shown FROM verdict) THEN (SELECT count(*) FROM inserted) END,
-       (SELECT stored FROM verdict)
-"""
-
-_SELECT_SESSION_EVENTS_BY_ID = f"""
-SELECT {_EVENT_COLUMNS} FROM clickstream_events WHERE session_id = %(id)s AND event_id = ANY(%(event_ids)s)
-"""
-
-_SELECT_EVENTS_BY_KEY = f"""
-SELECT {_EVENT_COLUMNS} FROM clickstream_events
-WHERE (session_id, event_id) IN (SELECT * FROM unnest(%(session_ids)s::text[], %(event_ids)s::text[]))
-"""
-
-# Sorted by key so two concurrent bulk requests that share ids take the index locks in the same
-# order and cannot deadlock each other. Events are inserted only after their stored namesakes were
-# compared, so they carry no ON CONFLICT: a namesake committed meanwhile fails the transaction with a
-# unique violation, and the retry compares it.
-_BULK_INSERT_SESSIONS = f"""
-INSERT INTO clickstream_sessions ({_SESSION_COLUMNS})
-SELECT r.session_id, %(batch_id)s, r.query, r.results, r.user_id, coalesce(r.is_irrelevant, false),
-       coalesce(r.created_at, now()), r.payload, coalesce(r.rank_offset, 0)
-FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
-    session_id text, query jsonb, results text[], user_id text, is_irrelevant boolean,
-    created_at timestamptz, payload jsonb, rank_offset integer)
-ORDER BY r.session_id
-ON CONFLICT (session_id) DO NOTHING
-RETURNING session_id
-"""
-
-_BULK_INSERT_EVENTS = f"""
-INSERT INTO clickstream_events ({_EVENT_COLUMNS})
-SELECT r.event_id, r.session_id, r.item_id, coalesce(r.event_type, 'click'), coalesce(r.created_at, now()), r.payload
-FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(
-    event_id text, session_id text, item_id text, event_type text, created_at timestamptz, payload jsonb)
-ORDER BY r.session_id, r.event_id
-"""
-
-_SELECT_SESSIONS_BY_ID = f"SELECT {_SESSION_COLUMNS} FROM clickstream_sessions WHERE session_id = ANY(%(ids)s)"
-
-_BATCH_WITH_COUNT = """
-SELECT b.id, b.status, b.created_at, b.released_at,
-       (SELECT count(*) FROM clickstream_sessions s WHERE s.batch_id = b.id) AS session_count
-FROM clickstream_batches b
-"""
-
 _RETRYABLE_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.UniqueViolation)
 _MAX_ATTEMPTS = 5
-
-
-def _autocommit_fetchone(statement: str, parameters: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """One statement in its own transaction on an unchecked pooled connection: the hot single-statement writes.
-
-    One round trip, no SQLAlchemy per-statement work and no ping (see `embedding_studio.db.pool`); the statements
-    sent here are idempotent, so a dead connection costs one retry.
-    """
-    return run_idempotent(
-        autocommit_pool("clickstream"), lambda connection: connection.execute(statement, parameters).fetchone()
-    )
-
-
-async def _autocommit_fetchone_async(
-    pool: AsyncConnectionPool, statement: str, parameters: Mapping[str, Any]
-) -> tuple[Any, ...] | None:
-    """`_autocommit_fetchone` on the event loop."""
-
-    async def work(connection: psycopg.AsyncConnection[Any]) -> tuple[Any, ...] | None:
-        cursor = await connection.execute(statement, parameters)
-        return await cursor.fetchone()
-
-    return await run_idempotent_async(pool, work)
 
 
 def _session_parameters(body: SessionBody) -> dict[str, Any]:
@@ -243,22 +128,6 @@ def _json_or_none(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
-def _session_from_row(row: Sequence[Any], events: list[ClickstreamEvent] | None = None) -> ClickstreamSession:
-    session_id, batch_id, query, results, user_id, is_irrelevant, created_at, payload, rank_offset = row
-    return ClickstreamSession(
-        session_id=session_id,
-        batch_id=batch_id,
-        query=query,
-        results=list(results),
-        user_id=user_id,
-        is_irrelevant=is_irrelevant,
-        created_at=created_at,
-        payload=payload,
-        events=events if events is not None else [],
-        rank_offset=rank_offset,
-    )
-
-
 def _differences(stored: ClickstreamSession, body: SessionBody) -> list[str]:
     """Fields in which a resent body disagrees with the stored session (empty: the same session).
 
@@ -281,12 +150,40 @@ def _differences(stored: ClickstreamSession, body: SessionBody) -> list[str]:
     return differences
 
 
-def _is_retryable(error: DBAPIError) -> bool:
-    return isinstance(error.orig, _RETRYABLE_ERRORS)
+Connection = psycopg.Connection[Any]
 
 
-class ClickstreamDao:
-    """Every read and write of the clickstream tables goes through here (module instance: ``clickstream_dao``)."""
+class ClickstreamRepository:
+    """Every read and write of the clickstream tables goes through here, on the database it is handed."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    @property
+    def database(self) -> Database:
+        return self._database
+
+    def _autocommit_fetchone(self, statement: str, parameters: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """One statement in its own transaction on an unchecked pooled connection: the hot single-statement writes.
+
+        One round trip and no check of the connection first (see `embedding_studio.db.pool`); the statements sent
+        here are idempotent, so a dead connection costs one retry.
+        """
+        return run_idempotent(
+            self._database.pool("clickstream"),
+            lambda connection: connection.execute(statement, parameters).fetchone(),
+        )
+
+    async def _autocommit_fetchone_async(self, statement: str, parameters: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """`_autocommit_fetchone` awaited on the database's asyncio pool (open: see the callers)."""
+        pool = self._database.async_pool
+        assert pool is not None
+
+        async def work(connection: psycopg.AsyncConnection[Any]) -> tuple[Any, ...] | None:
+            cursor = await connection.execute(statement, parameters)
+            return await cursor.fetchone()
+
+        return await run_idempotent_async(pool, work)
 
     # ----------------------------------------------------------------------------------------- writes
 
@@ -323,30 +220,31 @@ class ClickstreamDao:
     def store_session(self, body: SessionBody) -> tuple[ClickstreamSession, bool]:
         """:meth:`add_session` for a body that was validated already (the API's), so it is not checked twice."""
         parameters = _session_parameters(body)
-        row = _autocommit_fetchone(_INSERT_SESSION_INTO_COLLECTING_BATCH, parameters)
+        row = self._autocommit_fetchone(queries.INSERT_SESSION_INTO_COLLECTING_BATCH, parameters)
         if row is not None:
-            return _session_from_row(row), True
+            return ClickstreamSession.from_row(row), True
         return self._store_session_carefully(body, parameters)
 
-    async def store_session_async(
-        self, body: SessionBody, pool: AsyncConnectionPool
-    ) -> tuple[ClickstreamSession, bool]:
-        """:meth:`store_session` awaiting the insert on the event loop (the API's hot path)."""
+    async def store_session_async(self, body: SessionBody) -> tuple[ClickstreamSession, bool]:
+        """:meth:`store_session` awaiting the insert on the event loop (the API's hot path); on a thread when the
+        database has no asyncio pool open."""
+        if self._database.async_pool is None:
+            return await asyncio.to_thread(self.store_session, body)
         parameters = _session_parameters(body)
-        row = await _autocommit_fetchone_async(pool, _INSERT_SESSION_INTO_COLLECTING_BATCH, parameters)
+        row = await self._autocommit_fetchone_async(queries.INSERT_SESSION_INTO_COLLECTING_BATCH, parameters)
         if row is not None:
-            return _session_from_row(row), True
+            return ClickstreamSession.from_row(row), True
         return await asyncio.to_thread(self._store_session_carefully, body, parameters)
 
     def _store_session_carefully(
         self, body: SessionBody, parameters: dict[str, Any]
     ) -> tuple[ClickstreamSession, bool]:
         # Either the id is taken or a release committed while we waited on the batch row: take the careful path.
-        with get_engine().begin() as connection:
+        with self._database.transaction() as connection:
             parameters["batch_id"] = self._lock_collecting_batch(connection)
-            row = connection.exec_driver_sql(_INSERT_SESSION, parameters).fetchone()
+            row = connection.execute(queries.INSERT_SESSION, parameters).fetchone()
             if row is not None:
-                return _session_from_row(row), True
+                return ClickstreamSession.from_row(row), True
             stored = self._fetch_sessions(connection, [body.session_id])[0]
         differences = _differences(stored, body)
         if differences:
@@ -367,22 +265,25 @@ class ClickstreamDao:
             return 0
         # A retry after a commit whose answer was lost finds those events stored with the same body: repeats.
         try:
-            answer = _autocommit_fetchone(_INSERT_NEW_EVENTS_IF_ALL_SHOWN, _events_parameters(session_id, records))
+            answer = self._autocommit_fetchone(
+                queries.INSERT_NEW_EVENTS_IF_ALL_SHOWN, _events_parameters(session_id, records)
+            )
         except pg_errors.UniqueViolation:
             return self._add_events_carefully(session_id, records)
         inserted = _events_inserted(session_id, records, answer)
         return self._add_events_carefully(session_id, records) if inserted is None else inserted
 
-    async def add_events_async(
-        self, session_id: str, events: Iterable[EventRecord | Mapping[str, Any]], pool: AsyncConnectionPool
-    ) -> int:
-        """:meth:`add_events` awaiting the insert on the event loop (the API's hot path)."""
+    async def add_events_async(self, session_id: str, events: Iterable[EventRecord | Mapping[str, Any]]) -> int:
+        """:meth:`add_events` awaiting the insert on the event loop (the API's hot path); on a thread when the
+        database has no asyncio pool open."""
+        if self._database.async_pool is None:
+            return await asyncio.to_thread(self.add_events, session_id, events)
         records = _event_records(events)
         if not records:
             return await asyncio.to_thread(self.add_events, session_id, records)
         parameters = _events_parameters(session_id, records)
         try:
-            answer = await _autocommit_fetchone_async(pool, _INSERT_NEW_EVENTS_IF_ALL_SHOWN, parameters)
+            answer = await self._autocommit_fetchone_async(queries.INSERT_NEW_EVENTS_IF_ALL_SHOWN, parameters)
         except pg_errors.UniqueViolation:
             return await asyncio.to_thread(self._add_events_carefully, session_id, records)
         inserted = _events_inserted(session_id, records, answer)
@@ -399,12 +300,12 @@ class ClickstreamDao:
         """
         pending = records
         for _ in range(_MAX_ATTEMPTS):
-            with get_engine().connect() as connection:
-                rows = connection.exec_driver_sql(
-                    _SELECT_SESSION_EVENTS_BY_ID,
+            with self._database.connection() as connection:
+                rows = connection.execute(
+                    queries.SELECT_SESSION_EVENTS_BY_ID,
                     {"id": session_id, "event_ids": [record.event_id for record in pending]},
                 ).fetchall()
-            stored = {row[0]: ClickstreamEvent(*row) for row in rows}
+            stored = {row[0]: ClickstreamEvent.from_row(row) for row in rows}
             conflicts = {
                 record.event_id: differences
                 for record in pending
@@ -417,7 +318,9 @@ class ClickstreamDao:
             if not pending:
                 return 0
             try:
-                answer = _autocommit_fetchone(_INSERT_NEW_EVENTS_IF_ALL_SHOWN, _events_parameters(session_id, pending))
+                answer = self._autocommit_fetchone(
+                    queries.INSERT_NEW_EVENTS_IF_ALL_SHOWN, _events_parameters(session_id, pending)
+                )
             except pg_errors.UniqueViolation:
                 continue
             inserted = _events_inserted(session_id, pending, answer)
@@ -428,27 +331,17 @@ class ClickstreamDao:
             f"after {_MAX_ATTEMPTS} attempts; nothing of this request was stored, send it again"
         )
 
-    @staticmethod
-    def _session_exists(session_id: str) -> bool:
-        with get_engine().connect() as connection:
-            return (
-                connection.exec_driver_sql(
-                    "SELECT 1 FROM clickstream_sessions WHERE session_id = %(id)s", {"id": session_id}
-                ).fetchone()
-                is not None
-            )
+    def _session_exists(self, session_id: str) -> bool:
+        with self._database.connection() as connection:
+            return connection.execute(queries.SESSION_EXISTS, {"id": session_id}).fetchone() is not None
 
     def mark_irrelevant(self, session_id: str) -> ClickstreamSession:
         """Flag a session whose results the user found useless (fine-tuning treats them as negatives)."""
-        with get_engine().begin() as connection:
-            row = connection.exec_driver_sql(
-                f"UPDATE clickstream_sessions SET is_irrelevant = true WHERE session_id = %(id)s "
-                f"RETURNING {_SESSION_COLUMNS}",
-                {"id": session_id},
-            ).fetchone()
+        with self._database.transaction() as connection:
+            row = connection.execute(queries.MARK_SESSION_IRRELEVANT, {"id": session_id}).fetchone()
         if row is None:
             raise UnknownSessionError(session_id)
-        return _session_from_row(row)
+        return ClickstreamSession.from_row(row)
 
     def bulk_add(self, records: Iterable[object]) -> BulkResult:
         """Store many sessions with their events in one transaction.
@@ -481,10 +374,10 @@ class ClickstreamDao:
         for attempt in range(1, _MAX_ATTEMPTS + 1):
             partial = BulkResult()
             try:
-                with get_engine().begin() as connection:
+                with self._database.transaction() as connection:
                     self._bulk_insert_in(connection, records, repeats, partial)
-            except DBAPIError as error:
-                if attempt < _MAX_ATTEMPTS and _is_retryable(error):
+            except _RETRYABLE_ERRORS:
+                if attempt < _MAX_ATTEMPTS:
                     time.sleep(0.01 * attempt)
                     continue
                 raise
@@ -502,8 +395,8 @@ class ClickstreamDao:
         rows = [_session_row_json(record) for _, record in records]
         inserted_ids = {
             row[0]
-            for row in connection.exec_driver_sql(
-                _BULK_INSERT_SESSIONS, {"batch_id": batch_id, "rows": json.dumps(rows)}
+            for row in connection.execute(
+                queries.BULK_INSERT_SESSIONS, {"batch_id": batch_id, "rows": json.dumps(rows)}
             )
         }
         result.inserted += len(inserted_ids)
@@ -544,10 +437,10 @@ class ClickstreamDao:
         stored: dict[tuple[str, str], ClickstreamEvent] = {}
         if keys:
             session_ids, event_ids = zip(*keys, strict=True)
-            rows = connection.exec_driver_sql(
-                _SELECT_EVENTS_BY_KEY, {"session_ids": list(session_ids), "event_ids": list(event_ids)}
+            rows = connection.execute(
+                queries.SELECT_EVENTS_BY_KEY, {"session_ids": list(session_ids), "event_ids": list(event_ids)}
             ).fetchall()
-            stored = {(row[1], row[0]): ClickstreamEvent(*row) for row in rows}
+            stored = {(row[1], row[0]): ClickstreamEvent.from_row(row) for row in rows}
         taken: dict[tuple[str, str], EventRecord] = {}
         new_events: list[tuple[str, EventRecord]] = []
         for index, record in accepted:
@@ -579,61 +472,44 @@ class ClickstreamDao:
 
     def release_batch(self) -> ReleaseResult:
         """Close the collecting batch for fine-tuning and open the next one, atomically."""
-        with get_engine().begin() as connection:
-            batch_id = self._lock_collecting_batch(connection, "FOR UPDATE")
-            connection.exec_driver_sql(
-                "UPDATE clickstream_batches SET status = 'released', released_at = now() WHERE id = %(id)s",
-                {"id": batch_id},
-            )
-            next_id = connection.exec_driver_sql(
-                "INSERT INTO clickstream_batches (status) VALUES ('collecting') RETURNING id"
-            ).scalar_one()
+        with self._database.transaction() as connection:
+            batch_id = self._lock_collecting_batch(connection, queries.LOCK_COLLECTING_BATCH_FOR_UPDATE)
+            connection.execute(queries.RELEASE_BATCH, {"id": batch_id})
+            next_id = _single_value(connection.execute(queries.INSERT_COLLECTING_BATCH).fetchone())
             # Every insert into the batch held the row FOR SHARE and has committed by now, so this
             # statement's snapshot sees the final content of the batch.
-            count = connection.exec_driver_sql(
-                "SELECT count(*) FROM clickstream_sessions WHERE batch_id = %(id)s", {"id": batch_id}
-            ).scalar_one()
+            count = _single_value(connection.execute(queries.COUNT_BATCH_SESSIONS, {"id": batch_id}).fetchone())
         return ReleaseResult(released_batch_id=batch_id, session_count=count, next_batch_id=next_id)
 
     # ------------------------------------------------------------------------------------------ reads
 
     def get_batch(self, batch_id: int) -> ClickstreamBatch:
-        with get_engine().connect() as connection:
-            row = connection.exec_driver_sql(_BATCH_WITH_COUNT + " WHERE b.id = %(id)s", {"id": batch_id}).fetchone()
+        with self._database.connection() as connection:
+            row = connection.execute(queries.SELECT_BATCH, {"id": batch_id}).fetchone()
         if row is None:
             raise UnknownBatchError(batch_id)
-        return ClickstreamBatch(*row)
+        return ClickstreamBatch.from_row(row)
 
     def get_collecting_batch(self) -> ClickstreamBatch:
-        with get_engine().connect() as connection:
-            row = connection.exec_driver_sql(_BATCH_WITH_COUNT + " WHERE b.status = 'collecting'").fetchone()
+        with self._database.connection() as connection:
+            row = connection.execute(queries.SELECT_COLLECTING_BATCH).fetchone()
         if row is None:
             raise RuntimeError("no collecting clickstream batch: run `embedding-studio db upgrade`")
-        return ClickstreamBatch(*row)
+        return ClickstreamBatch.from_row(row)
 
     def list_batches(self) -> list[ClickstreamBatch]:
         """All batches, newest first, with their session counts."""
-        with get_engine().connect() as connection:
-            rows = connection.exec_driver_sql(_BATCH_WITH_COUNT + " ORDER BY b.id DESC").fetchall()
-        return [ClickstreamBatch(*row) for row in rows]
+        with self._database.connection() as connection:
+            rows = connection.execute(queries.SELECT_BATCHES_NEWEST_FIRST).fetchall()
+        return [ClickstreamBatch.from_row(row) for row in rows]
 
     def get_batch_stats(self, batch_id: int) -> BatchStats:
         batch = self.get_batch(batch_id)
-        with get_engine().connect() as connection:
-            row = connection.exec_driver_sql(
-                """
-                SELECT count(e.event_id), count(e.event_id) FILTER (WHERE e.event_type = 'click'),
-                       count(DISTINCT e.session_id) FILTER (WHERE e.event_type = 'click')
-                FROM clickstream_events e JOIN clickstream_sessions s ON s.session_id = e.session_id
-                WHERE s.batch_id = %(id)s
-                """,
-                {"id": batch_id},
-            ).one()
-            irrelevant, users = connection.exec_driver_sql(
-                "SELECT count(*) FILTER (WHERE is_irrelevant), count(DISTINCT user_id) "
-                "FROM clickstream_sessions WHERE batch_id = %(id)s",
-                {"id": batch_id},
-            ).one()
+        with self._database.connection() as connection:
+            row = connection.execute(queries.BATCH_EVENT_STATS, {"id": batch_id}).fetchone()
+            sessions = connection.execute(queries.BATCH_SESSION_STATS, {"id": batch_id}).fetchone()
+        assert row is not None and sessions is not None  # aggregates answer one row
+        irrelevant, users = sessions
         return BatchStats(
             batch_id=batch.id,
             status=batch.status,
@@ -649,12 +525,12 @@ class ClickstreamDao:
         return self.get_batch(batch_id).session_count
 
     def get_session(self, session_id: str) -> ClickstreamSession:
-        with get_engine().connect() as connection:
+        with self._database.connection() as connection:
             sessions = self._fetch_sessions(connection, [session_id])
             if not sessions:
                 raise UnknownSessionError(session_id)
             events = self._fetch_events(connection, [session_id])
-        return _session_from_row(_row_of(sessions[0]), events.get(session_id, []))
+        return dataclasses.replace(sessions[0], events=events.get(session_id, []))
 
     def get_batch_sessions(self, batch_id: int, page_size: int | None = None) -> Iterator[ClickstreamSession]:
         """Stream a batch's sessions (ordered by session id) with their events, one page at a time.
@@ -672,19 +548,20 @@ class ClickstreamDao:
     def _iterate_batch_sessions(self, batch_id: int, page_size: int) -> Iterator[ClickstreamSession]:
         last_session_id: str | None = None
         while True:
-            with get_engine().connect() as connection:
-                # Two statements rather than "after IS NULL OR ...", so the index range scan starts at the cursor.
-                after = "" if last_session_id is None else "AND session_id > %(after)s "
-                rows = connection.exec_driver_sql(
-                    f"SELECT {_SESSION_COLUMNS} FROM clickstream_sessions WHERE batch_id = %(batch_id)s {after}"
-                    "ORDER BY session_id LIMIT %(limit)s",
-                    {"batch_id": batch_id, "after": last_session_id, "limit": page_size},
+            with self._database.connection() as connection:
+                page = (
+                    queries.SELECT_BATCH_SESSIONS_FIRST_PAGE
+                    if last_session_id is None
+                    else queries.SELECT_BATCH_SESSIONS_PAGE_AFTER
+                )
+                rows = connection.execute(
+                    page, {"batch_id": batch_id, "after": last_session_id, "limit": page_size}
                 ).fetchall()
                 if not rows:
                     return
                 events = self._fetch_events(connection, [row[0] for row in rows])
             for row in rows:
-                yield _session_from_row(row, events.get(row[0], []))
+                yield ClickstreamSession.from_row(row, events.get(row[0], []))
             if len(rows) < page_size:
                 return
             last_session_id = rows[-1][0]
@@ -692,54 +569,34 @@ class ClickstreamDao:
     # ---------------------------------------------------------------------------------------- helpers
 
     @staticmethod
-    def _lock_collecting_batch(connection: Connection, lock: str = "FOR SHARE") -> int:
+    def _lock_collecting_batch(connection: Connection, lock: str = queries.LOCK_COLLECTING_BATCH_FOR_SHARE) -> int:
         """The id of the collecting batch, locked until the transaction ends (inserts share, a release updates)."""
         for _ in range(100):
-            batch_id = connection.exec_driver_sql(
-                f"SELECT id FROM clickstream_batches WHERE status = 'collecting' {lock}"
-            ).scalar()
-            if batch_id is not None:
-                return int(batch_id)
+            row = connection.execute(lock).fetchone()
+            if row is not None:
+                return int(row[0])
             # A release committed while we waited on its row lock: the next statement sees the new batch.
             continue
         raise RuntimeError("no collecting clickstream batch: run `embedding-studio db upgrade`")
 
     @staticmethod
     def _fetch_sessions(connection: Connection, session_ids: list[str]) -> list[ClickstreamSession]:
-        rows = connection.exec_driver_sql(_SELECT_SESSIONS_BY_ID, {"ids": session_ids}).fetchall()
-        return [_session_from_row(row) for row in rows]
+        rows = connection.execute(queries.SELECT_SESSIONS_BY_ID, {"ids": session_ids}).fetchall()
+        return [ClickstreamSession.from_row(row) for row in rows]
 
     @staticmethod
     def _fetch_events(connection: Connection, session_ids: list[str]) -> dict[str, list[ClickstreamEvent]]:
-        rows = connection.exec_driver_sql(
-            f"SELECT {_EVENT_COLUMNS} FROM clickstream_events WHERE session_id = ANY(%(ids)s) "
-            "ORDER BY session_id, created_at, event_id",
-            {"ids": session_ids},
-        ).fetchall()
+        rows = connection.execute(queries.SELECT_EVENTS_OF_SESSIONS, {"ids": session_ids}).fetchall()
         events: dict[str, list[ClickstreamEvent]] = {}
         for row in rows:
-            event = ClickstreamEvent(*row)
+            event = ClickstreamEvent.from_row(row)
             events.setdefault(event.session_id, []).append(event)
         return events
 
     @staticmethod
     def _insert_events(connection: Connection, events: list[tuple[str, EventRecord]]) -> int:
         rows = [_event_row_json(session_id, event) for session_id, event in events]
-        return connection.exec_driver_sql(_BULK_INSERT_EVENTS, {"rows": json.dumps(rows)}).rowcount
-
-
-def _row_of(session: ClickstreamSession) -> tuple[Any, ...]:
-    return (
-        session.session_id,
-        session.batch_id,
-        session.query,
-        session.results,
-        session.user_id,
-        session.is_irrelevant,
-        session.created_at,
-        session.payload,
-        session.rank_offset,
-    )
+        return connection.execute(queries.BULK_INSERT_EVENTS, {"rows": json.dumps(rows)}).rowcount
 
 
 def _session_row_json(record: SessionRecord) -> dict[str, Any]:
@@ -773,4 +630,22 @@ def _event_row_json(session_id: str, event: EventRecord) -> dict[str, Any]:
     return row
 
 
-clickstream_dao = ClickstreamDao()
+def _single_value(row: tuple[Any, ...] | None) -> Any:
+    """The one value a one-row statement answers (``RETURNING id``, ``count(*)``)."""
+    assert row is not None
+    return row[0]
+
+
+#: The name the repository had before it was handed its database (``clickstream_dao`` and the importers use it).
+ClickstreamDao = ClickstreamRepository
+
+
+class _OnDefaultDatabase:
+    """``clickstream_dao``: a ``ClickstreamRepository`` on the process's default database, looked up per use (so a
+    test that swaps databases is followed), for the callers not handed a repository yet."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(ClickstreamRepository(default_database()), name)
+
+
+clickstream_dao: ClickstreamRepository = _OnDefaultDatabase()  # type: ignore[assignment]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,12 @@ class ClickstreamEvent:
     event_type: str
     created_at: datetime
     payload: dict[str, Any] | None = None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ClickstreamEvent:
+        """The event of a row with ``clickstream.queries.EVENT_COLUMNS``."""
+        event_id, session_id, item_id, event_type, created_at, payload = row
+        return cls(event_id, session_id, item_id, event_type, created_at, payload)
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,23 @@ class ClickstreamSession:
     #: rank ``rank_offset + i + 1``. Position bias is estimated from those true ranks.
     rank_offset: int = 0
 
+    @classmethod
+    def from_row(cls, row: Sequence[Any], events: list[ClickstreamEvent] | None = None) -> ClickstreamSession:
+        """The session of a row with ``clickstream.queries.SESSION_COLUMNS`` (events are read apart)."""
+        session_id, batch_id, query, results, user_id, is_irrelevant, created_at, payload, rank_offset = row
+        return cls(
+            session_id=session_id,
+            batch_id=batch_id,
+            query=query,
+            results=list(results),
+            user_id=user_id,
+            is_irrelevant=is_irrelevant,
+            created_at=created_at,
+            payload=payload,
+            events=events if events is not None else [],
+            rank_offset=rank_offset,
+        )
+
 
 @dataclass(frozen=True)
 class ClickstreamBatch:
@@ -42,6 +66,12 @@ class ClickstreamBatch:
     created_at: datetime
     released_at: datetime | None
     session_count: int = 0
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> ClickstreamBatch:
+        """The batch of a row of ``clickstream.queries.SELECT_BATCHES_WITH_COUNT``."""
+        batch_id, status, created_at, released_at, session_count = row
+        return cls(batch_id, status, created_at, released_at, session_count)
 
 
 @dataclass(frozen=True)

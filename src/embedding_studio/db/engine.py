@@ -1,30 +1,21 @@
-"""The one engine and the one session factory of the process.
+"""Where the database URL is resolved, and the SQLAlchemy engine the migrations run on.
 
-Every package reaches PostgreSQL through :func:`get_engine` / :func:`session_scope`, so the URL
-is resolved in one place: ``DATABASE_URL`` when set, otherwise the embedded server.
+Queries go through :class:`embedding_studio.db.database.Database` (psycopg 3). SQLAlchemy stays for Alembic, which
+migrates on a SQLAlchemy connection, and for the tools that take a SQLAlchemy URL (optuna's storage); the engine is
+built from the default ``Database``'s URL, so both talk to the one database the settings name: ``DATABASE_URL``
+when set, otherwise the embedded server.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from threading import Lock
 
-from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy import Engine, create_engine
 
 from embedding_studio.config import Settings, get_settings
 from embedding_studio.db.embedded import start_embedded_postgres
-from embedding_studio.db.errors import DatabaseUnavailableError
-
-
-class Base(DeclarativeBase):
-    """Declarative base shared by the tables of every package."""
-
 
 _engine: Engine | None = None
-_session_factory: sessionmaker[Session] | None = None
 _lock = Lock()
 
 
@@ -49,70 +40,31 @@ def libpq_url(sqlalchemy_url: str) -> str:
 
 
 def get_engine() -> Engine:
-    global _engine, _session_factory
+    """The SQLAlchemy engine on the default database: migration tooling, not a query path."""
+    from embedding_studio.db.database import default_database
+
+    global _engine
+    database = default_database()  # outside the lock: it takes its own, and may start the embedded server
     with _lock:
         if _engine is None:
-            url = resolve_database_url()
-            engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-            try:
-                with engine.connect() as connection:
-                    connection.execute(text("select 1"))
-            except OperationalError as error:
-                engine.dispose()
-                raise DatabaseUnavailableError(
-                    f"cannot connect to the database at {engine.url.render_as_string(hide_password=True)}: "
-                    f"{error.orig}. Check DATABASE_URL, or unset it to use the embedded server."
-                ) from error
-            _engine = engine
-            _session_factory = sessionmaker(bind=_engine, expire_on_commit=False)
+            _engine = create_engine(database.sqlalchemy_url, pool_pre_ping=True, pool_size=10, max_overflow=20)
         return _engine
 
 
-def get_session_factory() -> sessionmaker[Session]:
-    get_engine()
-    assert _session_factory is not None
-    return _session_factory
-
-
-@contextmanager
-def session_scope() -> Iterator[Session]:
-    """A session that commits when the block ends and rolls back on any exception."""
-    session = get_session_factory()()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-
-
 def dispose_engine() -> None:
-    """Close every pooled connection and forget the engine (tests, forked workers)."""
-    global _engine, _session_factory
+    """Close every pooled connection and forget the engine and the default database (tests, forked workers)."""
+    from embedding_studio.db.database import close_default_database
+
+    global _engine
     with _lock:
         if _engine is not None:
             _engine.dispose()
         _engine = None
-        _session_factory = None
-
-
-_FINGERPRINT_SQL = text(
-    "SELECT pg_postmaster_start_time()::text || '|' || current_database() || '|' || "
-    "(SELECT oid FROM pg_database WHERE datname = current_database())::text"
-)
+    close_default_database()
 
 
 def database_fingerprint() -> str:
-    """A short id of the database this process talks to, equal in every process connected to the same one.
+    """A short id of the database this process talks to (``Database.fingerprint`` of the default one)."""
+    from embedding_studio.db.database import default_database
 
-    ``/health`` reports the API's, so the CLI can tell that a server answering on the configured port serves
-    *its* database (and not another data directory's demo) before sending searches there. Built from the
-    server's start time and the database's name and oid: readable by any role, unique in practice.
-    """
-    import hashlib
-
-    with get_engine().connect() as connection:
-        identity = connection.execute(_FINGERPRINT_SQL).scalar_one()
-    return hashlib.sha256(str(identity).encode("utf-8")).hexdigest()[:16]
+    return default_database().fingerprint()

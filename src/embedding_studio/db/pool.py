@@ -1,16 +1,14 @@
-"""Pools of autocommit psycopg connections for the hot single-statement paths, beside SQLAlchemy's engine.
+"""Running idempotent work on the unchecked pools of a :class:`~embedding_studio.db.database.Database`.
 
-The engine pings every connection it hands out (`pool_pre_ping`), which a task that held a connection over a
-database restart needs, but which costs a round trip and ~0.15 ms of CPU per checkout: as much as the statement
-itself on the clickstream's insert path. These pools hand out connections unchecked; the statements sent through
-them are idempotent, so `run_idempotent` retries once when a connection turns out dead instead of pinging first.
-Each pool talks to the database the engine resolved, so the embedded server or DATABASE_URL alike.
+A checked checkout (``Database.connection``) costs a round trip and ~0.15 ms of CPU: as much as the statement
+itself on the clickstream's insert path. The unchecked pools (``Database.pool``, ``Database.open_async_pool``)
+hand out connections as they are; the statements sent through them are idempotent, so `run_idempotent` retries
+once when a connection turns out dead instead of checking first.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -18,32 +16,20 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-from embedding_studio.db.engine import get_engine, libpq_url
+from embedding_studio.db.database import default_database
 
 logger = logging.getLogger(__name__)
 Result = TypeVar("Result")
 
-# Every pool: unchecked autocommit connections, one kept open, at most 16.
-_POOL_OPTIONS: dict[str, Any] = {"min_size": 1, "max_size": 16, "kwargs": {"autocommit": True}}
-
-_pools: dict[tuple[str, str], ConnectionPool] = {}
-_lock = threading.Lock()
-
 
 def current_conninfo() -> str:
-    """The libpq URL of the database the rest of the process uses (resolved once by ``get_engine``)."""
-    return libpq_url(get_engine().url.render_as_string(hide_password=False))
+    """The libpq URL of the process's default database."""
+    return default_database().conninfo
 
 
 def autocommit_pool(name: str, configure: Callable[[psycopg.Connection[Any]], None] | None = None) -> ConnectionPool:
-    """The process's pool called ``name`` for the current database (``configure`` runs once per connection)."""
-    key = (current_conninfo(), name)
-    with _lock:
-        pool = _pools.get(key)
-        if pool is None:
-            pool = ConnectionPool(key[0], configure=configure, open=True, name=name, **_POOL_OPTIONS)
-            _pools[key] = pool
-        return pool
+    """The default database's unchecked pool called ``name`` (``Database.pool``), for wiring not handed one."""
+    return default_database().pool(name, configure)
 
 
 def run_idempotent(pool: ConnectionPool, work: Callable[[psycopg.Connection[Any]], Result]) -> Result:
@@ -63,27 +49,17 @@ def run_idempotent(pool: ConnectionPool, work: Callable[[psycopg.Connection[Any]
 
 
 def close_autocommit_pools() -> None:
-    """Close every pool (tests that swap databases, workers shutting down)."""
-    with _lock:
-        for pool in _pools.values():
-            pool.close()
-        _pools.clear()
+    """Close the default database's pools (tests that swap databases, workers shutting down)."""
+    from embedding_studio.db.database import close_default_database
+
+    close_default_database()
 
 
 @asynccontextmanager
 async def open_async_autocommit_pool(name: str) -> AsyncIterator[AsyncConnectionPool]:
-    """An asyncio pool for the API's hot statements, open for as long as the app runs (its lifespan).
-
-    Awaiting psycopg on the event loop instead of handing each request to a worker thread saves ~0.4 ms of CPU
-    per request (clickstream session and events POSTs through the ASGI app: 1.47 ms of CPU through a
-    thread, 1.07 ms awaited here).
-    """
-    pool = AsyncConnectionPool(current_conninfo(), open=False, name=name, **_POOL_OPTIONS)
-    await pool.open()
-    try:
+    """The default database's asyncio pool (``Database.open_async_pool``), open while the block runs."""
+    async with default_database().open_async_pool(name) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 async def run_idempotent_async(

@@ -12,11 +12,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import procrastinate
-from sqlalchemy import text
+from psycopg.rows import namedtuple_row
 
-from embedding_studio.db import get_engine
+from embedding_studio.db import Database, default_database
 from embedding_studio.db.pool import current_conninfo
-from embedding_studio.tasks import repository
+from embedding_studio.tasks import queries, repository
 from embedding_studio.tasks.types import QUEUE_OF_KIND, Task, TaskKind, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -76,12 +76,11 @@ def cancel_job(job_id: int) -> bool:
         return False
 
 
-def queue_depth() -> dict[str, dict[str, int]]:
-    """Jobs per queue and status (todo, doing, ...) straight from procrastinate's table."""
-    with get_engine().connect() as connection:
-        rows = connection.execute(
-            text("SELECT queue_name, status::text, count(*) FROM procrastinate_jobs GROUP BY 1, 2 ORDER BY 1, 2")
-        ).all()
+def queue_depth(database: Database | None = None) -> dict[str, dict[str, int]]:
+    """Jobs per queue and status (todo, doing, ...) straight from procrastinate's table (``database``: the
+    process's default one unless handed another)."""
+    with (database or default_database()).connection() as connection:
+        rows = connection.execute(queries.QUEUE_DEPTH).fetchall()
     depth: dict[str, dict[str, int]] = {}
     for queue, status, count in rows:
         depth.setdefault(queue, {})[status] = int(count)
@@ -131,20 +130,17 @@ def _ordinal(number: int) -> str:
     return f"{number}{suffix}"
 
 
-def queue_positions(tasks: Iterable[Task]) -> dict[str, QueuePosition]:
+def queue_positions(tasks: Iterable[Task], database: Database | None = None) -> dict[str, QueuePosition]:
     """The queue position of each of ``tasks`` whose job waits in the queue (one read of procrastinate's table for
     all of them). A worker takes the highest priority first, then the oldest job, across the queues it serves."""
     waiting_jobs = {task.job_id: task.id for task in tasks if task.status is TaskStatus.pending and task.job_id}
     if not waiting_jobs:
         return {}
-    with get_engine().connect() as connection:
-        rows = connection.execute(
-            text(
-                "SELECT j.id, j.queue_name, j.status::text, j.priority, t.id AS task_id, t.kind "
-                "FROM procrastinate_jobs j JOIN tasks t ON t.job_id = j.id "
-                "WHERE j.status IN ('todo', 'doing') ORDER BY j.status = 'doing' DESC, j.priority DESC, j.id"
-            )
-        ).all()
+    with (
+        (database or default_database()).connection() as connection,
+        connection.cursor(row_factory=namedtuple_row) as cursor,
+    ):
+        rows = cursor.execute(queries.SELECT_QUEUED_JOBS).fetchall()
     running = [QueuedTask(row.task_id, row.kind, row.queue_name, True) for row in rows if row.status == "doing"]
     todo = [row for row in rows if row.status == "todo"]
     positions: dict[str, QueuePosition] = {}

@@ -2,19 +2,24 @@
 
 Transitions are conditional updates (``WHERE status = ...``), so two workers, an API cancel and the
 stalled-job recovery can race on one task and the table still tells one consistent story.
+
+:class:`TaskRepository` is handed the :class:`~embedding_studio.db.Database` it runs on and sends only the
+statements of ``tasks.queries``. The module-level functions (``repository.get_task(...)``) are the same methods on
+the process's default database, for the callers that are not handed a repository yet.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import text
-from sqlalchemy.engine import RowMapping
+from psycopg.rows import dict_row
 
-from embedding_studio.db import get_engine
+from embedding_studio.db import Database, default_database
+from embedding_studio.tasks import queries
 from embedding_studio.tasks.errors import (
     AmbiguousIdError,
     IdempotencyConflictError,
@@ -23,59 +28,57 @@ from embedding_studio.tasks.errors import (
 )
 from embedding_studio.tasks.types import FINAL_STATUSES, Task, TaskKind, TaskStatus
 
-_COLUMNS = (
-    "id, kind, status, params, parent_id, best_run_id, best_model_url, error, progress, progress_message, "
-    "result, idempotency_key, job_id, cancel_requested, attempts, created_at, updated_at, started_at, finished_at"
-)
 MAX_ERROR_LENGTH = 4000
 
+Arguments = ParamSpec("Arguments")
+Answer = TypeVar("Answer")
 
-def _task(row: RowMapping) -> Task:
-    return Task(
-        id=row["id"],
-        kind=TaskKind(row["kind"]),
-        status=TaskStatus(row["status"]),
-        params=dict(row["params"] or {}),
-        parent_id=row["parent_id"],
-        best_run_id=row["best_run_id"],
-        best_model_url=row["best_model_url"],
-        error=row["error"],
-        progress=float(row["progress"]),
-        progress_message=row["progress_message"],
-        result=row["result"],
-        idempotency_key=row["idempotency_key"],
-        job_id=row["job_id"],
-        cancel_requested=bool(row["cancel_requested"]),
-        attempts=int(row["attempts"]),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
+#: The shortest id prefix printed, as git does: short enough to type, long enough to stay unique for long.
+MIN_ID_PREFIX = 8
 
 
 def new_task_id() -> str:
     return uuid.uuid4().hex
 
 
-def create_task(
-    kind: TaskKind,
-    params: dict[str, Any],
-    parent_id: str | None = None,
-    idempotency_key: str | None = None,
-    status: TaskStatus = TaskStatus.pending,
-    error: str | None = None,
-) -> tuple[Task, bool]:
-    """Insert a task; with an idempotency key already used, return that task and ``created=False``."""
-    with get_engine().begin() as connection:
-        row = (
-            connection.execute(
-                text(
-                    f"INSERT INTO tasks (id, kind, status, params, parent_id, idempotency_key, error, finished_at) "
-                    f"VALUES (:id, :kind, :status, CAST(:params AS jsonb), :parent_id, :key, :error, "
-                    f"CASE WHEN :final THEN now() END) "
-                    f"ON CONFLICT (idempotency_key) DO NOTHING RETURNING {_COLUMNS}"
-                ),
+class TaskRepository:
+    """Every read and write of the task table, on the database it is handed."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    @property
+    def database(self) -> Database:
+        return self._database
+
+    # ------------------------------------------------------------------------------------------ statements
+
+    def _tasks(self, statement: str, parameters: dict[str, Any]) -> list[Task]:
+        with self._database.connection() as connection, connection.cursor(row_factory=dict_row) as cursor:
+            rows = cursor.execute(statement, parameters).fetchall()
+        return [Task.from_row(row) for row in rows]
+
+    def _task_or_none(self, statement: str, parameters: dict[str, Any]) -> Task | None:
+        """The task a one-row statement answers (an update's ``RETURNING``); None when no row matched."""
+        with self._database.connection() as connection, connection.cursor(row_factory=dict_row) as cursor:
+            row = cursor.execute(statement, parameters).fetchone()
+        return Task.from_row(row) if row is not None else None
+
+    # ------------------------------------------------------------------------------------------ reads and writes
+
+    def create_task(
+        self,
+        kind: TaskKind,
+        params: dict[str, Any],
+        parent_id: str | None = None,
+        idempotency_key: str | None = None,
+        status: TaskStatus = TaskStatus.pending,
+        error: str | None = None,
+    ) -> tuple[Task, bool]:
+        """Insert a task; with an idempotency key already used, return that task and ``created=False``."""
+        with self._database.transaction() as connection, connection.cursor(row_factory=dict_row) as cursor:
+            row = cursor.execute(
+                queries.INSERT_TASK,
                 {
                     "id": new_task_id(),
                     "kind": kind.value,
@@ -86,111 +89,205 @@ def create_task(
                     "error": error,
                     "final": status in FINAL_STATUSES,
                 },
+            ).fetchone()
+            if row is not None:
+                return Task.from_row(row), True
+            existing = cursor.execute(queries.SELECT_TASKS_BY_IDEMPOTENCY_KEY, {"key": idempotency_key}).fetchone()
+        if existing is None:  # pragma: no cover - the conflicting row cannot vanish inside the transaction
+            raise UnknownTaskError(f"idempotency key {idempotency_key!r}")
+        task = Task.from_row(existing)
+        if task.kind != kind:
+            raise IdempotencyConflictError(
+                f"idempotency key {idempotency_key!r} already belongs to {task.kind.value} task {task.id}"
             )
-            .mappings()
-            .first()
+        return task, False
+
+    def get_task(self, task_id: str, kind: TaskKind | None = None) -> Task:
+        task = self._task_or_none(queries.SELECT_TASK, {"id": task_id})
+        if task is None or (kind is not None and task.kind != kind):
+            raise UnknownTaskError(task_id)
+        return task
+
+    def find_task(self, task_id: str) -> Task | None:
+        try:
+            return self.get_task(task_id)
+        except UnknownTaskError:
+            return None
+
+    def resolve_task_id(self, id_or_prefix: str) -> str:
+        """The whole id of the one task whose id is or starts with ``id_or_prefix``.
+
+        People type back the ids they were shown, often shortened; an ambiguous prefix is refused with the
+        candidates rather than guessed, since acting on the wrong task (cancelling it) cannot be undone.
+        """
+        prefix = id_or_prefix.strip()
+        if not prefix:
+            raise UnknownTaskError(id_or_prefix)
+        pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        with self._database.connection() as connection:
+            rows = connection.execute(queries.SELECT_TASKS_BY_ID_PREFIX, {"id": prefix, "pattern": pattern}).fetchall()
+        if not rows:
+            raise UnknownTaskError(prefix)
+        if rows[0][0] == prefix or len(rows) == 1:
+            return str(rows[0][0])
+        raise AmbiguousIdError(
+            "task", prefix, [f"{row[0]} ({row[1]}, {row[2]}, {row[3]:%Y-%m-%d %H:%M})" for row in rows]
         )
-        if row is not None:
-            return _task(row), True
-        existing = (
-            connection.execute(
-                text(f"SELECT {_COLUMNS} FROM tasks WHERE idempotency_key = :key"), {"key": idempotency_key}
-            )
-            .mappings()
-            .one()
+
+    def shortest_unique_prefixes(self, task_ids: Sequence[str]) -> dict[str, str]:
+        """For each id, its shortest prefix (at least MIN_ID_PREFIX characters) that no other task id shares.
+
+        The ids sharing the longest prefix with an id are its neighbours in sorted order, so two index lookups
+        per id answer it, however many tasks the table holds.
+        """
+        if not task_ids:
+            return {}
+        with self._database.connection() as connection:
+            rows = connection.execute(queries.SELECT_ID_NEIGHBOURS, {"ids": list(task_ids)}).fetchall()
+        prefixes: dict[str, str] = {}
+        for task_id, before, after in rows:
+            shared = max(_common_prefix_length(task_id, neighbour) for neighbour in (before, after))
+            prefixes[task_id] = task_id[: max(MIN_ID_PREFIX, shared + 1)]
+        return prefixes
+
+    def best_run_ids_starting_with(self, prefix: str) -> list[str]:
+        """The best runs of fine-tuning tasks whose MLflow run id starts with ``prefix`` (the ids `--follow`
+        prints)."""
+        with self._database.connection() as connection:
+            rows = connection.execute(queries.SELECT_BEST_RUN_IDS_LIKE, {"pattern": prefix + "%"}).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def fine_tuning_task_of_run(self, run_id: str) -> Task | None:
+        """The fine-tuning task whose best model is this MLflow run: what it was trained from and on, so the CLI
+        can name a model by that instead of by its run hash."""
+        return self._task_or_none(queries.SELECT_FINE_TUNING_TASK_OF_RUN, {"run_id": run_id})
+
+    def list_tasks(
+        self,
+        kind: TaskKind | None = None,
+        statuses: Sequence[TaskStatus] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Task]:
+        """Newest first."""
+        return self._tasks(
+            queries.SELECT_TASKS_PAGE,
+            {
+                "kind": kind.value if kind else None,
+                "statuses": [status.value for status in statuses] if statuses is not None else None,
+                "limit": limit,
+                "offset": offset,
+            },
         )
-    task = _task(existing)
-    if task.kind != kind:
-        raise IdempotencyConflictError(
-            f"idempotency key {idempotency_key!r} already belongs to {task.kind.value} task {task.id}"
+
+    def count_tasks_by_status(self) -> dict[str, int]:
+        with self._database.connection() as connection:
+            rows = connection.execute(queries.COUNT_TASKS_BY_STATUS).fetchall()
+        return {row[0]: int(row[1]) for row in rows}
+
+    def set_job_id(self, task_id: str, job_id: int) -> None:
+        self._task_or_none(queries.SET_JOB_ID, {"id": task_id, "job_id": job_id})
+
+    def start_task(self, task_id: str) -> Task | None:
+        """pending → processing; None when the task is not pending any more (canceled, or already taken)."""
+        return self._task_or_none(queries.START_TASK, {"id": task_id})
+
+    def set_progress(self, task_id: str, fraction: float, message: str | None = None) -> None:
+        self._task_or_none(
+            queries.SET_PROGRESS,
+            {"id": task_id, "progress": min(max(float(fraction), 0.0), 1.0), "message": message},
         )
-    return task, False
 
+    def finish_task(
+        self,
+        task_id: str,
+        status: TaskStatus,
+        error: str | None = None,
+        best_run_id: str | None = None,
+        best_model_url: str | None = None,
+        result: dict[str, Any] | None = None,
+        only_from: Sequence[TaskStatus] = (TaskStatus.pending, TaskStatus.processing),
+        message: str | None = None,
+    ) -> Task | None:
+        """Move a task to a final status (done, failed, canceled, refused) unless it already has one.
 
-def get_task(task_id: str, kind: TaskKind | None = None) -> Task:
-    with get_engine().connect() as connection:
-        row = (
-            connection.execute(text(f"SELECT {_COLUMNS} FROM tasks WHERE id = :id"), {"id": task_id}).mappings().first()
+        ``message`` replaces the last progress message, so what a finished task says last (``tasks list``, the
+        API's ``progress_message``) is its outcome, e.g. "not deployed: NDCG@10 0.4100 against blue 0.4300".
+        Without one, a task ending with an error says "failed: <its first line>" rather than keeping whatever
+        step it was on ("applying item changes...") as if it were still there.
+        """
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"{status} is not a final status")
+        if message is None and error:
+            first_line = error.strip().splitlines()[0] if error.strip() else error
+            message = f"{status.value}: {first_line}"[:MAX_ERROR_LENGTH]
+        return self._task_or_none(
+            queries.FINISH_TASK,
+            {
+                "id": task_id,
+                "status": status.value,
+                "error": error[:MAX_ERROR_LENGTH] if error else None,
+                "best_run_id": best_run_id,
+                "best_model_url": best_model_url,
+                "result": json.dumps(result) if result is not None else None,
+                "message": message,
+                "only_from": [value.value for value in only_from],
+            },
         )
-    if row is None or (kind is not None and row["kind"] != kind.value):
-        raise UnknownTaskError(task_id)
-    return _task(row)
 
+    def requeue_task(self, task_id: str, reason: str) -> Task | None:
+        """processing → pending again (its worker died and the job is retried)."""
+        return self._task_or_none(queries.REQUEUE_TASK, {"id": task_id, "reason": reason})
 
-#: The shortest id prefix printed, as git does: short enough to type, long enough to stay unique for long.
-MIN_ID_PREFIX = 8
+    def request_cancel(self, task_id: str) -> Task:
+        """Cancel a pending task now; flag a processing one so its worker stops at the next check."""
+        task = self.get_task(task_id)
+        if task.status.is_final:
+            raise TaskStateError(f"task {task_id} is already {task.status.value}: there is nothing to cancel")
+        canceled = self.finish_task(
+            task_id, TaskStatus.canceled, error="canceled by request", only_from=[TaskStatus.pending]
+        )
+        if canceled is not None:
+            return canceled
+        flagged = self._task_or_none(queries.FLAG_CANCEL, {"id": task_id})
+        if flagged is not None:
+            return flagged
+        return self.get_task(task_id)  # it finished in the meantime
 
+    def is_cancel_requested(self, task_id: str) -> bool:
+        with self._database.connection() as connection:
+            row = connection.execute(queries.SELECT_CANCEL_REQUESTED, {"id": task_id}).fetchone()
+        return bool(row[0]) if row else True
 
-def resolve_task_id(id_or_prefix: str) -> str:
-    """The whole id of the one task whose id is or starts with ``id_or_prefix``.
+    def active_reindex_tasks(self, dest_model_id: str, exclude_task_id: str | None = None) -> list[Task]:
+        """Reindex tasks into ``dest_model_id`` that are pending or processing (a conflict for a new one)."""
+        return self._tasks(queries.SELECT_ACTIVE_REINDEX_TASKS, {"dest": dest_model_id, "exclude": exclude_task_id})
 
-    People type back the ids they were shown, often shortened; an ambiguous prefix is refused with the
-    candidates rather than guessed, since acting on the wrong task (cancelling it) cannot be undone.
-    """
-    prefix = id_or_prefix.strip()
-    if not prefix:
-        raise UnknownTaskError(id_or_prefix)
-    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    with get_engine().connect() as connection:
-        rows = connection.execute(
-            text(
-                "SELECT id, kind, status, created_at FROM tasks WHERE id = :id OR id LIKE :pattern "
-                "ORDER BY (id = :id) DESC, created_at DESC LIMIT 11"
-            ),
-            {"id": prefix, "pattern": pattern},
-        ).all()
-    if not rows:
-        raise UnknownTaskError(prefix)
-    if rows[0][0] == prefix or len(rows) == 1:
-        return str(rows[0][0])
-    raise AmbiguousIdError(
-        "task", prefix, [f"{row[0]} ({row[1]}, {row[2]}, {row[3]:%Y-%m-%d %H:%M})" for row in rows]
-    )
+    def child_tasks(self, parent_id: str) -> list[Task]:
+        return self._tasks(queries.SELECT_CHILD_TASKS, {"parent": parent_id})
 
+    def list_tasks_by_idempotency_key(self, idempotency_key: str) -> list[Task]:
+        return self._tasks(queries.SELECT_TASKS_BY_IDEMPOTENCY_KEY, {"key": idempotency_key})
 
-def shortest_unique_prefixes(task_ids: Sequence[str]) -> dict[str, str]:
-    """For each id, its shortest prefix (at least MIN_ID_PREFIX characters) that no other task id shares.
+    def unsent_pending_tasks(self, older_than_s: float) -> list[Task]:
+        """Pending tasks recorded a while ago whose job was never queued (the sending process died in between)."""
+        return self._tasks(queries.SELECT_UNSENT_PENDING_TASKS, {"seconds": older_than_s})
 
-    The ids sharing the longest prefix with an id are its neighbours in sorted order, so two index lookups
-    per id answer it, however many tasks the table holds.
-    """
-    if not task_ids:
-        return {}
-    with get_engine().connect() as connection:
-        rows = connection.execute(
-            text(
-                'SELECT shown.id, (SELECT max(other.id COLLATE "C") FROM tasks other '
-                '                  WHERE other.id COLLATE "C" < shown.id COLLATE "C"), '
-                '       (SELECT min(other.id COLLATE "C") FROM tasks other '
-                '                  WHERE other.id COLLATE "C" > shown.id COLLATE "C") '
-                "FROM unnest(CAST(:ids AS text[])) AS shown(id)"
-            ),
-            {"ids": list(task_ids)},
-        ).all()
-    prefixes: dict[str, str] = {}
-    for task_id, before, after in rows:
-        shared = max(_common_prefix_length(task_id, neighbour) for neighbour in (before, after))
-        prefixes[task_id] = task_id[: max(MIN_ID_PREFIX, shared + 1)]
-    return prefixes
+    def trained_batch_ids(self, model_id: str) -> list[int] | None:
+        """The clickstream batches the fine-tuning that produced ``model_id`` (its best run) trained on, oldest
+        first.
 
-
-def best_run_ids_starting_with(prefix: str) -> list[str]:
-    """The best runs of fine-tuning tasks whose MLflow run id starts with ``prefix`` (the ids `--follow` prints)."""
-    with get_engine().connect() as connection:
-        rows = connection.execute(
-            text("SELECT DISTINCT best_run_id FROM tasks WHERE best_run_id LIKE :pattern ORDER BY 1"),
-            {"pattern": prefix + "%"},
-        ).all()
-    return [str(row[0]) for row in rows]
-
-
-def fine_tuning_task_of_run(run_id: str) -> Task | None:
-    """The fine-tuning task whose best model is this MLflow run: what it was trained from and on, so the CLI can
-    name a model by that instead of by its run hash."""
-    tasks = _select_tasks(
-        "kind = 'fine_tuning' AND best_run_id = :run_id ORDER BY created_at DESC LIMIT 1", {"run_id": run_id}
-    )
-    return tasks[0] if tasks else None
+        None when no finished fine-tuning task made the model (a base model, a local directory). Tasks record
+        ``result.batch_ids``; tasks finished before that was recorded trained on their one ``params.batch_id``.
+        """
+        task = self._task_or_none(queries.SELECT_DONE_FINE_TUNING_OF_MODEL, {"model": model_id})
+        if task is None:
+            return None
+        recorded = (task.result or {}).get("batch_ids")
+        if isinstance(recorded, list):
+            return sorted(int(batch) for batch in recorded)
+        batch_id = task.params.get("batch_id")
+        return [int(batch_id)] if batch_id is not None else []
 
 
 def _common_prefix_length(first: str, second: str | None) -> int:
@@ -204,201 +301,44 @@ def _common_prefix_length(first: str, second: str | None) -> int:
     return length
 
 
-def find_task(task_id: str) -> Task | None:
-    try:
-        return get_task(task_id)
-    except UnknownTaskError:
-        return None
+def default_task_repository() -> TaskRepository:
+    """The repository on the process's default database: the wiring for callers not handed one yet."""
+    return TaskRepository(default_database())
 
 
-def list_tasks(
-    kind: TaskKind | None = None,
-    statuses: Sequence[TaskStatus] | None = None,
-    limit: int = 50,
-    offset: int = 0,
-) -> list[Task]:
-    """Newest first."""
-    return _select_tasks(
-        "(CAST(:kind AS text) IS NULL OR kind = :kind) "
-        "AND (CAST(:statuses AS text[]) IS NULL OR status = ANY(CAST(:statuses AS text[]))) "
-        "ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset",
-        {
-            "kind": kind.value if kind else None,
-            "statuses": [status.value for status in statuses] if statuses is not None else None,
-            "limit": limit,
-            "offset": offset,
-        },
-    )
+def _on_default_database(
+    method: Callable[Concatenate[TaskRepository, Arguments], Answer],
+) -> Callable[Arguments, Answer]:
+    """``method`` as a module-level function on the default database, looked up per call (so a test that swaps
+    databases is followed)."""
+
+    @functools.wraps(method)
+    def on_default_database(*args: Arguments.args, **kwargs: Arguments.kwargs) -> Answer:
+        return method(default_task_repository(), *args, **kwargs)
+
+    return on_default_database
 
 
-def count_tasks_by_status() -> dict[str, int]:
-    with get_engine().connect() as connection:
-        rows = connection.execute(text("SELECT status, count(*) FROM tasks GROUP BY status")).all()
-    return {row[0]: int(row[1]) for row in rows}
-
-
-def _update(task_id: str, assignments: str, parameters: dict[str, Any], condition: str = "true") -> Task | None:
-    with get_engine().begin() as connection:
-        row = (
-            connection.execute(
-                text(
-                    f"UPDATE tasks SET {assignments}, updated_at = now() WHERE id = :id AND ({condition}) "
-                    f"RETURNING {_COLUMNS}"
-                ),
-                {"id": task_id, **parameters},
-            )
-            .mappings()
-            .first()
-        )
-    return _task(row) if row else None
-
-
-def _select_tasks(condition: str, parameters: dict[str, Any]) -> list[Task]:
-    """The tasks whose row matches ``condition`` (SQL after WHERE, ORDER BY and LIMIT included)."""
-    with get_engine().connect() as connection:
-        rows = connection.execute(text(f"SELECT {_COLUMNS} FROM tasks WHERE {condition}"), parameters).mappings().all()
-    return [_task(row) for row in rows]
-
-
-def set_job_id(task_id: str, job_id: int) -> None:
-    _update(task_id, "job_id = :job_id", {"job_id": job_id})
-
-
-def start_task(task_id: str) -> Task | None:
-    """pending → processing; None when the task is not pending any more (canceled, or already taken)."""
-    return _update(
-        task_id,
-        "status = 'processing', started_at = now(), attempts = attempts + 1, progress = 0, "
-        "progress_message = 'started', error = NULL",
-        {},
-        "status = 'pending'",
-    )
-
-
-def set_progress(task_id: str, fraction: float, message: str | None = None) -> None:
-    _update(
-        task_id,
-        "progress = :progress, progress_message = coalesce(:message, progress_message)",
-        {"progress": min(max(float(fraction), 0.0), 1.0), "message": message},
-        "status = 'processing'",
-    )
-
-
-def finish_task(
-    task_id: str,
-    status: TaskStatus,
-    error: str | None = None,
-    best_run_id: str | None = None,
-    best_model_url: str | None = None,
-    result: dict[str, Any] | None = None,
-    only_from: Sequence[TaskStatus] = (TaskStatus.pending, TaskStatus.processing),
-    message: str | None = None,
-) -> Task | None:
-    """Move a task to a final status (done, failed, canceled, refused) unless it already has one.
-
-    ``message`` replaces the last progress message, so what a finished task says last (``tasks list``, the
-    API's ``progress_message``) is its outcome, e.g. "not deployed: NDCG@10 0.4100 against blue 0.4300".
-    Without one, a task ending with an error says "failed: <its first line>" rather than keeping whatever
-    step it was on ("applying item changes...") as if it were still there.
-    """
-    if status not in FINAL_STATUSES:
-        raise ValueError(f"{status} is not a final status")
-    if message is None and error:
-        message = f"{status.value}: {error.strip().splitlines()[0] if error.strip() else error}"[:MAX_ERROR_LENGTH]
-    return _update(
-        task_id,
-        "status = :status, error = :error, finished_at = now(), "
-        "best_run_id = coalesce(:best_run_id, best_run_id), "
-        "best_model_url = coalesce(:best_model_url, best_model_url), "
-        "result = coalesce(CAST(:result AS jsonb), result), "
-        "progress_message = coalesce(:message, progress_message), "
-        "progress = CASE WHEN :status = 'done' THEN 1 ELSE progress END",
-        {
-            "status": status.value,
-            "error": error[:MAX_ERROR_LENGTH] if error else None,
-            "best_run_id": best_run_id,
-            "best_model_url": best_model_url,
-            "result": json.dumps(result) if result is not None else None,
-            "message": message,
-            "only_from": [value.value for value in only_from],
-        },
-        "status = ANY(CAST(:only_from AS text[]))",
-    )
-
-
-def requeue_task(task_id: str, reason: str) -> Task | None:
-    """processing → pending again (its worker died and the job is retried)."""
-    return _update(
-        task_id,
-        "status = 'pending', progress_message = :reason",
-        {"reason": reason},
-        "status = 'processing'",
-    )
-
-
-def request_cancel(task_id: str) -> Task:
-    """Cancel a pending task now; flag a processing one so its worker stops at the next check."""
-    task = get_task(task_id)
-    if task.status.is_final:
-        raise TaskStateError(f"task {task_id} is already {task.status.value}: there is nothing to cancel")
-    canceled = finish_task(task_id, TaskStatus.canceled, error="canceled by request", only_from=[TaskStatus.pending])
-    if canceled is not None:
-        return canceled
-    flagged = _update(task_id, "cancel_requested = true", {}, "status = 'processing'")
-    if flagged is not None:
-        return flagged
-    return get_task(task_id)  # it finished in the meantime
-
-
-def is_cancel_requested(task_id: str) -> bool:
-    with get_engine().connect() as connection:
-        row = connection.execute(
-            text("SELECT cancel_requested OR status = 'canceled' FROM tasks WHERE id = :id"), {"id": task_id}
-        ).first()
-    return bool(row[0]) if row else True
-
-
-def active_reindex_tasks(dest_model_id: str, exclude_task_id: str | None = None) -> list[Task]:
-    """Reindex tasks into ``dest_model_id`` that are pending or processing (a conflict for a new one)."""
-    return _select_tasks(
-        "kind = 'reindex' AND status IN ('pending', 'processing') "
-        "AND params->>'dest_model_id' = :dest AND (CAST(:exclude AS text) IS NULL OR id <> :exclude) "
-        "ORDER BY created_at",
-        {"dest": dest_model_id, "exclude": exclude_task_id},
-    )
-
-
-def child_tasks(parent_id: str) -> list[Task]:
-    return _select_tasks("parent_id = :parent ORDER BY created_at", {"parent": parent_id})
-
-
-def list_tasks_by_idempotency_key(idempotency_key: str) -> list[Task]:
-    return _select_tasks("idempotency_key = :key", {"key": idempotency_key})
-
-
-def unsent_pending_tasks(older_than_s: float) -> list[Task]:
-    """Pending tasks recorded a while ago whose job was never queued (the sending process died in between)."""
-    return _select_tasks(
-        "status = 'pending' AND job_id IS NULL AND created_at < now() - make_interval(secs => :seconds) "
-        "ORDER BY created_at",
-        {"seconds": older_than_s},
-    )
-
-
-def trained_batch_ids(model_id: str) -> list[int] | None:
-    """The clickstream batches the fine-tuning that produced ``model_id`` (its best run) trained on, oldest first.
-
-    None when no finished fine-tuning task made the model (a base model, a local directory). Tasks record
-    ``result.batch_ids``; tasks finished before that was recorded trained on their one ``params.batch_id``.
-    """
-    tasks = _select_tasks(
-        "kind = 'fine_tuning' AND status = 'done' AND best_run_id = :model ORDER BY finished_at DESC LIMIT 1",
-        {"model": model_id},
-    )
-    if not tasks:
-        return None
-    recorded = (tasks[0].result or {}).get("batch_ids")
-    if isinstance(recorded, list):
-        return sorted(int(batch) for batch in recorded)
-    batch_id = tasks[0].params.get("batch_id")
-    return [int(batch_id)] if batch_id is not None else []
+# The callers not handed a repository yet (workers, service, CLI, reports, tests) call these; new code takes a
+# TaskRepository instead.
+create_task = _on_default_database(TaskRepository.create_task)
+get_task = _on_default_database(TaskRepository.get_task)
+find_task = _on_default_database(TaskRepository.find_task)
+resolve_task_id = _on_default_database(TaskRepository.resolve_task_id)
+shortest_unique_prefixes = _on_default_database(TaskRepository.shortest_unique_prefixes)
+best_run_ids_starting_with = _on_default_database(TaskRepository.best_run_ids_starting_with)
+fine_tuning_task_of_run = _on_default_database(TaskRepository.fine_tuning_task_of_run)
+list_tasks = _on_default_database(TaskRepository.list_tasks)
+count_tasks_by_status = _on_default_database(TaskRepository.count_tasks_by_status)
+set_job_id = _on_default_database(TaskRepository.set_job_id)
+start_task = _on_default_database(TaskRepository.start_task)
+set_progress = _on_default_database(TaskRepository.set_progress)
+finish_task = _on_default_database(TaskRepository.finish_task)
+requeue_task = _on_default_database(TaskRepository.requeue_task)
+request_cancel = _on_default_database(TaskRepository.request_cancel)
+is_cancel_requested = _on_default_database(TaskRepository.is_cancel_requested)
+active_reindex_tasks = _on_default_database(TaskRepository.active_reindex_tasks)
+child_tasks = _on_default_database(TaskRepository.child_tasks)
+list_tasks_by_idempotency_key = _on_default_database(TaskRepository.list_tasks_by_idempotency_key)
+unsent_pending_tasks = _on_default_database(TaskRepository.unsent_pending_tasks)
+trained_batch_ids = _on_default_database(TaskRepository.trained_batch_ids)

@@ -45,16 +45,14 @@ def study_name_of(task_id: str) -> str:
 def shared_trials_for(task_id: str, owner: bool = False) -> SharedTrials | None:
     """The task's shared study in the database this process uses; None when sharing is switched off
     (``EMBEDDING_STUDIO_HPO_SHARE_TRIALS=false``). The owner's queues the trial jobs once the study is planned."""
-    from embedding_studio.db import get_engine
+    from embedding_studio.db import default_database
     from embedding_studio.finetuning.hpo import HyperparameterSearchSettings
     from embedding_studio.finetuning.shared_search import project_storage
 
     settings = HyperparameterSearchSettings()
     if not settings.share_trials:
         return None
-    storage = project_storage(
-        get_engine().url.render_as_string(hide_password=False), settings.heartbeat_s, settings.stale_after_s
-    )
+    storage = project_storage(default_database().sqlalchemy_url, settings.heartbeat_s, settings.stale_after_s)
     shared = SharedTrials(study_name=study_name_of(task_id), storage=storage, worker=worker_name())
     if owner:
         shared.on_study_ready = lambda trials: _remember_jobs(task_id, send_trial_jobs(task_id, trials - 1))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,8 @@ ALL_QUEUES = tuple(QUEUE_OF_KIND.values())
 
 @dataclass(frozen=True)
 class Task:
+    """One row of the task table, as read (``tasks.queries.TASK_COLUMNS``); changing a task is the repository's."""
+
     id: str
     kind: TaskKind
     status: TaskStatus
@@ -38,3 +41,28 @@ class Task:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Task:
+        """The task of a row with the columns of ``tasks.queries.TASK_COLUMNS`` (psycopg's ``dict_row``)."""
+        return cls(
+            id=row["id"],
+            kind=TaskKind(row["kind"]),
+            status=TaskStatus(row["status"]),
+            params=dict(row["params"] or {}),
+            parent_id=row["parent_id"],
+            best_run_id=row["best_run_id"],
+            best_model_url=row["best_model_url"],
+            error=row["error"],
+            progress=float(row["progress"]),
+            progress_message=row["progress_message"],
+            result=row["result"],
+            idempotency_key=row["idempotency_key"],
+            job_id=row["job_id"],
+            cancel_requested=bool(row["cancel_requested"]),
+            attempts=int(row["attempts"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+        )
