@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from embedding_studio.clickstream.dao import ClickstreamRepository
     from embedding_studio.db import Database
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 # Tests never reach a model hub; everything they load is built in code or shipped in a package.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -84,6 +85,14 @@ def clickstream_repository(database: Database) -> ClickstreamRepository:
     from embedding_studio.clickstream.dao import ClickstreamRepository
 
     return ClickstreamRepository(database)
+
+
+@pytest.fixture()
+def vector_store(database: Database) -> VectorStore:
+    """The vector store of the test server."""
+    from embedding_studio.vectordb import VectorStore
+
+    return VectorStore(database)
 
 
 @pytest.fixture()

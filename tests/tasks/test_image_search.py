@@ -12,9 +12,9 @@ import pytest
 from tests.finetuning.toy_images import VOCABULARY, catalog, png_bytes
 from tests.items.conftest import S3_CREDENTIALS, gcs_bucket, gcs_endpoint, s3_bucket, s3_endpoint
 
-from embedding_studio import vectordb
 from embedding_studio.serving.search import search_blue
 from embedding_studio.tasks import LoaderSpec, index_catalog
+from embedding_studio.vectordb import VectorStore
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +32,7 @@ def test_s3_images_are_indexed_and_text_search_returns_them_with_their_key(
     clip_dir: Path,
     s3_bucket,
     s3_endpoint: str,
+    vector_store: VectorStore,
 ) -> None:
     bucket, client = s3_bucket
     for item_id, image in IMAGES.items():
@@ -44,16 +45,18 @@ def test_s3_images_are_indexed_and_text_search_returns_them_with_their_key(
         "endpoint_url": s3_endpoint,
         **S3_CREDENTIALS,
     }
-    result = index_catalog(str(clip_dir), LoaderSpec(name="s3_image", options=options), batch_size=8)
+    result = index_catalog(
+        str(clip_dir), LoaderSpec(name="s3_image", options=options), batch_size=8, store=vector_store
+    )
     assert result.item_count == len(IMAGES) and result.deployed_as_blue
     assert result.skipped_items == 1  # the unreadable object is counted, not silently skipped
-    answer = search_blue("red circle", limit=5, record_session=False)
+    answer = search_blue("red circle", limit=5, record_session=False, store=vector_store)
     assert len(answer.hits) == 5
     hit = answer.hits[0]
     assert hit.item_id in IMAGES and -1.0 <= hit.score <= 1.0
     assert hit.payload["image"] == f"shapes/{hit.item_id}.png"
     assert hit.payload["image_url"] == f"s3://{bucket}/shapes/{hit.item_id}.png"
-    assert vectordb.get_collection(str(clip_dir)).state == "blue"
+    assert vector_store.get_collection(str(clip_dir)).state == "blue"
 
 
 def test_gcs_images_are_indexed_the_same_way(

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from embedding_studio import vectordb
 from embedding_studio.serving.search import search_blue
 from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskStatus, repository, service
-from embedding_studio.vectordb.connection import get_pool
+from embedding_studio.vectordb import VectorStore
 
 from .worker_process import start_worker, stop_worker, wait_for, write_catalog
 
@@ -42,23 +41,23 @@ def sharded_env(worker_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     yield worker_env
 
 
-def _ready_workers() -> int:
-    with get_pool().connection() as connection:
+def _ready_workers(store: VectorStore) -> int:
+    with store.database.connection() as connection:
         row = connection.execute("SELECT count(*) FROM procrastinate_workers").fetchone()
     return int(row[0]) if row else 0
 
 
-def _start_two(log: Path) -> dict[str, subprocess.Popen[bytes]]:
+def _start_two(store: VectorStore, log: Path) -> dict[str, subprocess.Popen[bytes]]:
     workers = {name: start_worker(log, "--name", name) for name in ("worker-a", "worker-b")}
     # Both listen before the task exists, so the owner cannot embed every shard before the other one starts.
-    wait_for(lambda: _ready_workers() >= 2, timeout=60, message="the workers did not start", log_path=log)
+    wait_for(lambda: _ready_workers(store) >= 2, timeout=60, message="the workers did not start", log_path=log)
     return workers
 
 
-def _collection_counts(model_id: str) -> tuple[int, int, set[str]]:
-    collection = vectordb.get_collection(model_id)
+def _collection_counts(store: VectorStore, model_id: str) -> tuple[int, int, set[str]]:
+    collection = store.get_collection(model_id)
     assert collection is not None
-    with get_pool().connection() as connection:
+    with store.database.connection() as connection:
         rows = connection.execute(f'SELECT item_id FROM "{collection.table_name}"').fetchall()
     ids = [row[0] for row in rows]
     return len(ids), len(set(ids)), set(ids)
@@ -78,11 +77,11 @@ def _reindex(model: str, catalog: Path, pause_s: float) -> str:
 
 
 def test_two_workers_embed_the_shards_of_one_reindex_and_search_answers_from_it(
-    sharded_env: Path, tiny_models: tuple[str, str], tmp_path: Path
+    sharded_env: Path, tiny_models: tuple[str, str], tmp_path: Path, vector_store: VectorStore
 ) -> None:
     model, _ = tiny_models
     catalog = write_catalog(tmp_path / "corpus.jsonl", ITEMS)
-    workers = _start_two(sharded_env)
+    workers = _start_two(vector_store, sharded_env)
     try:
         started = time.monotonic()
         task_id = _reindex(model, catalog, pause_s=0.25)
@@ -106,31 +105,31 @@ def test_two_workers_embed_the_shards_of_one_reindex_and_search_answers_from_it(
     assert sum(result["shard_workers"].values()) == ITEMS // SHARD_SIZE
     assert result["item_count"] == ITEMS and result["part_count"] == ITEMS
 
-    rows, distinct, ids = _collection_counts(model)
+    rows, distinct, ids = _collection_counts(vector_store, model)
     assert rows == distinct == ITEMS  # every item exactly once (one part each)
     assert ids == {f"item-{index}" for index in range(ITEMS)}
-    assert vectordb.get_deployment().blue_model_id == model
+    assert vector_store.get_deployment().blue_model_id == model
     text = json.loads(catalog.read_text().splitlines()[5])["text"]
-    answer = search_blue(text, limit=10, record_session=False)
+    answer = search_blue(text, limit=10, record_session=False, store=vector_store)
     assert answer.model_id == model and "item-5" in [hit.item_id for hit in answer.hits]
-    with get_pool().connection() as connection:  # the build's rows go with it
+    with vector_store.database.connection() as connection:  # the build's rows go with it
         assert connection.execute("SELECT count(*) FROM reindex_shards").fetchone() == (0,)
     print(f"2 workers, {ITEMS} items in {result['shards']} shards: {elapsed:.1f}s, {result['shard_workers']}")
 
 
 def test_a_killed_helpers_shard_is_embedded_again_and_the_reindex_ends_done(
-    sharded_env: Path, tiny_models: tuple[str, str], tmp_path: Path
+    sharded_env: Path, tiny_models: tuple[str, str], tmp_path: Path, vector_store: VectorStore
 ) -> None:
     model, _ = tiny_models
     catalog = write_catalog(tmp_path / "corpus.jsonl", ITEMS)
-    workers = _start_two(sharded_env)
+    workers = _start_two(vector_store, sharded_env)
     killed: str | None = None
     try:
         task_id = _reindex(model, catalog, pause_s=0.6)  # about 2 s per shard
 
         def helper_holding_a_shard() -> bool:
             nonlocal killed
-            with get_pool().connection() as connection:
+            with vector_store.database.connection() as connection:
                 row = connection.execute(
                     "SELECT worker FROM reindex_shards WHERE status = 'doing' AND worker <> owner LIMIT 1"
                 ).fetchone()
@@ -158,7 +157,7 @@ def test_a_killed_helpers_shard_is_embedded_again_and_the_reindex_ends_done(
     result = done.result or {}
     assert result["retried_shards"] >= 1, result
     assert killed not in result["shard_workers"] or result["shard_workers"][killed] < ITEMS // SHARD_SIZE
-    rows, distinct, ids = _collection_counts(model)
+    rows, distinct, ids = _collection_counts(vector_store, model)
     assert rows == distinct == ITEMS
     assert ids == {f"item-{index}" for index in range(ITEMS)}
-    assert vectordb.get_deployment().blue_model_id == model
+    assert vector_store.get_deployment().blue_model_id == model

@@ -3,6 +3,9 @@
 The hot path is one read of the blue pointer, one query encoding with the model cached in this
 process, one SQL query, and one insert of the session; the blue pointer is read per request, so a flip
 takes effect on the next search and a search in flight finishes on the collection it started with.
+
+Search reads the ``VectorStore`` it is handed and records the session on that store's database; without one, the
+default database's (the API's searcher and the CLI's in-process answer).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 from embedding_studio import vectordb
 from embedding_studio.serving.errors import BlueModelUnavailableError, UnknownModelError
 from embedding_studio.serving.models import resolve_model
+from embedding_studio.vectordb import VectorStore, default_vector_store
 
 
 @dataclass(frozen=True)
@@ -29,11 +33,17 @@ class SearchAnswer:
 
 
 def search_blue(
-    query: str, limit: int = 10, offset: int = 0, user_id: str | None = None, record_session: bool = True
+    query: str,
+    limit: int = 10,
+    offset: int = 0,
+    user_id: str | None = None,
+    record_session: bool = True,
+    store: VectorStore | None = None,
 ) -> SearchAnswer:
     """Raises ``vectordb.NoBlueModelError`` before any model is deployed, ``BlueModelUnavailableError`` (an
     ``UnknownModelError``) if the blue model cannot be loaded."""
-    blue = vectordb.get_blue_collection()
+    store = store or default_vector_store()
+    blue = store.get_blue_collection()
     if blue is None:
         raise vectordb.NoBlueModelError()
     timings: dict[str, float] = {}
@@ -45,13 +55,13 @@ def search_blue(
     timings["model_load"] = (mark := time.perf_counter()) - started
     query_vector = np.asarray(model.encode_queries([query])[0], dtype=np.float32)
     timings["query_embed"] = (started := time.perf_counter()) - mark
-    hits = vectordb.search(query_vector, limit=limit, offset=offset, collection=blue)
+    hits = store.search(query_vector, limit=limit, offset=offset, collection=blue)
     timings["search"] = (mark := time.perf_counter()) - started
     session_id = uuid.uuid4().hex
     if record_session:
-        from embedding_studio.clickstream.dao import clickstream_dao
+        from embedding_studio.clickstream.dao import ClickstreamRepository
 
-        clickstream_dao.add_session(
+        ClickstreamRepository(store.database).add_session(
             session_id=session_id,
             query=query,
             results=[hit.item_id for hit in hits],

@@ -26,6 +26,7 @@ from embedding_studio.config import get_settings
 from embedding_studio.items.display import ItemDisplay, display_payload
 from embedding_studio.items.types import DownloadedItem, FailedItem
 from embedding_studio.tasks.params import LoaderSpec, ReindexTaskParams
+from embedding_studio.vectordb import MAINTAINED_STATES, VectorStore, default_vector_store
 
 logger = logging.getLogger(__name__)
 
@@ -92,16 +93,17 @@ def prefetched(batches: Iterator[Any], depth: int = 1) -> Iterator[Any]:
                 pass
 
 
-def image_source(params: ReindexTaskParams, item_display: ItemDisplay) -> Any:
+def image_source(store: VectorStore, params: ReindexTaskParams, item_display: ItemDisplay) -> Any:
     """The catalog's images as a reindex source: parts (key as content, payload with the image's key and URL)
-    and a ``embed_batch`` that embeds the batch's decoded images."""
+    and a ``embed_batch`` that embeds the batch's decoded images; the API's upserts are read from ``store``'s
+    database."""
     from embedding_studio.items.loaders.upserted import WithUpsertedItems
     from embedding_studio.items.registry import create_loader
     from embedding_studio.tasks.reindex import _Source
 
     settings = get_settings()
     spec = params.loader or LoaderSpec(name=settings.catalog_loader, options=settings.catalog_loader_options)
-    loader = WithUpsertedItems(create_loader(spec.name, **spec.options))
+    loader = WithUpsertedItems(create_loader(spec.name, **spec.options), store.upserted_items)
     skipped: list[str] = []
     images: dict[str, Any] = {}
 
@@ -189,29 +191,22 @@ def embed_images(model: Any, images: dict[str, Any], parts: list[vectordb.Source
 # ---------------------------------------------------------------------------------------------- upserts
 
 
-def holds_images(collection: Any) -> bool:
+def holds_images(store: VectorStore, collection: vectordb.Collection) -> bool:
     """Whether a collection is an image model's: its parts carry the image's URL (written only by
     :func:`image_source` and image upserts). Read from one row, so the API can answer without loading the model;
     an empty collection reads as text."""
-    from psycopg import sql
-
-    from embedding_studio.vectordb.connection import get_pool
-
-    query = sql.SQL("SELECT 1 FROM {} WHERE payload ? %s LIMIT 1").format(sql.Identifier(collection.table_name))
-    with get_pool().connection() as connection:
-        return connection.execute(query, (IMAGE_URL_KEY,)).fetchone() is not None
+    return store.any_payload_with_key(collection.table_name, IMAGE_URL_KEY)
 
 
-def check_upsert_kinds(upserts: list[Any]) -> None:
+def check_upsert_kinds(upserts: list[Any], store: VectorStore | None = None) -> None:
     """Refuse, when the upsert is asked for, items the serving collections cannot embed: a text item into an image
     collection, an image into a text one (``ValueError`` naming the item and the collection), rather than a task
-    that fails in the worker."""
-    from embedding_studio.vectordb.store import MAINTAINED_STATES
-
+    that fails in the worker. ``store``: the default database's when not given."""
     if not upserts:
         return
-    for collection in vectordb.list_collections(MAINTAINED_STATES):
-        images = holds_images(collection)
+    store = store or default_vector_store()
+    for collection in store.list_collections(MAINTAINED_STATES):
+        images = holds_images(store, collection)
         for item in upserts:
             if images and item.image is None:
                 raise ValueError(

@@ -13,6 +13,9 @@ Items become text parts with ``items.item_parts`` and the build's ``ItemText`` (
 so search serves the texts the model was trained on); the collection keeps it for later upserts. A source
 collection cut with another ``ItemText`` cannot be copied, so the items are then read from the catalog.
 
+Everything is read and written through the ``VectorStore`` the reindex is handed (``run_reindex(..., store=)``;
+without one, the default database's), whose ``Database`` also holds the destination's lock.
+
 Each item read from the catalog gets a display payload (``items.display``: a title, a snippet of the text
 the model embeds, the fields the build's ``ItemDisplay`` names, the loader's own payload on top), stored with
 its parts so search can show what it found; parts copied from a collection keep the payload they have.
@@ -33,12 +36,14 @@ import numpy as np
 
 from embedding_studio import vectordb
 from embedding_studio.config import get_settings
+from embedding_studio.db import Database
 from embedding_studio.items.display import ItemDisplay, display_payload
 from embedding_studio.items.item_text import ItemText, ItemTextError, item_parts
 from embedding_studio.serving.models import resolve_model
+from embedding_studio.tasks import reindex_queries as queries
 from embedding_studio.tasks.errors import TaskCanceledError
 from embedding_studio.tasks.params import LoaderSpec, ReindexTaskParams
-from embedding_studio.vectordb.connection import get_pool
+from embedding_studio.vectordb import VectorStore, default_vector_store
 
 logger = logging.getLogger(__name__)
 
@@ -113,25 +118,27 @@ def _lock_key(model_id: str) -> int:
 
 
 class DestinationLock:
-    """A session-level advisory lock on the destination model, on a connection kept for the whole build."""
+    """A session-level advisory lock on the destination model, on a connection of ``database`` kept for the whole
+    build."""
 
-    def __init__(self, model_id: str) -> None:
+    def __init__(self, model_id: str, database: Database) -> None:
         self.model_id = model_id
+        self.database = database
         self._context: Any = None
         self._connection: Any = None
 
     def try_acquire(self) -> bool:
         if self._connection is None:
-            self._context = get_pool().connection()
+            self._context = self.database.connection()
             self._connection = self._context.__enter__()
-        row = self._connection.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(self.model_id),)).fetchone()
+        row = self._connection.execute(queries.TRY_ADVISORY_LOCK, {"key": _lock_key(self.model_id)}).fetchone()
         return bool(row and row[0])
 
     def release(self) -> None:
         if self._connection is None:
             return
         try:
-            self._connection.execute("SELECT pg_advisory_unlock(%s)", (_lock_key(self.model_id),))
+            self._connection.execute(queries.ADVISORY_UNLOCK, {"key": _lock_key(self.model_id)})
         finally:
             self._context.__exit__(None, None, None)
             self._connection = None
@@ -139,9 +146,14 @@ class DestinationLock:
 
 
 def acquire_destination(
-    model_id: str, wait: bool, should_stop: ShouldStop, on_wait: Callable[[], None], poll_s: float = 0.5
+    database: Database,
+    model_id: str,
+    wait: bool,
+    should_stop: ShouldStop,
+    on_wait: Callable[[], None],
+    poll_s: float = 0.5,
 ) -> DestinationLock:
-    lock = DestinationLock(model_id)
+    lock = DestinationLock(model_id, database)
     waited = False
     while not lock.try_acquire():
         if not wait:
@@ -185,13 +197,13 @@ class _Source:
     reader: ShardReader | None = None
 
 
-def _collection_source(model_id: str, item_text: ItemText, item_display: ItemDisplay) -> _Source:
+def _collection_source(store: VectorStore, model_id: str, item_text: ItemText, item_display: ItemDisplay) -> _Source:
     """A collection's parts as they are; an item stored without a payload (indexed before items had one) gets
     one from its first part's text, so rebuilding an old collection makes its results readable."""
 
     def batches(batch_size: int) -> Iterator[list[vectordb.SourcePart]]:
         filled: tuple[str, dict[str, Any] | None] = ("", None)
-        for parts in vectordb.iter_source_parts(model_id, batch_size):
+        for parts in store.iter_source_parts(model_id, batch_size):
             batch: list[vectordb.SourcePart] = []
             for part in parts:
                 if part.payload is None:
@@ -204,21 +216,23 @@ def _collection_source(model_id: str, item_text: ItemText, item_display: ItemDis
     return _Source(
         name=f"collection of {model_id}",
         batches=batches,
-        total_parts=vectordb.count_source_parts(model_id),
-        reader=_collection_reader(model_id, item_text, item_display),
+        total_parts=store.count_source_parts(model_id),
+        reader=_collection_reader(store, model_id, item_text, item_display),
     )
 
 
-def _collection_reader(model_id: str, item_text: ItemText, item_display: ItemDisplay) -> ShardReader:
+def _collection_reader(
+    store: VectorStore, model_id: str, item_text: ItemText, item_display: ItemDisplay
+) -> ShardReader:
     """A collection's parts by item ids; a part without a payload gets one, as :func:`_collection_source` does."""
 
     def read(item_ids: list[str]) -> tuple[list[vectordb.SourcePart], list[str]]:
-        collection = vectordb.get_collection(model_id)
+        collection = store.get_collection(model_id)
         if collection is None:
             raise vectordb.CollectionNotFoundError(model_id)
         parts: list[vectordb.SourcePart] = []
         filled: tuple[str, dict[str, Any] | None] = ("", None)
-        for part in vectordb.source_parts_of(collection.table_name, item_ids):
+        for part in store.source_parts_of(collection.table_name, item_ids):
             if part.payload is None:
                 if filled[0] != part.item_id:
                     filled = (part.item_id, display_payload(part.content, item_text, item_display))
@@ -226,9 +240,7 @@ def _collection_reader(model_id: str, item_text: ItemText, item_display: ItemDis
             parts.append(part)
         return parts, []
 
-    return ShardReader(
-        describe={"collection": model_id}, item_ids=lambda: vectordb.source_item_ids(model_id), read=read
-    )
+    return ShardReader(describe={"collection": model_id}, item_ids=lambda: store.source_item_ids(model_id), read=read)
 
 
 def _item_source_parts(
@@ -246,13 +258,13 @@ def _item_source_parts(
     return [vectordb.SourcePart(item.item_id, index, text, payload) for index, text in enumerate(texts)]
 
 
-def _loader_reader(spec: LoaderSpec, item_text: ItemText, item_display: ItemDisplay) -> ShardReader:
+def _loader_reader(store: VectorStore, spec: LoaderSpec, item_text: ItemText, item_display: ItemDisplay) -> ShardReader:
     """The catalog (a loader with the API's upserts on top) by item ids: listed once per reader, loaded by slice."""
     from embedding_studio.items.loaders.upserted import WithUpsertedItems
     from embedding_studio.items.registry import create_loader
     from embedding_studio.items.types import ItemMeta
 
-    loader = WithUpsertedItems(create_loader(spec.name, **spec.options))
+    loader = WithUpsertedItems(create_loader(spec.name, **spec.options), store.upserted_items)
     metas: dict[str, ItemMeta] = {}
 
     def item_ids() -> list[str]:
@@ -282,21 +294,26 @@ def _loader_reader(spec: LoaderSpec, item_text: ItemText, item_display: ItemDisp
     )
 
 
-def shard_reader_of(describe: dict[str, Any], item_text: ItemText, item_display: ItemDisplay) -> ShardReader:
+def shard_reader_of(
+    store: VectorStore, describe: dict[str, Any], item_text: ItemText, item_display: ItemDisplay
+) -> ShardReader:
     """The reader a helper job builds from the owner's ``ShardReader.describe``."""
     if "collection" in describe:
-        return _collection_reader(str(describe["collection"]), item_text, item_display)
+        return _collection_reader(store, str(describe["collection"]), item_text, item_display)
     loader = describe["loader"]
-    return _loader_reader(LoaderSpec(name=loader["name"], options=loader.get("options") or {}), item_text, item_display)
+    spec = LoaderSpec(name=loader["name"], options=loader.get("options") or {})
+    return _loader_reader(store, spec, item_text, item_display)
 
 
-def _loader_source(spec: LoaderSpec, item_text: ItemText, item_display: ItemDisplay = ItemDisplay()) -> _Source:
+def _loader_source(
+    store: VectorStore, spec: LoaderSpec, item_text: ItemText, item_display: ItemDisplay = ItemDisplay()
+) -> _Source:
     """The catalog: the loader's items with the API's upserts and deletes applied, cut with ``item_text``, each
     with its display payload under ``item_display``."""
     from embedding_studio.items.loaders.upserted import WithUpsertedItems
     from embedding_studio.items.registry import create_loader
 
-    loader = WithUpsertedItems(create_loader(spec.name, **spec.options))
+    loader = WithUpsertedItems(create_loader(spec.name, **spec.options), store.upserted_items)
     skipped: list[str] = []
 
     def batches(batch_size: int) -> Iterator[list[vectordb.SourcePart]]:
@@ -320,56 +337,58 @@ def _loader_source(spec: LoaderSpec, item_text: ItemText, item_display: ItemDisp
         batches=batches,
         total_parts=None,
         skipped=skipped,
-        reader=_loader_reader(spec, item_text, item_display),
+        reader=_loader_reader(store, spec, item_text, item_display),
     )
 
 
-def build_item_text(params: ReindexTaskParams) -> ItemText:
+def build_item_text(store: VectorStore, params: ReindexTaskParams) -> ItemText:
     """The build's ``ItemText``: the task's, else the blue collection's (a catalog keeps being cut one way), else the
     default."""
     if params.item_text is not None:
         return params.item_text.config()
-    blue = vectordb.get_blue_collection()
+    blue = store.get_blue_collection()
     if blue is not None:
-        collection = vectordb.get_collection(blue.model_id)
+        collection = store.get_collection(blue.model_id)
         if collection is not None:
             return collection.item_text
     return ItemText()
 
 
-def build_item_display(params: ReindexTaskParams) -> ItemDisplay:
+def build_item_display(store: VectorStore, params: ReindexTaskParams) -> ItemDisplay:
     """What search shows of the build's items: the task's choice, else the blue collection's, else the default."""
     if params.item_display is not None:
         return params.item_display.config()
-    blue = vectordb.get_blue_collection()
+    blue = store.get_blue_collection()
     if blue is not None:
-        collection = vectordb.get_collection(blue.model_id)
+        collection = store.get_collection(blue.model_id)
         if collection is not None:
             return collection.item_display
     return ItemDisplay()
 
 
-def choose_source(params: ReindexTaskParams, item_text: ItemText, item_display: ItemDisplay = ItemDisplay()) -> _Source:
+def choose_source(
+    store: VectorStore, params: ReindexTaskParams, item_text: ItemText, item_display: ItemDisplay = ItemDisplay()
+) -> _Source:
     """The explicit loader, else the source (or blue) collection when it was cut with ``item_text`` (and shows
     items with ``item_display``) too, else the configured catalog loader."""
     if params.loader is not None:
-        return _loader_source(params.loader, item_text, item_display)
-    candidates = [params.source_model_id, vectordb.get_deployment().blue_model_id]
+        return _loader_source(store, params.loader, item_text, item_display)
+    candidates = [params.source_model_id, store.get_deployment().blue_model_id]
     for model_id in candidates:
         if model_id is None or model_id == params.dest_model_id:
             continue
-        collection = vectordb.get_collection(model_id)
+        collection = store.get_collection(model_id)
         if collection is None or collection.state not in ("blue", "ready"):
             continue
         if collection.item_text == item_text and collection.item_display == item_display:
-            return _collection_source(model_id, item_text, item_display)
+            return _collection_source(store, model_id, item_text, item_display)
         logger.info(
             "the collection of %s was cut or shown another way (item_text, item_display): reading the catalog instead",
             model_id,
         )
     settings = get_settings()
     spec = LoaderSpec(name=settings.catalog_loader, options=settings.catalog_loader_options)
-    return _loader_source(spec, item_text, item_display)
+    return _loader_source(store, spec, item_text, item_display)
 
 
 class _CopyWriter:
@@ -380,10 +399,12 @@ class _CopyWriter:
 
     def __init__(
         self,
+        store: VectorStore,
         table_name: str,
         replace_items: list[str] | None = None,
         before_commit: Callable[[Any], None] | None = None,
     ) -> None:
+        self._store = store
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=4)
         self._error: BaseException | None = None
         self.count = 0
@@ -403,7 +424,7 @@ class _CopyWriter:
 
     def _run(self, table_name: str, replace_items: list[str], before_commit: Callable[[Any], None] | None) -> None:
         try:
-            self.count = vectordb.copy_parts(table_name, self._parts(), replace_items, before_commit)
+            self.count = self._store.copy_parts(table_name, self._parts(), replace_items, before_commit)
         except _WriteAborted:
             return
         except BaseException as error:  # handed to the encoding thread
@@ -435,6 +456,7 @@ class _WriteAborted(Exception):
 
 
 def build_collection(
+    store: VectorStore,
     params: ReindexTaskParams,
     progress: Progress,
     should_stop: ShouldStop,
@@ -449,23 +471,23 @@ def build_collection(
     """
     started = time.perf_counter()
     model = model if model is not None else resolve_model(params.dest_model_id)
-    existing = vectordb.get_collection(params.dest_model_id)
+    existing = store.get_collection(params.dest_model_id)
     if existing is not None and existing.state == "blue":
         raise vectordb.CollectionStateError(
             f"model {params.dest_model_id!r} is already the blue model; nothing to reindex"
         )
-    vectordb.register_model(params.dest_model_id, int(model.dim), source=model_source)
-    item_text = build_item_text(params)
-    item_display = build_item_display(params)
+    store.register_model(params.dest_model_id, int(model.dim), source=model_source)
+    item_text = build_item_text(store, params)
+    item_display = build_item_display(store, params)
     from embedding_studio.tasks.image_index import embed_images, image_source, is_image_model
 
     images: dict[str, Any] | None = None  # an image model's batch of decoded images (tasks.image_index)
     if is_image_model(model):
-        source, images = image_source(params, item_display)
+        source, images = image_source(store, params, item_display)
     else:
-        source = choose_source(params, item_text, item_display)
+        source = choose_source(store, params, item_text, item_display)
     progress(0.01, f"reading items from the {source.name}")
-    collection = vectordb.start_collection(params.dest_model_id, item_text, item_display)
+    collection = store.start_collection(params.dest_model_id, item_text, item_display)
 
     batch_size = encode_batch_size(model, params.batch_size)
 
@@ -480,9 +502,9 @@ def build_collection(
             from embedding_studio.tasks.shards import build_by_shards
 
             # Lists the ids now, after the snapshot point: an item upserted before it is listed, one after is replayed.
-            sharded = build_by_shards(task_id, params, source.reader, collection, embed, progress, should_stop)
+            sharded = build_by_shards(store, task_id, params, source.reader, collection, embed, progress, should_stop)
         if sharded is None:
-            writer = _CopyWriter(collection.table_name)
+            writer = _CopyWriter(store, collection.table_name)
             for batch in source.batches(params.batch_size):
                 if should_stop():
                     raise TaskCanceledError("canceled during the reindex")
@@ -511,18 +533,18 @@ def build_collection(
             written = sharded.parts
         phase_seconds = {"embed_and_write": time.perf_counter() - started}
         progress(0.9, f"building the HNSW index over {written} parts")
-        vectordb.build_index(collection.table_name)
+        store.build_index(collection.table_name)
         phase_seconds["index"] = time.perf_counter() - started - phase_seconds["embed_and_write"]
         progress(0.95, "applying item changes that arrived during the reindex")
-        last_seq = vectordb.catch_up(params.dest_model_id, embed, collection.change_seq_start or 0)
+        last_seq = store.catch_up(params.dest_model_id, embed, collection.change_seq_start or 0)
         if should_stop():
             raise TaskCanceledError("canceled before the new collection was handed over")
-        finished = vectordb.finish_collection(params.dest_model_id, embed, last_seq, params.deploy_as_blue)
+        finished = store.finish_collection(params.dest_model_id, embed, last_seq, params.deploy_as_blue)
     except BaseException:
         if writer is not None:
             writer.abort()
         try:
-            vectordb.drop_collection(params.dest_model_id)
+            store.drop_collection(params.dest_model_id)
         except Exception:
             logger.exception("could not drop the unfinished collection of %s", params.dest_model_id)
         raise
@@ -551,19 +573,23 @@ def run_reindex(
     on_wait: Callable[[], None] | None = None,
     model: Any | None = None,
     task_id: str | None = None,
+    store: VectorStore | None = None,
 ) -> ReindexResult:
     """Take the destination's lock (waiting or refusing), build, release. ``task_id``: the worker's task, whose
-    large catalog is then embedded by shards on every reindex worker."""
+    large catalog is then embedded by shards on every reindex worker. ``store``: the vector store to build in (its
+    database holds the lock); the default database's when not given."""
+    store = store or default_vector_store()
     progress = progress or (lambda fraction, message: None)
     should_stop = should_stop or (lambda: False)
     lock = acquire_destination(
+        store.database,
         params.dest_model_id,
         params.wait_on_conflict,
         should_stop,
         on_wait or (lambda: progress(0.0, f"waiting for another reindex into {params.dest_model_id}")),
     )
     try:
-        return build_collection(params, progress, should_stop, model=model, task_id=task_id)
+        return build_collection(store, params, progress, should_stop, model=model, task_id=task_id)
     finally:
         lock.release()
 
@@ -574,14 +600,15 @@ def index_catalog(
     deploy_as_blue: bool = True,
     batch_size: int = 256,
     progress: Progress | None = None,
+    store: VectorStore | None = None,
 ) -> ReindexResult:
     """Index a catalog with a model in this process (the first deployment: no collection exists yet).
 
-    ``loader`` defaults to the configured catalog loader.
+    ``loader`` defaults to the configured catalog loader; ``store`` to the default database's vector store.
     """
     settings = get_settings()
     spec = loader or LoaderSpec(name=settings.catalog_loader, options=settings.catalog_loader_options)
     params = ReindexTaskParams(
         dest_model_id=model_id, deploy_as_blue=deploy_as_blue, loader=spec, batch_size=batch_size
     )
-    return run_reindex(params, progress=progress)
+    return run_reindex(params, progress=progress, store=store)

@@ -23,6 +23,10 @@ retried build starts over under a new build id.
 
 Progress is the owner's to write (helpers write only their shard's row): "shards 3/8 done (worker-a 2, worker-b 1),
 2 running; 12,000 of 40,000 items embedded". The result adds ``shards``, ``shard_workers`` and ``retried_shards``.
+
+The owner works on the ``VectorStore`` its reindex was handed, a helper job on the default database's; the
+``reindex_shards`` rows are read and written through :class:`ShardTable` on that store's database (its SQL in
+``tasks.reindex_queries``).
 """
 
 from __future__ import annotations
@@ -40,12 +44,14 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from embedding_studio import vectordb
+from embedding_studio.db import Database
+from embedding_studio.tasks import reindex_queries as queries
 from embedding_studio.tasks import repository
 from embedding_studio.tasks.errors import TaskCanceledError
 from embedding_studio.tasks.params import ReindexTaskParams
 from embedding_studio.tasks.reindex import ShardReader, _CopyWriter, encode_batch_size, shard_reader_of
 from embedding_studio.tasks.types import QUEUE_OF_KIND, TaskKind, TaskStatus
-from embedding_studio.vectordb.connection import get_pool
+from embedding_studio.vectordb import VectorStore, default_vector_store
 
 logger = logging.getLogger(__name__)
 
@@ -143,131 +149,104 @@ def worker_name() -> str:
 # ------------------------------------------------------------------------------------------- the table
 
 
-def record_shards(task_id: str, build_id: str, owner: str, slices: list[list[str]]) -> None:
-    """One row per shard of a new build; rows of the task's earlier builds (a retried task) and of builds whose
-    task is no longer running are dropped."""
-    with get_pool().connection() as connection, connection.transaction(), connection.cursor() as cursor:
-        cursor.execute(
-            "DELETE FROM reindex_shards WHERE task_id = %s "
-            "OR task_id NOT IN (SELECT id FROM tasks WHERE status = 'processing')",
-            (task_id,),
-        )
-        cursor.executemany(
-            "INSERT INTO reindex_shards (build_id, shard, task_id, owner, item_ids) VALUES (%s, %s, %s, %s, %s)",
-            [(build_id, index, task_id, owner, item_ids) for index, item_ids in enumerate(slices)],
-        )
+class ShardTable:
+    """The ``reindex_shards`` table on the database it is handed; its SQL is ``tasks.reindex_queries``."""
 
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
-def delete_shards(build_id: str) -> None:
-    with get_pool().connection() as connection:
-        connection.execute("DELETE FROM reindex_shards WHERE build_id = %s", (build_id,))
-
-
-def claim_shard(build_id: str, worker: str, settings: ReindexShardSettings) -> Shard | None:
-    """The next shard to embed: one nobody took, else one whose worker went silent; None when none is left to take.
-
-    A silent shard already tried ``shard_attempts`` times is failed instead of claimed again. The pick is a
-    materialized CTE: as a subquery joined in ``UPDATE ... FROM`` PostgreSQL may rescan it per row and, skipping the
-    row it just locked, claim several shards in one statement."""
-    token = uuid.uuid4().hex
-    with get_pool().connection() as connection, connection.transaction():
-        connection.execute(
-            "UPDATE reindex_shards SET status = 'failed', claim = NULL, "
-            "error = 'its worker ' || coalesce(worker, '?') || ' went silent on the last of ' || attempts || ' tries' "
-            "WHERE build_id = %s AND status = 'doing' AND attempts >= %s "
-            "AND heartbeat_at < now() - make_interval(secs => %s)",
-            (build_id, settings.shard_attempts, settings.shard_stale_after_s),
-        )
-        row = connection.execute(
-            """
-            WITH pick AS MATERIALIZED (
-                SELECT shard FROM reindex_shards
-                 WHERE build_id = %(build)s AND attempts < %(attempts)s
-                   AND (status = 'todo'
-                        OR (status = 'doing' AND heartbeat_at < now() - make_interval(secs => %(stale)s)))
-                 ORDER BY shard LIMIT 1 FOR UPDATE SKIP LOCKED
+    def record(self, task_id: str, build_id: str, owner: str, slices: list[list[str]]) -> None:
+        """One row per shard of a new build; rows of the task's earlier builds (a retried task) and of builds whose
+        task is no longer running are dropped."""
+        with self._database.transaction() as connection, connection.cursor() as cursor:
+            cursor.execute(queries.DELETE_STALE_SHARDS, {"task_id": task_id})
+            cursor.executemany(
+                queries.INSERT_SHARD,
+                [
+                    {"build_id": build_id, "shard": index, "task_id": task_id, "owner": owner, "item_ids": item_ids}
+                    for index, item_ids in enumerate(slices)
+                ],
             )
-            UPDATE reindex_shards s
-               SET status = 'doing', worker = %(worker)s, claim = %(token)s, attempts = s.attempts + 1,
-                   heartbeat_at = now(), items_embedded = 0,
-                   error = CASE WHEN s.status = 'doing' THEN 'its worker ' || coalesce(s.worker, '?') ||
-                                ' went silent; claimed again' ELSE s.error END
-              FROM pick
-             WHERE s.build_id = %(build)s AND s.shard = pick.shard
-         RETURNING s.shard, s.item_ids, s.attempts, s.error
-            """,
-            {
-                "worker": worker,
-                "token": token,
-                "build": build_id,
-                "attempts": settings.shard_attempts,
-                "stale": settings.shard_stale_after_s,
-            },
-        ).fetchone()
-    if row is None:
-        return None
-    if row[2] > 1:
-        logger.warning("shard %d of build %s: try %d on %s (%s)", row[0], build_id, row[2], worker, row[3])
-    return Shard(build_id=build_id, shard=row[0], item_ids=list(row[1]), claim=token, attempts=row[2])
 
+    def delete(self, build_id: str) -> None:
+        with self._database.connection() as connection:
+            connection.execute(queries.DELETE_BUILD_SHARDS, {"build_id": build_id})
 
-def _heartbeat(shard: Shard, items: int) -> bool:
-    """Say the shard's worker is alive; False when the claim was taken over."""
-    with get_pool().connection() as connection:
+    def claim(self, build_id: str, worker: str, settings: ReindexShardSettings) -> Shard | None:
+        """The next shard to embed: one nobody took, else one whose worker went silent; None when none is left to
+        take. A silent shard already tried ``shard_attempts`` times is failed instead of claimed again."""
+        token = uuid.uuid4().hex
+        limits = {
+            "build_id": build_id,
+            "attempts": settings.shard_attempts,
+            "stale": settings.shard_stale_after_s,
+        }
+        with self._database.transaction() as connection:
+            connection.execute(queries.FAIL_SILENT_LAST_TRIES, limits)
+            row = connection.execute(queries.CLAIM_SHARD, {**limits, "worker": worker, "token": token}).fetchone()
+        if row is None:
+            return None
+        if row[2] > 1:
+            logger.warning("shard %d of build %s: try %d on %s (%s)", row[0], build_id, row[2], worker, row[3])
+        return Shard(build_id=build_id, shard=row[0], item_ids=list(row[1]), claim=token, attempts=row[2])
+
+    def heartbeat(self, shard: Shard, items: int) -> bool:
+        """Say the shard's worker is alive; False when the claim was taken over."""
+        with self._database.connection() as connection:
+            cursor = connection.execute(queries.HEARTBEAT, {"items": items, **_claim_of(shard)})
+            return cursor.rowcount == 1
+
+    def release(self, shard: Shard, error: str, settings: ReindexShardSettings) -> None:
+        """Put a shard whose worker raised back for another try, or fail it after its last one."""
+        with self._database.connection() as connection:
+            connection.execute(
+                queries.RELEASE_SHARD, {"attempts": settings.shard_attempts, "error": error, **_claim_of(shard)}
+            )
+
+    @staticmethod
+    def mark_done(connection: Any, shard: Shard, items: int, parts: int, skipped: list[str], seconds: float) -> None:
+        """Mark the shard done on ``connection``, in the transaction that wrote it (``ShardClaimLost`` when the
+        claim no longer holds, which rolls the write back)."""
         cursor = connection.execute(
-            "UPDATE reindex_shards SET heartbeat_at = now(), items_embedded = %s "
-            "WHERE build_id = %s AND shard = %s AND claim = %s AND status = 'doing'",
-            (items, shard.build_id, shard.shard, shard.claim),
+            queries.MARK_SHARD_DONE,
+            {"items": items, "parts": parts, "skipped": skipped, "seconds": seconds, **_claim_of(shard)},
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount != 1:
+            raise ShardClaimLost(f"shard {shard.shard} was claimed again while this worker embedded it")
 
-
-def release_shard(shard: Shard, error: str, settings: ReindexShardSettings) -> None:
-    """Put a shard whose worker raised back for another try, or fail it after its last one."""
-    with get_pool().connection() as connection:
-        connection.execute(
-            "UPDATE reindex_shards SET status = CASE WHEN attempts >= %s THEN 'failed' ELSE 'todo' END, "
-            "claim = NULL, error = %s, items_embedded = 0 WHERE build_id = %s AND shard = %s AND claim = %s",
-            (settings.shard_attempts, error, shard.build_id, shard.shard, shard.claim),
+    def state(self, build_id: str) -> ShardState:
+        with self._database.connection() as connection:
+            rows = connection.execute(queries.SELECT_BUILD_SHARDS, {"build_id": build_id}).fetchall()
+        workers: dict[str, int] = {}
+        for row in rows:
+            if row[1] == "done":
+                workers[row[2]] = workers.get(row[2], 0) + 1
+        return ShardState(
+            total=len(rows),
+            done=sum(1 for row in rows if row[1] == "done"),
+            running=sum(1 for row in rows if row[1] == "doing"),
+            items=sum(int(row[4]) for row in rows if row[1] in ("done", "doing")),
+            parts=sum(int(row[5]) for row in rows if row[1] == "done"),
+            skipped=sum(int(row[6] or 0) for row in rows if row[1] == "done"),
+            workers=workers,
+            retried=sum(int(row[3]) - 1 for row in rows if row[1] == "done"),
+            failed=[(int(row[0]), str(row[7])) for row in rows if row[1] == "failed"],
         )
 
-
-def shard_state(build_id: str) -> ShardState:
-    with get_pool().connection() as connection:
-        rows = connection.execute(
-            "SELECT shard, status, worker, attempts, items_embedded, parts, cardinality(skipped), error "
-            "FROM reindex_shards WHERE build_id = %s ORDER BY shard",
-            (build_id,),
-        ).fetchall()
-    workers: dict[str, int] = {}
-    for row in rows:
-        if row[1] == "done":
-            workers[row[2]] = workers.get(row[2], 0) + 1
-    return ShardState(
-        total=len(rows),
-        done=sum(1 for row in rows if row[1] == "done"),
-        running=sum(1 for row in rows if row[1] == "doing"),
-        items=sum(int(row[4]) for row in rows if row[1] in ("done", "doing")),
-        parts=sum(int(row[5]) for row in rows if row[1] == "done"),
-        skipped=sum(int(row[6] or 0) for row in rows if row[1] == "done"),
-        workers=workers,
-        retried=sum(int(row[3]) - 1 for row in rows if row[1] == "done"),
-        failed=[(int(row[0]), str(row[7])) for row in rows if row[1] == "failed"],
-    )
+    def build_is_open(self, build_id: str) -> bool:
+        with self._database.connection() as connection:
+            return connection.execute(queries.BUILD_HAS_SHARDS, {"build_id": build_id}).fetchone() is not None
 
 
-def build_is_open(build_id: str) -> bool:
-    with get_pool().connection() as connection:
-        return (
-            connection.execute("SELECT 1 FROM reindex_shards WHERE build_id = %s LIMIT 1", (build_id,)).fetchone()
-            is not None
-        )
+def _claim_of(shard: Shard) -> dict[str, Any]:
+    return {"build_id": shard.build_id, "shard": shard.shard, "claim": shard.claim}
 
 
 # ------------------------------------------------------------------------------------------ one shard
 
 
 def run_shard(
+    store: VectorStore,
     shard: Shard,
     reader: ShardReader,
     table_name: str,
@@ -278,8 +257,9 @@ def run_shard(
     on_batch: Callable[[], None] = lambda: None,
     pause_s: float = 0.0,
 ) -> None:
-    """Embed a claimed shard's items and write them; the write and the shard's ``done`` commit together, and only
-    while the claim holds (``ShardClaimLost`` otherwise)."""
+    """Embed a claimed shard's items and write them into ``store``; the write and the shard's ``done`` commit
+    together, and only while the claim holds (``ShardClaimLost`` otherwise)."""
+    table = ShardTable(store.database)
     started = time.perf_counter()
     counts = {"items": 0, "parts": 0}
     skipped: list[str] = []
@@ -289,33 +269,20 @@ def run_shard(
     def beat() -> None:
         while not stop.wait(settings.shard_heartbeat_s):
             try:
-                if not _heartbeat(shard, counts["items"]):
+                if not table.heartbeat(shard, counts["items"]):
                     lost.set()
                     return
             except Exception:  # a missed beat is not fatal; the next one tries again
                 logger.warning("heartbeat of shard %d failed", shard.shard, exc_info=True)
 
     def mark_done(connection: Any) -> None:
-        cursor = connection.execute(
-            "UPDATE reindex_shards SET status = 'done', claim = NULL, heartbeat_at = now(), items_embedded = %s, "
-            "parts = %s, skipped = %s, seconds = %s WHERE build_id = %s AND shard = %s AND claim = %s "
-            "AND status = 'doing'",
-            (
-                counts["items"],
-                counts["parts"],
-                skipped,
-                time.perf_counter() - started,
-                shard.build_id,
-                shard.shard,
-                shard.claim,
-            ),
+        ShardTable.mark_done(
+            connection, shard, counts["items"], counts["parts"], skipped, time.perf_counter() - started
         )
-        if cursor.rowcount != 1:
-            raise ShardClaimLost(f"shard {shard.shard} was claimed again while this worker embedded it")
 
     beater = threading.Thread(target=beat, name=f"shard-{shard.shard}-heartbeat", daemon=True)
     beater.start()
-    writer = _CopyWriter(table_name, replace_items=shard.item_ids, before_commit=mark_done)
+    writer = _CopyWriter(store, table_name, replace_items=shard.item_ids, before_commit=mark_done)
     try:
         for start in range(0, len(shard.item_ids), batch_size):
             if should_stop():
@@ -366,6 +333,7 @@ def send_shard_jobs(task_id: str, build_id: str, source: dict[str, Any], count: 
 
 
 def build_by_shards(
+    store: VectorStore,
     task_id: str,
     params: ReindexTaskParams,
     reader: ShardReader,
@@ -374,8 +342,8 @@ def build_by_shards(
     progress: Callable[[float, str], None],
     should_stop: Callable[[], bool],
 ) -> ShardedBuild | None:
-    """Embed a large source into the building ``collection`` by shards on every reindex worker; None (nothing
-    done) when the source is below the threshold, which the single-job path then reads."""
+    """Embed a large source into the building ``collection`` of ``store`` by shards on every reindex worker; None
+    (nothing done) when the source is below the threshold, which the single-job path then reads."""
     settings = ReindexShardSettings()
     if settings.shard_threshold <= 0:
         return None
@@ -387,7 +355,8 @@ def build_by_shards(
         return None
     build_id = uuid.uuid4().hex
     me = worker_name()
-    record_shards(task_id, build_id, me, slices)
+    table = ShardTable(store.database)
+    table.record(task_id, build_id, me, slices)
     job_ids: list[int] = []
     try:
         job_ids = send_shard_jobs(task_id, build_id, reader.describe, min(len(slices) - 1, settings.shard_helpers))
@@ -403,16 +372,17 @@ def build_by_shards(
             if not force and time.monotonic() - last_report[0] < 1.0:
                 return
             last_report[0] = time.monotonic()
-            state = shard_state(build_id)
+            state = table.state(build_id)
             progress(0.02 + 0.88 * min(state.items / total, 1.0), state.describe(total))
 
         while True:
             if should_stop():
                 raise TaskCanceledError("canceled during the reindex")
-            shard = claim_shard(build_id, me, settings)
+            shard = table.claim(build_id, me, settings)
             if shard is not None:
                 try:
                     run_shard(
+                        store,
                         shard,
                         reader,
                         collection.table_name,
@@ -426,13 +396,13 @@ def build_by_shards(
                 except ShardClaimLost as error:
                     logger.warning("%s", error)
                 except TaskCanceledError:
-                    release_shard(shard, "canceled", settings)
+                    table.release(shard, "canceled", settings)
                     raise
                 except Exception as error:  # another try, here or elsewhere; the last failure fails the build
                     logger.exception("shard %d of task %s failed on %s", shard.shard, task_id, me)
-                    release_shard(shard, _describe(error), settings)
+                    table.release(shard, _describe(error), settings)
                 continue
-            state = shard_state(build_id)
+            state = table.state(build_id)
             if state.failed:
                 number, error = state.failed[0]
                 raise ShardFailedError(
@@ -451,7 +421,7 @@ def build_by_shards(
 
         for job_id in job_ids:  # helper jobs no worker took: nothing is left for them
             cancel_job(job_id)
-        delete_shards(build_id)
+        table.delete(build_id)
 
 
 # ---------------------------------------------------------------------------------------------- helper
@@ -466,16 +436,18 @@ def reindex_shards_worker(task_id: str, build_id: str, source: dict[str, Any]) -
     """A helper job: embed shards of the task's build until none is left to take, the task ended, or it was canceled.
 
     A shard that raises is put back for another try and ends this job (failed): a worker that cannot embed should
-    not take every shard in turn."""
+    not take every shard in turn. The job is wiring: it works on the default database's vector store."""
+    store = default_vector_store()
+    table = ShardTable(store.database)
     task = repository.find_task(task_id)
     if task is None or task.kind is not TaskKind.reindex or task.status is not TaskStatus.processing:
         logger.info("shard job of task %s skipped: the task is not a running reindex", task_id)
         return
-    if not build_is_open(build_id):
+    if not table.build_is_open(build_id):
         logger.info("shard job of task %s skipped: its build is over", task_id)
         return
     params = ReindexTaskParams.model_validate(task.params)
-    collection = vectordb.get_collection(params.dest_model_id)
+    collection = store.get_collection(params.dest_model_id)
     if collection is None or collection.state != "building":
         return
     from embedding_studio.serving.models import resolve_model
@@ -487,13 +459,14 @@ def reindex_shards_worker(task_id: str, build_id: str, source: dict[str, Any]) -
     def embed(texts: list[str]) -> np.ndarray:
         return np.asarray(model.encode_items(texts, batch_size=forward_batch), dtype=np.float32)
 
-    reader = shard_reader_of(source, collection.item_text, collection.item_display)
+    reader = shard_reader_of(store, source, collection.item_text, collection.item_display)
     me = worker_name()
     done = 0
     try:
-        while (shard := claim_shard(build_id, me, settings)) is not None:
+        while (shard := table.claim(build_id, me, settings)) is not None:
             try:
                 run_shard(
+                    store,
                     shard,
                     reader,
                     collection.table_name,
@@ -507,10 +480,10 @@ def reindex_shards_worker(task_id: str, build_id: str, source: dict[str, Any]) -
                 logger.warning("%s", error)
                 continue
             except TaskCanceledError:
-                release_shard(shard, "the task ended", settings)
+                table.release(shard, "the task ended", settings)
                 return
             except BaseException as error:
-                release_shard(shard, _describe(error), settings)
+                table.release(shard, _describe(error), settings)
                 raise
             done += 1
     finally:

@@ -1,4 +1,8 @@
-"""The vector store on pgvector: one collection per model, the blue pointer, search, upserts."""
+"""The vector store on pgvector: one collection per model, the blue pointer, search, upserts.
+
+``VectorStore(database)`` does it all on the :class:`~embedding_studio.db.Database` it is handed; the module-level
+functions below are its methods on the process's default database, for the callers not handed a store yet.
+"""
 
 from embedding_studio.vectordb.errors import (
     CollectionNotFoundError,
@@ -9,6 +13,25 @@ from embedding_studio.vectordb.errors import (
     VectorStoreError,
 )
 from embedding_studio.vectordb.store import (
+    MAINTAINED_STATES,
+    VectorStore,
+    apply_item_changes,
+    build_index,
+    collection_table_name,
+    copy_parts,
+    default_vector_store,
+    finish_collection,
+    get_collection,
+    get_deployment,
+    get_model_record,
+    iter_source_parts,
+    list_collections,
+    list_models,
+    register_model,
+    rollback,
+    start_collection,
+)
+from embedding_studio.vectordb.types import (
     BlueCollection,
     Collection,
     Deployment,
@@ -18,32 +41,10 @@ from embedding_studio.vectordb.store import (
     SearchHit,
     SourcePart,
     UpsertedItem,
-    apply_item_changes,
-    build_index,
-    catch_up,
-    collection_table_name,
-    copy_parts,
-    count_source_parts,
-    deploy,
-    drop_collection,
-    finish_collection,
-    get_blue_collection,
-    get_collection,
-    get_deployment,
-    get_model_record,
-    get_upserted_items,
-    iter_source_parts,
-    list_collections,
-    list_models,
-    register_model,
-    rollback,
-    search,
-    source_item_ids,
-    source_parts_of,
-    start_collection,
 )
 
 __all__ = [
+    "MAINTAINED_STATES",
     "BlueCollection",
     "Collection",
     "CollectionNotFoundError",
@@ -58,28 +59,21 @@ __all__ = [
     "SearchHit",
     "SourcePart",
     "UpsertedItem",
+    "VectorStore",
     "VectorStoreError",
     "apply_item_changes",
     "build_index",
-    "catch_up",
     "collection_table_name",
     "copy_parts",
-    "count_source_parts",
-    "deploy",
-    "drop_collection",
+    "default_vector_store",
     "finish_collection",
-    "get_blue_collection",
     "get_collection",
     "get_deployment",
     "get_model_record",
-    "get_upserted_items",
     "iter_source_parts",
     "list_collections",
     "list_models",
     "register_model",
     "rollback",
-    "search",
-    "source_item_ids",
-    "source_parts_of",
     "start_collection",
 ]

@@ -1,32 +1,42 @@
-"""The vector store's own psycopg pool, next to (not through) SQLAlchemy.
+"""The vector store's connections: the ``"vectordb"`` pool of the :class:`~embedding_studio.db.Database` it is handed.
 
-Search is the hot path: a pool of autocommit connections with the pgvector type registered once and
-``hnsw.ef_search`` set once per connection lets one query answer with one round trip. Bulk writes use
-``COPY ... FORMAT BINARY``, which SQLAlchemy does not expose.
+Search is the hot path: an unchecked pool of autocommit connections (``Database.pool``) with the pgvector type
+registered once and ``hnsw.ef_search`` set once per connection lets one query answer with one round trip. Bulk
+writes use ``COPY ... FORMAT BINARY`` on the same connections.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
-from embedding_studio.db.pool import autocommit_pool, close_autocommit_pools, current_conninfo
+from embedding_studio.db import Database, close_default_database, default_database
+from embedding_studio.vectordb import queries
 
 DEFAULT_EF_SEARCH = 100
+POOL_NAME = "vectordb"
 
-__all__ = ["DEFAULT_EF_SEARCH", "close_pools", "current_conninfo", "get_pool"]
+__all__ = ["DEFAULT_EF_SEARCH", "POOL_NAME", "close_pools", "get_pool", "vectordb_pool"]
 
 
-def _configure(connection: psycopg.Connection) -> None:
+def _configure(connection: psycopg.Connection[Any]) -> None:
     register_vector(connection)
-    connection.execute(f"SET hnsw.ef_search = {DEFAULT_EF_SEARCH}")
+    connection.execute(queries.with_literals(queries.SET_EF_SEARCH, ef_search=DEFAULT_EF_SEARCH))
+
+
+def vectordb_pool(database: Database) -> ConnectionPool:
+    """The database's ``"vectordb"`` pool: pgvector's type registered and ``hnsw.ef_search`` set on each connection."""
+    return database.pool(POOL_NAME, configure=_configure)
 
 
 def get_pool() -> ConnectionPool:
-    return autocommit_pool("vectordb", configure=_configure)
+    """The default database's ``"vectordb"`` pool, for callers not handed a ``VectorStore`` (benchmarks, tests)."""
+    return vectordb_pool(default_database())
 
 
 def close_pools() -> None:
-    """Close every pool (tests that swap databases, workers shutting down)."""
-    close_autocommit_pools()
+    """Close the default database's pools (tests that swap databases, workers shutting down)."""
+    close_default_database()

@@ -6,24 +6,34 @@ able to load an upserted item a session showed, and a reindex from the loader mu
 bring back an item deleted through the API). :class:`WithUpsertedItems` wraps any loader so: an upserted
 item replaces the loader's item of the same id, a deleted one is missing, the others come from the loader.
 An upserted item's ``extra`` is its payload, as a loader's ``extra`` is what search returns with the item.
+
+The table is read through the ``items.upserted_items.UpsertedItems`` it is handed (a reindex hands the one on its
+store's database); without one, the default database's, looked up when first read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable, Iterator
 
+from embedding_studio.db import default_database
 from embedding_studio.items.loader import MISSING, DataLoader, LoadResult, chunked, reservoir_sample, unique_metas
 from embedding_studio.items.types import DownloadedItem, FailedItem, ItemMeta
-from embedding_studio.vectordb import UpsertedItem, get_upserted_items
+from embedding_studio.items.upserted_items import UpsertedItem, UpsertedItems
 
 
 class WithUpsertedItems(DataLoader):
     """``inner``'s items with the API's upserts and deletes applied; reads the database when asked, not before."""
 
-    def __init__(self, inner: DataLoader) -> None:
+    def __init__(self, inner: DataLoader, upserted: UpsertedItems | None = None) -> None:
         super().__init__(source=inner.source)
         self.inner = inner
         self.content_type = inner.content_type
+        self._upserted = upserted
+
+    def _upserted_items(self, item_ids: list[str] | None = None) -> dict[str, UpsertedItem]:
+        if self._upserted is None:
+            self._upserted = UpsertedItems(default_database())
+        return self._upserted.get(item_ids)
 
     def _downloaded(self, item: UpsertedItem, meta: ItemMeta | None = None) -> DownloadedItem:
         return DownloadedItem(
@@ -34,7 +44,7 @@ class WithUpsertedItems(DataLoader):
 
     def load(self, items: Iterable[ItemMeta]) -> LoadResult:
         metas = unique_metas(items)
-        upserted = get_upserted_items([meta.item_id for meta in metas])
+        upserted = self._upserted_items([meta.item_id for meta in metas])
         result = LoadResult()
         from_inner: list[ItemMeta] = []
         for meta in metas:
@@ -54,7 +64,7 @@ class WithUpsertedItems(DataLoader):
     ) -> Iterator[list[DownloadedItem]]:
         """The loader's items, each replaced or dropped as upserted or deleted; then the upserted items it lacks."""
         self.load_all_failed = []
-        upserted = get_upserted_items()
+        upserted = self._upserted_items()
         pending = {item_id: item for item_id, item in upserted.items() if not item.deleted}
         for batch in self.inner.load_all(batch_size, on_failed=on_failed):
             kept: list[DownloadedItem] = []
@@ -72,7 +82,7 @@ class WithUpsertedItems(DataLoader):
 
     def item_metas(self) -> Iterator[ItemMeta]:
         """The loader's items less those deleted through the API, then the upserted items it lacks."""
-        upserted = get_upserted_items()
+        upserted = self._upserted_items()
         listed: set[str] = set()
         for meta in self.inner.item_metas():
             listed.add(meta.item_id)
@@ -85,7 +95,7 @@ class WithUpsertedItems(DataLoader):
 
     def sample(self, count: int, seed: int = 0, exclude: Container[str] = ()) -> list[DownloadedItem]:
         """The loader's sample (without the API's items) and the upserted items, drawn down to ``count``."""
-        upserted = get_upserted_items()
+        upserted = self._upserted_items()
         if not upserted:
             return self.inner.sample(count, seed=seed, exclude=exclude)
         skipped = _Union(exclude, upserted)
