@@ -144,6 +144,9 @@ SET_PARALLEL_MAINTENANCE_WORKERS = sql.SQL("SET max_parallel_maintenance_workers
 RESET_MAINTENANCE_WORK_MEM = "RESET maintenance_work_mem"
 RESET_PARALLEL_MAINTENANCE_WORKERS = "RESET max_parallel_maintenance_workers"
 
+#: The first statement of a transaction that streams a collection from one consistent snapshot.
+SNAPSHOT_READ_ONLY = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
 # ----------------------------------------------------------------------------- a collection's own table
 
 CREATE_COLLECTION_TABLE = sql.SQL(

@@ -247,7 +247,7 @@ class VectorStore:
         """Stream a collection's parts (content and payload) from one consistent snapshot, in batches."""
         collection = self._collection_or_raise(model_id)
         with self._connection() as connection, connection.transaction():
-            connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            connection.execute(queries.SNAPSHOT_READ_ONLY)
             with connection.cursor(name="source_parts") as cursor:
                 cursor.itersize = batch_size
                 cursor.execute(queries.on_table(queries.SELECT_PARTS, collection.table_name))
