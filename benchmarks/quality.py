@@ -515,6 +515,14 @@ def print_table(reports: list[DatasetReport], device_description: str, args: arg
             + ("" if same_length else "  (NOT the same for all three: the comparison is unfair)")
         )
         print(f"{report.name:<10} mean seconds: " + ", ".join(f"{key} {value:.0f}" for key, value in timing.items()))
+        # Quality per minute (issue 15): each fine-tune's wall time from its sessions to the model it hands over
+        # (ours: baseline validation, fit, weight-share choice and refit; MNRL: its fit) and the gain it reached.
+        minutes = {label: timing[f"{label} train"] / 60 for label in ("ours", "mnrl")}
+        print(
+            f"{report.name:<10} time to the final held-out quality: ours {minutes['ours']:.1f} min to "
+            f"{ours_gain:+.4f} NDCG@10 ({ours_gain / minutes['ours']:+.5f}/min), mnrl {minutes['mnrl']:.1f} min to "
+            f"{mnrl_gain:+.4f} ({mnrl_gain / minutes['mnrl']:+.5f}/min)"
+        )
         target_met = target_met and ratio >= 1.25 and not below
     print(f"target met on every dataset: {target_met}")
     return target_met

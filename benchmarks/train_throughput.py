@@ -3,9 +3,10 @@
 Both train, in one process and on one device, on the quality benchmark's simulated clickstream
 (``_common.simulate_clickstream``: msmarco demo data, position-based clicks over the base model's top 10):
 
-* ours: ``fit_fine_tuner`` on the sessions, exactly as a trial runs it (the product's precision choice:
-  bf16 autocast on a GPU that has it; its AdamW; cached tokens; length-bucketed batches). One example
-  is one training row (a session with its clicked positives and shown-not-clicked hard negatives);
+* ours: ``fit_fine_tuner`` on the sessions with the default method's recipe (``default_text.RECIPE``:
+  in-batch negatives, InfoNCE in both directions), exactly as a trial runs it (the product's precision
+  choice: bf16 autocast on a GPU that has it; its AdamW; cached tokens; length-bucketed batches). One
+  example is one training row (a session with its clicked positives);
 * the peer: ``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss`` on every
   (query, clicked item) pair of the same sessions, ``NO_DUPLICATES`` batches, its default optimizer,
   bf16 on a GPU that has it. One example is one pair.
@@ -114,21 +115,90 @@ class SteadyStateWindow(pl.Callback):
             self.validation_started = None
 
 
+class StepProfile(pl.Callback):
+    """Where a training step's time goes: wall time per phase over the timed window (the next batch's collation,
+    forward and loss, backward, optimizer step with clipping), synchronized on a GPU, and torch's operator table
+    over ``steps`` steps after the warm-up. Profiling slows a step, so these runs are never the throughput run."""
+
+    PHASES = ("data", "forward + loss", "backward", "optimizer")
+
+    def __init__(self, device: torch.device, warmup: int, steps: int) -> None:
+        self.device = device
+        self.warmup = warmup
+        self.steps = steps
+        self.batch = 0
+        self.mark = 0.0
+        self.totals = dict.fromkeys(self.PHASES, 0.0)
+        self.profiler: torch.profiler.profile | None = None
+        self.table = ""
+
+    def _lap(self, phase: str | None) -> None:
+        _common.synchronize(self.device)
+        now = time.perf_counter()
+        if phase is not None and self.warmup <= self.batch < self.warmup + self.steps:
+            self.totals[phase] += now - self.mark
+        self.mark = now
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, index: int) -> None:
+        self._lap("data" if self.batch > 0 else None)
+        if self.batch == self.warmup:
+            activities = [torch.profiler.ProfilerActivity.CPU]
+            if self.device.type == "cuda":
+                activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self.profiler = torch.profiler.profile(activities=activities)
+            self.profiler.__enter__()
+
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        self._lap("forward + loss")
+
+    def on_after_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._lap("backward")
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, index: int
+    ) -> None:
+        self._lap("optimizer")
+        self.batch += 1
+        if self.batch == self.warmup + self.steps and self.profiler is not None:
+            self.profiler.__exit__(None, None, None)
+            sort = "self_cuda_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
+            self.table = self.profiler.key_averages().table(sort_by=sort, row_limit=15)
+            self.profiler = None
+            trainer.should_stop = True
+
+    def report(self) -> str:
+        total = sum(self.totals.values()) or 1.0
+        lines = [f"  where a step of ours goes ({self.steps} steps after {self.warmup}, wall time per step):"]
+        for phase, seconds in self.totals.items():
+            lines.append(f"    {phase:<15} {1000 * seconds / self.steps:8.1f} ms  {100 * seconds / total:5.1f}%")
+        return "\n".join([*lines, "  operators (torch.profiler, self time):", self.table])
+
+
 def measure_ours(
-    clickstream: _common.SimulatedClickstream, args: argparse.Namespace, device: torch.device
+    clickstream: _common.SimulatedClickstream,
+    args: argparse.Namespace,
+    device: torch.device,
+    profile: StepProfile | None = None,
 ) -> Throughput:
     from embedding_studio.finetuning.fine_tuner import EmbeddingsFineTuner, fit_fine_tuner
     from embedding_studio.finetuning.params import FineTuningParams
+    from embedding_studio.finetuning.plugins.default_text import RECIPE
     from embedding_studio.models import load_embedding_model, release_memory
 
     data = _common.prepare_data(clickstream.dataset, clickstream.train_inputs, clickstream.validation_inputs)
     needed = args.warmup_steps + args.steps
+    # The default method's recipe (in-batch negatives, both directions, no IPS), at the benchmark's batch size,
+    # length and learning rate; the refit on every session is a second fit and has no bearing on a step's speed.
     base = FineTuningParams(
-        batch_size=args.batch_size,
-        max_seq_length=args.max_seq_length,
-        query_lr=args.lr,
-        item_lr=args.lr,
-        seed=args.seed,
+        **{
+            **RECIPE,
+            "batch_size": args.batch_size,
+            "max_seq_length": args.max_seq_length,
+            "query_lr": args.lr,
+            "item_lr": args.lr,
+            "seed": args.seed,
+            "refit_on_all_sessions": False,
+        }
     )
     model = load_embedding_model(args.model, device=device)
     # How many rows (labelled sessions) one epoch has decides how many epochs the window needs.
@@ -147,12 +217,15 @@ def measure_ours(
             data.test_inputs,
             params,
             test_each_n_inputs=10**9,  # one validation per epoch (a number of inputs larger than an epoch)
-            callbacks=[window],
+            callbacks=[window] if profile is None else [profile],
             device=device,
         )
     finally:
         del fine_tuner, model
         release_memory()
+    if profile is not None:
+        print(profile.report(), flush=True)
+        raise SystemExit(0)
     if window.ended is None or window.started is None:
         raise SystemExit(
             WINDOW_NOT_REACHED.format(done=window.batches_done, needed=needed, why="early stopping or data ran out")
@@ -295,6 +368,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=200, help="timed optimizer steps of each")
     parser.add_argument("--warmup-steps", type=int, default=20, help="optimizer steps run before timing starts")
     parser.add_argument("--only", choices=("ours", "peer"), default=None, help="measure one side only")
+    parser.add_argument(
+        "--profile", action="store_true", help="instead of timing: profile --steps steps of ours and print where"
+    )
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup_steps < 0 or args.batch_size < 2:
         parser.error("--steps must be >= 1, --warmup-steps >= 0 and --batch-size >= 2")
@@ -312,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"(simulated in {clickstream.seconds:.1f}s)",
         flush=True,
     )
+    if args.profile:
+        measure_ours(clickstream, args, device, StepProfile(device, args.warmup_steps, args.steps))
     results: list[Throughput] = []
     if args.only in (None, "ours"):
         results.append(measure_ours(clickstream, args, device))
