@@ -9,6 +9,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from embedding_studio.db import Database
 
 
 def start_workers(count: int, env: dict[str, str], log: Path, label: str, queue: str) -> list[subprocess.Popen[bytes]]:
@@ -44,11 +48,8 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, log: Pa
     raise SystemExit(f"timed out after {timeout:.0f}s: {what}\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def registered_workers() -> int:
+def registered_workers(database: Database) -> int:
     """Workers registered in procrastinate's table: started ones appear, stopped ones leave."""
-    from sqlalchemy import text
-
-    from embedding_studio.db import get_engine
-
-    with get_engine().connect() as connection:
-        return int(connection.execute(text("SELECT count(*) FROM procrastinate_workers")).scalar_one())
+    with database.connection() as connection:
+        row = connection.execute("SELECT count(*) FROM procrastinate_workers").fetchone()
+    return int(row[0]) if row else 0

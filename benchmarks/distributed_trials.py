@@ -26,9 +26,13 @@ import platform
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import _common
 from _workers import registered_workers, start_workers, stop_workers, wait_until
+
+if TYPE_CHECKING:
+    from embedding_studio.db import Database
 
 
 def parse_args() -> argparse.Namespace:
@@ -42,16 +46,17 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def store_clickstream(clickstream: _common.SimulatedClickstream) -> int:
+def store_clickstream(database: Database, clickstream: _common.SimulatedClickstream) -> int:
     """The simulated sessions as one released batch (the demo users' clicks, as the API would have stored them)."""
-    from embedding_studio.clickstream.dao import clickstream_dao
+    from embedding_studio.clickstream.dao import ClickstreamRepository
 
+    repository = ClickstreamRepository(database)
     for session in [*clickstream.train_inputs, *clickstream.validation_inputs]:
-        clickstream_dao.add_session(session_id=session.session_id, query=session.query, results=list(session.results))
+        repository.add_session(session_id=session.session_id, query=session.query, results=list(session.results))
         events = [{"event_id": f"click-{index}", "item_id": item} for index, item in enumerate(session.events)]
         if events:
-            clickstream_dao.add_events(session.session_id, events)
-    return int(clickstream_dao.release_batch().released_batch_id)
+            repository.add_events(session.session_id, events)
+    return int(repository.release_batch().released_batch_id)
 
 
 def write_catalog(clickstream: _common.SimulatedClickstream, path: Path) -> Path:
@@ -62,19 +67,21 @@ def write_catalog(clickstream: _common.SimulatedClickstream, path: Path) -> Path
 
 
 def time_task(
-    count: int, args: argparse.Namespace, batch_id: int, catalog: Path, root: Path, log: Path
+    database: Database, count: int, args: argparse.Namespace, batch_id: int, catalog: Path, root: Path, log: Path
 ) -> tuple[float, dict[str, int]]:
     from embedding_studio.config import reset_settings
-    from embedding_studio.tasks import FineTuningTaskParams, repository, service
+    from embedding_studio.tasks import FineTuningTaskParams, TaskRepository
+    from embedding_studio.tasks.service import TaskService
 
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / f'mlflow-{count}.db'}"  # a first iteration: a search
     reset_settings()
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     workers = start_workers(count, env, log, f"bench{count}w", "fine_tuning")
     try:
-        wait_until(lambda: registered_workers() >= count, 300, f"{count} workers to start", log)
+        wait_until(lambda: registered_workers(database) >= count, 300, f"{count} workers to start", log)
         started = time.perf_counter()
-        task, _ = service.create_fine_tuning_task(
+        tasks = TaskRepository(database)
+        task, _ = TaskService(tasks).create_fine_tuning_task(
             FineTuningTaskParams(
                 batch_id=batch_id,
                 embedding_model_id=args.model,
@@ -86,12 +93,12 @@ def time_task(
                 },
             )
         )
-        wait_until(lambda: repository.get_task(task.id).status.is_final, args.timeout, f"task {task.id}", log)
+        wait_until(lambda: tasks.get_task(task.id).status.is_final, args.timeout, f"task {task.id}", log)
         elapsed = time.perf_counter() - started
     finally:
         stop_workers(workers)
-        wait_until(lambda: registered_workers() == 0, 120, "workers to stop", log)
-    done = repository.get_task(task.id)
+        wait_until(lambda: registered_workers(database) == 0, 120, "workers to stop", log)
+    done = tasks.get_task(task.id)
     if done.status.value != "done":
         raise SystemExit(f"task {task.id} ended {done.status.value}: {done.error}\n{log.read_text()[-3000:]}")
     return elapsed, dict((done.result or {}).get("trial_workers") or {})
@@ -106,7 +113,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="es-bench-distributed-") as directory:
         root = Path(directory)
         from embedding_studio.config import reset_settings
-        from embedding_studio.db import dispose_engine, upgrade_database
+        from embedding_studio.db import default_database, dispose_engine, upgrade_database
         from embedding_studio.db.embedded import open_embedded_server
         from embedding_studio.db.engine import normalize_database_url
 
@@ -117,8 +124,9 @@ def main() -> None:
             reset_settings()
             dispose_engine()
             upgrade_database()
+            database = default_database()  # the benchmark's one Database, handed to what it runs
             clickstream = _common.simulate_clickstream(args, device)
-            batch_id = store_clickstream(clickstream)
+            batch_id = store_clickstream(database, clickstream)
             catalog = write_catalog(clickstream, root / "corpus.jsonl")
             log = root / "workers.log"
             print(
@@ -128,7 +136,7 @@ def main() -> None:
             )
             timings: dict[int, float] = {}
             for count in counts:
-                elapsed, per_worker = time_task(count, args, batch_id, catalog, root, log)
+                elapsed, per_worker = time_task(database, count, args, batch_id, catalog, root, log)
                 timings[count] = elapsed
                 shown = ", ".join(f"{name}: {trials}" for name, trials in sorted(per_worker.items()))
                 print(f"{count} worker(s): {elapsed:8.1f} s  trials per worker: {shown}")

@@ -23,6 +23,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from embedding_studio.db import Database
 
 BENCHMARKS = Path(__file__).resolve().parent
 if str(BENCHMARKS) not in sys.path:
@@ -71,27 +75,31 @@ def bare_encode_rate(args: argparse.Namespace, texts: list[str]) -> float:
     return rate
 
 
-def time_reindex(count: int, args: argparse.Namespace, catalog: Path, log: Path) -> tuple[float, dict]:  # type: ignore[type-arg]
-    from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, repository, service
+def time_reindex(
+    database: Database, count: int, args: argparse.Namespace, catalog: Path, log: Path
+) -> tuple[float, dict]:  # type: ignore[type-arg]
+    from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskRepository
+    from embedding_studio.tasks.service import TaskService
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     workers = start_workers(count, env, log, f"bench{count}w", "reindex")
     try:
-        wait_until(lambda: registered_workers() >= count, 300, f"{count} workers to start", log)
+        wait_until(lambda: registered_workers(database) >= count, 300, f"{count} workers to start", log)
         started = time.perf_counter()
-        task = service.create_reindex_task(
+        tasks = TaskRepository(database)
+        task = TaskService(tasks).create_reindex_task(
             ReindexTaskParams(
                 dest_model_id=args.model,
                 batch_size=args.batch_size,
                 loader=LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}),
             )
         )
-        wait_until(lambda: repository.get_task(task.id).status.is_final, args.timeout, f"task {task.id}", log)
+        wait_until(lambda: tasks.get_task(task.id).status.is_final, args.timeout, f"task {task.id}", log)
         elapsed = time.perf_counter() - started
     finally:
         stop_workers(workers)
-        wait_until(lambda: registered_workers() == 0, 120, "workers to stop", log)
-    done = repository.get_task(task.id)
+        wait_until(lambda: registered_workers(database) == 0, 120, "workers to stop", log)
+    done = tasks.get_task(task.id)
     if done.status.value != "done":
         raise SystemExit(f"task {task.id} ended {done.status.value}: {done.error}\n{log.read_text()[-3000:]}")
     return elapsed, dict(done.result or {})
@@ -107,7 +115,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="es-bench-sharded-") as directory:
         root = Path(directory)
         from embedding_studio.config import reset_settings
-        from embedding_studio.db import dispose_engine, upgrade_database
+        from embedding_studio.db import default_database, dispose_engine, upgrade_database
         from embedding_studio.db.embedded import open_embedded_server
         from embedding_studio.db.engine import normalize_database_url
 
@@ -118,6 +126,7 @@ def main() -> None:
             reset_settings()
             dispose_engine()
             upgrade_database()
+            database = default_database()  # the benchmark's one Database, handed to what it runs
             catalog = root / "corpus.jsonl"
             with catalog.open("w", encoding="utf-8") as handle:
                 for index, text in enumerate(texts):
@@ -132,7 +141,7 @@ def main() -> None:
             log = root / "workers.log"
             rates: dict[int, float] = {}
             for count in counts:
-                elapsed, result = time_reindex(count, args, catalog, log)
+                elapsed, result = time_reindex(database, count, args, catalog, log)
                 rates[count] = len(texts) / elapsed
                 per_worker = ", ".join(f"{name}: {shards}" for name, shards in sorted(result["shard_workers"].items()))
                 phases = ", ".join(f"{phase} {value:.1f}s" for phase, value in result["phase_seconds"].items())

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,6 +26,9 @@ from embedding_studio.client import (
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.worker_process import clear_queue, write_catalog  # noqa: E402
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks.repository import TaskRepository
 
 pytestmark = pytest.mark.integration
 
@@ -59,11 +63,11 @@ def indexed(client: EmbeddingStudioClient, tiny_models: tuple[str, str], tmp_pat
     return client
 
 
-def run_upsert_job(task_id: str) -> None:
+def run_upsert_job(tasks: TaskRepository, task_id: str) -> None:
     """What a worker on the upsert queue does with the job the API queued."""
-    from embedding_studio.tasks import upsert_worker
+    from embedding_studio.tasks import TaskWorkers
 
-    upsert_worker(task_id)
+    TaskWorkers(tasks).upsert_worker(task_id)
 
 
 def test_search_without_a_deployed_model_says_why(client: EmbeddingStudioClient) -> None:
@@ -172,7 +176,9 @@ def test_models_list_marks_blue_and_rollback_goes_back(
     assert client.search("water").model_id == first
 
 
-def test_upserts_and_deletes_through_http_reach_search(indexed: EmbeddingStudioClient) -> None:
+def test_upserts_and_deletes_through_http_reach_search(
+    indexed: EmbeddingStudioClient, task_repository: TaskRepository
+) -> None:
     client = indexed
     upsert = client.upsert_items(
         [{"item_id": "fresh", "text": "green island ocean", "payload": {"shelf": 7}}], idempotency_key="up-1"
@@ -181,7 +187,7 @@ def test_upserts_and_deletes_through_http_reach_search(indexed: EmbeddingStudioC
     assert client.get_items_task(upsert.id).params["upserts"][0]["item_id"] == "fresh"
 
     seen: list[TaskOut] = []
-    worker = threading.Thread(target=lambda: (time.sleep(0.3), run_upsert_job(upsert.id)))
+    worker = threading.Thread(target=lambda: (time.sleep(0.3), run_upsert_job(task_repository, upsert.id)))
     worker.start()
     try:
         done = client.wait_for_task(upsert.id, "upsert", timeout=20, poll_interval=0.05, on_progress=seen.append)
@@ -197,7 +203,7 @@ def test_upserts_and_deletes_through_http_reach_search(indexed: EmbeddingStudioC
     }
 
     delete = client.delete_items(["fresh", "item-3"])
-    run_upsert_job(delete.id)
+    run_upsert_job(task_repository, delete.id)
     assert client.wait_for_task(delete.id, "items", timeout=5).result["deleted"] == 2
     remaining = {result.item_id for result in client.search("green island ocean", limit=30).results}
     assert len(remaining) == CATALOG_SIZE - 1 and not {"fresh", "item-3"} & remaining

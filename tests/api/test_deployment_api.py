@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +16,10 @@ from embedding_studio.client import ApiError, EmbeddingStudioClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.worker_process import clear_queue  # noqa: E402
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
+    from embedding_studio.tasks.repository import TaskRepository
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +34,10 @@ def client(clean_db: str) -> Iterator[EmbeddingStudioClient]:
     clear_queue()
 
 
-def _released_batch() -> int:
-    from embedding_studio.clickstream.dao import clickstream_dao
-
-    clickstream_dao.add_session(session_id="s1", query="water", results=["item-1", "item-2"])
-    clickstream_dao.add_events("s1", [{"event_id": "e1", "item_id": "item-2"}])
-    return int(clickstream_dao.release_batch().released_batch_id)
+def _released_batch(clickstream: ClickstreamRepository) -> int:
+    clickstream.add_session(session_id="s1", query="water", results=["item-1", "item-2"])
+    clickstream.add_events("s1", [{"event_id": "e1", "item_id": "item-2"}])
+    return int(clickstream.release_batch().released_batch_id)
 
 
 def test_the_openapi_schema_documents_the_gate(clean_db: str) -> None:
@@ -49,12 +52,14 @@ def test_the_openapi_schema_documents_the_gate(clean_db: str) -> None:
     assert {"deployed", "reason", "metric", "candidate", "blue"} <= set(schemas["DeploymentOut"]["properties"])
 
 
-def test_the_client_sends_the_gate_parameters_and_reads_the_verdict(client: EmbeddingStudioClient) -> None:
-    from embedding_studio.tasks import TaskStatus, repository
+def test_the_client_sends_the_gate_parameters_and_reads_the_verdict(
+    client: EmbeddingStudioClient, task_repository: TaskRepository, clickstream_repository: ClickstreamRepository
+) -> None:
+    from embedding_studio.tasks import TaskStatus
 
-    batch_id = _released_batch()
+    batch_id = _released_batch(clickstream_repository)
     created = client.create_fine_tuning_task(batch_id, deploy_as_blue=True, force_deploy=True, min_deploy_gain=0.05)
-    params = repository.get_task(created.id).params
+    params = task_repository.get_task(created.id).params
     assert params["deploy_as_blue"] is True and params["force_deploy"] is True and params["min_deploy_gain"] == 0.05
 
     with pytest.raises(ApiError) as negative:
@@ -63,12 +68,23 @@ def test_the_client_sends_the_gate_parameters_and_reads_the_verdict(client: Embe
 
     running = client.get_fine_tuning_task(created.id)
     assert running.deployment is None  # no verdict before the task ends
-    verdict = {"deployed": False, "reason": NOT_DEPLOYED, "metric": "val_ndcg_at_10", "candidate": 0.41,
-               "blue": 0.43, "blue_model_id": "base", "min_gain": 0.05, "forced": False}
-    repository.start_task(created.id)
-    repository.finish_task(
-        created.id, TaskStatus.done, best_run_id="f" * 32,
-        result={"reindex_task_id": None, "deployment": verdict}, message=NOT_DEPLOYED,
+    verdict = {
+        "deployed": False,
+        "reason": NOT_DEPLOYED,
+        "metric": "val_ndcg_at_10",
+        "candidate": 0.41,
+        "blue": 0.43,
+        "blue_model_id": "base",
+        "min_gain": 0.05,
+        "forced": False,
+    }
+    task_repository.start_task(created.id)
+    task_repository.finish_task(
+        created.id,
+        TaskStatus.done,
+        best_run_id="f" * 32,
+        result={"reindex_task_id": None, "deployment": verdict},
+        message=NOT_DEPLOYED,
     )
     task = client.wait_for_task(created.id, "fine_tuning", timeout=5)
     assert task.status == "done" and task.progress_message == NOT_DEPLOYED

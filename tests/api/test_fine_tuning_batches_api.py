@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +13,9 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.worker_process import clear_queue  # noqa: E402
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
 
 pytestmark = pytest.mark.integration
 
@@ -25,14 +29,14 @@ def api(clean_db: str) -> Iterator[TestClient]:
     clear_queue()
 
 
-def _release() -> int:
-    from embedding_studio.clickstream.dao import clickstream_dao
-
-    return int(clickstream_dao.release_batch().released_batch_id)
+def _release(clickstream: ClickstreamRepository) -> int:
+    return int(clickstream.release_batch().released_batch_id)
 
 
-def test_a_batch_that_is_not_released_is_refused_naming_it_and_the_release_command(api: TestClient) -> None:
-    released = _release()
+def test_a_batch_that_is_not_released_is_refused_naming_it_and_the_release_command(
+    api: TestClient, clickstream_repository: ClickstreamRepository
+) -> None:
+    released = _release(clickstream_repository)
     answer = api.post("/api/v1/fine-tuning/tasks", json={"batch_ids": [released, 987]})
     assert answer.status_code == 422, answer.text
     body = answer.json()
@@ -54,8 +58,10 @@ def test_the_batches_are_chosen_one_way_only(api: TestClient) -> None:
     assert "clickstream release" in refused.json()["detail"]
 
 
-def test_several_released_batches_and_since_blue_are_accepted_as_sent(api: TestClient) -> None:
-    first, second = _release(), _release()
+def test_several_released_batches_and_since_blue_are_accepted_as_sent(
+    api: TestClient, clickstream_repository: ClickstreamRepository
+) -> None:
+    first, second = _release(clickstream_repository), _release(clickstream_repository)
     created = api.post("/api/v1/fine-tuning/tasks", json={"batch_ids": [second, first], "replay_share": 0.3})
     assert created.status_code == 202, created.text
     task = api.get(f"/api/v1/fine-tuning/tasks/{created.json()['id']}").json()

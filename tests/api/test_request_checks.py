@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,6 +22,9 @@ from embedding_studio.client import ApiError, EmbeddingStudioClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.worker_process import clear_queue, write_catalog  # noqa: E402
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks.repository import TaskRepository
 
 pytestmark = pytest.mark.integration
 
@@ -54,14 +58,12 @@ def _refused(api: TestClient, body: dict, status: int = 422) -> dict:
     return answer.json()
 
 
-def _task_count() -> int:
-    from embedding_studio.tasks import repository
-
-    return len(repository.list_tasks(limit=1000))
+def _task_count(tasks: TaskRepository) -> int:
+    return len(tasks.list_tasks(limit=1000))
 
 
 def test_a_reindex_that_could_not_work_is_refused_at_once_naming_what_is_wrong(
-    api: TestClient, models: tuple[str, str], catalog: Path
+    api: TestClient, models: tuple[str, str], catalog: Path, task_repository: TaskRepository
 ) -> None:
     first, _ = models
     unknown = _refused(api, {"dest_model_id": first, "loader": {"name": "jsonl_catalgo", "options": {}}})
@@ -86,31 +88,36 @@ def test_a_reindex_that_could_not_work_is_refused_at_once_naming_what_is_wrong(
 
     no_model = _refused(api, {"dest_model_id": str(catalog.parent / "no-model")})
     assert no_model["errors"][0]["field"] == "dest_model_id" and "does not exist" in no_model["detail"]
-    assert _task_count() == 0  # nothing was recorded, nothing queued
+    assert _task_count(task_repository) == 0  # nothing was recorded, nothing queued
 
 
-def test_a_reindex_into_the_blue_model_is_a_conflict(api: TestClient, models: tuple[str, str], catalog: Path) -> None:
+def test_a_reindex_into_the_blue_model_is_a_conflict(
+    api: TestClient, models: tuple[str, str], catalog: Path, task_repository: TaskRepository
+) -> None:
     from embedding_studio.tasks import LoaderSpec, index_catalog
 
     first, _ = models
     index_catalog(first, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
     conflict = _refused(api, {"dest_model_id": first}, status=409)
     assert f"model {first!r} is already the blue model" in conflict["detail"]
-    assert _task_count() == 0
+    assert _task_count(task_repository) == 0
 
 
 def test_the_client_and_the_cli_send_paths_made_absolute_in_the_callers_directory(
-    api: TestClient, models: tuple[str, str], catalog: Path, monkeypatch: pytest.MonkeyPatch
+    api: TestClient,
+    models: tuple[str, str],
+    catalog: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    task_repository: TaskRepository,
 ) -> None:
     from embedding_studio.cli.main import app
-    from embedding_studio.tasks import repository
 
     first, second = models
     monkeypatch.chdir(catalog.parent)
     client = EmbeddingStudioClient("http://testserver", http_client=api)
     created = client.create_reindex_task(first, loader={"name": "jsonl_catalog", "options": {"path": "corpus.jsonl"}})
     assert created.status == "pending"
-    assert repository.get_task(created.id).params["loader"]["options"]["path"] == str(catalog)
+    assert task_repository.get_task(created.id).params["loader"]["options"]["path"] == str(catalog)
 
     result = runner.invoke(
         app,
@@ -118,7 +125,7 @@ def test_the_client_and_the_cli_send_paths_made_absolute_in_the_callers_director
         env={"COLUMNS": "300"},
     )
     assert result.exit_code == 0, result.output
-    newest = repository.list_tasks(limit=1)[0]
+    newest = task_repository.list_tasks(limit=1)[0]
     assert newest.params["loader"]["options"]["path"] == str(catalog)
 
     typo = runner.invoke(app, ["reindex", second, "--loader", "jsonl", "--here"], env={"COLUMNS": "300"})
@@ -151,13 +158,9 @@ def test_a_fine_tuning_method_and_its_options_are_checked_when_asked_for() -> No
 
 
 def test_a_queued_task_says_its_place_and_what_runs_before_it(
-    api: TestClient, models: tuple[str, str], catalog: Path
+    api: TestClient, models: tuple[str, str], catalog: Path, task_repository: TaskRepository
 ) -> None:
-    from sqlalchemy import text
-
     from embedding_studio.cli.main import app
-    from embedding_studio.db import get_engine
-    from embedding_studio.tasks import repository
 
     first, second = models
     loader = {"name": "jsonl_catalog", "options": {"path": str(catalog)}}
@@ -177,9 +180,9 @@ def test_a_queued_task_says_its_place_and_what_runs_before_it(
     assert second_out["ahead"] == [{"id": ids[0], "kind": "reindex", "queue": "reindex", "status": "waiting"}]
 
     # A worker takes the first one (the job is "doing"): the second is next in its queue, behind a running task.
-    job_id = repository.get_task(ids[0]).job_id
-    with get_engine().begin() as connection:
-        connection.execute(text("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = :id"), {"id": job_id})
+    job_id = task_repository.get_task(ids[0]).job_id
+    with task_repository.database.connection() as connection:
+        connection.execute("UPDATE procrastinate_jobs SET status = 'doing' WHERE id = %(id)s", {"id": job_id})
     second_out = api.get(f"/api/v1/reindex/tasks/{ids[1]}").json()["queue"]
     assert second_out["position"] == 1
     assert second_out["ahead"] == [{"id": ids[0], "kind": "reindex", "queue": "reindex", "status": "running"}]

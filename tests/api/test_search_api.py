@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +13,9 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.worker_process import write_catalog  # noqa: E402
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
 
 
 @pytest.fixture()
@@ -44,10 +48,11 @@ def test_search_records_the_session_it_answers_with(indexed: tuple[TestClient, s
     assert [r["item_id"] for r in page_two["results"]] == [r["item_id"] for r in body["results"][2:4]]
 
 
-def test_a_later_page_is_recorded_at_its_true_ranks(indexed: tuple[TestClient, str, str]) -> None:
+def test_a_later_page_is_recorded_at_its_true_ranks(
+    indexed: tuple[TestClient, str, str], clickstream_repository: ClickstreamRepository
+) -> None:
     """Propensities are estimated from the ranks results were shown at: page two starts at rank 3, not 1."""
     from embedding_studio.clickstream.converter import ClickstreamConverter
-    from embedding_studio.clickstream.dao import clickstream_dao
 
     client, _, _ = indexed
     whole = client.post("/api/v1/search", json={"query": "water river", "limit": 5}).json()
@@ -62,10 +67,10 @@ def test_a_later_page_is_recorded_at_its_true_ranks(indexed: tuple[TestClient, s
     )
     assert clicked.status_code == 201
 
-    converted = ClickstreamConverter().convert(clickstream_dao.get_session(page_two["session_id"]))
+    converted = ClickstreamConverter().convert(clickstream_repository.get_session(page_two["session_id"]))
     assert converted is not None
     assert converted.ranks == {shown[0]: 3, shown[1]: 4}
-    first_page = ClickstreamConverter().convert(clickstream_dao.get_session(whole["session_id"]))
+    first_page = ClickstreamConverter().convert(clickstream_repository.get_session(whole["session_id"]))
     assert first_page is not None and list(first_page.ranks.values()) == [1, 2, 3, 4, 5]
 
 
@@ -116,16 +121,15 @@ def test_the_api_encodes_on_the_configured_number_of_cpu_threads(
 
 
 def test_results_carry_their_display_payload_and_record_false_records_nothing(
-    indexed: tuple[TestClient, str, str],
+    indexed: tuple[TestClient, str, str], clickstream_repository: ClickstreamRepository
 ) -> None:
     """A person can judge a result by its title and snippet; a search nobody is shown leaves no session."""
-    from embedding_studio.clickstream.dao import clickstream_dao
 
     client, _, _ = indexed
     body = client.post("/api/v1/search", json={"query": "water river", "limit": 3, "record": False}).json()
     assert body["session_id"] is None and len(body["results"]) == 3
     for result in body["results"]:
         assert set(result["payload"]) == {"title", "snippet"} and result["payload"]["snippet"]
-    assert sum(batch.session_count for batch in clickstream_dao.list_batches()) == 0
+    assert sum(batch.session_count for batch in clickstream_repository.list_batches()) == 0
     health = client.get("/health").json()
     assert health["status"] == "ok" and len(health["database_id"]) == 16

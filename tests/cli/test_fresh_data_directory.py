@@ -56,12 +56,12 @@ def fresh_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 def _empty_database() -> None:
     """Drop every table, type and extension the migrations made, so the next command meets a bare database."""
-    from embedding_studio.db import get_engine
+    from embedding_studio.db import default_database
 
-    with get_engine().begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        connection.exec_driver_sql("DROP EXTENSION IF EXISTS vector CASCADE")
-        connection.exec_driver_sql("CREATE SCHEMA public")
+    with default_database().transaction() as connection:
+        connection.execute("DROP SCHEMA public CASCADE")
+        connection.execute("DROP EXTENSION IF EXISTS vector CASCADE")
+        connection.execute("CREATE SCHEMA public")
     _forget_connections()
 
 

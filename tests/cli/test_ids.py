@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner
 
 from embedding_studio.cli.main import app
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks.repository import TaskRepository
 
 pytestmark = pytest.mark.integration
 
@@ -24,14 +28,14 @@ def _flat(output: str) -> str:
 
 
 @pytest.fixture()
-def tasks(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+def tasks(clean_db: str, monkeypatch: pytest.MonkeyPatch, task_repository: TaskRepository) -> Iterator[list[str]]:
     from embedding_studio.tasks import TaskKind, TaskStatus, repository
 
     ids = iter([*TWINS, LONER])
     monkeypatch.setattr(repository, "new_task_id", lambda: next(ids))
     for _ in range(3):
-        task, _ = repository.create_task(TaskKind.reindex, {"dest_model_id": "m"})
-        repository.finish_task(task.id, TaskStatus.done, message="indexed 3 items")
+        task, _ = task_repository.create_task(TaskKind.reindex, {"dest_model_id": "m"})
+        task_repository.finish_task(task.id, TaskStatus.done, message="indexed 3 items")
     yield [*TWINS, LONER]
 
 
@@ -55,25 +59,27 @@ def test_an_ambiguous_prefix_lists_the_candidates(tasks: list[str]) -> None:
         assert "Traceback" not in output
 
 
-def test_tasks_list_prints_ids_that_resolve_back_to_their_task(tasks: list[str]) -> None:
-    from embedding_studio.tasks import repository
-
+def test_tasks_list_prints_ids_that_resolve_back_to_their_task(
+    tasks: list[str], task_repository: TaskRepository
+) -> None:
     listed = runner.invoke(app, ["tasks", "list"], env={"COLUMNS": "60"})  # narrow: ids must still be whole
     assert listed.exit_code == 0, listed.output
     printed = re.findall(r"^│ ([0-9a-f]{8,32}) ", listed.output, flags=re.MULTILINE)
     assert sorted(printed) == sorted(["abcdef01231", "abcdef01232", "99999999"])
-    assert sorted(repository.resolve_task_id(prefix) for prefix in printed) == sorted(tasks)
+    assert sorted(task_repository.resolve_task_id(prefix) for prefix in printed) == sorted(tasks)
 
 
-def test_a_shortened_run_id_names_the_best_run_of_a_fine_tuning_task(clean_db: str) -> None:
-    from embedding_studio.tasks import AmbiguousIdError, TaskKind, TaskStatus, repository
+def test_a_shortened_run_id_names_the_best_run_of_a_fine_tuning_task(
+    clean_db: str, task_repository: TaskRepository
+) -> None:
+    from embedding_studio.tasks import AmbiguousIdError, TaskKind, TaskStatus
     from embedding_studio.tasks.model_ids import resolve_model_id
 
     for run_id in ("f00d" + "1" * 28, "f00d" + "2" * 28):
-        task, _ = repository.create_task(TaskKind.fine_tuning, {"batch_id": 1})
-        repository.finish_task(task.id, TaskStatus.done, best_run_id=run_id, result={})
-    assert resolve_model_id("f00d1") == "f00d" + "1" * 28
-    assert resolve_model_id("all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"  # names are never completed
-    assert resolve_model_id("beef") == "beef"  # unknown: left for the model check to explain
+        task, _ = task_repository.create_task(TaskKind.fine_tuning, {"batch_id": 1})
+        task_repository.finish_task(task.id, TaskStatus.done, best_run_id=run_id, result={})
+    assert resolve_model_id(task_repository, "f00d1") == "f00d" + "1" * 28
+    assert resolve_model_id(task_repository, "all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"  # names are never completed
+    assert resolve_model_id(task_repository, "beef") == "beef"  # unknown: left for the model check to explain
     with pytest.raises(AmbiguousIdError, match="'f00d' starts the id of 2 models"):
-        resolve_model_id("f00d")
+        resolve_model_id(task_repository, "f00d")

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner
@@ -19,6 +20,11 @@ from embedding_studio.cli.main import app
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.worker_process import write_catalog  # noqa: E402
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
+    from embedding_studio.db import Database
+    from embedding_studio.tasks.repository import TaskRepository
 
 runner = CliRunner()
 
@@ -85,10 +91,8 @@ def test_without_an_api_it_searches_here_and_says_where_the_time_went(indexed: t
 
 
 def test_a_running_api_on_the_same_database_answers_and_records_only_when_asked(
-    indexed: tuple[str, dict[str, str]], api_url: str
+    indexed: tuple[str, dict[str, str]], api_url: str, clickstream_repository: ClickstreamRepository
 ) -> None:
-    from embedding_studio.clickstream.dao import clickstream_dao
-
     _, line = indexed
     result = runner.invoke(app, ["search", line["text"], "--limit", "3", "--api", api_url], terminal_width=200)
     assert result.exit_code == 0, result.output
@@ -97,33 +101,44 @@ def test_a_running_api_on_the_same_database_answers_and_records_only_when_asked(
     recorded = runner.invoke(app, ["search", line["text"], "--api", api_url, "--record"], terminal_width=200)
     assert recorded.exit_code == 0, recorded.output
     session_id = recorded.output.strip().splitlines()[-1].removeprefix("session ")
-    assert clickstream_dao.get_session(session_id).query == line["text"]
+    assert clickstream_repository.get_session(session_id).query == line["text"]
     # --local skips the API, and says nothing about it.
     local = runner.invoke(app, ["search", "x", "--api", api_url, "--local"], terminal_width=200)
     assert "answered in this process" in _said(local) and "API" not in _said(local)
 
 
 def test_an_api_serving_another_database_is_not_asked(
-    indexed: tuple[str, dict[str, str]], api_url: str, monkeypatch: pytest.MonkeyPatch
+    indexed: tuple[str, dict[str, str]], api_url: str, monkeypatch: pytest.MonkeyPatch, database: Database
 ) -> None:
-    import embedding_studio.db
+    from embedding_studio import db
 
-    monkeypatch.setattr(embedding_studio.db, "database_fingerprint", lambda: "another-database")
-    result = runner.invoke(app, ["search", "water", "--api", api_url], terminal_width=200)
+    class AnotherDatabase(db.Database):
+        def fingerprint(self) -> str:
+            return "another-database"
+
+    another = AnotherDatabase(database.conninfo)  # the command's database, as another data directory's would be
+    monkeypatch.setattr("embedding_studio.cli.search.prepare_database", lambda: another)
+    try:
+        result = runner.invoke(app, ["search", "water", "--api", api_url], terminal_width=200)
+    finally:
+        another.close()
     assert result.exit_code == 0, result.output
     assert f"the API at {api_url} serves another database" in _said(result)
     assert "answered in this process" in _said(result)
 
 
-def test_a_fine_tuned_model_is_titled_by_what_it_was_trained_from_and_on(clean_db: str) -> None:
+def test_a_fine_tuned_model_is_titled_by_what_it_was_trained_from_and_on(
+    clean_db: str, task_repository: TaskRepository
+) -> None:
     from embedding_studio.cli.search import model_title
-    from embedding_studio.tasks import repository
     from embedding_studio.tasks.types import TaskKind, TaskStatus
 
     run_id = "7b4dda0584" + "0" * 22
-    assert model_title(run_id) == "fine-tuned model (MLflow run 7b4dda05)"  # no task knows it
-    task, _ = repository.create_task(TaskKind.fine_tuning, {"batch_id": 2})
-    repository.finish_task(task.id, TaskStatus.done, best_run_id=run_id, result={"start_model_id": "all-MiniLM-L6-v2"})
-    title = model_title(run_id)
+    assert model_title(task_repository, run_id) == "fine-tuned model (MLflow run 7b4dda05)"  # no task knows it
+    task, _ = task_repository.create_task(TaskKind.fine_tuning, {"batch_id": 2})
+    task_repository.finish_task(
+        task.id, TaskStatus.done, best_run_id=run_id, result={"start_model_id": "all-MiniLM-L6-v2"}
+    )
+    title = model_title(task_repository, run_id)
     assert title.startswith("fine-tuned all-MiniLM-L6-v2 on batch 2 (MLflow run 7b4dda05, ")
-    assert model_title("all-MiniLM-L6-v2") == "model all-MiniLM-L6-v2"
+    assert model_title(task_repository, "all-MiniLM-L6-v2") == "model all-MiniLM-L6-v2"

@@ -5,19 +5,22 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as parquet
 import pytest
 
 from embedding_studio.clickstream.converter import ClickstreamConverter
-from embedding_studio.clickstream.dao import clickstream_dao
 from embedding_studio.clickstream.importers import UnsupportedFileError, detect_format, import_file
 from embedding_studio.clickstream.trec_session import (
     TrecConversionStats,
     read_trec_session_documents,
     read_trec_session_records,
 )
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +40,9 @@ def _good(session_id: str, clicks: int = 1) -> dict[str, object]:
     }
 
 
-def test_jsonl_import_with_bad_lines_keeps_good_ones_and_is_resumable(clean_db: str, tmp_path: Path) -> None:
+def test_jsonl_import_with_bad_lines_keeps_good_ones_and_is_resumable(
+    clean_db: str, tmp_path: Path, clickstream_repository: ClickstreamRepository
+) -> None:
     lines = [json.dumps(_good(f"s{number}")) for number in range(7)]
     lines.insert(2, '{"session_id": "broken", ')  # line 3: not JSON
     lines.insert(4, json.dumps({"session_id": "no-results", "query": "q"}))  # line 5: missing field
@@ -47,7 +52,9 @@ def test_jsonl_import_with_bad_lines_keeps_good_ones_and_is_resumable(clean_db: 
     path.write_text("\n".join(lines) + "\n")
     seen_progress = []
 
-    result = import_file(path, chunk_size=3, progress=lambda done, total: seen_progress.append((done, total)))
+    result = import_file(
+        clickstream_repository, path, chunk_size=3, progress=lambda done, total: seen_progress.append((done, total))
+    )
     assert (result.inserted, result.duplicates, result.totals.events_inserted) == (7, 0, 7)
     assert [(rejected.index, rejected.session_id) for rejected in result.rejected] == [
         (3, None),
@@ -61,12 +68,14 @@ def test_jsonl_import_with_bad_lines_keeps_good_ones_and_is_resumable(clean_db: 
     assert seen_progress[-1] == (path.stat().st_size, path.stat().st_size)
     assert len(seen_progress) > 2
 
-    again = import_file(path, chunk_size=4)
+    again = import_file(clickstream_repository, path, chunk_size=4)
     assert (again.inserted, again.duplicates, len(again.rejected)) == (0, 7, 3)
-    assert clickstream_dao.get_collecting_batch().session_count == 7
+    assert clickstream_repository.get_collecting_batch().session_count == 7
 
 
-def test_parquet_import_with_bad_rows(clean_db: str, tmp_path: Path) -> None:
+def test_parquet_import_with_bad_rows(
+    clean_db: str, tmp_path: Path, clickstream_repository: ClickstreamRepository
+) -> None:
     event_type = pa.struct([("event_id", pa.string()), ("item_id", pa.string()), ("event_type", pa.string())])
     table = pa.table(
         {
@@ -83,25 +92,25 @@ def test_parquet_import_with_bad_rows(clean_db: str, tmp_path: Path) -> None:
     )
     path = tmp_path / "sessions.parquet"
     parquet.write_table(table, path, row_group_size=2)
-    result = import_file(path, chunk_size=2)
+    result = import_file(clickstream_repository, path, chunk_size=2)
     assert (result.inserted, result.totals.events_inserted) == (2, 1)
     assert [(rejected.index, rejected.session_id) for rejected in result.rejected] == [(2, None), (3, "p4")]
     assert "session_id" in result.rejected[0].reason and "payload" in result.rejected[1].reason
-    stored = clickstream_dao.get_session("p1")
+    stored = clickstream_repository.get_session("p1")
     assert stored.payload == {"page": 1}
     assert stored.created_at == datetime(2024, 6, 1, 12, tzinfo=UTC)
     assert [event.item_id for event in stored.events] == ["b"]
 
 
-def test_unknown_formats_are_named(tmp_path: Path) -> None:
+def test_unknown_formats_are_named(tmp_path: Path, clickstream_repository: ClickstreamRepository) -> None:
     with pytest.raises(UnsupportedFileError, match="sessions.csv"):
         detect_format(tmp_path / "sessions.csv")
     with pytest.raises(UnsupportedFileError, match="no such file"):
-        import_file(tmp_path / "missing.jsonl")
+        import_file(clickstream_repository, tmp_path / "missing.jsonl")
     not_parquet = tmp_path / "fake.parquet"
     not_parquet.write_text("hello")
     with pytest.raises(UnsupportedFileError, match="not a readable Parquet"):
-        import_file(not_parquet)
+        import_file(clickstream_repository, not_parquet)
 
 
 def test_trec_2012_needs_ampersands_escaped_and_matches_the_published_counts() -> None:
@@ -118,15 +127,17 @@ def test_trec_2012_needs_ampersands_escaped_and_matches_the_published_counts() -
     assert [event["item_id"] for event in first["events"]][:2] == [first["results"][1], first["results"][0]]
 
 
-def test_trec_2013_import_real_logs_in_sessions_out(clean_db: str) -> None:
+def test_trec_2013_import_real_logs_in_sessions_out(
+    clean_db: str, clickstream_repository: ClickstreamRepository
+) -> None:
     path = TREC_DIR / "sessiontrack2013.xml"
-    result = import_file(path)
+    result = import_file(clickstream_repository, path)
     # README: 133 sessions (tasks), 4,449 shown results, 586 clicks; one interaction = one search session here.
     assert result.rejected == []
     assert result.totals.events_inserted == 586
     assert 379 <= result.inserted <= 401
-    batch_id = clickstream_dao.release_batch().released_batch_id
-    sessions = list(clickstream_dao.get_batch_sessions(batch_id, page_size=100))
+    batch_id = clickstream_repository.release_batch().released_batch_id
+    sessions = list(clickstream_repository.get_batch_sessions(batch_id, page_size=100))
     assert len(sessions) == result.inserted
     assert len({session.user_id for session in sessions}) == 133
     assert sum(len(session.results) for session in sessions) == 4449

@@ -10,27 +10,27 @@ from alembic import command
 from sqlalchemy import Engine, create_engine, make_url, text
 
 from embedding_studio.config import Settings
-from embedding_studio.db import DatabaseUnavailableError, get_engine, upgrade_database
+from embedding_studio.db import Database, DatabaseUnavailableError, upgrade_database
 from embedding_studio.db.engine import normalize_database_url, resolve_database_url
 from embedding_studio.db.migrate import alembic_config, current_revision
 
 pytestmark = pytest.mark.integration
 
 
-def test_migrations_create_schema_with_pgvector(database_url: str) -> None:
+def test_migrations_create_schema_with_pgvector(database: Database) -> None:
     upgrade_database()  # a second upgrade is a no-op
     assert current_revision() is not None
-    with get_engine().connect() as connection:
-        tables = {row[0] for row in connection.execute(text("select tablename from pg_tables"))}
+    with database.connection() as connection:
+        tables = {row[0] for row in connection.execute("select tablename from pg_tables")}
         assert {"clickstream_batches", "clickstream_sessions", "clickstream_events", "tasks"} <= tables
-        version = connection.execute(text("select extversion from pg_extension where extname='vector'")).scalar()
-        assert version is not None
+        version = connection.execute("select extversion from pg_extension where extname='vector'").fetchone()
+        assert version is not None and version[0] is not None
 
 
-def test_exactly_one_collecting_batch_after_clean(clean_db: str) -> None:
-    with get_engine().connect() as connection:
-        count = connection.execute(text("select count(*) from clickstream_batches where status='collecting'")).scalar()
-    assert count == 1
+def test_exactly_one_collecting_batch_after_clean(clean_db: str, database: Database) -> None:
+    with database.connection() as connection:
+        row = connection.execute("select count(*) from clickstream_batches where status='collecting'").fetchone()
+    assert row is not None and row[0] == 1
 
 
 def test_normalize_database_url_uses_psycopg3() -> None:
@@ -180,10 +180,7 @@ def test_item_text_migration_logs_items_as_data_and_keeps_upserted_items(scratch
     with scratch_engine.begin() as connection:
         logged = connection.execute(text("SELECT item_id, data FROM item_changes ORDER BY item_id")).all()
         connection.execute(
-            text(
-                "INSERT INTO item_changes (item_id, operation, data) VALUES "
-                "('c', 'upsert', CAST(:data AS jsonb))"
-            ),
+            text("INSERT INTO item_changes (item_id, operation, data) VALUES ('c', 'upsert', CAST(:data AS jsonb))"),
             {"data": '{"name": "Kettle", "sku": "", "description": "boils"}'},
         )
         with pytest.raises(Exception, match="ck_upserted_item_has_data"), connection.begin_nested():

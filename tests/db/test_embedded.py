@@ -5,23 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
-from embedding_studio.db import get_engine
+from embedding_studio.db import Database
 from embedding_studio.db.embedded import SETTINGS_FILE, embedded_server_settings, open_embedded_server
 
 pytestmark = pytest.mark.integration
 
 
-def test_the_session_server_runs_with_the_embedded_settings(database_url: str) -> None:
+def test_the_session_server_runs_with_the_embedded_settings(database: Database) -> None:
     """conftest started it through `open_embedded_server` on a fresh data directory: no restart needed."""
-    with get_engine().connect() as connection:
+    with database.connection() as connection:
         for name, value in embedded_server_settings().items():  # memory sizes: compared in bytes ('2GB' = '2048MB')
-            running = connection.execute(
-                text("SELECT pg_size_bytes(current_setting(:name)) = pg_size_bytes(:value)"),
+            row = connection.execute(
+                "SELECT pg_size_bytes(current_setting(%(name)s)) = pg_size_bytes(%(value)s)",
                 {"name": name, "value": value},
-            ).scalar_one()
-            assert running, f"{name} is not {value}"
+            ).fetchone()
+            assert row is not None and row[0], f"{name} is not {value}"
 
 
 def test_opening_the_server_again_in_the_process_returns_the_running_one(database_url: str, es_data_dir: Path) -> None:

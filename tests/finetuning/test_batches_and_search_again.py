@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,6 +14,9 @@ from embedding_studio.finetuning.query_retriever import normalize_query_text
 
 from .test_pipeline import store_batch, toy_method
 from .toy_clicks import toy_sessions, write_catalog
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
 
 
 @pytest.fixture()
@@ -68,36 +71,35 @@ def tracker(tmp_path: Path, clean_db: str) -> Iterator[object]:
 
 
 @pytest.mark.integration
-def test_older_batches_are_replayed_by_share_the_same_sessions_every_time(clean_db: str) -> None:
+def test_older_batches_are_replayed_by_share_the_same_sessions_every_time(
+    clean_db: str, clickstream_repository: ClickstreamRepository
+) -> None:
     from embedding_studio.finetuning.pipeline import _read_batches
 
-    older = store_batch(toy_sessions(1, seed=0, prefix="old"))
-    newer = store_batch(toy_sessions(1, seed=1, prefix="new"))
+    older = store_batch(clickstream_repository, toy_sessions(1, seed=0, prefix="old"))
+    newer = store_batch(clickstream_repository, toy_sessions(1, seed=1, prefix="new"))
     settings = get_settings()
     total_old = len(toy_sessions(1, seed=0))
 
-    everything, _, replayed_all = _read_batches([older, newer], settings, 1.0, seed=0)
+    everything, _, replayed_all = _read_batches(clickstream_repository, [older, newer], settings, 1.0, seed=0)
     assert replayed_all == total_old and len(everything) == 2 * total_old
 
-    inputs, skipped, replayed = _read_batches([older, newer], settings, 0.25, seed=0)
+    inputs, skipped, replayed = _read_batches(clickstream_repository, [older, newer], settings, 0.25, seed=0)
     assert skipped == 0 and replayed == round(0.25 * total_old)
     ids = {fine_tuning_input.session_id for fine_tuning_input in inputs}
     assert sum(session_id.startswith("new-") for session_id in ids) == total_old  # the newest batch whole
-    again, _, _ = _read_batches([older, newer], settings, 0.25, seed=0)
+    again, _, _ = _read_batches(clickstream_repository, [older, newer], settings, 0.25, seed=0)
     assert [one.session_id for one in again] == [one.session_id for one in inputs]
-    other_seed, _, _ = _read_batches([older, newer], settings, 0.25, seed=1)
+    other_seed, _, _ = _read_batches(clickstream_repository, [older, newer], settings, 0.25, seed=1)
     assert {one.session_id for one in other_seed} != ids
 
-    none_replayed, _, replayed_none = _read_batches([older, newer], settings, 0.0, seed=0)
+    none_replayed, _, replayed_none = _read_batches(clickstream_repository, [older, newer], settings, 0.0, seed=0)
     assert replayed_none == 0 and all(one.session_id.startswith("new-") for one in none_replayed)
 
 
 @pytest.mark.integration
 def test_several_batches_train_together_split_by_whole_queries_and_the_search_comes_back(
-    clean_db: str,
-    catalog: Path,
-    tiny_model_dir: Path,
-    tracker: Any,
+    clean_db: str, catalog: Path, tiny_model_dir: Path, tracker: Any, clickstream_repository: ClickstreamRepository
 ) -> None:
     """One trial per iteration. An impossible minimum gain makes every reuse a failure, so with
     search_again_after=1: iteration 1 searches, 2 reuses its parameters, 3 searches again, 4 reuses again."""
@@ -107,10 +109,12 @@ def test_several_batches_train_together_split_by_whole_queries_and_the_search_co
     method = toy_method(
         catalog, tiny_model_dir, max_evals=1, top_params_count=1, search_again_after=1, min_iteration_gain=1.0
     )
-    first_batch = store_batch(toy_sessions(1, seed=0, prefix="a"))
-    second_batch = store_batch(toy_sessions(1, seed=1, prefix="b"))
+    first_batch = store_batch(clickstream_repository, toy_sessions(1, seed=0, prefix="a"))
+    second_batch = store_batch(clickstream_repository, toy_sessions(1, seed=1, prefix="b"))
 
-    first = run_fine_tuning([second_batch, first_batch], method=method, tracker=tracker, replay_share=0.5)
+    first = run_fine_tuning(
+        clickstream_repository, [second_batch, first_batch], method=method, tracker=tracker, replay_share=0.5
+    )
     assert first.batch_ids == [first_batch, second_batch]
     assert first.replayed_sessions == round(0.5 * len(toy_sessions(1)))
     assert first.selection_mode == "search" and first.search_reason is None and first.gain is not None
@@ -123,7 +127,7 @@ def test_several_batches_train_together_split_by_whole_queries_and_the_search_co
     modes = [first.selection_mode]
     reasons = [first.search_reason]
     for _ in range(3):
-        result = run_fine_tuning(second_batch, method=method, tracker=tracker)
+        result = run_fine_tuning(clickstream_repository, second_batch, method=method, tracker=tracker)
         modes.append(result.selection_mode)
         reasons.append(result.search_reason)
     assert modes == ["search", "previous_best", "search", "previous_best"]
@@ -132,14 +136,17 @@ def test_several_batches_train_together_split_by_whole_queries_and_the_search_co
 
 @pytest.mark.integration
 def test_the_validation_split_keeps_whole_queries_across_batches(
-    clean_db: str, catalog: Path, tiny_model_dir: Path
+    clean_db: str, catalog: Path, tiny_model_dir: Path, clickstream_repository: ClickstreamRepository
 ) -> None:
     """The same query asked in two batches lands on one side of the split, not on both."""
     from embedding_studio.finetuning.pipeline import _prepare_data, _read_batches
 
     method = toy_method(catalog, tiny_model_dir)
-    batches = [store_batch(toy_sessions(1, seed=0, prefix="a")), store_batch(toy_sessions(1, seed=1, prefix="b"))]
-    inputs, _, _ = _read_batches(batches, get_settings(), 1.0, seed=0)
+    batches = [
+        store_batch(clickstream_repository, toy_sessions(1, seed=0, prefix="a")),
+        store_batch(clickstream_repository, toy_sessions(1, seed=1, prefix="b")),
+    ]
+    inputs, _, _ = _read_batches(clickstream_repository, batches, get_settings(), 1.0, seed=0)
     retriever = method.create_query_retriever()
     loader = method.create_loader()
     try:

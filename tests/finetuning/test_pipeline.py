@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from optuna.distributions import FloatDistribution
@@ -22,6 +22,9 @@ from embedding_studio.finetuning.method import FineTuningMethod, LoaderConfig
 from embedding_studio.finetuning.pipeline import run_fine_tuning
 
 from .toy_clicks import ToySession, toy_sessions, write_catalog
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
 
 pytestmark = pytest.mark.integration
 
@@ -50,21 +53,24 @@ def toy_method(catalog: Path, base_model: Path, **overrides: object) -> FineTuni
     return FineTuningMethod(**fields)  # type: ignore[arg-type]
 
 
-def store_batch(sessions: list[ToySession], release: bool = True, irrelevant: tuple[str, ...] = ()) -> int:
-    from embedding_studio.clickstream.dao import clickstream_dao
-
+def store_batch(
+    clickstream_repository: ClickstreamRepository,
+    sessions: list[ToySession],
+    release: bool = True,
+    irrelevant: tuple[str, ...] = (),
+) -> int:
     for session in sessions:
-        clickstream_dao.add_session(session.session_id, session.query, session.results)
+        clickstream_repository.add_session(session.session_id, session.query, session.results)
         if session.clicks:
-            clickstream_dao.add_events(
+            clickstream_repository.add_events(
                 session.session_id,
                 [{"event_id": f"{session.session_id}-{item}", "item_id": item} for item in session.clicks],
             )
         if session.session_id in irrelevant:
-            clickstream_dao.mark_irrelevant(session.session_id)
+            clickstream_repository.mark_irrelevant(session.session_id)
     if release:
-        return clickstream_dao.release_batch().released_batch_id
-    return clickstream_dao.get_collecting_batch().id
+        return clickstream_repository.release_batch().released_batch_id
+    return clickstream_repository.get_collecting_batch().id
 
 
 @pytest.fixture()
@@ -81,43 +87,57 @@ def tracker(tmp_path: Path, clean_db: str) -> Iterator[object]:
 # ----------------------------------------------------------------------------------- clear errors
 
 
-def test_unknown_batch_is_named(clean_db: str, catalog: Path, tiny_model_dir: Path) -> None:
+def test_unknown_batch_is_named(
+    clean_db: str, catalog: Path, tiny_model_dir: Path, clickstream_repository: ClickstreamRepository
+) -> None:
     with pytest.raises(UnknownBatchError, match="batch 987654 does not exist"):
-        run_fine_tuning(987654, method=toy_method(catalog, tiny_model_dir))
+        run_fine_tuning(clickstream_repository, 987654, method=toy_method(catalog, tiny_model_dir))
 
 
-def test_collecting_batch_must_be_released_first(clean_db: str, catalog: Path, tiny_model_dir: Path) -> None:
-    batch_id = store_batch(toy_sessions(1), release=False)
+def test_collecting_batch_must_be_released_first(
+    clean_db: str, catalog: Path, tiny_model_dir: Path, clickstream_repository: ClickstreamRepository
+) -> None:
+    batch_id = store_batch(clickstream_repository, toy_sessions(1), release=False)
     with pytest.raises(BatchNotReleasedError, match=f"batch {batch_id} is still 'collecting'"):
-        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir))
+        run_fine_tuning(clickstream_repository, batch_id, method=toy_method(catalog, tiny_model_dir))
 
 
-def test_empty_batch(clean_db: str, catalog: Path, tiny_model_dir: Path) -> None:
-    batch_id = store_batch([])
+def test_empty_batch(
+    clean_db: str, catalog: Path, tiny_model_dir: Path, clickstream_repository: ClickstreamRepository
+) -> None:
+    batch_id = store_batch(clickstream_repository, [])
     with pytest.raises(EmptyBatchError, match=f"batch {batch_id} has no sessions"):
-        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir))
+        run_fine_tuning(clickstream_repository, batch_id, method=toy_method(catalog, tiny_model_dir))
 
 
-def test_batch_whose_sessions_showed_nothing_is_empty(clean_db: str, catalog: Path, tiny_model_dir: Path) -> None:
-    batch_id = store_batch([ToySession("nothing-1", "river", [], []), ToySession("nothing-2", "sea", [], [])])
+def test_batch_whose_sessions_showed_nothing_is_empty(
+    clean_db: str, catalog: Path, tiny_model_dir: Path, clickstream_repository: ClickstreamRepository
+) -> None:
+    batch_id = store_batch(
+        clickstream_repository, [ToySession("nothing-1", "river", [], []), ToySession("nothing-2", "sea", [], [])]
+    )
     with pytest.raises(EmptyBatchError, match="2 sessions but none can be used: 2 had no shown results"):
-        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir))
+        run_fine_tuning(clickstream_repository, batch_id, method=toy_method(catalog, tiny_model_dir))
 
 
-def test_batch_without_clicks(clean_db: str, catalog: Path, tiny_model_dir: Path) -> None:
+def test_batch_without_clicks(
+    clean_db: str, catalog: Path, tiny_model_dir: Path, clickstream_repository: ClickstreamRepository
+) -> None:
     sessions = [ToySession(s.session_id, s.query, s.results, []) for s in toy_sessions(1)]
-    batch_id = store_batch(sessions, irrelevant=(sessions[0].session_id,))
+    batch_id = store_batch(clickstream_repository, sessions, irrelevant=(sessions[0].session_id,))
     with pytest.raises(NoClicksError, match=f"batch {batch_id} has {len(sessions)} sessions .* not one click"):
-        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir))
+        run_fine_tuning(clickstream_repository, batch_id, method=toy_method(catalog, tiny_model_dir))
 
 
-def test_too_many_items_missing_names_some(clean_db: str, tmp_path: Path, tiny_model_dir: Path) -> None:
+def test_too_many_items_missing_names_some(
+    clean_db: str, tmp_path: Path, tiny_model_dir: Path, clickstream_repository: ClickstreamRepository
+) -> None:
     catalog = tmp_path / "partial.jsonl"
     write_catalog(catalog, missing_topics=("river", "mountain", "animal"))
-    batch_id = store_batch(toy_sessions(1))
+    batch_id = store_batch(clickstream_repository, toy_sessions(1))
     assert get_settings().max_failed_items_share == pytest.approx(0.1)
     with pytest.raises(TooManyFailedItemsError) as raised:
-        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir))
+        run_fine_tuning(clickstream_repository, batch_id, method=toy_method(catalog, tiny_model_dir))
     message = str(raised.value)
     assert "9 of 24 items" in message and "more than the allowed 10%" in message
     assert "'river-0'" in message or "'mountain-0'" in message or "'animal-0'" in message
@@ -126,14 +146,17 @@ def test_too_many_items_missing_names_some(clean_db: str, tmp_path: Path, tiny_m
 # ----------------------------------------------------------------------------------- end to end
 
 
-def test_two_iterations_end_to_end(clean_db: str, catalog: Path, tiny_model_dir: Path, tracker: Any) -> None:
+def test_two_iterations_end_to_end(
+    clean_db: str, catalog: Path, tiny_model_dir: Path, tracker: Any, clickstream_repository: ClickstreamRepository
+) -> None:
     method = toy_method(catalog, tiny_model_dir)
     sessions = toy_sessions(1)
     sessions.append(ToySession("shown-nothing", "river", [], []))
-    batch_id = store_batch(sessions)
+    batch_id = store_batch(clickstream_repository, sessions)
     progress: list[tuple[float, str]] = []
 
     first = run_fine_tuning(
+        clickstream_repository,
         batch_id,
         method=method,
         tracker=tracker,
@@ -156,8 +179,10 @@ def test_two_iterations_end_to_end(clean_db: str, catalog: Path, tiny_model_dir:
     assert best_model.encode_queries(["river boat"]).shape == (1, 32)
 
     # the next batch starts from the best model and the best parameters of the first iteration
-    second_batch = store_batch(toy_sessions(1, seed=1, prefix="t"))
-    second = run_fine_tuning(second_batch, method=method, embedding_model_id=first.best_run_id, tracker=tracker)
+    second_batch = store_batch(clickstream_repository, toy_sessions(1, seed=1, prefix="t"))
+    second = run_fine_tuning(
+        clickstream_repository, second_batch, method=method, embedding_model_id=first.best_run_id, tracker=tracker
+    )
     assert second.selection_mode == "previous_best"
     assert second.experiment_id != first.experiment_id
     first_best_params = tracker.get_run(first.best_run_id).params
@@ -166,22 +191,31 @@ def test_two_iterations_end_to_end(clean_db: str, catalog: Path, tiny_model_dir:
     assert tracker.get_iteration(second.experiment_id).base_model == first.best_run_id
 
 
-def test_cancel_between_trials(clean_db: str, catalog: Path, tiny_model_dir: Path, tracker: Any) -> None:
-    batch_id = store_batch(toy_sessions(1))
+def test_cancel_between_trials(
+    clean_db: str, catalog: Path, tiny_model_dir: Path, tracker: Any, clickstream_repository: ClickstreamRepository
+) -> None:
+    batch_id = store_batch(clickstream_repository, toy_sessions(1))
     with pytest.raises(FineTuningCanceled, match="canceled after 0 finished trials"):
-        run_fine_tuning(batch_id, method=toy_method(catalog, tiny_model_dir), tracker=tracker, should_stop=lambda: True)
+        run_fine_tuning(
+            clickstream_repository,
+            batch_id,
+            method=toy_method(catalog, tiny_model_dir),
+            tracker=tracker,
+            should_stop=lambda: True,
+        )
 
 
 def test_the_reference_model_is_validated_on_the_same_sessions_and_pool(
-    clean_db: str, catalog: Path, tiny_model_dir: Path, tracker: Any
+    clean_db: str, catalog: Path, tiny_model_dir: Path, tracker: Any, clickstream_repository: ClickstreamRepository
 ) -> None:
     """The deployment gate compares like with like: the reference model's figure is the one a trial would report
     for it. Starting from the reference, that is the best trial's own baseline; another model is validated anew,
     and validating the start model anew gives the baseline figure again."""
     method = toy_method(catalog, tiny_model_dir, max_evals=1, validation_pool_size=5)
-    batch_id = store_batch(toy_sessions(1))
+    batch_id = store_batch(clickstream_repository, toy_sessions(1))
 
     from_start = run_fine_tuning(
+        clickstream_repository,
         batch_id,
         method=method,
         embedding_model_id=str(tiny_model_dir),
@@ -195,6 +229,7 @@ def test_the_reference_model_is_validated_on_the_same_sessions_and_pool(
     assert from_start.validation_pool_items == 24  # every catalog item: the shown ones and the sample of 5
 
     other = run_fine_tuning(
+        clickstream_repository,
         batch_id,
         method=method,
         embedding_model_id=from_start.best_run_id,

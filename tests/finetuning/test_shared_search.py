@@ -10,11 +10,10 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pytest
-from sqlalchemy import text
 
 from embedding_studio.finetuning.errors import FineTuningError
 from embedding_studio.finetuning.hpo import HyperparameterSearchSettings, PreparedData, TrialRunner, resolve_storage
@@ -30,6 +29,9 @@ from embedding_studio.finetuning.shared_search import (
 )
 
 from .test_hpo import method
+
+if TYPE_CHECKING:
+    from embedding_studio.db import Database
 
 pytestmark = pytest.mark.integration
 
@@ -140,16 +142,16 @@ def test_a_trial_that_raises_on_a_helper_fails_the_owners_wait_with_its_error(
         wait_for_trials(study, plan, poll_s=0.1)
 
 
-def test_database_storage_uses_psycopg_3_and_keeps_optunas_tables_apart(clean_db: str) -> None:
-    from embedding_studio.db import get_engine
-
+def test_database_storage_uses_psycopg_3_and_keeps_optunas_tables_apart(clean_db: str, database: Database) -> None:
     plain = clean_db.replace("postgresql+psycopg://", "postgresql://", 1)  # DATABASE_URL as users write it
     storage = resolve_storage("database", plain)
     optuna.create_study(study_name=f"apart-{uuid.uuid4().hex}", storage=storage)
-    with get_engine().connect() as connection:
+    with database.connection() as connection:
         schemas = connection.execute(
-            text("SELECT table_schema FROM information_schema.tables WHERE table_name = 'studies'")
-        ).scalars()
-        assert set(schemas) == {"optuna"}
-        project_revision = connection.execute(text("SELECT version_num FROM public.alembic_version")).scalar_one()
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'studies'"
+        ).fetchall()
+        assert {row[0] for row in schemas} == {"optuna"}
+        revision = connection.execute("SELECT version_num FROM public.alembic_version").fetchone()
+    assert revision is not None
+    project_revision = revision[0]
     assert project_revision[:4].isdigit()  # the project's revision, untouched: Optuna's (v3.2.0.a...) is in its schema

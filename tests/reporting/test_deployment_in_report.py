@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner
 
 from embedding_studio.cli.main import app
 from embedding_studio.reporting import DeploymentOutcome, HeldOutComparison, ReportData, render_report
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks.repository import TaskRepository
 
 NOT_DEPLOYED = "not deployed: NDCG@10 0.4100 against blue 0.4300"
 
@@ -45,17 +49,20 @@ def test_the_verdict_survives_the_saved_json_and_comes_from_the_task_result() ->
 
 
 @pytest.mark.integration
-def test_report_command_shows_the_verdict_of_the_task(clean_db: str, mlflow_in: str, tmp_path: Path) -> None:
+def test_report_command_shows_the_verdict_of_the_task(
+    clean_db: str, mlflow_in: str, tmp_path: Path, task_repository: TaskRepository
+) -> None:
     from embedding_studio.tasks import TaskKind, TaskStatus
-    from embedding_studio.tasks.repository import create_task, finish_task
     from embedding_studio.tracking import ExperimentsManager
 
     tracker = ExperimentsManager()
     iteration = tracker.start_iteration("default_text", "3")
     with tracker.run(iteration, {"query_lr": 5e-5}) as run_id:
         tracker.log_metrics(run_id, {"val_ndcg_at_10": 0.41}, step=0)
-    task, _ = create_task(TaskKind.fine_tuning, {"batch_id": 3, "method": "default_text", "deploy_as_blue": True})
-    finish_task(
+    task, _ = task_repository.create_task(
+        TaskKind.fine_tuning, {"batch_id": 3, "method": "default_text", "deploy_as_blue": True}
+    )
+    task_repository.finish_task(
         task.id,
         TaskStatus.done,
         best_run_id=run_id,

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image
@@ -14,6 +15,9 @@ from tests.finetuning.toy_images import VOCABULARY, catalog, png_bytes
 
 from embedding_studio.reporting import ImageQueryComparison, ImageResult, ReportData, render_report
 from embedding_studio.reporting.images import THUMBNAIL_PX, thumbnail_data_uri
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks.repository import TaskRepository
 
 
 def test_thumbnails_are_small_inline_jpegs_and_survive_the_saved_json() -> None:
@@ -34,13 +38,12 @@ def test_thumbnails_are_small_inline_jpegs_and_survive_the_saved_json() -> None:
 
 @pytest.mark.integration
 def test_report_of_an_image_task_shows_thumbnails_before_and_after(
-    clean_db: str, mlflow_in: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    clean_db: str, mlflow_in: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task_repository: TaskRepository
 ) -> None:
     from embedding_studio.config import reset_settings
     from embedding_studio.models.tiny import tiny_clip_directory
     from embedding_studio.reporting.task import build_task_report
     from embedding_studio.tasks import TaskKind, TaskStatus
-    from embedding_studio.tasks.repository import create_task, finish_task
     from embedding_studio.tracking import ExperimentsManager
 
     root = tmp_path / "images"
@@ -56,10 +59,10 @@ def test_report_of_an_image_task_shows_thumbnails_before_and_after(
     iteration = tracker.start_iteration("text_to_image", "1")
     with tracker.run(iteration, {"query_lr": 1e-5}) as run_id:
         tracker.log_metrics(run_id, {"val_ndcg_at_10": 0.5}, step=0)
-    task, _ = create_task(
+    task, _ = task_repository.create_task(
         TaskKind.fine_tuning, {"batch_id": 1, "method": "text_to_image", "method_options": {"base_model": str(start)}}
     )
-    finish_task(
+    task_repository.finish_task(
         task.id,
         TaskStatus.done,
         best_run_id=str(tuned),
@@ -69,7 +72,7 @@ def test_report_of_an_image_task_shows_thumbnails_before_and_after(
             "held_out_queries": ["red circle", "blue square"],
         },
     )
-    page = build_task_report(task.id, tmp_path / "report.html").read_text()
+    page = build_task_report(task_repository, task.id, tmp_path / "report.html").read_text()
     assert "Image queries: top results before and after" in page
     assert page.count("data:image/jpeg;base64,") == 2 * 2 * 5  # two queries, before and after, top five
     assert "red circle" in page and "of 12 catalog images" in page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner
@@ -10,14 +11,16 @@ from typer.testing import CliRunner
 from embedding_studio.cli.main import app
 from embedding_studio.reporting import HeldOutComparison, ReportData, write_report
 
+if TYPE_CHECKING:
+    from embedding_studio.tasks.repository import TaskRepository
+
 
 @pytest.mark.integration
 def test_report_command_rebuilds_trials_and_keeps_the_saved_comparison(
-    clean_db: str, mlflow_in: str, tmp_path: Path
+    clean_db: str, mlflow_in: str, tmp_path: Path, task_repository: TaskRepository
 ) -> None:
     from embedding_studio.reporting.task import default_report_path
     from embedding_studio.tasks import TaskKind, TaskStatus
-    from embedding_studio.tasks.repository import create_task, finish_task
     from embedding_studio.tracking import ExperimentsManager
 
     tracker = ExperimentsManager()
@@ -25,8 +28,10 @@ def test_report_command_rebuilds_trials_and_keeps_the_saved_comparison(
     with tracker.run(iteration, {"query_lr": 5e-5}) as run_id:
         tracker.log_metrics(run_id, {"val_ndcg_at_10": 0.5, "val_loss": 0.9}, step=0)
         tracker.log_metrics(run_id, {"val_ndcg_at_10": 0.6, "val_loss": 0.7}, step=8)
-    task, _ = create_task(TaskKind.fine_tuning, {"batch_id": 3, "method": "default_text"})
-    finish_task(task.id, TaskStatus.done, best_run_id=run_id, result={"experiment_id": iteration.experiment_id})
+    task, _ = task_repository.create_task(TaskKind.fine_tuning, {"batch_id": 3, "method": "default_text"})
+    task_repository.finish_task(
+        task.id, TaskStatus.done, best_run_id=run_id, result={"experiment_id": iteration.experiment_id}
+    )
     # what the demo saved when it ran this task
     write_report(
         ReportData(
@@ -49,11 +54,10 @@ def test_report_command_rebuilds_trials_and_keeps_the_saved_comparison(
 
 
 @pytest.mark.integration
-def test_report_of_a_reindex_task_is_refused(clean_db: str) -> None:
+def test_report_of_a_reindex_task_is_refused(clean_db: str, task_repository: TaskRepository) -> None:
     from embedding_studio.tasks import TaskKind
-    from embedding_studio.tasks.repository import create_task
 
-    task, _ = create_task(TaskKind.reindex, {"dest_model_id": "all-MiniLM-L6-v2"})
+    task, _ = task_repository.create_task(TaskKind.reindex, {"dest_model_id": "all-MiniLM-L6-v2"})
     result = CliRunner().invoke(app, ["report", task.id])
     assert result.exit_code == 1
     assert "is a reindex task" in " ".join(result.output.split())

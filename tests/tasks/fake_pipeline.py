@@ -35,8 +35,8 @@ class FakePipeline:
         self.meanwhile = meanwhile
         self.calls: list[dict[str, Any]] = []
 
-    def __call__(self, batch_id: int, **kwargs: Any) -> FakeResult:
-        self.calls.append({"batch_id": batch_id, **kwargs})
+    def __call__(self, clickstream: Any, batch_id: int, **kwargs: Any) -> FakeResult:
+        self.calls.append({"clickstream": clickstream, "batch_id": batch_id, **kwargs})
         if self.meanwhile is not None:
             self.meanwhile()
         return self.result

@@ -2,30 +2,43 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from pydantic import ValidationError
 
-from embedding_studio.tasks import FineTuningTaskParams, TaskKind, TaskStatus, repository
-from embedding_studio.tasks.service import InvalidTaskError, released_batches_since, resolve_batch_ids
+from embedding_studio.tasks import FineTuningTaskParams, TaskKind, TaskStatus
+from embedding_studio.tasks.service import InvalidTaskError, TaskService
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks.repository import TaskRepository
 
 
-def _release(count: int) -> list[int]:
+@pytest.fixture()
+def service(clean_db: str, task_repository: TaskRepository) -> TaskService:
+    return TaskService(task_repository)
+
+
+def _release(service: TaskService, count: int) -> list[int]:
     """``count`` released batches, each with one session (release needs none, but a real one has some)."""
-    from embedding_studio.clickstream.dao import clickstream_dao
+    from embedding_studio.clickstream.dao import ClickstreamRepository
 
+    clickstream = ClickstreamRepository(service.tasks.database)
     released = []
     for index in range(count):
-        clickstream_dao.add_session(f"s-{index}", "river boat", ["a", "b"])
-        released.append(clickstream_dao.release_batch().released_batch_id)
+        clickstream.add_session(f"s-{index}", "river boat", ["a", "b"])
+        released.append(clickstream.release_batch().released_batch_id)
     return released
 
 
-def _trained(model_id: str, batch_ids: list[int] | None, params: dict[str, object] | None = None) -> None:
+def _trained(
+    tasks: TaskRepository, model_id: str, batch_ids: list[int] | None, params: dict[str, object] | None = None
+) -> None:
     """A finished fine-tuning task whose best run is ``model_id``, as the worker records it."""
-    task, _ = repository.create_task(TaskKind.fine_tuning, params or {"batch_ids": batch_ids})
-    repository.start_task(task.id)
+    task, _ = tasks.create_task(TaskKind.fine_tuning, params or {"batch_ids": batch_ids})
+    tasks.start_task(task.id)
     result = {"batch_ids": batch_ids} if batch_ids is not None else {}
-    repository.finish_task(task.id, TaskStatus.done, best_run_id=model_id, result=result)
+    tasks.finish_task(task.id, TaskStatus.done, best_run_id=model_id, result=result)
 
 
 # ----------------------------------------------------------------------------------------- the params
@@ -58,43 +71,46 @@ def test_batch_ids_are_each_named_once_and_come_back_oldest_first() -> None:
 # ------------------------------------------------------------------------------- against the database
 
 
-def test_every_named_batch_must_exist_and_be_released(clean_db: str) -> None:
-    first, second = _release(2)
-    assert resolve_batch_ids(FineTuningTaskParams(batch_ids=[second, first]), None) == [first, second]
+def test_every_named_batch_must_exist_and_be_released(service: TaskService) -> None:
+    first, second = _release(service, 2)
+    assert service.resolve_batch_ids(FineTuningTaskParams(batch_ids=[second, first]), None) == [first, second]
 
     with pytest.raises(InvalidTaskError) as unknown:
-        resolve_batch_ids(FineTuningTaskParams(batch_ids=[first, 987]), None)
+        service.resolve_batch_ids(FineTuningTaskParams(batch_ids=[first, 987]), None)
     assert "987" in str(unknown.value) and "`embedding-studio clickstream release`" in str(unknown.value)
     assert unknown.value.field == "batch_ids"
 
     collecting = second + 1
     with pytest.raises(InvalidTaskError) as still_collecting:
-        resolve_batch_ids(FineTuningTaskParams(batch_id=collecting), None)
+        service.resolve_batch_ids(FineTuningTaskParams(batch_id=collecting), None)
     message = str(still_collecting.value)
     assert f"batch {collecting} is still 'collecting'" in message and "embedding-studio clickstream release" in message
     assert still_collecting.value.field == "batch_id"
 
 
-def test_since_blue_takes_the_batches_released_after_the_newest_one_blue_was_trained_on(clean_db: str) -> None:
-    first, second, third = _release(3)
+def test_since_blue_takes_the_batches_released_after_the_newest_one_blue_was_trained_on(
+    service: TaskService,
+) -> None:
+    first, second, third = _release(service, 3)
     # No blue model, or a base model no fine-tuning made: every released batch.
-    assert resolve_batch_ids(FineTuningTaskParams(since_blue=True), None) == [first, second, third]
-    assert resolve_batch_ids(FineTuningTaskParams(since_blue=True), "all-MiniLM-L6-v2") == [first, second, third]
+    assert service.resolve_batch_ids(FineTuningTaskParams(since_blue=True), None) == [first, second, third]
+    since_blue = FineTuningTaskParams(since_blue=True)
+    assert service.resolve_batch_ids(since_blue, "all-MiniLM-L6-v2") == [first, second, third]
 
-    _trained("run-one", [first, second])
-    assert repository.trained_batch_ids("run-one") == [first, second]
-    assert released_batches_since("run-one") == ([third], second)
-    assert resolve_batch_ids(FineTuningTaskParams(since_blue=True), "run-one") == [third]
+    _trained(service.tasks, "run-one", [first, second])
+    assert service.tasks.trained_batch_ids("run-one") == [first, second]
+    assert service.released_batches_since("run-one") == ([third], second)
+    assert service.resolve_batch_ids(FineTuningTaskParams(since_blue=True), "run-one") == [third]
 
-    _trained("run-two", [third])
+    _trained(service.tasks, "run-two", [third])
     with pytest.raises(InvalidTaskError) as nothing_new:
-        resolve_batch_ids(FineTuningTaskParams(since_blue=True), "run-two")
+        service.resolve_batch_ids(FineTuningTaskParams(since_blue=True), "run-two")
     assert f"after batch {third}" in str(nothing_new.value) and "clickstream release" in str(nothing_new.value)
     assert nothing_new.value.field == "since_blue"
 
 
-def test_a_task_from_before_batch_ids_were_recorded_trained_on_its_batch_id(clean_db: str) -> None:
-    (first,) = _release(1)
-    _trained("old-run", None, params={"batch_id": first})
-    assert repository.trained_batch_ids("old-run") == [first]
-    assert repository.trained_batch_ids("never-trained") is None
+def test_a_task_from_before_batch_ids_were_recorded_trained_on_its_batch_id(service: TaskService) -> None:
+    (first,) = _release(service, 1)
+    _trained(service.tasks, "old-run", None, params={"batch_id": first})
+    assert service.tasks.trained_batch_ids("old-run") == [first]
+    assert service.tasks.trained_batch_ids("never-trained") is None

@@ -4,15 +4,20 @@ and any other error still fails the task."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 
-from embedding_studio.tasks import FineTuningTaskParams, TaskKind, TaskStatus, repository
-from embedding_studio.tasks.workers import fine_tuning_worker
+from embedding_studio.tasks import FineTuningTaskParams, TaskKind, TaskStatus
+from embedding_studio.tasks.workers import TaskWorkers
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks.repository import TaskRepository
 
 
-def _pending_task() -> str:
+def _pending_task(tasks: TaskRepository) -> str:
     params = FineTuningTaskParams(batch_id=1)
-    task, _ = repository.create_task(TaskKind.fine_tuning, params.model_dump(mode="json"))
+    task, _ = tasks.create_task(TaskKind.fine_tuning, params.model_dump(mode="json"))
     return task.id
 
 
@@ -22,7 +27,9 @@ def no_shared_trials(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> pytest.M
     return monkeypatch
 
 
-def test_the_pipelines_cancellation_ends_the_task_canceled(no_shared_trials: pytest.MonkeyPatch) -> None:
+def test_the_pipelines_cancellation_ends_the_task_canceled(
+    no_shared_trials: pytest.MonkeyPatch, task_repository: TaskRepository
+) -> None:
     from embedding_studio import finetuning
     from embedding_studio.finetuning.errors import FineTuningCanceled
 
@@ -30,14 +37,16 @@ def test_the_pipelines_cancellation_ends_the_task_canceled(no_shared_trials: pyt
         raise FineTuningCanceled(2)
 
     no_shared_trials.setattr(finetuning, "run_fine_tuning", canceled)
-    task_id = _pending_task()
-    fine_tuning_worker(task_id)  # a cancellation is an outcome, not a failure: nothing is raised
-    task = repository.get_task(task_id)
+    task_id = _pending_task(task_repository)
+    TaskWorkers(task_repository).fine_tuning_worker(task_id)  # a cancellation is an outcome, not a failure
+    task = task_repository.get_task(task_id)
     assert task.status is TaskStatus.canceled
     assert task.error == "fine-tuning was canceled after 2 finished trials"
 
 
-def test_another_error_of_the_pipeline_still_fails_the_task(no_shared_trials: pytest.MonkeyPatch) -> None:
+def test_another_error_of_the_pipeline_still_fails_the_task(
+    no_shared_trials: pytest.MonkeyPatch, task_repository: TaskRepository
+) -> None:
     from embedding_studio import finetuning
     from embedding_studio.finetuning.errors import NoClicksError
 
@@ -45,7 +54,7 @@ def test_another_error_of_the_pipeline_still_fails_the_task(no_shared_trials: py
         raise NoClicksError(1, session_count=3)
 
     no_shared_trials.setattr(finetuning, "run_fine_tuning", no_clicks)
-    task_id = _pending_task()
+    task_id = _pending_task(task_repository)
     with pytest.raises(NoClicksError):
-        fine_tuning_worker(task_id)
-    assert repository.get_task(task_id).status is TaskStatus.failed
+        TaskWorkers(task_repository).fine_tuning_worker(task_id)
+    assert task_repository.get_task(task_id).status is TaskStatus.failed

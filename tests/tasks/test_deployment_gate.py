@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from pydantic import ValidationError
 
 from embedding_studio import vectordb
-from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskKind, TaskStatus, index_catalog, repository
+from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskKind, TaskStatus, index_catalog
 from embedding_studio.tasks.deployment import DeploymentDecision, blue_changed_decision, deployment_decision
 
 from .fake_pipeline import FakePipeline, FakeResult
 from .worker_process import clear_queue
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks.repository import TaskRepository
 
 # ------------------------------------------------------------------------------------------ the decision
 
@@ -116,22 +119,24 @@ def blue(clean_db: str, tiny_models: tuple[str, str], catalog: Path) -> Iterator
     clear_queue()
 
 
-def _run_fine_tuning_task(monkeypatch: pytest.MonkeyPatch, pipeline: FakePipeline, **params: Any) -> Any:
-    from embedding_studio.tasks import fine_tuning_worker
+def _run_fine_tuning_task(
+    tasks: TaskRepository, monkeypatch: pytest.MonkeyPatch, pipeline: FakePipeline, **params: Any
+) -> Any:
+    from embedding_studio.tasks import TaskWorkers
 
     monkeypatch.setattr("embedding_studio.finetuning.run_fine_tuning", pipeline)
-    task, _ = repository.create_task(
+    task, _ = tasks.create_task(
         TaskKind.fine_tuning, FineTuningTaskParams(batch_id=1, **params).model_dump(mode="json")
     )
-    fine_tuning_worker(task.id)
-    return repository.get_task(task.id)
+    TaskWorkers(tasks).fine_tuning_worker(task.id)
+    return tasks.get_task(task.id)
 
 
 def test_a_model_worse_than_blue_leaves_blue_and_ends_done_with_the_reason(
-    blue: str, monkeypatch: pytest.MonkeyPatch
+    blue: str, monkeypatch: pytest.MonkeyPatch, task_repository: TaskRepository
 ) -> None:
     pipeline = FakePipeline(FakeResult({"val_ndcg_at_10": 0.41}, {"val_ndcg_at_10": 0.43}))
-    task = _run_fine_tuning_task(monkeypatch, pipeline, deploy_as_blue=True)
+    task = _run_fine_tuning_task(task_repository, monkeypatch, pipeline, deploy_as_blue=True)
 
     assert pipeline.calls[0]["reference_model_id"] == blue
     assert task.status is TaskStatus.done and task.error is None
@@ -140,19 +145,19 @@ def test_a_model_worse_than_blue_leaves_blue_and_ends_done_with_the_reason(
     assert task.result["deployment"]["blue_model_id"] == blue
     assert task.result["reindex_task_id"] is None and task.result["blue_metrics"] == {"val_ndcg_at_10": 0.43}
     assert task.progress_message == "not deployed: NDCG@10 0.4100 against blue 0.4300"
-    assert repository.child_tasks(task.id) == []
+    assert task_repository.child_tasks(task.id) == []
     assert vectordb.get_deployment().blue_model_id == blue
 
 
 def test_a_model_at_least_as_good_as_blue_is_deployed_through_a_child_reindex(
-    blue: str, monkeypatch: pytest.MonkeyPatch
+    blue: str, monkeypatch: pytest.MonkeyPatch, task_repository: TaskRepository
 ) -> None:
     pipeline = FakePipeline(FakeResult({"val_ndcg_at_10": 0.43}, {"val_ndcg_at_10": 0.41}))
-    task = _run_fine_tuning_task(monkeypatch, pipeline, deploy_as_blue=True)
+    task = _run_fine_tuning_task(task_repository, monkeypatch, pipeline, deploy_as_blue=True)
 
     assert task.status is TaskStatus.done
     assert task.result["deployment"]["deployed"] is True
-    children = repository.child_tasks(task.id)
+    children = task_repository.child_tasks(task.id)
     assert [child.id for child in children] == [task.result["reindex_task_id"]]
     assert children[0].params["dest_model_id"] == "f" * 32 and children[0].params["deploy_as_blue"] is True
     assert task.progress_message == (
@@ -160,26 +165,30 @@ def test_a_model_at_least_as_good_as_blue_is_deployed_through_a_child_reindex(
     )
 
 
-def test_force_deploy_and_min_deploy_gain_reach_the_gate(blue: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_force_deploy_and_min_deploy_gain_reach_the_gate(
+    blue: str, monkeypatch: pytest.MonkeyPatch, task_repository: TaskRepository
+) -> None:
     worse = FakeResult({"val_ndcg_at_10": 0.41}, {"val_ndcg_at_10": 0.43})
-    forced = _run_fine_tuning_task(monkeypatch, FakePipeline(worse), deploy_as_blue=True, force_deploy=True)
+    forced = _run_fine_tuning_task(
+        task_repository, monkeypatch, FakePipeline(worse), deploy_as_blue=True, force_deploy=True
+    )
     assert forced.result["deployment"]["deployed"] is True and forced.result["deployment"]["forced"] is True
     assert forced.result["reindex_task_id"] and forced.progress_message.startswith("deployed (forced): NDCG@10")
 
     slightly_better = FakeResult({"val_ndcg_at_10": 0.435}, {"val_ndcg_at_10": 0.43})
     short = _run_fine_tuning_task(
-        monkeypatch, FakePipeline(slightly_better), deploy_as_blue=True, min_deploy_gain=0.01
+        task_repository, monkeypatch, FakePipeline(slightly_better), deploy_as_blue=True, min_deploy_gain=0.01
     )
     assert short.result["deployment"]["deployed"] is False and short.result["deployment"]["min_gain"] == 0.01
-    assert repository.child_tasks(short.id) == []
+    assert task_repository.child_tasks(short.id) == []
 
 
 def test_without_a_blue_model_the_best_model_is_deployed_unmeasured(
-    clean_db: str, monkeypatch: pytest.MonkeyPatch
+    clean_db: str, monkeypatch: pytest.MonkeyPatch, task_repository: TaskRepository
 ) -> None:
     clear_queue()
     pipeline = FakePipeline(FakeResult({"val_ndcg_at_10": 0.2}, {}))
-    task = _run_fine_tuning_task(monkeypatch, pipeline, deploy_as_blue=True)
+    task = _run_fine_tuning_task(task_repository, monkeypatch, pipeline, deploy_as_blue=True)
     clear_queue()
     assert pipeline.calls[0]["reference_model_id"] is None
     assert task.result["deployment"]["deployed"] is True
@@ -188,17 +197,17 @@ def test_without_a_blue_model_the_best_model_is_deployed_unmeasured(
 
 
 def test_without_deploy_as_blue_blue_is_not_measured_and_there_is_no_verdict(
-    blue: str, monkeypatch: pytest.MonkeyPatch
+    blue: str, monkeypatch: pytest.MonkeyPatch, task_repository: TaskRepository
 ) -> None:
     pipeline = FakePipeline(FakeResult({"val_ndcg_at_10": 0.41}, {}))
-    task = _run_fine_tuning_task(monkeypatch, pipeline)
+    task = _run_fine_tuning_task(task_repository, monkeypatch, pipeline)
     assert pipeline.calls[0]["reference_model_id"] is None
     assert task.status is TaskStatus.done and task.result["deployment"] is None
     assert task.progress_message == f"best run {'f' * 32}"
 
 
 def test_blue_replaced_while_fine_tuning_is_not_overwritten(
-    blue: str, tiny_models: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+    blue: str, tiny_models: tuple[str, str], monkeypatch: pytest.MonkeyPatch, task_repository: TaskRepository
 ) -> None:
     from embedding_studio.tasks import ReindexTaskParams, run_reindex
 
@@ -206,7 +215,7 @@ def test_blue_replaced_while_fine_tuning_is_not_overwritten(
         run_reindex(ReindexTaskParams(dest_model_id=tiny_models[1], deploy_as_blue=True))
 
     pipeline = FakePipeline(FakeResult({"val_ndcg_at_10": 0.5}, {"val_ndcg_at_10": 0.4}), another_deployment)
-    task = _run_fine_tuning_task(monkeypatch, pipeline, deploy_as_blue=True)
+    task = _run_fine_tuning_task(task_repository, monkeypatch, pipeline, deploy_as_blue=True)
     assert task.result["deployment"]["deployed"] is False
     assert f"blue changed from {blue} to {tiny_models[1]}" in task.result["deployment"]["reason"]
     assert vectordb.get_deployment().blue_model_id == tiny_models[1]

@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from embedding_studio import vectordb
 from embedding_studio.models.tiny import COMMON_WORDS
-from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskStatus, index_catalog, repository, service
+from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskStatus, index_catalog
+from embedding_studio.tasks.service import TaskService
 
 from .worker_process import start_worker, stop_worker, wait_for
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
+    from embedding_studio.tasks.repository import TaskRepository
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +34,8 @@ QUERY_COUNT = 24
 SESSIONS_PER_QUERY = 2
 
 
-def _noise_batch(seed: int = 0) -> int:
+def _noise_batch(clickstream_repository: ClickstreamRepository, seed: int = 0) -> int:
     """Searches on blue, each with one click on a shown result drawn at random; the released batch id."""
-    from embedding_studio.clickstream.dao import clickstream_dao
     from embedding_studio.serving.search import search_blue
 
     rng = random.Random(seed)
@@ -40,14 +45,16 @@ def _noise_batch(seed: int = 0) -> int:
         for number in range(SESSIONS_PER_QUERY):
             answer = search_blue(query, limit=10, user_id=f"user-{number}")
             clicked = rng.choice(answer.hits).item_id
-            clickstream_dao.add_events(answer.session_id, [{"event_id": f"{answer.session_id}:c", "item_id": clicked}])
-    return int(clickstream_dao.release_batch().released_batch_id)
+            clickstream_repository.add_events(
+                answer.session_id, [{"event_id": f"{answer.session_id}:c", "item_id": clicked}]
+            )
+    return int(clickstream_repository.release_batch().released_batch_id)
 
 
-def _fine_tune(params: FineTuningTaskParams, log_path: Path) -> str:
-    task, _ = service.create_fine_tuning_task(params)
+def _fine_tune(task_repository: TaskRepository, params: FineTuningTaskParams, log_path: Path) -> str:
+    task, _ = TaskService(task_repository).create_fine_tuning_task(params)
     wait_for(
-        lambda: repository.get_task(task.id).status.is_final,
+        lambda: task_repository.get_task(task.id).status.is_final,
         timeout=90,
         message=f"fine-tuning task {task.id} did not finish",
         log_path=log_path,
@@ -56,13 +63,18 @@ def _fine_tune(params: FineTuningTaskParams, log_path: Path) -> str:
 
 
 def test_clicks_that_are_noise_leave_blue_as_it_was_and_force_deploy_deploys_anyway(
-    worker_env: Path, tiny_models: tuple[str, str], catalog: Path, monkeypatch: pytest.MonkeyPatch
+    worker_env: Path,
+    tiny_models: tuple[str, str],
+    catalog: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    task_repository: TaskRepository,
+    clickstream_repository: ClickstreamRepository,
 ) -> None:
     monkeypatch.setenv("EMBEDDING_STUDIO_HPO_STARTUP_TRIALS", "1")
     blue_model, start_model = tiny_models
     loader = {"name": "jsonl_catalog", "options": {"path": str(catalog)}}
     index_catalog(blue_model, LoaderSpec.model_validate(loader))
-    batch_id = _noise_batch()
+    batch_id = _noise_batch(clickstream_repository)
     params = FineTuningTaskParams(
         batch_id=batch_id,
         embedding_model_id=start_model,
@@ -72,32 +84,32 @@ def test_clicks_that_are_noise_leave_blue_as_it_was_and_force_deploy_deploys_any
 
     worker = start_worker(worker_env)
     try:
-        kept_id = _fine_tune(params, worker_env)
-        kept = repository.get_task(kept_id)
+        kept_id = _fine_tune(task_repository, params, worker_env)
+        kept = task_repository.get_task(kept_id)
         assert kept.status is TaskStatus.done, kept.error
         deployment = kept.result["deployment"]
         assert deployment["deployed"] is False, deployment
         assert deployment["reason"].startswith("not deployed: NDCG@10 "), deployment
         assert deployment["blue_model_id"] == blue_model and deployment["candidate"] < deployment["blue"]
         assert kept.progress_message == deployment["reason"]
-        assert kept.result["reindex_task_id"] is None and repository.child_tasks(kept_id) == []
+        assert kept.result["reindex_task_id"] is None and task_repository.child_tasks(kept_id) == []
         assert vectordb.get_deployment().blue_model_id == blue_model
         assert [collection.model_id for collection in vectordb.list_collections()] == [blue_model]
 
-        forced_id = _fine_tune(params.model_copy(update={"force_deploy": True}), worker_env)
-        forced = repository.get_task(forced_id)
+        forced_id = _fine_tune(task_repository, params.model_copy(update={"force_deploy": True}), worker_env)
+        forced = task_repository.get_task(forced_id)
         assert forced.status is TaskStatus.done, forced.error
         assert forced.result["deployment"]["deployed"] is True
         assert forced.result["deployment"]["reason"].startswith("deployed (forced): NDCG@10 ")
         child_id = forced.result["reindex_task_id"]
-        assert [child.id for child in repository.child_tasks(forced_id)] == [child_id]
+        assert [child.id for child in task_repository.child_tasks(forced_id)] == [child_id]
         wait_for(
-            lambda: repository.get_task(child_id).status.is_final,
+            lambda: task_repository.get_task(child_id).status.is_final,
             timeout=60,
             message="the forced deployment's reindex did not finish",
             log_path=worker_env,
         )
-        assert repository.get_task(child_id).status is TaskStatus.done, repository.get_task(child_id).error
+        assert task_repository.get_task(child_id).status is TaskStatus.done, task_repository.get_task(child_id).error
         assert vectordb.get_deployment().blue_model_id == forced.best_run_id
     finally:
         stop_worker(worker)

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from embedding_studio import vectordb
-from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskStatus, index_catalog, repository, service
+from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskStatus, index_catalog
+from embedding_studio.tasks.service import TaskService
 
 from .test_fine_tuning_worker import _released_batch
 from .worker_process import start_worker, stop_worker, wait_for
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
+    from embedding_studio.tasks.repository import TaskRepository
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +31,11 @@ TRIALS = 4
 
 
 def test_two_workers_split_the_trials_of_one_fine_tuning_task_and_deploy_its_best_model_once(
-    worker_env: Path, tiny_models: tuple[str, str], catalog: Path
+    worker_env: Path,
+    tiny_models: tuple[str, str],
+    catalog: Path,
+    task_repository: TaskRepository,
+    clickstream_repository: ClickstreamRepository,
 ) -> None:
     from embedding_studio.config import get_settings
     from embedding_studio.tracking import ExperimentsManager
@@ -35,9 +45,9 @@ def test_two_workers_split_the_trials_of_one_fine_tuning_task_and_deploy_its_bes
     workers = [start_worker(worker_env, "--name", name) for name in ("worker-a", "worker-b")]
     try:
         started = time.monotonic()
-        task, _ = service.create_fine_tuning_task(
+        task, _ = TaskService(task_repository).create_fine_tuning_task(
             FineTuningTaskParams(
-                batch_id=_released_batch(),
+                batch_id=_released_batch(clickstream_repository),
                 embedding_model_id=model,
                 deploy_as_blue=True,
                 force_deploy=True,  # the gate is not under test: whatever the figures, the best model goes out
@@ -52,17 +62,17 @@ def test_two_workers_split_the_trials_of_one_fine_tuning_task_and_deploy_its_bes
             )
         )
         wait_for(
-            lambda: repository.get_task(task.id).status.is_final,
+            lambda: task_repository.get_task(task.id).status.is_final,
             timeout=240,
             message=f"fine-tuning task {task.id} did not end",
             log_path=worker_env,
         )
-        done = repository.get_task(task.id)
+        done = task_repository.get_task(task.id)
         assert done.status is TaskStatus.done, (done.status, done.error)
-        children = repository.child_tasks(task.id)
+        children = task_repository.child_tasks(task.id)
         assert len(children) == 1, children  # one deployment, by the owner only
         wait_for(
-            lambda: repository.get_task(children[0].id).status.is_final,
+            lambda: task_repository.get_task(children[0].id).status.is_final,
             timeout=120,
             message="the deployment's reindex did not end",
             log_path=worker_env,
@@ -84,6 +94,6 @@ def test_two_workers_split_the_trials_of_one_fine_tuning_task_and_deploy_its_bes
     assert done.best_run_id in {run.run_id for run in runs}
     assert [run.run_id for run in runs if run.has_model] == [done.best_run_id]  # one best model kept
 
-    assert repository.get_task(children[0].id).status is TaskStatus.done
+    assert task_repository.get_task(children[0].id).status is TaskStatus.done
     assert vectordb.get_deployment().blue_model_id == done.best_run_id
     print(f"2 workers, {TRIALS} trials: {elapsed:.1f}s, trials per worker {trial_workers}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -24,9 +24,12 @@ from embedding_studio.finetuning.query_retriever import TextQueryRetriever
 from embedding_studio.items import ItemMeta
 from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, index_catalog, run_reindex
 from embedding_studio.tasks.params import ItemTextOptions
-from embedding_studio.tasks.workers import upsert_worker
+from embedding_studio.tasks.workers import TaskWorkers
 
 from .worker_process import COMMON_WORDS, clear_queue
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks.repository import TaskRepository
 
 ITEM_COUNT = 24
 
@@ -131,7 +134,7 @@ def test_items_named_otherwise_than_title_and_text_no_longer_fail_in_training(cl
 
 
 def test_items_upserted_through_the_api_are_in_the_catalog_fine_tuning_reads_and_a_reindex_keeps_them(
-    clean_db: str, tiny_models: tuple[str, str], tmp_path: Path
+    clean_db: str, tiny_models: tuple[str, str], tmp_path: Path, task_repository: TaskRepository
 ) -> None:
     from embedding_studio.api.app import create_app
 
@@ -160,7 +163,7 @@ def test_items_upserted_through_the_api_are_in_the_catalog_fine_tuning_reads_and
         deleted = client.post("/api/v1/items/delete", json={"item_ids": ["p-1"]})
         for answer in (upserted, deleted):
             assert answer.status_code == 202, answer.text
-            upsert_worker(answer.json()["id"])
+            TaskWorkers(task_repository).upsert_worker(answer.json()["id"])
             assert client.get(f"/api/v1/items/tasks/{answer.json()['id']}").json()["status"] == "done"
     finally:
         clear_queue()

@@ -92,7 +92,7 @@ def test_a_task_whose_sender_died_before_queuing_its_job_gets_its_job_from_the_r
             "UPDATE tasks SET created_at = now() - interval '10 minutes' WHERE id = %(id)s", {"id": orphan.id}
         )
 
-    assert send_unsent_tasks(older_than_s=60) == [orphan.id]
+    assert send_unsent_tasks(task_repository, older_than_s=60) == [orphan.id]
     sent = task_repository.get_task(orphan.id)
     assert sent.status is TaskStatus.pending and sent.job_id is not None
     assert task_repository.get_task(just_recorded.id).job_id is None  # its sender may still be about to queue it
@@ -101,5 +101,5 @@ def test_a_task_whose_sender_died_before_queuing_its_job_gets_its_job_from_the_r
             "SELECT status, args->>'task_id' FROM procrastinate_jobs WHERE id = %(id)s", {"id": sent.job_id}
         ).fetchone()
     assert job is not None and tuple(job) == ("todo", orphan.id)
-    assert send_unsent_tasks(older_than_s=60) == []  # sent once
-    queue.cancel_job(sent.job_id)
+    assert send_unsent_tasks(task_repository, older_than_s=60) == []  # sent once
+    queue.cancel_job(sent.job_id, task_repository.database)

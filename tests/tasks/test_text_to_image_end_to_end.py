@@ -11,6 +11,7 @@ The catalog is small and the model tiny so the whole loop stays well under a min
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from tests.finetuning.toy_images import (
@@ -25,9 +26,14 @@ from tests.finetuning.toy_images import (
 from tests.items.conftest import S3_CREDENTIALS, s3_bucket, s3_endpoint
 
 from embedding_studio import vectordb
-from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskStatus, index_catalog, repository, service
+from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskStatus, index_catalog
+from embedding_studio.tasks.service import TaskService
 
 from .worker_process import start_worker, stop_worker, wait_for
+
+if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
+    from embedding_studio.tasks.repository import TaskRepository
 
 pytestmark = pytest.mark.integration
 
@@ -35,20 +41,23 @@ TRAIN_PER_KIND, PER_KIND = 3, 5  # 36 clicked-on images, 24 held out
 SESSIONS_PER_CAPTION = 5
 
 
-def _released_batch() -> int:
+def _released_batch(clickstream_repository: ClickstreamRepository) -> int:
     """The toy sessions (users click the images of the caption they typed), released as one batch."""
-    from embedding_studio.clickstream.dao import clickstream_dao
-
     for session in click_sessions(TRAIN_PER_KIND, sessions_per_caption=SESSIONS_PER_CAPTION, shown=6):
-        clickstream_dao.add_session(session_id=session.session_id, query=session.query, results=session.results)
-        clickstream_dao.add_events(
+        clickstream_repository.add_session(session_id=session.session_id, query=session.query, results=session.results)
+        clickstream_repository.add_events(
             session.session_id, [{"event_id": f"click-{item}", "item_id": item} for item in session.clicks]
         )
-    return int(clickstream_dao.release_batch().released_batch_id)
+    return int(clickstream_repository.release_batch().released_batch_id)
 
 
 def test_clicks_fine_tune_a_clip_through_the_worker_deploy_it_and_search_returns_the_clicked_kind(
-    worker_env: Path, s3_bucket, s3_endpoint: str, tmp_path: Path
+    worker_env: Path,
+    s3_bucket,
+    s3_endpoint: str,
+    tmp_path: Path,
+    task_repository: TaskRepository,
+    clickstream_repository: ClickstreamRepository,
 ) -> None:
     from embedding_studio.models import load_embedding_model
     from embedding_studio.models.tiny import tiny_clip_directory
@@ -72,11 +81,11 @@ def test_clicks_fine_tune_a_clip_through_the_worker_deploy_it_and_search_returns
     base = str(tiny_clip_directory(tmp_path / "clip", vocab=VOCABULARY))
     first = index_catalog(base, LoaderSpec.model_validate(loader), batch_size=32)
     assert first.item_count == len(images) and first.deployed_as_blue
-    batch_id = _released_batch()
+    batch_id = _released_batch(clickstream_repository)
     before_search = _top5_precision(base)  # searched after the release: these sessions are not trained on
 
     # The configured catalog is not the images: the deployment's reindex must read the method's loader.
-    task, _ = service.create_fine_tuning_task(
+    task, _ = TaskService(task_repository).create_fine_tuning_task(
         FineTuningTaskParams(
             batch_id=batch_id,
             method="text_to_image",
@@ -101,24 +110,24 @@ def test_clicks_fine_tune_a_clip_through_the_worker_deploy_it_and_search_returns
     worker = start_worker(worker_env)
     try:
         wait_for(
-            lambda: repository.get_task(task.id).status.is_final,
+            lambda: task_repository.get_task(task.id).status.is_final,
             timeout=120,
             message=f"fine-tuning task {task.id} did not end",
             log_path=worker_env,
         )
-        done = repository.get_task(task.id)
+        done = task_repository.get_task(task.id)
         assert done.status is TaskStatus.done, (done.error, done.progress_message)
         assert done.result["deployment"]["deployed"] is True, done.result["deployment"]
         child = done.result["reindex_task_id"]
         wait_for(
-            lambda: repository.get_task(child).status.is_final,
+            lambda: task_repository.get_task(child).status.is_final,
             timeout=60,
             message=f"deployment reindex {child} did not end",
             log_path=worker_env,
         )
     finally:
         stop_worker(worker)
-    reindex = repository.get_task(child)
+    reindex = task_repository.get_task(child)
     assert reindex.status is TaskStatus.done, reindex.error
     assert reindex.result["item_count"] == len(images) and reindex.result["skipped_items"] == 0
     assert vectordb.get_deployment().blue_model_id == done.best_run_id

@@ -25,13 +25,11 @@ def write_catalog(path: Path, count: int, seed: int = 0) -> Path:
 
 
 def clear_queue() -> None:
-    from sqlalchemy import text
+    from embedding_studio.db import default_database
 
-    from embedding_studio.db import get_engine
-
-    with get_engine().begin() as connection:
-        connection.execute(text("DELETE FROM procrastinate_jobs"))
-        connection.execute(text("DELETE FROM procrastinate_workers"))
+    with default_database().transaction() as connection:
+        connection.execute("DELETE FROM procrastinate_jobs")
+        connection.execute("DELETE FROM procrastinate_workers")
 
 
 def start_worker(log_path: Path, *extra: str) -> subprocess.Popen[bytes]:

@@ -16,6 +16,7 @@ from embedding_studio.clickstream.dao import ClickstreamRepository
 from embedding_studio.config import get_settings
 from embedding_studio.db import default_database, upgrade_database
 from embedding_studio.models.device import limit_cpu_threads
+from embedding_studio.tasks.repository import TaskRepository
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +45,13 @@ def create_app(run_migrations: bool = True) -> FastAPI:
         async with database.open_async_pool("api-hot-path"):
             app.state.database = database
             app.state.clickstream = ClickstreamRepository(database)
+            app.state.tasks = TaskRepository(database)
             try:
                 yield
             finally:
                 app.state.database = None
                 app.state.clickstream = None
+                app.state.tasks = None
 
     app = FastAPI(
         title="Embedding Studio",

@@ -18,6 +18,7 @@ from embedding_studio.clickstream.dao import ClickstreamRepository
 from embedding_studio.config import Settings, get_settings
 from embedding_studio.db import Database, default_database
 from embedding_studio.serving.search import SearchAnswer, search_blue
+from embedding_studio.tasks.repository import TaskRepository
 
 
 async def current_settings() -> Settings:
@@ -70,6 +71,15 @@ async def clickstream_repository(request: Request) -> ClickstreamRepository:
 
 
 Clickstream = Annotated[ClickstreamRepository, Depends(clickstream_repository)]
+
+
+async def task_repository(request: Request) -> TaskRepository:
+    """The task table on the app's database (built once by the lifespan, so a request builds nothing)."""
+    repository = getattr(request.app.state, "tasks", None)
+    return repository if repository is not None else TaskRepository(default_database())
+
+
+Tasks = Annotated[TaskRepository, Depends(task_repository)]
 
 #: Search on the blue model with the process's model cache (``serving.search.search_blue``'s signature).
 SearchFunction = Callable[..., SearchAnswer]

@@ -36,13 +36,14 @@ def import_command(
     """
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
+    from embedding_studio.clickstream.dao import ClickstreamRepository
     from embedding_studio.clickstream.errors import ClickstreamError
     from embedding_studio.clickstream.importers import import_file
 
     if file_format is not None and file_format not in ("jsonl", "parquet", "trec-session"):
         raise typer.BadParameter(f"unknown format {file_format!r}; use jsonl, parquet or trec-session")
     with friendly_errors():
-        prepare_database()
+        clickstream = ClickstreamRepository(prepare_database())
         progress = Progress(
             TextColumn("[bold]importing[/bold] {task.description}"),
             BarColumn(),
@@ -55,6 +56,7 @@ def import_command(
             task = progress.add_task(file.name, total=None)
             try:
                 result = import_file(
+                    clickstream,
                     file,
                     file_format=file_format,  # type: ignore[arg-type]
                     chunk_size=chunk_size,
@@ -87,11 +89,10 @@ def release_command() -> None:
 
     Example: embedding-studio clickstream release
     """
-    from embedding_studio.clickstream.dao import clickstream_dao
+    from embedding_studio.clickstream.dao import ClickstreamRepository
 
     with friendly_errors():
-        prepare_database()
-        release = clickstream_dao.release_batch()
+        release = ClickstreamRepository(prepare_database()).release_batch()
     _console.print(
         f"released batch [bold]{release.released_batch_id}[/bold] with {release.session_count} sessions; "
         f"now collecting into batch {release.next_batch_id}"
@@ -106,13 +107,13 @@ def stats_command(
 
     Example: embedding-studio clickstream stats --batch-id 3
     """
-    from embedding_studio.clickstream.dao import UnknownBatchError, clickstream_dao
+    from embedding_studio.clickstream.dao import ClickstreamRepository, UnknownBatchError
 
     with friendly_errors():
-        prepare_database()
+        clickstream = ClickstreamRepository(prepare_database())
         if batch_id is not None:
             try:
-                stats = clickstream_dao.get_batch_stats(batch_id)
+                stats = clickstream.get_batch_stats(batch_id)
             except UnknownBatchError as error:
                 raise UserFacingError(f"{error}; `embedding-studio clickstream stats` lists them") from error
             table = Table(title=f"Batch {stats.batch_id} ({stats.status})", show_header=False)
@@ -127,7 +128,7 @@ def stats_command(
                 table.add_row(name, str(value))
             _console.print(table)
             return
-        batches = clickstream_dao.list_batches()
+        batches = clickstream.list_batches()
     table = Table(title="Clickstream batches")
     for column in ("batch", "status", "sessions", "created", "released"):
         table.add_column(column, justify="right" if column in ("batch", "sessions") else "left")

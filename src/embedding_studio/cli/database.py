@@ -15,6 +15,7 @@ from rich.console import Console
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
 if TYPE_CHECKING:
+    from embedding_studio.db import Database
     from embedding_studio.db.embedded import EmbeddedServerState
 
 db_app = typer.Typer(help="The database: schema and the embedded server.", no_args_is_help=True)
@@ -22,15 +23,17 @@ db_app = typer.Typer(help="The database: schema and the embedded server.", no_ar
 _notes = Console(stderr=True)  # notes go to stderr, so a command's own output stays clean to pipe
 
 
-def prepare_database() -> None:
-    """Migrate the schema when it is behind this version (a no-op otherwise), saying so when it did."""
-    from embedding_studio.db import upgrade_database
+def prepare_database() -> Database:
+    """Migrate the schema when it is behind this version (a no-op otherwise), saying so when it did; returns the
+    process's ``Database``, which the command hands to the repositories it uses."""
+    from embedding_studio.db import default_database, upgrade_database
 
     upgrade = upgrade_database()
     if upgrade.changed:
         _notes.print(
             f"[dim]database migrated to revision {upgrade.revision} (was {upgrade.previous_revision or 'empty'})[/dim]"
         )
+    return default_database()
 
 
 def configured_embedded_server() -> EmbeddedServerState | None:

@@ -50,11 +50,12 @@ def rollback(
     Example: embedding-studio models rollback
     """
     from embedding_studio import vectordb
+    from embedding_studio.tasks import TaskRepository
 
     with friendly_errors():
-        prepare_database()
+        tasks = TaskRepository(prepare_database())
         try:
-            deployment = vectordb.rollback(from_model_id=whole_model_id(model_id))
+            deployment = vectordb.rollback(from_model_id=whole_model_id(tasks, model_id))
         except vectordb.RollbackUnavailableError as error:
             raise UserFacingError(str(error)) from error
     Console().print(

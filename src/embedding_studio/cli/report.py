@@ -28,11 +28,12 @@ def report(
     from embedding_studio.cli.errors import UserFacingError, friendly_errors
     from embedding_studio.cli.tasks import whole_task_id
     from embedding_studio.reporting.task import ReportUnavailableError, build_task_report
+    from embedding_studio.tasks import TaskRepository
 
     with friendly_errors():
-        prepare_database()
+        tasks = TaskRepository(prepare_database())
         try:
-            path = build_task_report(whole_task_id(task_id), out)
+            path = build_task_report(tasks, whole_task_id(tasks, task_id), out)
         except ReportUnavailableError as error:
             raise UserFacingError(str(error)) from error
     Console().print(f"[green]report written[/green] {path}")

@@ -16,7 +16,7 @@ import json
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -25,6 +25,9 @@ from rich.table import Table
 
 from embedding_studio.cli.database import prepare_database
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
+
+if TYPE_CHECKING:
+    from embedding_studio.tasks import TaskRepository
 
 console = Console()
 
@@ -116,14 +119,12 @@ def _search_here(query: str, limit: int, record: bool, database_s: float) -> Sea
     )
 
 
-def model_title(model_id: str) -> str:
+def model_title(tasks: TaskRepository, model_id: str) -> str:
     """A model as a person knows it: a base name or path as it is; a fine-tuned one (an MLflow run id) by what it
     was trained from and on, with the run's short id to find it in MLflow."""
     if not _RUN_ID.match(model_id):
         return f"model {model_id}"
-    from embedding_studio.tasks import repository
-
-    task = repository.fine_tuning_task_of_run(model_id)
+    task = tasks.fine_tuning_task_of_run(model_id)
     if task is None:
         return f"fine-tuned model (MLflow run {model_id[:8]})"
     result, params = task.result or {}, task.params or {}
@@ -131,7 +132,7 @@ def model_title(model_id: str) -> str:
     batches = result.get("batch_ids") or params.get("batch_ids") or [params.get("batch_id")]
     batches = [str(batch) for batch in batches if batch is not None]
     trained_on = f" on batch{'es' if len(batches) > 1 else ''} {', '.join(batches)}" if batches else ""
-    start_name = f" {model_title(str(start)).removeprefix('model ')}" if start else ""
+    start_name = f" {model_title(tasks, str(start)).removeprefix('model ')}" if start else ""
     when = f", {task.finished_at:%Y-%m-%d %H:%M}" if task.finished_at else ""
     return f"fine-tuned{start_name}{trained_on} (MLflow run {model_id[:8]}{when})"
 
@@ -172,18 +173,18 @@ def search(
 
     Example: embedding-studio search "what is the capital of france" --limit 5
     """
-    from embedding_studio.db import database_fingerprint
+    from embedding_studio.tasks import TaskRepository
 
     with friendly_errors():
         started = time.perf_counter()
-        prepare_database()
-        asked = None if local else _ask_api(api or default_api_url(), query, limit, record, database_fingerprint())
+        database = prepare_database()
+        asked = None if local else _ask_api(api or default_api_url(), query, limit, record, database.fingerprint())
         if isinstance(asked, SearchOutcome):
             outcome = asked
         else:
             outcome = _search_here(query, limit, record, database_s=time.perf_counter() - started)
             outcome = dataclasses.replace(outcome, api_note=asked)
-        title = model_title(outcome.model_id)
+        title = model_title(TaskRepository(database), outcome.model_id)
     table = Table("#", "item", "score", "result", title=escape(title), show_lines=True)
     table.columns[3].overflow = "fold"
     for rank, hit in enumerate(outcome.hits, start=1):

@@ -1,7 +1,8 @@
 """``finetune``, ``reindex``, ``tasks list|show|cancel`` and ``status`` (``search`` is in ``cli.search``).
 
-Commands work on the database directly (the same one the API and the workers use); tasks they create
-are run by ``embedding-studio worker`` processes, and ``--follow`` shows one live.
+Commands work on the database directly (the same one the API and the workers use): each takes the process's
+``Database`` from ``prepare_database()`` once and hands its ``TaskRepository`` down; tasks they create are run by
+``embedding-studio worker`` processes, and ``--follow`` shows one live.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from embedding_studio.cli.database import configured_embedded_server, prepare_da
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
 if TYPE_CHECKING:
-    from embedding_studio.tasks import Task
+    from embedding_studio.db import Database
+    from embedding_studio.tasks import Task, TaskRepository
 
 tasks_app = typer.Typer(help="Fine-tuning, reindex and upsert tasks.", no_args_is_help=True)
 console = Console()
@@ -53,28 +55,28 @@ def _last_word(task: Task, waiting: str | None = None) -> str:
     return deployment_line(task) or escape(shorten(waiting or task.progress_message or ""))
 
 
-def waiting_line(task: Task, ids: dict[str, str] | None = None) -> str | None:
+def waiting_line(database: Database, task: Task, ids: dict[str, str] | None = None) -> str | None:
     """Where a pending task waits and what runs first ("waiting: 2nd in the reindex queue, after fine_tuning task
     … (running, fine_tuning queue)"); None when it is not waiting in the queue."""
     from embedding_studio.tasks.queue import queue_position
 
-    position = queue_position(task) if task.status.value == "pending" else None
+    position = queue_position(database, task) if task.status.value == "pending" else None
     return position.describe(ids) if position is not None else None
 
 
-def whole_task_id(id_or_prefix: str) -> str:
+def whole_task_id(tasks: TaskRepository, id_or_prefix: str) -> str:
     """The task id a user typed, completed from a unique prefix; unknown or ambiguous ids explained."""
-    from embedding_studio.tasks import TaskError, UnknownTaskError, repository
+    from embedding_studio.tasks import TaskError, UnknownTaskError
 
     try:
-        return repository.resolve_task_id(id_or_prefix)
+        return tasks.resolve_task_id(id_or_prefix)
     except UnknownTaskError as error:
         raise UserFacingError(f"{error}; `embedding-studio tasks list` shows the tasks") from error
     except TaskError as error:
         raise UserFacingError(str(error)) from error
 
 
-def whole_model_id(id_or_prefix: str | None) -> str | None:
+def whole_model_id(tasks: TaskRepository, id_or_prefix: str | None) -> str | None:
     """A model id a user typed, with a shortened MLflow run id completed (see ``resolve_model_id``)."""
     from embedding_studio.tasks import TaskError
     from embedding_studio.tasks.model_ids import resolve_model_id
@@ -82,7 +84,7 @@ def whole_model_id(id_or_prefix: str | None) -> str | None:
     if id_or_prefix is None:
         return None
     try:
-        return resolve_model_id(id_or_prefix)
+        return resolve_model_id(tasks, id_or_prefix)
     except TaskError as error:
         raise UserFacingError(str(error)) from error
 
@@ -96,11 +98,9 @@ def deployment_line(task: Task) -> str | None:
     return f"[{colour}]{escape(str(deployment['reason']))}[/{colour}]"
 
 
-def follow_task(task_id: str, poll_s: float = 0.5) -> str:
+def follow_task(tasks: TaskRepository, task_id: str, poll_s: float = 0.5) -> str:
     """Show a task's progress bar until it ends (and its child reindex, if it sent one); returns the status."""
-    from embedding_studio.tasks import repository
-
-    task = repository.get_task(task_id)
+    task = tasks.get_task(task_id)
     with Progress(
         TextColumn("[bold]{task.fields[kind]}[/] {task.fields[status]}"),
         BarColumn(),
@@ -111,11 +111,11 @@ def follow_task(task_id: str, poll_s: float = 0.5) -> str:
     ) as progress:
         bar = progress.add_task(task.progress_message or "", total=1.0, kind=task.kind.value, status=task.status.value)
         while True:
-            task = repository.get_task(task_id)
+            task = tasks.get_task(task_id)
             progress.update(
                 bar,
                 completed=task.progress,
-                description=escape(waiting_line(task) or task.progress_message or ""),
+                description=escape(waiting_line(tasks.database, task) or task.progress_message or ""),
                 status=_styled(task.status.value),
             )
             if task.status.is_final:
@@ -125,7 +125,7 @@ def follow_task(task_id: str, poll_s: float = 0.5) -> str:
     child_id = (task.result or {}).get("reindex_task_id")
     if child_id:
         console.print(f"deploying through reindex task {child_id}")
-        return follow_task(child_id, poll_s)
+        return follow_task(tasks, child_id, poll_s)
     return task.status.value
 
 
@@ -166,7 +166,7 @@ def finetune(
     method_options: str = typer.Option(
         "{}",
         "--method-options",
-        help='Overrides of the method\'s fields as JSON, e.g. \'{"max_evals": 2, "num_epochs": 1}\' (the API\'s '
+        help="Overrides of the method's fields as JSON, e.g. '{\"max_evals\": 2, \"num_epochs\": 1}' (the API's "
         "method_options); a loader's relative paths are made absolute here, in this directory.",
     ),
     embedding_model_id: str | None = typer.Option(
@@ -206,15 +206,16 @@ def finetune(
     from pydantic import ValidationError
 
     from embedding_studio.serving import ServingError
-    from embedding_studio.tasks import FineTuningTaskParams, TaskError, service
+    from embedding_studio.tasks import FineTuningTaskParams, TaskError, TaskRepository
+    from embedding_studio.tasks.service import TaskService
 
     with friendly_errors():
         if bool(batch_ids) == since_blue:
             raise UserFacingError("give --batch-id (once or more) or --since-blue, not both and not neither")
         options = _method_options(method_options)
-        prepare_database()
+        tasks = TaskRepository(prepare_database())
         try:
-            task, created = service.create_fine_tuning_task(
+            task, created = TaskService(tasks).create_fine_tuning_task(
                 FineTuningTaskParams(
                     batch_id=batch_ids[0] if len(batch_ids) == 1 else None,
                     batch_ids=batch_ids if len(batch_ids) > 1 else None,
@@ -222,7 +223,7 @@ def finetune(
                     replay_share=replay_share,
                     method=method,
                     method_options=options,
-                    embedding_model_id=whole_model_id(embedding_model_id),
+                    embedding_model_id=whole_model_id(tasks, embedding_model_id),
                     deploy_as_blue=deploy_as_blue,
                     force_deploy=force_deploy,
                     min_deploy_gain=min_deploy_gain,
@@ -238,7 +239,7 @@ def finetune(
             f"fine-tuning task {task.id} {'created' if created else 'already exists'}: {_styled(task.status)}"
         )
         if follow:
-            final = follow_task(task.id)
+            final = follow_task(tasks, task.id)
             if final != "done":
                 raise typer.Exit(code=1)
 
@@ -253,7 +254,7 @@ def _method_options(text: str) -> dict[str, Any]:
     except json.JSONDecodeError as error:
         raise UserFacingError(f"--method-options is not valid JSON: {error.msg}") from error
     if not isinstance(options, dict):
-        raise UserFacingError('--method-options must be a JSON object, e.g. \'{"max_evals": 2}\'')
+        raise UserFacingError("--method-options must be a JSON object, e.g. '{\"max_evals\": 2}'")
     loader = options.get("loader")
     if isinstance(loader, dict) and isinstance(loader.get("name"), str) and isinstance(loader.get("options"), dict):
         options["loader"] = {**loader, "options": with_absolute_paths(loader["name"], loader["options"])}
@@ -283,10 +284,10 @@ def reindex(
     """
     from embedding_studio.items.registry import with_absolute_paths
     from embedding_studio.serving import ServingError
-    from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskError, run_reindex, service
+    from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskError, TaskRepository, run_reindex, service
 
     with friendly_errors():
-        prepare_database()
+        tasks = TaskRepository(prepare_database())
         try:
             options = json.loads(loader_options)
         except json.JSONDecodeError as error:
@@ -296,8 +297,8 @@ def reindex(
         if loader:
             options = with_absolute_paths(loader, options)  # the caller's corpus.jsonl, not the worker's
         params = ReindexTaskParams(
-            dest_model_id=whole_model_id(dest_model_id) or dest_model_id,
-            source_model_id=whole_model_id(source_model_id),
+            dest_model_id=whole_model_id(tasks, dest_model_id) or dest_model_id,
+            source_model_id=whole_model_id(tasks, source_model_id),
             loader=LoaderSpec(name=loader, options=options) if loader else None,
             deploy_as_blue=deploy_as_blue,
             wait_on_conflict=wait_on_conflict,
@@ -317,17 +318,17 @@ def reindex(
                     )
                 console.print(f"[green]{escape(result.summary())}[/green]")
                 return
-            task = service.create_reindex_task(params)
+            task = service.TaskService(tasks).create_reindex_task(params)
         except (TaskError, ServingError) as error:  # ServingError: a model id that names no model
             raise UserFacingError(str(error)) from error
         console.print(
             f"reindex task {task.id}: {_styled(task.status.value)}" + (f" ({task.error})" if task.error else "")
         )
-        waiting = waiting_line(task)
+        waiting = waiting_line(tasks.database, task)
         if waiting and not follow:
             console.print(escape(waiting))
         if follow and not task.status.is_final:
-            if follow_task(task.id) != "done":
+            if follow_task(tasks, task.id) != "done":
                 raise typer.Exit(code=1)
 
 
@@ -341,11 +342,12 @@ def list_tasks(
 
     Example: embedding-studio tasks list --kind fine_tuning --status failed
     """
-    from embedding_studio.tasks import TaskKind, TaskStatus, repository
+    from embedding_studio.tasks import TaskKind, TaskRepository, TaskStatus
     from embedding_studio.tasks.queue import queue_positions
+    from embedding_studio.tasks.repository import MIN_ID_PREFIX
 
     with friendly_errors():
-        prepare_database()
+        repository = TaskRepository(prepare_database())
         try:
             kind_value = TaskKind(kind) if kind else None
             status_value = TaskStatus(status) if status else None
@@ -353,10 +355,10 @@ def list_tasks(
             raise UserFacingError(str(error)) from error
         tasks = repository.list_tasks(kind=kind_value, statuses=[status_value] if status_value else None, limit=limit)
         prefixes = repository.shortest_unique_prefixes([task.id for task in tasks])
-        positions = queue_positions(tasks)
+        positions = queue_positions(repository.database, tasks)
     table = Table("id", "kind", "status", "progress", "created", "message / error")
     table.columns[0].no_wrap = True  # an id cut with "…" could not be typed back
-    table.columns[0].min_width = repository.MIN_ID_PREFIX
+    table.columns[0].min_width = MIN_ID_PREFIX
     for task in tasks:
         table.add_row(
             prefixes[task.id],
@@ -378,16 +380,16 @@ def show_task(
 
     Example: embedding-studio tasks show 3f2a9c1b --follow
     """
-    from embedding_studio.tasks import repository
+    from embedding_studio.tasks import TaskRepository
 
     with friendly_errors():
-        prepare_database()
-        task_id = whole_task_id(task_id)
-        task = repository.get_task(task_id)
+        tasks = TaskRepository(prepare_database())
+        task_id = whole_task_id(tasks, task_id)
+        task = tasks.get_task(task_id)
         if follow and not task.status.is_final:
-            follow_task(task_id)
-            task = repository.get_task(task_id)
-        waiting = waiting_line(task)
+            follow_task(tasks, task_id)
+            task = tasks.get_task(task_id)
+        waiting = waiting_line(tasks.database, task)
     for name, value in [
         ("id", task.id),
         ("kind", task.kind.value),
@@ -416,13 +418,14 @@ def cancel_task(
 
     Example: embedding-studio tasks cancel 3f2a9c1b
     """
-    from embedding_studio.tasks import TaskError, service
+    from embedding_studio.tasks import TaskError, TaskRepository
+    from embedding_studio.tasks.service import TaskService
 
     with friendly_errors():
-        prepare_database()
-        task_id = whole_task_id(task_id)
+        tasks = TaskRepository(prepare_database())
+        task_id = whole_task_id(tasks, task_id)
         try:
-            task = service.cancel_task(task_id)
+            task = TaskService(tasks).cancel_task(task_id)
         except TaskError as error:
             raise UserFacingError(str(error)) from error
     console.print(
@@ -435,11 +438,8 @@ def status() -> None:
 
     Example: embedding-studio status
     """
-    from sqlalchemy import text
-
     from embedding_studio import vectordb
-    from embedding_studio.db import get_engine
-    from embedding_studio.tasks import repository
+    from embedding_studio.tasks import TaskRepository
     from embedding_studio.tasks.queue import queue_depth
 
     with friendly_errors():
@@ -453,19 +453,20 @@ def status() -> None:
                 # Asking should not start it: say what would, and stop here.
                 console.print("any other command starts it (`embedding-studio serve` to serve search)")
                 return
-        prepare_database()
-        engine = get_engine()
-        with engine.connect() as connection:
-            version = connection.execute(text("show server_version")).scalar()
-        console.print(
-            f"[bold]database:[/bold] {engine.url.render_as_string(hide_password=True)} (PostgreSQL {version})"
-        )
+        database = prepare_database()
+        tasks = TaskRepository(database)
+        with database.connection() as connection:
+            row = connection.execute("show server_version").fetchone()
+        version = row[0] if row else None
+        # Shown as SQLAlchemy's URL (the form DATABASE_URL is written in), the password hidden.
+        shown = database.describe().replace("postgresql://", "postgresql+psycopg://", 1)
+        console.print(f"[bold]database:[/bold] {shown} (PostgreSQL {version})")
         deployment = vectordb.get_deployment()
         console.print(
             f"[bold]blue model:[/bold] {deployment.blue_model_id or 'none (index the catalog first)'}"
             + (f", rollback to {deployment.previous_blue_model_id}" if deployment.previous_blue_model_id else "")
         )
-        depth = queue_depth()
+        depth = queue_depth(database)
         waiting = ", ".join(
             f"{queue}: {counts.get('todo', 0)} waiting, {counts.get('doing', 0)} running"
             for queue, counts in depth.items()
@@ -473,12 +474,9 @@ def status() -> None:
         console.print(f"[bold]queue:[/bold] {waiting or 'empty'}")
         console.print(
             "[bold]tasks:[/bold] "
-            + (
-                ", ".join(f"{count} {name}" for name, count in sorted(repository.count_tasks_by_status().items()))
-                or "none"
-            )
+            + (", ".join(f"{count} {name}" for name, count in sorted(tasks.count_tasks_by_status().items())) or "none")
         )
-        for task in repository.list_tasks(limit=5):
+        for task in tasks.list_tasks(limit=5):
             console.print(
                 f"  {task.created_at:%Y-%m-%d %H:%M:%S} {task.kind.value:<11} {_styled(task.status.value)} {task.id}"
                 + (f" — {last_word}" if (last_word := _last_word(task)) else "")

@@ -1,7 +1,7 @@
 """The clickstream store: sessions, events and batches in PostgreSQL (tables of migration 0001).
 
 Concurrency rule for batches: every insert of sessions takes the collecting batch row ``FOR SHARE``
-for the length of its transaction; :meth:`ClickstreamDao.release_batch` takes it ``FOR UPDATE``, so
+for the length of its transaction; :meth:`ClickstreamRepository.release_batch` takes it ``FOR UPDATE``, so
 it waits until every insert into the batch has committed, flips it to ``released`` and creates the
 next collecting batch in the same transaction. An insert that was waiting on the row finds it
 released, re-reads, and goes to the new batch. No session is lost or counted in two batches, and the
@@ -57,11 +57,10 @@ from embedding_studio.clickstream.types import (
     ReleaseResult,
 )
 from embedding_studio.config import get_settings
-from embedding_studio.db import Database, default_database
+from embedding_studio.db import Database
 from embedding_studio.db.pool import run_idempotent, run_idempotent_async
 
 __all__ = [
-    "ClickstreamDao",
     "ClickstreamRepository",
     "EventConflictError",
     "InvalidRecordError",
@@ -69,7 +68,6 @@ __all__ = [
     "SessionConflictError",
     "UnknownBatchError",
     "UnknownSessionError",
-    "clickstream_dao",
 ]
 
 _RETRYABLE_ERRORS = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure, pg_errors.UniqueViolation)
@@ -634,18 +632,3 @@ def _single_value(row: tuple[Any, ...] | None) -> Any:
     """The one value a one-row statement answers (``RETURNING id``, ``count(*)``)."""
     assert row is not None
     return row[0]
-
-
-#: The name the repository had before it was handed its database (``clickstream_dao`` and the importers use it).
-ClickstreamDao = ClickstreamRepository
-
-
-class _OnDefaultDatabase:
-    """``clickstream_dao``: a ``ClickstreamRepository`` on the process's default database, looked up per use (so a
-    test that swaps databases is followed), for the callers not handed a repository yet."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(ClickstreamRepository(default_database()), name)
-
-
-clickstream_dao: ClickstreamRepository = _OnDefaultDatabase()  # type: ignore[assignment]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from embedding_studio.clickstream.dao import ClickstreamDao, clickstream_dao
+from embedding_studio.clickstream.dao import ClickstreamRepository
 from embedding_studio.clickstream.errors import ClickstreamError
 from embedding_studio.clickstream.types import BulkResult, RejectedRecord
 
@@ -162,13 +162,14 @@ def count_units(path: Path, file_format: FileFormat) -> int:
 
 
 def import_file(
+    clickstream: ClickstreamRepository,
     path: str | Path,
     file_format: FileFormat | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: ProgressCallback | None = None,
-    dao: ClickstreamDao = clickstream_dao,
 ) -> ImportResult:
-    """Store every valid session of the file; each rejected record is listed with its position and reason."""
+    """Store every valid session of the file in ``clickstream``; each rejected record is listed with its position
+    and reason."""
     path = Path(path)
     if not path.is_file():
         raise UnsupportedFileError(f"no such file: {path}")
@@ -183,7 +184,7 @@ def import_file(
         result.records_read += len(chunk.records) + len(chunk.unreadable)
         result.totals.rejected.extend(chunk.unreadable)
         if chunk.records:
-            stored = dao.bulk_add(chunk.records)
+            stored = clickstream.bulk_add(chunk.records)
             result.totals.inserted += stored.inserted
             result.totals.duplicates += stored.duplicates
             result.totals.events_inserted += stored.events_inserted

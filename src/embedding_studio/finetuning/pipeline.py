@@ -53,6 +53,7 @@ from embedding_studio.finetuning.query_retriever import normalize_query_text
 from embedding_studio.finetuning.shared_search import SharedTrials, TrialPlan, TrialsProgress, data_fingerprint
 
 if TYPE_CHECKING:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
     from embedding_studio.clickstream.types import FineTuningInput
     from embedding_studio.items.types import FailedItem
     from embedding_studio.models import TextEmbeddingModel
@@ -103,6 +104,7 @@ class FineTuningResult:
 
 
 def run_fine_tuning(
+    clickstream: ClickstreamRepository,
     batch_id: int | Sequence[int],
     method: str | FineTuningMethod = "default_text",
     embedding_model_id: str | None = None,
@@ -117,8 +119,8 @@ def run_fine_tuning(
     replay_share: float = 1.0,
     shared: SharedTrials | None = None,
 ) -> FineTuningResult:
-    """Fine-tune on released batch ``batch_id`` (or several: a sequence of ids) with ``method``, starting from
-    ``embedding_model_id``.
+    """Fine-tune on released batch ``batch_id`` (or several: a sequence of ids) of ``clickstream`` with ``method``,
+    starting from ``embedding_model_id``.
 
     Every session of the newest batch is used; of the older batches, ``replay_share`` of the sessions (a sample
     drawn with the method's ``split_seed``, so a rerun trains on the same ones). The held-out split is then made
@@ -145,7 +147,7 @@ def run_fine_tuning(
     if not batch_ids:
         raise FineTuningError("no clickstream batch to train on")
     batch_label = "+".join(str(one) for one in batch_ids)
-    prepared = _prepare(fine_tuning_method, batch_ids, settings, replay_share, report)
+    prepared = _prepare(clickstream, fine_tuning_method, batch_ids, settings, replay_share, report)
     data, query_retriever, failed = prepared.data, prepared.query_retriever, prepared.failed
     skipped_sessions, replayed = prepared.skipped_sessions, prepared.replayed
 
@@ -287,12 +289,19 @@ class _Prepared:
 
 
 def _prepare(
-    method: FineTuningMethod, batch_ids: list[int], settings: Settings, replay_share: float, report: _Progress
+    clickstream: ClickstreamRepository,
+    method: FineTuningMethod,
+    batch_ids: list[int],
+    settings: Settings,
+    replay_share: float,
+    report: _Progress,
 ) -> _Prepared:
     """Batches → sessions → items → the split and prepared items every trial shares (deterministic: a helper of a
     shared search prepares the same from the same batches, and the fingerprint on the study checks it)."""
     report(0.0, f"reading {describe_batches(batch_ids)}")
-    inputs, skipped_sessions, replayed = _read_batches(batch_ids, settings, replay_share, method.split_seed)
+    inputs, skipped_sessions, replayed = _read_batches(
+        clickstream, batch_ids, settings, replay_share, method.split_seed
+    )
 
     report(0.04, f"rendering {len(inputs)} queries")
     query_retriever = method.create_query_retriever()
@@ -310,6 +319,7 @@ def _prepare(
 
 
 def run_shared_trials(
+    clickstream: ClickstreamRepository,
     method: str | FineTuningMethod,
     shared: SharedTrials,
     progress: ProgressCallback | None = None,
@@ -338,7 +348,7 @@ def run_shared_trials(
     opened = open_shared_study(shared, fine_tuning_method, search_settings)
     assert opened is not None
     study, plan = opened
-    prepared = _prepare(fine_tuning_method, plan.batch_ids, settings, plan.replay_share, _Progress(None))
+    prepared = _prepare(clickstream, fine_tuning_method, plan.batch_ids, settings, plan.replay_share, _Progress(None))
     fingerprint = data_fingerprint(prepared.data)
     if fingerprint != plan.data_fingerprint:
         raise FineTuningError(
@@ -480,19 +490,18 @@ class _Progress:
 
 
 def _read_batches(
-    batch_ids: list[int], settings: Settings, replay_share: float, seed: int
+    clickstream: ClickstreamRepository, batch_ids: list[int], settings: Settings, replay_share: float, seed: int
 ) -> tuple[list[FineTuningInput], int, int]:
     """The sessions to train on: every usable one of the newest batch, ``replay_share`` of each older batch's.
 
     Returns them in content order with the count of sessions skipped (no shown results) and of older-batch
     sessions kept. Every batch is checked to exist and be released before any is read."""
     from embedding_studio.clickstream.converter import ClickstreamConverter
-    from embedding_studio.clickstream.dao import clickstream_dao
     from embedding_studio.clickstream.errors import UnknownBatchError as ClickstreamUnknownBatchError
 
     for batch_id in batch_ids:
         try:
-            batch = clickstream_dao.get_batch(batch_id)
+            batch = clickstream.get_batch(batch_id)
         except ClickstreamUnknownBatchError as error:
             raise UnknownBatchError(batch_id) from error
         if batch.status != "released":
@@ -503,7 +512,7 @@ def _read_batches(
     skipped = replayed = 0
     for batch_id in batch_ids:
         converted = ClickstreamConverter().convert_all(
-            clickstream_dao.get_batch_sessions(batch_id, page_size=settings.clickstream_page_size)
+            clickstream.get_batch_sessions(batch_id, page_size=settings.clickstream_page_size)
         )
         skipped += converted.skipped_count
         # Sessions come back in session-id order, and ids are random: ordering by content makes the sample and

@@ -11,9 +11,10 @@ from embedding_studio.reporting.data import DeploymentOutcome, ImageQueryCompari
 from embedding_studio.reporting.html import write_report
 
 if TYPE_CHECKING:
-    from embedding_studio.tasks import Task
+    from embedding_studio.tasks import Task, TaskRepository
 
 logger = logging.getLogger(__name__)
+
 
 class ReportUnavailableError(RuntimeError):
     """The task cannot have a report (unknown, not a fine-tuning task, or no experiment yet)."""
@@ -25,14 +26,14 @@ def default_report_path(task_id: str) -> Path:
     return get_settings().data_dir / "reports" / f"task-{task_id}.html"
 
 
-def build_task_report(task_id: str, out: Path | None = None) -> Path:
-    """Trials come fresh from the tracker; a held-out comparison saved with an earlier report (the demo's) is kept."""
+def build_task_report(tasks: TaskRepository, task_id: str, out: Path | None = None) -> Path:
+    """The report of the task ``task_id`` of ``tasks``. Trials come fresh from the tracker; a held-out comparison
+    saved with an earlier report (the demo's) is kept."""
     from embedding_studio.tasks import TaskKind, UnknownTaskError
-    from embedding_studio.tasks.repository import get_task
     from embedding_studio.tracking import ExperimentsManager
 
     try:
-        task = get_task(task_id)
+        task = tasks.get_task(task_id)
     except UnknownTaskError as error:
         raise ReportUnavailableError(f"{error}; `embedding-studio tasks list` shows the tasks") from error
     if task.kind != TaskKind.fine_tuning:

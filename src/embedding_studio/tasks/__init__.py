@@ -12,8 +12,9 @@ from embedding_studio.tasks.errors import (
 )
 from embedding_studio.tasks.params import FineTuningTaskParams, LoaderSpec, ReindexTaskParams, UpsertTaskParams
 from embedding_studio.tasks.reindex import ReindexResult, index_catalog, run_reindex
+from embedding_studio.tasks.repository import TaskRepository
 from embedding_studio.tasks.types import ALL_QUEUES, Task, TaskKind, TaskStatus
-from embedding_studio.tasks.workers import fine_tuning_worker, reindex_worker, upsert_worker
+from embedding_studio.tasks.workers import TaskWorkers, upsert_worker
 
 __all__ = [
     "ALL_QUEUES",
@@ -27,13 +28,13 @@ __all__ = [
     "TaskCanceledError",
     "TaskError",
     "TaskKind",
+    "TaskRepository",
     "TaskStateError",
     "TaskStatus",
+    "TaskWorkers",
     "UnknownTaskError",
     "UpsertTaskParams",
-    "fine_tuning_worker",
     "index_catalog",
-    "reindex_worker",
     "run_reindex",
     "upsert_worker",
 ]

@@ -1,7 +1,8 @@
 """The procrastinate queue in the project's PostgreSQL: sending tasks and reading its depth.
 
 Tasks are sent by name with a synchronous connector, so the API, the CLI and sync worker code can
-send without an event loop; the worker process registers the functions under the same names.
+send without an event loop; the worker process registers the functions under the same names. Everything here
+runs on the :class:`~embedding_studio.db.Database` (or the ``TaskRepository``) it is handed.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from dataclasses import dataclass
 import procrastinate
 from psycopg.rows import namedtuple_row
 
-from embedding_studio.db import Database, default_database
+from embedding_studio.db import Database
 from embedding_studio.db.pool import current_conninfo
-from embedding_studio.tasks import queries, repository
+from embedding_studio.tasks import queries
+from embedding_studio.tasks.repository import TaskRepository
 from embedding_studio.tasks.types import QUEUE_OF_KIND, Task, TaskKind, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -31,9 +33,12 @@ _apps: dict[str, procrastinate.App] = {}
 _lock = threading.Lock()
 
 
-def get_sending_app() -> procrastinate.App:
-    """A procrastinate app with a sync connector, opened once per database."""
-    conninfo = current_conninfo()
+def get_sending_app(database: Database | None = None) -> procrastinate.App:
+    """A procrastinate app with a sync connector on ``database``, opened once per database.
+
+    Without one it is the process's default database: only ``tasks.shards`` still asks so (here and through
+    :func:`cancel_job`), until the vector store is handed its database too."""
+    conninfo = database.conninfo if database is not None else current_conninfo()
     with _lock:
         app = _apps.get(conninfo)
         if app is None:
@@ -52,34 +57,33 @@ def close_sending_apps() -> None:
         _apps.clear()
 
 
-def send_task(task: Task) -> Task:
+def send_task(tasks: TaskRepository, task: Task) -> Task:
     """Queue a pending task's job; a task that cannot be queued is marked failed, not left pending."""
     try:
         job_id = (
-            get_sending_app()
+            get_sending_app(tasks.database)
             .configure_task(JOB_NAMES[task.kind], queue=QUEUE_OF_KIND[task.kind])
             .defer(task_id=task.id)
         )
     except Exception as error:
-        repository.finish_task(task.id, TaskStatus.failed, error=f"could not queue the task: {error}")
+        tasks.finish_task(task.id, TaskStatus.failed, error=f"could not queue the task: {error}")
         raise
-    repository.set_job_id(task.id, job_id)
-    return repository.get_task(task.id)
+    tasks.set_job_id(task.id, job_id)
+    return tasks.get_task(task.id)
 
 
-def cancel_job(job_id: int) -> bool:
-    """Remove a job that no worker has taken yet."""
+def cancel_job(job_id: int, database: Database | None = None) -> bool:
+    """Remove a job that no worker has taken yet (``database``: see :func:`get_sending_app`)."""
     try:
-        return bool(get_sending_app().job_manager.cancel_job_by_id(job_id))
+        return bool(get_sending_app(database).job_manager.cancel_job_by_id(job_id))
     except Exception:  # the job is running or gone: the task's own cancel flag handles it
         logger.debug("job %s could not be canceled in the queue", job_id, exc_info=True)
         return False
 
 
-def queue_depth(database: Database | None = None) -> dict[str, dict[str, int]]:
-    """Jobs per queue and status (todo, doing, ...) straight from procrastinate's table (``database``: the
-    process's default one unless handed another)."""
-    with (database or default_database()).connection() as connection:
+def queue_depth(database: Database) -> dict[str, dict[str, int]]:
+    """Jobs per queue and status (todo, doing, ...) straight from procrastinate's table."""
+    with database.connection() as connection:
         rows = connection.execute(queries.QUEUE_DEPTH).fetchall()
     depth: dict[str, dict[str, int]] = {}
     for queue, status, count in rows:
@@ -130,16 +134,13 @@ def _ordinal(number: int) -> str:
     return f"{number}{suffix}"
 
 
-def queue_positions(tasks: Iterable[Task], database: Database | None = None) -> dict[str, QueuePosition]:
+def queue_positions(database: Database, tasks: Iterable[Task]) -> dict[str, QueuePosition]:
     """The queue position of each of ``tasks`` whose job waits in the queue (one read of procrastinate's table for
     all of them). A worker takes the highest priority first, then the oldest job, across the queues it serves."""
     waiting_jobs = {task.job_id: task.id for task in tasks if task.status is TaskStatus.pending and task.job_id}
     if not waiting_jobs:
         return {}
-    with (
-        (database or default_database()).connection() as connection,
-        connection.cursor(row_factory=namedtuple_row) as cursor,
-    ):
+    with database.connection() as connection, connection.cursor(row_factory=namedtuple_row) as cursor:
         rows = cursor.execute(queries.SELECT_QUEUED_JOBS).fetchall()
     running = [QueuedTask(row.task_id, row.kind, row.queue_name, True) for row in rows if row.status == "doing"]
     todo = [row for row in rows if row.status == "todo"]
@@ -158,6 +159,6 @@ def queue_positions(tasks: Iterable[Task], database: Database | None = None) -> 
     return positions
 
 
-def queue_position(task: Task) -> QueuePosition | None:
+def queue_position(database: Database, task: Task) -> QueuePosition | None:
     """:func:`queue_positions` of one task; None unless it waits in the queue."""
-    return queue_positions([task]).get(task.id)
+    return queue_positions(database, [task]).get(task.id)

@@ -4,8 +4,10 @@ Transitions are conditional updates (``WHERE status = ...``), so two workers, an
 stalled-job recovery can race on one task and the table still tells one consistent story.
 
 :class:`TaskRepository` is handed the :class:`~embedding_studio.db.Database` it runs on and sends only the
-statements of ``tasks.queries``. The module-level functions (``repository.get_task(...)``) are the same methods on
-the process's default database, for the callers that are not handed a repository yet.
+statements of ``tasks.queries``. Whoever wires the process (the API's lifespan, a CLI command, the worker's
+start-up) builds it on the process's ``Database`` and hands it down. Two module-level functions
+(``repository.get_task``/``find_task``) are still the same methods on the default database, for the vector store's
+callers that are not handed a repository yet.
 """
 
 from __future__ import annotations
@@ -302,7 +304,8 @@ def _common_prefix_length(first: str, second: str | None) -> int:
 
 
 def default_task_repository() -> TaskRepository:
-    """The repository on the process's default database: the wiring for callers not handed one yet."""
+    """The repository on the process's default database: only for the few callers not handed one yet (below,
+    ``service.create_reindex_task``, ``workers.upsert_worker``)."""
     return TaskRepository(default_database())
 
 
@@ -319,26 +322,8 @@ def _on_default_database(
     return on_default_database
 
 
-# The callers not handed a repository yet (workers, service, CLI, reports, tests) call these; new code takes a
-# TaskRepository instead.
-create_task = _on_default_database(TaskRepository.create_task)
+# Kept only for the callers not handed a repository yet, all in the vector store's half of issue 14 item 2:
+# tasks/shards.py (find_task), tests/tasks/test_sharded_reindex.py and tests/tasks/test_image_upserts.py (get_task).
+# New code takes a TaskRepository; these go when those files do.
 get_task = _on_default_database(TaskRepository.get_task)
 find_task = _on_default_database(TaskRepository.find_task)
-resolve_task_id = _on_default_database(TaskRepository.resolve_task_id)
-shortest_unique_prefixes = _on_default_database(TaskRepository.shortest_unique_prefixes)
-best_run_ids_starting_with = _on_default_database(TaskRepository.best_run_ids_starting_with)
-fine_tuning_task_of_run = _on_default_database(TaskRepository.fine_tuning_task_of_run)
-list_tasks = _on_default_database(TaskRepository.list_tasks)
-count_tasks_by_status = _on_default_database(TaskRepository.count_tasks_by_status)
-set_job_id = _on_default_database(TaskRepository.set_job_id)
-start_task = _on_default_database(TaskRepository.start_task)
-set_progress = _on_default_database(TaskRepository.set_progress)
-finish_task = _on_default_database(TaskRepository.finish_task)
-requeue_task = _on_default_database(TaskRepository.requeue_task)
-request_cancel = _on_default_database(TaskRepository.request_cancel)
-is_cancel_requested = _on_default_database(TaskRepository.is_cancel_requested)
-active_reindex_tasks = _on_default_database(TaskRepository.active_reindex_tasks)
-child_tasks = _on_default_database(TaskRepository.child_tasks)
-list_tasks_by_idempotency_key = _on_default_database(TaskRepository.list_tasks_by_idempotency_key)
-unsent_pending_tasks = _on_default_database(TaskRepository.unsent_pending_tasks)
-trained_batch_ids = _on_default_database(TaskRepository.trained_batch_ids)

@@ -10,11 +10,15 @@ never stays ``processing`` forever.
 A task is recorded before its job is queued; a process that dies between the two leaves it ``pending``
 with no job. The same periodic check queues those (`send_unsent_tasks`), so no task stays ``pending``
 forever either. A job sent twice runs once: the second finds its task no longer pending.
+
+``run_worker`` builds the process's one ``Database`` and hands its ``TaskRepository`` to the job functions
+(``workers.TaskWorkers``, ``trials.fine_tuning_trials_worker``) and to the recovery here.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -23,13 +27,12 @@ from collections.abc import Sequence
 import procrastinate
 from procrastinate import jobs
 
-from embedding_studio.db.pool import current_conninfo
-from embedding_studio.tasks import repository
 from embedding_studio.tasks.queue import JOB_NAMES, send_task
+from embedding_studio.tasks.repository import TaskRepository
 from embedding_studio.tasks.shards import SHARDS_JOB_NAME, SHARDS_QUEUE, reindex_shards_worker
 from embedding_studio.tasks.trials import TRIALS_JOB_NAME, TRIALS_QUEUE, fine_tuning_trials_worker, set_worker_name
 from embedding_studio.tasks.types import ALL_QUEUES, QUEUE_OF_KIND, TaskKind, TaskStatus
-from embedding_studio.tasks.workers import RUNNING_HERE, WORKER_FUNCTIONS
+from embedding_studio.tasks.workers import RUNNING_HERE, TaskWorkers
 
 logger = logging.getLogger(__name__)
 
@@ -37,20 +40,21 @@ RETRIED_KINDS = frozenset({TaskKind.reindex, TaskKind.upsert})
 MAX_TASK_ATTEMPTS = 2
 
 
-def build_worker_app(conninfo: str | None = None, concurrency: int = 1) -> procrastinate.App:
+def build_worker_app(tasks: TaskRepository, concurrency: int = 1) -> procrastinate.App:
+    """procrastinate on the tasks' database, with the job functions on ``tasks`` registered under the job names."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
-            conninfo=conninfo or current_conninfo(), min_size=1, max_size=max(4, concurrency + 3)
+            conninfo=tasks.database.conninfo, min_size=1, max_size=max(4, concurrency + 3)
         )
     )
-    for kind, function in WORKER_FUNCTIONS.items():
+    for kind, function in TaskWorkers(tasks).functions().items():
         app.task(name=JOB_NAMES[kind], queue=QUEUE_OF_KIND[kind])(function)
-    app.task(name=TRIALS_JOB_NAME, queue=TRIALS_QUEUE)(fine_tuning_trials_worker)
+    app.task(name=TRIALS_JOB_NAME, queue=TRIALS_QUEUE)(functools.partial(fine_tuning_trials_worker, tasks))
     app.task(name=SHARDS_JOB_NAME, queue=SHARDS_QUEUE)(reindex_shards_worker)
     return app
 
 
-async def recover_stalled_jobs(app: procrastinate.App, stalled_after_s: float) -> list[str]:
+async def recover_stalled_jobs(app: procrastinate.App, tasks: TaskRepository, stalled_after_s: float) -> list[str]:
     """Retry or fail the jobs of dead workers and fix their tasks; returns the task ids handled."""
     handled: list[str] = []
     stalled = await app.job_manager.get_stalled_jobs(seconds_since_heartbeat=stalled_after_s)
@@ -65,30 +69,30 @@ async def recover_stalled_jobs(app: procrastinate.App, stalled_after_s: float) -
         task_id = str(job.task_kwargs.get("task_id", ""))
         if task_id in RUNNING_HERE:
             continue  # this very process runs it: slow heartbeats, not a dead worker
-        task = await asyncio.to_thread(repository.find_task, task_id)
+        task = await asyncio.to_thread(tasks.find_task, task_id)
         if task is None or task.status.is_final:
             await app.job_manager.finish_job(job, status=jobs.Status.FAILED, delete_job=False)
             continue
         reason = f"the worker running this task died (no heartbeat for {stalled_after_s:.0f}s)"
         if task.kind in RETRIED_KINDS and task.attempts < MAX_TASK_ATTEMPTS and not task.cancel_requested:
-            await asyncio.to_thread(repository.requeue_task, task_id, reason + "; retrying")
+            await asyncio.to_thread(tasks.requeue_task, task_id, reason + "; retrying")
             await app.job_manager.retry_job(job)
             logger.warning("task %s: %s; retried", task_id, reason)
         else:
             await app.job_manager.finish_job(job, status=jobs.Status.FAILED, delete_job=False)
             status = TaskStatus.canceled if task.cancel_requested else TaskStatus.failed
-            await asyncio.to_thread(repository.finish_task, task_id, status, reason)
+            await asyncio.to_thread(tasks.finish_task, task_id, status, reason)
             logger.warning("task %s: %s; marked %s", task_id, reason, status.value)
         handled.append(task_id)
     return handled
 
 
-def send_unsent_tasks(older_than_s: float) -> list[str]:
+def send_unsent_tasks(tasks: TaskRepository, older_than_s: float) -> list[str]:
     """Queue the jobs of pending tasks whose sender died before queuing them; returns the task ids sent."""
     sent: list[str] = []
-    for task in repository.unsent_pending_tasks(older_than_s):
+    for task in tasks.unsent_pending_tasks(older_than_s):
         try:
-            send_task(task)
+            send_task(tasks, task)
         except Exception:  # send_task marked it failed with the reason
             logger.exception("task %s: its job could not be queued", task.id)
             continue
@@ -97,18 +101,18 @@ def send_unsent_tasks(older_than_s: float) -> list[str]:
     return sent
 
 
-async def recover(app: procrastinate.App, stalled_after_s: float, unsent_after_s: float) -> None:
-    await recover_stalled_jobs(app, stalled_after_s)
-    await asyncio.to_thread(send_unsent_tasks, unsent_after_s)
+async def recover(app: procrastinate.App, tasks: TaskRepository, stalled_after_s: float, unsent_after_s: float) -> None:
+    await recover_stalled_jobs(app, tasks, stalled_after_s)
+    await asyncio.to_thread(send_unsent_tasks, tasks, unsent_after_s)
 
 
 async def _recover_periodically(
-    app: procrastinate.App, stalled_after_s: float, unsent_after_s: float, every_s: float
+    app: procrastinate.App, tasks: TaskRepository, stalled_after_s: float, unsent_after_s: float, every_s: float
 ) -> None:
     while True:
         await asyncio.sleep(every_s)
         try:
-            await recover(app, stalled_after_s, unsent_after_s)
+            await recover(app, tasks, stalled_after_s, unsent_after_s)
         except Exception:  # a failed check must not take the worker down; the next one tries again
             logger.exception("stalled job check failed")
 
@@ -122,8 +126,11 @@ def run_worker(
     unsent_after_s: float = 60.0,
     name: str | None = None,
 ) -> None:
-    """Run a worker until SIGINT/SIGTERM: the given queues (default all), ``concurrency`` jobs at once."""
-    from embedding_studio.db import upgrade_database
+    """Run a worker until SIGINT/SIGTERM: the given queues (default all), ``concurrency`` jobs at once.
+
+    This is the worker process's wiring: it takes the process's ``Database`` and hands its ``TaskRepository`` down.
+    """
+    from embedding_studio.db import default_database, upgrade_database
 
     unknown = sorted(set(queues or ()) - set(ALL_QUEUES))
     if unknown:
@@ -131,14 +138,17 @@ def run_worker(
     if stalled_after_s <= heartbeat_interval_s:
         raise ValueError("stalled_after_s must be longer than heartbeat_interval_s, or live workers look dead")
     upgrade_database()
-    app = build_worker_app(concurrency=concurrency)
+    tasks = TaskRepository(default_database())
+    app = build_worker_app(tasks, concurrency=concurrency)
     worker_name = name or f"{socket.gethostname()}-{os.getpid()}"
     set_worker_name(worker_name)  # what a fine-tuning task's progress names for the trials run here
 
     async def main() -> None:
         async with app.open_async():
-            await recover(app, stalled_after_s, unsent_after_s)
-            checker = asyncio.create_task(_recover_periodically(app, stalled_after_s, unsent_after_s, check_every_s))
+            await recover(app, tasks, stalled_after_s, unsent_after_s)
+            checker = asyncio.create_task(
+                _recover_periodically(app, tasks, stalled_after_s, unsent_after_s, check_every_s)
+            )
             try:
                 await app.run_worker_async(
                     queues=list(queues) if queues else None,

@@ -17,7 +17,7 @@ import os
 import socket
 
 from embedding_studio.finetuning.shared_search import SharedTrials
-from embedding_studio.tasks import repository
+from embedding_studio.tasks.repository import TaskRepository
 from embedding_studio.tasks.types import QUEUE_OF_KIND, TaskKind, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -42,20 +42,19 @@ def study_name_of(task_id: str) -> str:
     return f"fine-tuning-task-{task_id}"
 
 
-def shared_trials_for(task_id: str, owner: bool = False) -> SharedTrials | None:
-    """The task's shared study in the database this process uses; None when sharing is switched off
+def shared_trials_for(tasks: TaskRepository, task_id: str, owner: bool = False) -> SharedTrials | None:
+    """The task's shared study in the tasks' database; None when sharing is switched off
     (``EMBEDDING_STUDIO_HPO_SHARE_TRIALS=false``). The owner's queues the trial jobs once the study is planned."""
-    from embedding_studio.db import default_database
     from embedding_studio.finetuning.hpo import HyperparameterSearchSettings
     from embedding_studio.finetuning.shared_search import project_storage
 
     settings = HyperparameterSearchSettings()
     if not settings.share_trials:
         return None
-    storage = project_storage(default_database().sqlalchemy_url, settings.heartbeat_s, settings.stale_after_s)
+    storage = project_storage(tasks.database.sqlalchemy_url, settings.heartbeat_s, settings.stale_after_s)
     shared = SharedTrials(study_name=study_name_of(task_id), storage=storage, worker=worker_name())
     if owner:
-        shared.on_study_ready = lambda trials: _remember_jobs(task_id, send_trial_jobs(task_id, trials - 1))
+        shared.on_study_ready = lambda trials: _remember_jobs(task_id, send_trial_jobs(tasks, task_id, trials - 1))
     return shared
 
 
@@ -66,49 +65,54 @@ def _remember_jobs(task_id: str, job_ids: list[int]) -> None:
     _sent_jobs[task_id] = job_ids
 
 
-def send_trial_jobs(task_id: str, count: int) -> list[int]:
+def send_trial_jobs(tasks: TaskRepository, task_id: str, count: int) -> list[int]:
     """Queue ``count`` trial jobs of the task on the fine-tuning queue (one per worker that may help at most)."""
     from embedding_studio.tasks.queue import get_sending_app
 
     if count <= 0:
         return []
-    deferrer = get_sending_app().configure_task(TRIALS_JOB_NAME, queue=TRIALS_QUEUE)
+    deferrer = get_sending_app(tasks.database).configure_task(TRIALS_JOB_NAME, queue=TRIALS_QUEUE)
     return [int(deferrer.defer(task_id=task_id)) for _ in range(count)]
 
 
-def drop_trial_jobs(task_id: str) -> int:
+def drop_trial_jobs(tasks: TaskRepository, task_id: str) -> int:
     """Remove the task's trial jobs no worker took (the search is over); returns how many were dropped."""
     from embedding_studio.tasks.queue import cancel_job
 
-    return sum(1 for job_id in _sent_jobs.pop(task_id, []) if cancel_job(job_id))
+    return sum(1 for job_id in _sent_jobs.pop(task_id, []) if cancel_job(job_id, tasks.database))
 
 
-def _helping_is_over(task_id: str) -> bool:
-    task = repository.find_task(task_id)
+def _helping_is_over(tasks: TaskRepository, task_id: str) -> bool:
+    task = tasks.find_task(task_id)
     return task is None or task.status is not TaskStatus.processing or task.cancel_requested
 
 
-def fine_tuning_trials_worker(task_id: str) -> None:
+def fine_tuning_trials_worker(tasks: TaskRepository, task_id: str) -> None:
     """A trial job: run waiting trials of the task's study until none is left, the task ended, or it was canceled.
 
     A trial that raises is recorded on the study (the owner fails the task with it) and fails this job too."""
+    from embedding_studio.clickstream.dao import ClickstreamRepository
     from embedding_studio.finetuning.method import get_method
     from embedding_studio.finetuning.pipeline import run_shared_trials
     from embedding_studio.tasks.params import FineTuningTaskParams
     from embedding_studio.tasks.workers import progress_reporter
 
-    task = repository.find_task(task_id)
+    task = tasks.find_task(task_id)
     if task is None or task.kind is not TaskKind.fine_tuning or task.status is not TaskStatus.processing:
         logger.info("trial job of task %s skipped: the task is not a running fine-tuning task", task_id)
         return
-    shared = shared_trials_for(task_id)
+    shared = shared_trials_for(tasks, task_id)
     if shared is None:
         return
     params = FineTuningTaskParams.model_validate(task.params)
     method = get_method(params.method, **params.method_options)
     try:
         ran = run_shared_trials(
-            method, shared, progress=progress_reporter(task_id), should_stop=lambda: _helping_is_over(task_id)
+            ClickstreamRepository(tasks.database),
+            method,
+            shared,
+            progress=progress_reporter(tasks, task_id),
+            should_stop=lambda: _helping_is_over(tasks, task_id),
         )
     finally:
         from embedding_studio.models import release_memory

@@ -4,6 +4,9 @@ Each takes the task id, moves the task pending → processing, does the work, an
 or refused. On any other exception the task is marked failed with the reason and the error is raised
 again (procrastinate records the job as failed too), as in the seed; model and GPU memory are freed
 whatever happens.
+
+They are the methods of :class:`TaskWorkers`, which is handed the ``TaskRepository`` the worker process runs on
+(``runner.build_worker_app`` registers them under the job names).
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from embedding_studio import vectordb
-from embedding_studio.tasks import repository
 from embedding_studio.tasks.deployment import DeploymentDecision, blue_changed_decision, deployment_decision
 from embedding_studio.tasks.errors import TaskCanceledError
 from embedding_studio.tasks.params import (
@@ -24,6 +26,7 @@ from embedding_studio.tasks.params import (
     UpsertTaskParams,
 )
 from embedding_studio.tasks.reindex import ReindexConflictError, run_reindex
+from embedding_studio.tasks.repository import TaskRepository
 from embedding_studio.tasks.types import Task, TaskKind, TaskStatus
 
 if TYPE_CHECKING:
@@ -51,33 +54,35 @@ def _describe(error: BaseException) -> str:
 RUNNING_HERE: set[str] = set()
 
 
-def run_task(task_id: str, kind: TaskKind, body: Callable[[Task], None]) -> None:
+def run_task(tasks: TaskRepository, task_id: str, kind: TaskKind, body: Callable[[TaskRepository, Task], None]) -> None:
     RUNNING_HERE.add(task_id)
     try:
-        _run_task(task_id, kind, body)
+        _run_task(tasks, task_id, kind, body)
     finally:
         RUNNING_HERE.discard(task_id)
 
 
-def _run_task(task_id: str, kind: TaskKind, body: Callable[[Task], None]) -> None:
-    task = repository.find_task(task_id)
+def _run_task(
+    tasks: TaskRepository, task_id: str, kind: TaskKind, body: Callable[[TaskRepository, Task], None]
+) -> None:
+    task = tasks.find_task(task_id)
     if task is None:
         logger.warning("job for task %s skipped: the task does not exist", task_id)
         return
     if task.kind is not kind:
         logger.warning("job for task %s skipped: it is a %s task, not %s", task_id, task.kind, kind)
         return
-    started = repository.start_task(task_id)
+    started = tasks.start_task(task_id)
     if started is None:
         logger.info("task %s is %s, not pending: nothing to run", task_id, task.status.value)
         return
     try:
-        body(started)
+        body(tasks, started)
     except TaskCanceledError as error:
-        repository.finish_task(task_id, TaskStatus.canceled, error=str(error))
+        tasks.finish_task(task_id, TaskStatus.canceled, error=str(error))
     except Exception as error:
         try:
-            repository.finish_task(task_id, TaskStatus.failed, error=_describe(error))
+            tasks.finish_task(task_id, TaskStatus.failed, error=_describe(error))
         except Exception:
             logger.exception("could not mark task %s failed", task_id)
         raise
@@ -85,16 +90,16 @@ def _run_task(task_id: str, kind: TaskKind, body: Callable[[Task], None]) -> Non
         _release_memory()
 
 
-def progress_reporter(task_id: str) -> Callable[[float, str], None]:
+def progress_reporter(tasks: TaskRepository, task_id: str) -> Callable[[float, str], None]:
     def report(fraction: float, message: str) -> None:
-        repository.set_progress(task_id, fraction, message)
+        tasks.set_progress(task_id, fraction, message)
 
     return report
 
 
-def cancel_checker(task_id: str) -> Callable[[], bool]:
+def cancel_checker(tasks: TaskRepository, task_id: str) -> Callable[[], bool]:
     def should_stop() -> bool:
-        return repository.is_cancel_requested(task_id)
+        return tasks.is_cancel_requested(task_id)
 
     return should_stop
 
@@ -102,18 +107,20 @@ def cancel_checker(task_id: str) -> Callable[[], bool]:
 # ------------------------------------------------------------------------------------------ fine-tuning
 
 
-def _fine_tune(task: Task) -> None:
+def _fine_tune(tasks: TaskRepository, task: Task) -> None:
+    from embedding_studio.clickstream.dao import ClickstreamRepository
     from embedding_studio.finetuning import run_fine_tuning
     from embedding_studio.finetuning.errors import FineTuningCanceled
     from embedding_studio.finetuning.method import get_method
-    from embedding_studio.tasks.service import resolve_batch_ids
+    from embedding_studio.tasks.service import TaskService
 
     params = FineTuningTaskParams.model_validate(task.params)
     method = get_method(params.method, **params.method_options)
     blue_model_id = vectordb.get_deployment().blue_model_id
     # since_blue is resolved now, not when the task was sent: a batch may have been released since. Named batches
     # go as they are: the pipeline checks them again before reading anything.
-    batch_ids = params.explicit_batch_ids() or resolve_batch_ids(params, blue_model_id)
+    service = TaskService(tasks)
+    batch_ids = params.explicit_batch_ids() or service.resolve_batch_ids(params, blue_model_id)
     start_model = params.embedding_model_id or blue_model_id
     # The gate needs blue's figures on the very sessions and candidate pool the best model was validated on,
     # so the pipeline measures blue too; without deploy_as_blue nobody asks, and the time is saved.
@@ -122,31 +129,30 @@ def _fine_tune(task: Task) -> None:
 
     try:  # a search's trials run on every fine-tuning worker (tasks.trials); this job owns the task
         result = run_fine_tuning(
+            ClickstreamRepository(tasks.database),
             batch_ids,
             method=method,
             embedding_model_id=start_model,
-            progress=progress_reporter(task.id),
-            should_stop=cancel_checker(task.id),
+            progress=progress_reporter(tasks, task.id),
+            should_stop=cancel_checker(tasks, task.id),
             reference_model_id=reference_model_id,
             replay_share=params.replay_share,
-            shared=shared_trials_for(task.id, owner=True),
+            shared=shared_trials_for(tasks, task.id, owner=True),
         )
     except FineTuningCanceled as error:
         # The pipeline saw the cancel flag; said here, at the one call into it, as the task layer's own type,
         # so run_task recognises every cancellation by class (finetuning sits below tasks and cannot raise it).
         raise TaskCanceledError(str(error)) from error
     finally:
-        drop_trial_jobs(task.id)
+        drop_trial_jobs(tasks, task.id)
     child_id: str | None = None
     decision: DeploymentDecision | None = None
     if params.deploy_as_blue:
         decision = _deployment_decision(params, result, reference_model_id)
         logger.info("fine-tuning task %s: %s", task.id, decision.reason)
     if decision is not None and decision.deployed:
-        from embedding_studio.tasks.service import create_reindex_task
-
         # As in the seed: the deployment is a reindex task of its own, a child of this one.
-        child = create_reindex_task(
+        child = service.create_reindex_task(
             ReindexTaskParams(
                 source_model_id=start_model,
                 dest_model_id=result.best_run_id,
@@ -162,7 +168,7 @@ def _fine_tune(task: Task) -> None:
     final_message = f"best run {result.best_run_id}"
     if decision is not None:
         final_message = decision.reason + (f"; reindex task {child_id} deploys it" if child_id else "")
-    repository.finish_task(
+    tasks.finish_task(
         task.id,
         TaskStatus.done,
         best_run_id=result.best_run_id,
@@ -224,35 +230,25 @@ def _deployment_decision(
     )
 
 
-def fine_tuning_worker(task_id: str) -> None:
-    run_task(task_id, TaskKind.fine_tuning, _fine_tune)
-
-
 # ---------------------------------------------------------------------------------------------- reindex
 
 
-def _reindex(task: Task) -> None:
+def _reindex(tasks: TaskRepository, task: Task) -> None:
     params = ReindexTaskParams.model_validate(task.params)
     try:
         result = run_reindex(
             params,
-            progress=progress_reporter(task.id),
-            should_stop=cancel_checker(task.id),
+            progress=progress_reporter(tasks, task.id),
+            should_stop=cancel_checker(tasks, task.id),
             task_id=task.id,  # a large catalog is embedded by shards on every reindex worker (tasks.shards)
         )
     except ReindexConflictError as error:
-        repository.finish_task(task.id, TaskStatus.refused, error=str(error))
+        tasks.finish_task(task.id, TaskStatus.refused, error=str(error))
         return
     except vectordb.CollectionStateError as error:
-        repository.finish_task(task.id, TaskStatus.refused, error=str(error))
+        tasks.finish_task(task.id, TaskStatus.refused, error=str(error))
         return
-    repository.finish_task(
-        task.id, TaskStatus.done, best_run_id=None, result=result.as_dict(), message=result.summary()
-    )
-
-
-def reindex_worker(task_id: str) -> None:
-    run_task(task_id, TaskKind.reindex, _reindex)
+    tasks.finish_task(task.id, TaskStatus.done, best_run_id=None, result=result.as_dict(), message=result.summary())
 
 
 # ----------------------------------------------------------------------------------------------- upsert
@@ -279,13 +275,13 @@ def _upsert_payload(item: Any) -> dict[str, Any] | None:
     return upserted_image_payload(item.image, item.payload)
 
 
-def _upsert(task: Task) -> None:
+def _upsert(tasks: TaskRepository, task: Task) -> None:
     params = UpsertTaskParams.model_validate(task.params)
     changes = [
         vectordb.ItemChange(item.item_id, "upsert", item.data, _upsert_payload(item)) for item in params.upserts
     ] + [vectordb.ItemChange(item_id, "delete") for item_id in params.deletes]
     written = vectordb.apply_item_changes(changes, _embedder_for)
-    repository.finish_task(
+    tasks.finish_task(
         task.id,
         TaskStatus.done,
         result={"upserted": len(params.upserts), "deleted": len(params.deletes), "collections": written},
@@ -294,12 +290,40 @@ def _upsert(task: Task) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------- the jobs
+
+
+class TaskWorkers:
+    """The job functions of a worker process, on the task table they are handed."""
+
+    def __init__(self, tasks: TaskRepository) -> None:
+        self._tasks = tasks
+
+    @property
+    def tasks(self) -> TaskRepository:
+        return self._tasks
+
+    def fine_tuning_worker(self, task_id: str) -> None:
+        run_task(self._tasks, task_id, TaskKind.fine_tuning, _fine_tune)
+
+    def reindex_worker(self, task_id: str) -> None:
+        run_task(self._tasks, task_id, TaskKind.reindex, _reindex)
+
+    def upsert_worker(self, task_id: str) -> None:
+        run_task(self._tasks, task_id, TaskKind.upsert, _upsert)
+
+    def functions(self) -> dict[TaskKind, Callable[[str], None]]:
+        """The job function of each task kind (what ``runner.build_worker_app`` registers)."""
+        return {
+            TaskKind.fine_tuning: self.fine_tuning_worker,
+            TaskKind.reindex: self.reindex_worker,
+            TaskKind.upsert: self.upsert_worker,
+        }
+
+
 def upsert_worker(task_id: str) -> None:
-    run_task(task_id, TaskKind.upsert, _upsert)
+    """:meth:`TaskWorkers.upsert_worker` on the process's default database: kept only for
+    tests/tasks/test_image_upserts.py until that test is handed a repository; new code builds TaskWorkers."""
+    from embedding_studio.tasks.repository import default_task_repository
 
-
-WORKER_FUNCTIONS: dict[TaskKind, Callable[[str], None]] = {
-    TaskKind.fine_tuning: fine_tuning_worker,
-    TaskKind.reindex: reindex_worker,
-    TaskKind.upsert: upsert_worker,
-}
+    TaskWorkers(default_task_repository()).upsert_worker(task_id)

@@ -7,9 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, status
 
 from embedding_studio import vectordb
+from embedding_studio.api.deps import Tasks
 from embedding_studio.api.schemas.errors import INVALID_REQUEST, error_responses
 from embedding_studio.api.schemas.tasks import ModelListOut, ModelOut
-from embedding_studio.tasks import repository
+from embedding_studio.tasks.repository import TaskRepository
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -19,7 +20,7 @@ ModelId = Annotated[
 ]
 
 
-def _models() -> ModelListOut:
+def _models(tasks: TaskRepository) -> ModelListOut:
     deployment = vectordb.get_deployment()
     return ModelListOut(
         blue_model_id=deployment.blue_model_id,
@@ -34,7 +35,7 @@ def _models() -> ModelListOut:
                 is_previous_blue=record.is_previous_blue,
                 item_count=record.item_count,
                 created_at=record.created_at,
-                trained_batch_ids=repository.trained_batch_ids(record.id),
+                trained_batch_ids=tasks.trained_batch_ids(record.id),
             )
             for record in vectordb.list_models()
         ],
@@ -42,8 +43,8 @@ def _models() -> ModelListOut:
 
 
 @router.get("", response_model=ModelListOut)
-def list_models() -> ModelListOut:
-    return _models()
+def list_models(tasks: Tasks) -> ModelListOut:
+    return _models(tasks)
 
 
 @router.post(
@@ -57,9 +58,9 @@ def list_models() -> ModelListOut:
         }
     ),
 )
-def rollback_model(model_id: ModelId) -> ModelListOut:
+def rollback_model(model_id: ModelId, tasks: Tasks) -> ModelListOut:
     """Roll the blue model ``model_id`` back: search flips to the previous blue model in one transaction."""
     if vectordb.get_model_record(model_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"model {model_id!r} has never been indexed")
     vectordb.rollback(from_model_id=model_id)  # RollbackUnavailableError: 409 (api.errors)
-    return _models()
+    return _models(tasks)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from embedding_studio.api.deps import TaskId
+from embedding_studio.api.deps import TaskId, Tasks
 from embedding_studio.api.errors import CANCEL_ERRORS, IDEMPOTENCY_CONFLICT, TASK_ERRORS, task_created_responses
 from embedding_studio.api.schemas.tasks import ReindexTaskIn, TaskCreatedOut, TaskOut, task_out
-from embedding_studio.tasks import TaskKind, repository, service
+from embedding_studio.tasks import TaskKind
+from embedding_studio.tasks.service import TaskService
 
 router = APIRouter(prefix="/reindex", tags=["reindex"])
 
@@ -30,22 +31,22 @@ REINDEX_CREATED_RESPONSES[409] = {
     response_model=TaskCreatedOut,
     responses=REINDEX_CREATED_RESPONSES,
 )
-def create_reindex_task(body: ReindexTaskIn, response: Response) -> TaskCreatedOut:
+def create_reindex_task(body: ReindexTaskIn, response: Response, tasks: Tasks) -> TaskCreatedOut:
     """A reindex into a model another reindex is building comes back ``refused`` (with the reason)
     unless ``wait_on_conflict`` is set, in which case it runs after that one."""
-    existing = repository.list_tasks_by_idempotency_key(body.idempotency_key) if body.idempotency_key else []
-    task = service.create_reindex_task(body.params(), idempotency_key=body.idempotency_key)
+    existing = tasks.list_tasks_by_idempotency_key(body.idempotency_key) if body.idempotency_key else []
+    task = TaskService(tasks).create_reindex_task(body.params(), idempotency_key=body.idempotency_key)
     if existing:
         response.status_code = status.HTTP_200_OK
     return TaskCreatedOut(id=task.id, status=task.status.value, error=task.error)
 
 
 @router.get("/tasks/{task_id}", response_model=TaskOut, responses=TASK_ERRORS)
-def get_reindex_task(task_id: TaskId) -> TaskOut:
-    return task_out(repository.get_task(task_id, kind=TaskKind.reindex))
+def get_reindex_task(task_id: TaskId, tasks: Tasks) -> TaskOut:
+    return task_out(tasks.database, tasks.get_task(task_id, kind=TaskKind.reindex))
 
 
 @router.post("/tasks/{task_id}/cancel", response_model=TaskOut, responses=CANCEL_ERRORS)
-def cancel_reindex_task(task_id: TaskId) -> TaskOut:
-    repository.get_task(task_id, kind=TaskKind.reindex)
-    return task_out(service.cancel_task(task_id))
+def cancel_reindex_task(task_id: TaskId, tasks: Tasks) -> TaskOut:
+    tasks.get_task(task_id, kind=TaskKind.reindex)
+    return task_out(tasks.database, TaskService(tasks).cancel_task(task_id))

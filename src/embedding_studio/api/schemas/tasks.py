@@ -4,6 +4,7 @@ with the server's constructors that build an answer from a stored task and its p
 
 from __future__ import annotations
 
+from embedding_studio.db import Database
 from embedding_studio.schemas.tasks import (
     MAX_AHEAD_SHOWN,
     MAX_ITEMS_PER_REQUEST,
@@ -69,10 +70,13 @@ def queue_position_out(position: QueuePosition) -> QueuePositionOut:
     )
 
 
-def task_out(task: Task, position: QueuePosition | None = None, look_up_position: bool = True) -> TaskOut:
-    """A task's answer; ``position`` as :func:`task_outs` found it, else a pending task's is looked up (one query)."""
+def task_out(
+    database: Database, task: Task, position: QueuePosition | None = None, look_up_position: bool = True
+) -> TaskOut:
+    """A task's answer; ``position`` as :func:`task_outs` found it, else a pending task's is looked up in
+    ``database``'s queue (one query)."""
     if position is None and look_up_position and task.status is TaskStatus.pending:
-        position = queue_position(task)
+        position = queue_position(database, task)
     return TaskOut(
         id=task.id,
         kind=task.kind.value,
@@ -97,10 +101,10 @@ def task_out(task: Task, position: QueuePosition | None = None, look_up_position
     )
 
 
-def task_outs(tasks: list[Task]) -> list[TaskOut]:
+def task_outs(database: Database, tasks: list[Task]) -> list[TaskOut]:
     """A list's answers, the queue positions of its pending tasks read at once."""
-    positions = queue_positions(tasks)
-    return [task_out(task, positions.get(task.id), look_up_position=False) for task in tasks]
+    positions = queue_positions(database, tasks)
+    return [task_out(database, task, positions.get(task.id), look_up_position=False) for task in tasks]
 
 
 def _deployment_of(task: Task) -> DeploymentOut | None:

@@ -46,9 +46,11 @@ class _TableShape:
 
 
 def _default_connection_url() -> str:
-    from embedding_studio.db import get_engine, libpq_url
+    """The project's own database (the process's ``Database``): a loader is built from its name and options, so
+    nothing hands it one."""
+    from embedding_studio.db import default_database
 
-    return libpq_url(get_engine().url.render_as_string(hide_password=False))
+    return default_database().conninfo
 
 
 def _libpq(url: str) -> str:
