@@ -162,6 +162,31 @@ def test_an_item_scores_by_its_best_part() -> None:
     assert sorted(train_similarities[0].tolist()) == pytest.approx(sorted([multi.max(), single.max()]), abs=1e-5)
 
 
+def test_a_query_text_is_embedded_once_per_batch_however_many_sessions_carry_it() -> None:
+    items = {"shoe": ["red shoe"], "dress": ["red dress"], "boat": ["boat"]}
+    sessions = [
+        FineTuningInput("s1", "red", ["shoe", "dress"], {"shoe": 1, "dress": 2}, ["shoe"]),
+        FineTuningInput("s2", "boat", ["boat", "dress"], {"boat": 1, "dress": 2}, ["boat"]),
+        FineTuningInput("s3", "red", ["dress", "shoe"], {"dress": 1, "shoe": 2}, ["dress"]),
+        FineTuningInput("s4", "boat", ["boat"], {"boat": 1}, ["boat"]),
+    ]
+    model = build_tiny_text_model(seed=2)
+    fine_tuner = EmbeddingsFineTuner(model, items, params=FineTuningParams(batch_size=8, negatives_per_query=0))
+    fine_tuner.preprocess_inputs(sessions[:3], sessions[3:])
+    batch = next(iter(fine_tuner.data_module().train_dataloader()))
+    assert batch["query_tokens"]["input_ids"].shape[0] == 2  # "red" and "boat", for three rows
+    assert batch["query_rows"].shape[0] == 3
+    fine_tuner.eval()
+    with torch.no_grad():
+        similarities = fine_tuner.item_similarities(batch)
+        # The same batch with every row's query padded and embedded on its own: the figures must not change.
+        one_per_row = {key: value[batch["query_rows"]] for key, value in batch["query_tokens"].items()}
+        expected = fine_tuner.item_similarities(
+            {**batch, "query_tokens": one_per_row, "query_rows": torch.arange(batch["query_rows"].shape[0])}
+        )
+    assert torch.allclose(similarities, expected, atol=1e-6)
+
+
 def test_token_cache_pads_like_the_tokenizer() -> None:
     model = build_tiny_text_model(seed=0)
     texts = ["red shoe", "a much longer text about the red shoe and the blue dress", "city"]

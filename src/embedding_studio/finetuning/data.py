@@ -111,8 +111,10 @@ class FeatureRowsDataset(Dataset[EncodedRow]):
 
 
 class RowCollator:
-    """Pads a list of training rows into the tensors a step reads: tokens of the batch's queries and items, and
-    positives and negatives as indexes into the batch's items."""
+    """Pads a list of training rows into the tensors a step reads: tokens of the batch's distinct queries and
+    items, each row's query as an index into the distinct queries (``query_rows``), and positives and negatives as
+    indexes into the batch's items. A text is embedded once per step however many rows carry it: sessions of a
+    popular query repeat its text, and encoding it once gives every row the same embedding for less compute."""
 
     def __init__(self, queries: TokenCache, parts: TokenCache, item_parts: Sequence[Sequence[int]]):
         self.queries = queries
@@ -130,8 +132,11 @@ class RowCollator:
             part_indices.extend(self.item_parts[item])
             part_owner.extend([position] * len(self.item_parts[item]))
 
+        distinct_queries: dict[int, int] = {}
+        query_rows = [distinct_queries.setdefault(row.query_index, len(distinct_queries)) for row in rows]
         batch: dict[str, Any] = {
-            "query_tokens": self.queries.pad([row.query_index for row in rows]),
+            "query_tokens": self.queries.pad(list(distinct_queries)),
+            "query_rows": torch.tensor(query_rows, dtype=torch.long),
             "part_tokens": self.parts.pad(part_indices),
             "part_owner": torch.tensor(part_owner, dtype=torch.long),
             "item_count": len(local),
