@@ -67,6 +67,9 @@ def add_clickstream_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-share", type=float, default=0.2, help="share of the judged queries held out")
     parser.add_argument("--sessions-per-query", type=int, default=30)
     parser.add_argument(
+        "--max-train-queries", type=int, default=None, help="a seeded sample of this many training queries (a slice)"
+    )
+    parser.add_argument(
         "--validation-share", type=float, default=0.2, help="share of training sessions (whole queries) validated on"
     )
 
@@ -79,7 +82,8 @@ def simulate_clickstream(
 
     started = time.perf_counter()
     dataset = load_beir_dataset(args.data).relevant_first(args.max_corpus)
-    split = sampled_split(dataset, args.test_share, args.seed)  # the dataset's own split when it has one
+    # The dataset's own split when it has one; --max-train-queries keeps a seeded sample of its training queries.
+    split = sampled_split(dataset, args.test_share, args.seed, args.max_train_queries)
     base = load_embedding_model(args.model, device=device)
     corpus_embeddings = encode_corpus(base, dataset)
     shown = rank_corpus(base, dataset, split.train, corpus_embeddings=corpus_embeddings, top_k=quality.SHOWN_RESULTS)

@@ -413,10 +413,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours, peer = results
         print(
             f"ratio ours/peer: examples/s {ours.examples_per_second / peer.examples_per_second:.2f}x, "
-            f"clicked pairs/s {ours.pairs_per_second / peer.pairs_per_second:.2f}x (target on GPU: >= 1.3x examples/s)"
+            f"clicked pairs/s {ours.pairs_per_second / peer.pairs_per_second:.2f}x (target: >= 1.3x examples/s)"
         )
-        print("(ours: one example = one session row with its positives and hard negatives; pairs/s = rows/s x mean")
-        print(" clicked positives per row. peer: one example = one (query, clicked item) pair)")
+        print("(ours: one example = one session row with its clicked positives, and its hard negatives when the recipe")
+        print(" has them; pairs/s = rows/s x mean clicked positives per row. peer: one example = one (query, clicked")
+        print(" item) pair)")
     return 0
 
 
