@@ -10,6 +10,9 @@ python3 -c "import torch, transformers, sentence_transformers, datasets, pyarrow
 step train_throughput
 timeout 100 python3 benchmarks/train_throughput.py --device cuda > $OUT/train_throughput.log 2>&1; echo "rc=$?"
 clean $OUT/train_throughput.log 14
+step train_profile: where a step of ours goes on the GPU
+timeout 60 python3 benchmarks/train_throughput.py --device cuda --profile --steps 10 --warmup-steps 5 > $OUT/train_profile.log 2>&1; echo "rc=$?"
+clean $OUT/train_profile.log 30
 step quality, both datasets in parallel
 timeout 150 python3 benchmarks/quality.py --device cuda --seeds 5 --datasets msmarco > $OUT/quality_msmarco.log 2>&1 &
 timeout 150 python3 benchmarks/quality.py --device cuda --seeds 5 --datasets dbpedia > $OUT/quality_dbpedia.log 2>&1 &
