@@ -76,23 +76,22 @@ def main() -> None:
         run(arguments, data_dir)
     finally:
         from embedding_studio.db import dispose_engine
-        from embedding_studio.vectordb.connection import close_pools
 
-        close_pools()
-        dispose_engine()
+        dispose_engine()  # closes the default database's pools too
         server.cleanup()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def run(arguments: argparse.Namespace, data_dir: Path) -> None:
     from embedding_studio import vectordb
-    from embedding_studio.db import upgrade_database
+    from embedding_studio.db import default_database, upgrade_database
     from embedding_studio.serving import resolve_model
     from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, run_reindex
     from embedding_studio.tasks.reindex import encode_batch_size
 
     print(f"machine: {machine()}")
     upgrade_database()
+    store = vectordb.VectorStore(default_database())  # the benchmark's one store, handed to what it runs
     model = resolve_model(arguments.model)
     texts = demo_sentences(arguments.items)
     catalog = data_dir / "catalog.jsonl"
@@ -116,6 +115,7 @@ def run(arguments: argparse.Namespace, data_dir: Path) -> None:
             loader=LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}),
         ),
         model=model,
+        store=store,
     )
     reindex_rate = result.part_count / result.seconds
     print(f"reindex of {len(texts)} short demo-corpus texts with {arguments.model} on {model.device}:")
@@ -132,8 +132,8 @@ def run(arguments: argparse.Namespace, data_dir: Path) -> None:
     generator = np.random.default_rng(0)
     search_model_id = str(data_dir / "served-model")
     model.save(search_model_id)
-    vectordb.register_model(search_model_id, int(model.dim), source="benchmark")
-    collection = vectordb.start_collection(search_model_id)
+    store.register_model(search_model_id, int(model.dim), source="benchmark")
+    collection = store.start_collection(search_model_id)
     started = time.perf_counter()
 
     def random_parts():  # noqa: ANN202
@@ -146,9 +146,9 @@ def run(arguments: argparse.Namespace, data_dir: Path) -> None:
                 index = start + offset
                 yield vectordb.ItemPart(f"r{index}", 0, texts[index % len(texts)], vector, {"n": index})
 
-    vectordb.copy_parts(collection.table_name, random_parts())
-    vectordb.build_index(collection.table_name)
-    vectordb.finish_collection(search_model_id, lambda batch: model.encode_items(batch), 0, deploy_as_blue=True)
+    store.copy_parts(collection.table_name, random_parts())
+    store.build_index(collection.table_name)
+    store.finish_collection(search_model_id, lambda batch: model.encode_items(batch), 0, deploy_as_blue=True)
     print(
         f"search collection: {collection_size} items of random unit vectors (index built in "
         f"{time.perf_counter() - started:.0f}s); queries encoded by {arguments.model}"
@@ -202,6 +202,7 @@ def measure_search_over_http(queries: list[str]) -> None:
         f"p99 {p99:.1f} ms (target < 50 ms), {len(latencies) / wall:.1f} queries/s; "
         f"GET /health p50 {statistics.median(health):.1f} ms (the HTTP floor)"
     )
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -29,6 +29,7 @@ from tasks.worker_process import clear_queue, write_catalog  # noqa: E402
 
 if TYPE_CHECKING:
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 pytestmark = pytest.mark.integration
 
@@ -52,22 +53,25 @@ def client(clean_db: str) -> Iterator[EmbeddingStudioClient]:
 
 
 @pytest.fixture()
-def indexed(client: EmbeddingStudioClient, tiny_models: tuple[str, str], tmp_path: Path) -> EmbeddingStudioClient:
+def indexed(
+    client: EmbeddingStudioClient, tiny_models: tuple[str, str], tmp_path: Path, vector_store: VectorStore
+) -> EmbeddingStudioClient:
     """The catalog indexed with the first model, then reindexed with the second, which is blue."""
     from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, index_catalog, run_reindex
 
     first, second = tiny_models
     catalog = write_catalog(tmp_path / "corpus.jsonl", CATALOG_SIZE)
-    index_catalog(first, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
-    run_reindex(ReindexTaskParams(dest_model_id=second, deploy_as_blue=True))
+    index_catalog(first, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), store=vector_store)
+    run_reindex(ReindexTaskParams(dest_model_id=second, deploy_as_blue=True), store=vector_store)
     return client
 
 
 def run_upsert_job(tasks: TaskRepository, task_id: str) -> None:
-    """What a worker on the upsert queue does with the job the API queued."""
+    """What a worker on the upsert queue does with the job the API queued (on the tasks' database)."""
     from embedding_studio.tasks import TaskWorkers
+    from embedding_studio.vectordb import VectorStore
 
-    TaskWorkers(tasks).upsert_worker(task_id)
+    TaskWorkers(tasks, VectorStore(tasks.database)).upsert_worker(task_id)
 
 
 def test_search_without_a_deployed_model_says_why(client: EmbeddingStudioClient) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import schemathesis
@@ -23,6 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from embedding_studio.api.app import create_app  # noqa: E402
 from tasks.worker_process import clear_queue, write_catalog  # noqa: E402
+
+if TYPE_CHECKING:
+    from embedding_studio.vectordb import VectorStore
 
 # Rules the schema cannot express, each allowed on the one operation it concerns and nowhere else.
 CONFIG = SchemathesisConfig.from_str(
@@ -81,13 +85,15 @@ def fresh_db(clean_db: str) -> Iterator[None]:
 
 
 @pytest.fixture()
-def blue_model(fresh_db: None, tmp_path: Path) -> None:
+def blue_model(fresh_db: None, tmp_path: Path, vector_store: VectorStore) -> None:
     from embedding_studio.models.tiny import tiny_model_directory
     from embedding_studio.tasks import LoaderSpec, index_catalog
 
     catalog = write_catalog(tmp_path / "corpus.jsonl", 12)
     model = str(tiny_model_directory(tmp_path / "tiny", seed=0))
-    index_catalog(model, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))  # the first is blue
+    index_catalog(  # the first is blue
+        model, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), store=vector_store
+    )
 
 
 def test_the_document_declares_this_apis_error_bodies() -> None:

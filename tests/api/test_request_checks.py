@@ -25,6 +25,7 @@ from tasks.worker_process import clear_queue, write_catalog  # noqa: E402
 
 if TYPE_CHECKING:
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 pytestmark = pytest.mark.integration
 
@@ -92,12 +93,16 @@ def test_a_reindex_that_could_not_work_is_refused_at_once_naming_what_is_wrong(
 
 
 def test_a_reindex_into_the_blue_model_is_a_conflict(
-    api: TestClient, models: tuple[str, str], catalog: Path, task_repository: TaskRepository
+    api: TestClient,
+    models: tuple[str, str],
+    catalog: Path,
+    task_repository: TaskRepository,
+    vector_store: VectorStore,
 ) -> None:
     from embedding_studio.tasks import LoaderSpec, index_catalog
 
     first, _ = models
-    index_catalog(first, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
+    index_catalog(first, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), store=vector_store)
     conflict = _refused(api, {"dest_model_id": first}, status=409)
     assert f"model {first!r} is already the blue model" in conflict["detail"]
     assert _task_count(task_repository) == 0

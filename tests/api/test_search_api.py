@@ -16,10 +16,11 @@ from tasks.worker_process import write_catalog  # noqa: E402
 
 if TYPE_CHECKING:
     from embedding_studio.clickstream.dao import ClickstreamRepository
+    from embedding_studio.vectordb import VectorStore
 
 
 @pytest.fixture()
-def indexed(clean_db: str, tmp_path: Path) -> tuple[TestClient, str, str]:
+def indexed(clean_db: str, tmp_path: Path, vector_store: VectorStore) -> tuple[TestClient, str, str]:
     from embedding_studio.api.app import create_app
     from embedding_studio.models.tiny import tiny_model_directory
     from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, index_catalog, run_reindex
@@ -27,8 +28,8 @@ def indexed(clean_db: str, tmp_path: Path) -> tuple[TestClient, str, str]:
     catalog = write_catalog(tmp_path / "corpus.jsonl", 20)
     first = str(tiny_model_directory(tmp_path / "a", seed=0))
     second = str(tiny_model_directory(tmp_path / "b", seed=1))
-    index_catalog(first, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
-    run_reindex(ReindexTaskParams(dest_model_id=second, deploy_as_blue=True))
+    index_catalog(first, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), store=vector_store)
+    run_reindex(ReindexTaskParams(dest_model_id=second, deploy_as_blue=True), store=vector_store)
     return TestClient(create_app(run_migrations=False)), first, second
 
 

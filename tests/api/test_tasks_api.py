@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,6 +16,9 @@ from fastapi.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tasks.worker_process import clear_queue, start_worker, stop_worker, wait_for, write_catalog  # noqa: E402
+
+if TYPE_CHECKING:
+    from embedding_studio.vectordb import VectorStore
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +36,9 @@ def api(clean_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestC
     return TestClient(create_app(run_migrations=False))
 
 
-def test_fine_tune_and_deploy_through_the_api_with_searches_during_the_flip(api: TestClient, tmp_path: Path) -> None:
+def test_fine_tune_and_deploy_through_the_api_with_searches_during_the_flip(
+    api: TestClient, tmp_path: Path, vector_store: VectorStore
+) -> None:
     from embedding_studio.models.tiny import tiny_model_directory
     from embedding_studio.tasks import LoaderSpec, index_catalog
 
@@ -43,7 +49,7 @@ def test_fine_tune_and_deploy_through_the_api_with_searches_during_the_flip(api:
     # No model yet: search says why.
     refused = api.post("/api/v1/search", json={"query": "water"})
     assert refused.status_code == 503 and "no model is deployed" in refused.json()["detail"]
-    index_catalog(base, LoaderSpec.model_validate(loader))
+    index_catalog(base, LoaderSpec.model_validate(loader), store=vector_store)
 
     # Searches hand out session ids; the client reports clicks only.
     words = ["water", "music", "house", "river", "school", "mother", "animal", "city", "food", "tree"]

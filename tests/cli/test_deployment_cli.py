@@ -26,6 +26,7 @@ from tasks.worker_process import clear_queue, write_catalog  # noqa: E402
 if TYPE_CHECKING:
     from embedding_studio.clickstream.dao import ClickstreamRepository
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 pytestmark = pytest.mark.integration
 
@@ -39,14 +40,14 @@ def _flat(output: str) -> str:
 
 
 @pytest.fixture()
-def blue(clean_db: str, tmp_path: Path) -> Iterator[str]:
+def blue(clean_db: str, tmp_path: Path, vector_store: VectorStore) -> Iterator[str]:
     from embedding_studio.models.tiny import tiny_model_directory
     from embedding_studio.tasks import LoaderSpec, index_catalog
 
     clear_queue()
     model = str(tiny_model_directory(tmp_path / "tiny", seed=0, dim=32))
     catalog = write_catalog(tmp_path / "corpus.jsonl", 12)
-    index_catalog(model, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
+    index_catalog(model, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), store=vector_store)
     yield model
     clear_queue()
 
@@ -76,6 +77,7 @@ def test_finetune_follow_ends_with_the_not_deployed_line_instead_of_waiting_for_
     monkeypatch: pytest.MonkeyPatch,
     task_repository: TaskRepository,
     clickstream_repository: ClickstreamRepository,
+    vector_store: VectorStore,
 ) -> None:
     from embedding_studio.tasks import TaskKind, TaskWorkers
 
@@ -90,7 +92,7 @@ def test_finetune_follow_ends_with_the_not_deployed_line_instead_of_waiting_for_
         while time.monotonic() < deadline:
             pending = task_repository.list_tasks(kind=TaskKind.fine_tuning)
             if pending:
-                TaskWorkers(task_repository).fine_tuning_worker(pending[0].id)
+                TaskWorkers(task_repository, vector_store).fine_tuning_worker(pending[0].id)
                 return
             time.sleep(0.1)
 

@@ -45,13 +45,16 @@ def queue(clean_db: str) -> Iterator[None]:
 def _run_next_reindex_in_a_thread(tasks: TaskRepository) -> threading.Thread:
     """What a worker does with the job `reindex` queues: take the pending task and run it."""
     from embedding_studio.tasks import TaskKind, TaskStatus, TaskWorkers
+    from embedding_studio.vectordb import VectorStore
+
+    workers = TaskWorkers(tasks, VectorStore(tasks.database))
 
     def work() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             pending = tasks.list_tasks(kind=TaskKind.reindex, statuses=[TaskStatus.pending])
             if pending:
-                TaskWorkers(tasks).reindex_worker(pending[0].id)
+                workers.reindex_worker(pending[0].id)
                 return
             time.sleep(0.1)
 

@@ -13,6 +13,7 @@ from embedding_studio.cli.main import app
 
 if TYPE_CHECKING:
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +71,7 @@ def test_tasks_list_prints_ids_that_resolve_back_to_their_task(
 
 
 def test_a_shortened_run_id_names_the_best_run_of_a_fine_tuning_task(
-    clean_db: str, task_repository: TaskRepository
+    clean_db: str, task_repository: TaskRepository, vector_store: VectorStore
 ) -> None:
     from embedding_studio.tasks import AmbiguousIdError, TaskKind, TaskStatus
     from embedding_studio.tasks.model_ids import resolve_model_id
@@ -78,8 +79,12 @@ def test_a_shortened_run_id_names_the_best_run_of_a_fine_tuning_task(
     for run_id in ("f00d" + "1" * 28, "f00d" + "2" * 28):
         task, _ = task_repository.create_task(TaskKind.fine_tuning, {"batch_id": 1})
         task_repository.finish_task(task.id, TaskStatus.done, best_run_id=run_id, result={})
-    assert resolve_model_id(task_repository, "f00d1") == "f00d" + "1" * 28
-    assert resolve_model_id(task_repository, "all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"  # names are never completed
-    assert resolve_model_id(task_repository, "beef") == "beef"  # unknown: left for the model check to explain
+
+    def resolve(id_or_prefix: str) -> str:
+        return resolve_model_id(task_repository, vector_store, id_or_prefix)
+
+    assert resolve("f00d1") == "f00d" + "1" * 28
+    assert resolve("all-MiniLM-L6-v2") == "all-MiniLM-L6-v2"  # names are never completed
+    assert resolve("beef") == "beef"  # unknown: left for the model check to explain
     with pytest.raises(AmbiguousIdError, match="'f00d' starts the id of 2 models"):
-        resolve_model_id(task_repository, "f00d")
+        resolve("f00d")

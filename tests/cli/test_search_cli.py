@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from embedding_studio.clickstream.dao import ClickstreamRepository
     from embedding_studio.db import Database
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 runner = CliRunner()
 
@@ -41,7 +42,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture()
-def indexed(clean_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, dict[str, str]]:
+def indexed(
+    clean_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, vector_store: VectorStore
+) -> tuple[str, dict[str, str]]:
     """A tiny model indexed from a titled catalog; the settings' API port is one nothing listens on."""
     from embedding_studio.config import reset_settings
     from embedding_studio.models.tiny import tiny_model_directory
@@ -51,7 +54,7 @@ def indexed(clean_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> t
     reset_settings()
     catalog = write_catalog(tmp_path / "corpus.jsonl", 20)
     model = str(tiny_model_directory(tmp_path / "tiny", seed=0))
-    index_catalog(model, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
+    index_catalog(model, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), store=vector_store)
     line = json.loads(catalog.read_text().splitlines()[3])
     yield model, line
     reset_settings()

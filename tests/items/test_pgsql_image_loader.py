@@ -17,6 +17,7 @@ from embedding_studio.db import libpq_url
 from embedding_studio.items import ItemMeta, create_loader
 from embedding_studio.items.loaders.image_urls import ImageUrlError, parse_image_url
 from embedding_studio.items.registry import reads_images
+from embedding_studio.vectordb import VectorStore
 
 pytestmark = pytest.mark.integration
 
@@ -143,7 +144,7 @@ def test_urls_map_to_their_store() -> None:
 
 
 def test_a_pgsql_image_catalog_is_reindexed_and_search_returns_each_image_key_and_url(
-    clean_db: str, image_table, tmp_path: Path
+    clean_db: str, image_table, tmp_path: Path, vector_store: VectorStore
 ) -> None:
     from tests.finetuning.toy_images import VOCABULARY
 
@@ -153,9 +154,10 @@ def test_a_pgsql_image_catalog_is_reindexed_and_search_returns_each_image_key_an
 
     bucket, options = image_table
     clip = tiny_clip_directory(tmp_path / "clip", vocab=VOCABULARY)
-    result = index_catalog(str(clip), LoaderSpec(name="pgsql_image", options=options), batch_size=4)
+    result = index_catalog(str(clip), LoaderSpec(name="pgsql_image", options=options), batch_size=4, store=vector_store)
     assert result.item_count == len(GOOD) and result.skipped_items == 4  # broken, gone, no-url, ftp: counted
-    hits = {hit.item_id: hit.payload for hit in search_blue("green triangle", limit=10, record_session=False).hits}
+    answer = search_blue("green triangle", limit=10, record_session=False, store=vector_store)
+    hits = {hit.item_id: hit.payload for hit in answer.hits}
     assert hits["s3-key"]["image"] == "shoes/green.png"
     assert hits["s3-key"]["image_url"] == f"s3://{bucket}/catalog/shoes/green.png"
     assert hits["local"]["image_url"].endswith("/yellow.png")

@@ -13,6 +13,7 @@ from embedding_studio.tasks.workers import TaskWorkers
 
 if TYPE_CHECKING:
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 
 def _pending_task(tasks: TaskRepository) -> str:
@@ -28,7 +29,7 @@ def no_shared_trials(clean_db: str, monkeypatch: pytest.MonkeyPatch) -> pytest.M
 
 
 def test_the_pipelines_cancellation_ends_the_task_canceled(
-    no_shared_trials: pytest.MonkeyPatch, task_repository: TaskRepository
+    no_shared_trials: pytest.MonkeyPatch, task_repository: TaskRepository, vector_store: VectorStore
 ) -> None:
     from embedding_studio import finetuning
     from embedding_studio.finetuning.errors import FineTuningCanceled
@@ -38,14 +39,15 @@ def test_the_pipelines_cancellation_ends_the_task_canceled(
 
     no_shared_trials.setattr(finetuning, "run_fine_tuning", canceled)
     task_id = _pending_task(task_repository)
-    TaskWorkers(task_repository).fine_tuning_worker(task_id)  # a cancellation is an outcome, not a failure
+    # a cancellation is an outcome, not a failure
+    TaskWorkers(task_repository, vector_store).fine_tuning_worker(task_id)
     task = task_repository.get_task(task_id)
     assert task.status is TaskStatus.canceled
     assert task.error == "fine-tuning was canceled after 2 finished trials"
 
 
 def test_another_error_of_the_pipeline_still_fails_the_task(
-    no_shared_trials: pytest.MonkeyPatch, task_repository: TaskRepository
+    no_shared_trials: pytest.MonkeyPatch, task_repository: TaskRepository, vector_store: VectorStore
 ) -> None:
     from embedding_studio import finetuning
     from embedding_studio.finetuning.errors import NoClicksError
@@ -56,5 +58,5 @@ def test_another_error_of_the_pipeline_still_fails_the_task(
     no_shared_trials.setattr(finetuning, "run_fine_tuning", no_clicks)
     task_id = _pending_task(task_repository)
     with pytest.raises(NoClicksError):
-        TaskWorkers(task_repository).fine_tuning_worker(task_id)
+        TaskWorkers(task_repository, vector_store).fine_tuning_worker(task_id)
     assert task_repository.get_task(task_id).status is TaskStatus.failed

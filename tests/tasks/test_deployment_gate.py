@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pydantic import ValidationError
 
-from embedding_studio import vectordb
 from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskKind, TaskStatus, index_catalog
 from embedding_studio.tasks.deployment import DeploymentDecision, blue_changed_decision, deployment_decision
+from embedding_studio.vectordb import VectorStore
 
 from .fake_pipeline import FakePipeline, FakeResult
 from .worker_process import clear_queue
@@ -111,10 +111,10 @@ def test_task_params_default_to_the_plain_gate_and_refuse_a_negative_gain() -> N
 
 
 @pytest.fixture()
-def blue(clean_db: str, tiny_models: tuple[str, str], catalog: Path) -> Iterator[str]:
+def blue(clean_db: str, tiny_models: tuple[str, str], catalog: Path, vector_store: VectorStore) -> Iterator[str]:
     """The catalog indexed with the first tiny model, deployed as blue."""
     clear_queue()
-    index_catalog(tiny_models[0], LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
+    index_catalog(tiny_models[0], LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), store=vector_store)
     yield tiny_models[0]
     clear_queue()
 
@@ -128,12 +128,12 @@ def _run_fine_tuning_task(
     task, _ = tasks.create_task(
         TaskKind.fine_tuning, FineTuningTaskParams(batch_id=1, **params).model_dump(mode="json")
     )
-    TaskWorkers(tasks).fine_tuning_worker(task.id)
+    TaskWorkers(tasks, VectorStore(tasks.database)).fine_tuning_worker(task.id)
     return tasks.get_task(task.id)
 
 
 def test_a_model_worse_than_blue_leaves_blue_and_ends_done_with_the_reason(
-    blue: str, monkeypatch: pytest.MonkeyPatch, task_repository: TaskRepository
+    blue: str, monkeypatch: pytest.MonkeyPatch, task_repository: TaskRepository, vector_store: VectorStore
 ) -> None:
     pipeline = FakePipeline(FakeResult({"val_ndcg_at_10": 0.41}, {"val_ndcg_at_10": 0.43}))
     task = _run_fine_tuning_task(task_repository, monkeypatch, pipeline, deploy_as_blue=True)
@@ -146,7 +146,7 @@ def test_a_model_worse_than_blue_leaves_blue_and_ends_done_with_the_reason(
     assert task.result["reindex_task_id"] is None and task.result["blue_metrics"] == {"val_ndcg_at_10": 0.43}
     assert task.progress_message == "not deployed: NDCG@10 0.4100 against blue 0.4300"
     assert task_repository.child_tasks(task.id) == []
-    assert vectordb.get_deployment().blue_model_id == blue
+    assert vector_store.get_deployment().blue_model_id == blue
 
 
 def test_a_model_at_least_as_good_as_blue_is_deployed_through_a_child_reindex(
@@ -207,15 +207,19 @@ def test_without_deploy_as_blue_blue_is_not_measured_and_there_is_no_verdict(
 
 
 def test_blue_replaced_while_fine_tuning_is_not_overwritten(
-    blue: str, tiny_models: tuple[str, str], monkeypatch: pytest.MonkeyPatch, task_repository: TaskRepository
+    blue: str,
+    tiny_models: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    task_repository: TaskRepository,
+    vector_store: VectorStore,
 ) -> None:
     from embedding_studio.tasks import ReindexTaskParams, run_reindex
 
     def another_deployment() -> None:
-        run_reindex(ReindexTaskParams(dest_model_id=tiny_models[1], deploy_as_blue=True))
+        run_reindex(ReindexTaskParams(dest_model_id=tiny_models[1], deploy_as_blue=True), store=vector_store)
 
     pipeline = FakePipeline(FakeResult({"val_ndcg_at_10": 0.5}, {"val_ndcg_at_10": 0.4}), another_deployment)
     task = _run_fine_tuning_task(task_repository, monkeypatch, pipeline, deploy_as_blue=True)
     assert task.result["deployment"]["deployed"] is False
     assert f"blue changed from {blue} to {tiny_models[1]}" in task.result["deployment"]["reason"]
-    assert vectordb.get_deployment().blue_model_id == tiny_models[1]
+    assert vector_store.get_deployment().blue_model_id == tiny_models[1]

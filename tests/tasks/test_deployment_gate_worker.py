@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from embedding_studio import vectordb
 from embedding_studio.models.tiny import COMMON_WORDS
 from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskStatus, index_catalog
 from embedding_studio.tasks.service import TaskService
@@ -27,6 +26,7 @@ from .worker_process import start_worker, stop_worker, wait_for
 if TYPE_CHECKING:
     from embedding_studio.clickstream.dao import ClickstreamRepository
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ QUERY_COUNT = 24
 SESSIONS_PER_QUERY = 2
 
 
-def _noise_batch(clickstream_repository: ClickstreamRepository, seed: int = 0) -> int:
+def _noise_batch(clickstream_repository: ClickstreamRepository, store: VectorStore, seed: int = 0) -> int:
     """Searches on blue, each with one click on a shown result drawn at random; the released batch id."""
     from embedding_studio.serving.search import search_blue
 
@@ -43,7 +43,7 @@ def _noise_batch(clickstream_repository: ClickstreamRepository, seed: int = 0) -
     queries = [f"{words[(index * 11) % 300]} {words[(index * 17 + 5) % 300]}" for index in range(QUERY_COUNT)]
     for query in queries:
         for number in range(SESSIONS_PER_QUERY):
-            answer = search_blue(query, limit=10, user_id=f"user-{number}")
+            answer = search_blue(query, limit=10, user_id=f"user-{number}", store=store)
             clicked = rng.choice(answer.hits).item_id
             clickstream_repository.add_events(
                 answer.session_id, [{"event_id": f"{answer.session_id}:c", "item_id": clicked}]
@@ -69,12 +69,13 @@ def test_clicks_that_are_noise_leave_blue_as_it_was_and_force_deploy_deploys_any
     monkeypatch: pytest.MonkeyPatch,
     task_repository: TaskRepository,
     clickstream_repository: ClickstreamRepository,
+    vector_store: VectorStore,
 ) -> None:
     monkeypatch.setenv("EMBEDDING_STUDIO_HPO_STARTUP_TRIALS", "1")
     blue_model, start_model = tiny_models
     loader = {"name": "jsonl_catalog", "options": {"path": str(catalog)}}
-    index_catalog(blue_model, LoaderSpec.model_validate(loader))
-    batch_id = _noise_batch(clickstream_repository)
+    index_catalog(blue_model, LoaderSpec.model_validate(loader), store=vector_store)
+    batch_id = _noise_batch(clickstream_repository, vector_store)
     params = FineTuningTaskParams(
         batch_id=batch_id,
         embedding_model_id=start_model,
@@ -93,8 +94,8 @@ def test_clicks_that_are_noise_leave_blue_as_it_was_and_force_deploy_deploys_any
         assert deployment["blue_model_id"] == blue_model and deployment["candidate"] < deployment["blue"]
         assert kept.progress_message == deployment["reason"]
         assert kept.result["reindex_task_id"] is None and task_repository.child_tasks(kept_id) == []
-        assert vectordb.get_deployment().blue_model_id == blue_model
-        assert [collection.model_id for collection in vectordb.list_collections()] == [blue_model]
+        assert vector_store.get_deployment().blue_model_id == blue_model
+        assert [collection.model_id for collection in vector_store.list_collections()] == [blue_model]
 
         forced_id = _fine_tune(task_repository, params.model_copy(update={"force_deploy": True}), worker_env)
         forced = task_repository.get_task(forced_id)
@@ -110,6 +111,6 @@ def test_clicks_that_are_noise_leave_blue_as_it_was_and_force_deploy_deploys_any
             log_path=worker_env,
         )
         assert task_repository.get_task(child_id).status is TaskStatus.done, task_repository.get_task(child_id).error
-        assert vectordb.get_deployment().blue_model_id == forced.best_run_id
+        assert vector_store.get_deployment().blue_model_id == forced.best_run_id
     finally:
         stop_worker(worker)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from embedding_studio import vectordb
 from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskStatus, index_catalog
 from embedding_studio.tasks.service import TaskService
 
@@ -24,6 +23,7 @@ from .worker_process import start_worker, stop_worker, wait_for
 if TYPE_CHECKING:
     from embedding_studio.clickstream.dao import ClickstreamRepository
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 pytestmark = pytest.mark.integration
 
@@ -36,12 +36,13 @@ def test_two_workers_split_the_trials_of_one_fine_tuning_task_and_deploy_its_bes
     catalog: Path,
     task_repository: TaskRepository,
     clickstream_repository: ClickstreamRepository,
+    vector_store: VectorStore,
 ) -> None:
     from embedding_studio.config import get_settings
     from embedding_studio.tracking import ExperimentsManager
 
     model, _ = tiny_models
-    index_catalog(model, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
+    index_catalog(model, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), store=vector_store)
     workers = [start_worker(worker_env, "--name", name) for name in ("worker-a", "worker-b")]
     try:
         started = time.monotonic()
@@ -95,5 +96,5 @@ def test_two_workers_split_the_trials_of_one_fine_tuning_task_and_deploy_its_bes
     assert [run.run_id for run in runs if run.has_model] == [done.best_run_id]  # one best model kept
 
     assert task_repository.get_task(children[0].id).status is TaskStatus.done
-    assert vectordb.get_deployment().blue_model_id == done.best_run_id
+    assert vector_store.get_deployment().blue_model_id == done.best_run_id
     print(f"2 workers, {TRIALS} trials: {elapsed:.1f}s, trials per worker {trial_workers}")

@@ -64,13 +64,16 @@ def test_gcs_images_are_indexed_the_same_way(
     clip_dir: Path,
     gcs_bucket,
     gcs_endpoint: str,
+    vector_store: VectorStore,
 ) -> None:
     bucket_name, client = gcs_bucket
     bucket = client.bucket(bucket_name)
     for item_id, image in list(IMAGES.items())[:6]:
         bucket.blob(f"{item_id}.png").upload_from_string(png_bytes(image), content_type="image/png")
     options = {"bucket": bucket_name, "extension": ".png", "api_endpoint": gcs_endpoint, "anonymous": True}
-    result = index_catalog(str(clip_dir), LoaderSpec(name="gcs_image", options=options), batch_size=4)
+    result = index_catalog(
+        str(clip_dir), LoaderSpec(name="gcs_image", options=options), batch_size=4, store=vector_store
+    )
     assert result.item_count == 6 and result.skipped_items == 0
-    hits = search_blue("blue square", limit=3, record_session=False).hits
+    hits = search_blue("blue square", limit=3, record_session=False, store=vector_store).hits
     assert all(hit.payload["image_url"].startswith(f"gs://{bucket_name}/") for hit in hits)

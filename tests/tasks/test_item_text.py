@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from fastapi.testclient import TestClient
 
-from embedding_studio import vectordb
 from embedding_studio.clickstream.types import FineTuningInput
 from embedding_studio.config import get_settings
 from embedding_studio.finetuning.method import FineTuningMethod, LoaderConfig
@@ -30,6 +29,7 @@ from .worker_process import COMMON_WORDS, clear_queue
 
 if TYPE_CHECKING:
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 ITEM_COUNT = 24
 
@@ -69,9 +69,9 @@ def trained_parts(method: FineTuningMethod, item_ids: list[str]) -> tuple[dict[s
     return dict(data.items.parts), len(failed) + len(data.items.failed)
 
 
-def indexed_parts(model_id: str) -> dict[str, list[str]]:
+def indexed_parts(store: VectorStore, model_id: str) -> dict[str, list[str]]:
     parts: dict[str, list[str]] = {}
-    for batch in vectordb.iter_source_parts(model_id):
+    for batch in store.iter_source_parts(model_id):
         for part in batch:
             parts.setdefault(part.item_id, []).append(part.content)
     return parts
@@ -86,7 +86,11 @@ def indexed_parts(model_id: str) -> dict[str, list[str]]:
     ],
 )
 def test_training_and_reindex_embed_the_same_texts_of_a_json_catalog_with_its_own_field_names(
-    clean_db: str, tiny_models: tuple[str, str], tmp_path: Path, item_text: dict[str, Any] | None
+    clean_db: str,
+    tiny_models: tuple[str, str],
+    tmp_path: Path,
+    item_text: dict[str, Any] | None,
+    vector_store: VectorStore,
 ) -> None:
     catalog = write_product_catalog(tmp_path / "products.jsonl")
     loader = LoaderConfig(name="jsonl_catalog", options={"path": str(catalog)})
@@ -103,9 +107,10 @@ def test_training_and_reindex_embed_the_same_texts_of_a_json_catalog_with_its_ow
             deploy_as_blue=True,
             loader=LoaderSpec(name=loader.name, options=loader.options),
             item_text=ItemTextOptions.of(method.item_text),  # what a fine-tuning deployment passes
-        )
+        ),
+        store=vector_store,
     )
-    indexed = indexed_parts(model_id)
+    indexed = indexed_parts(vector_store, model_id)
     assert failures == 0 and set(trained) == set(indexed) == set(item_ids)
     assert trained == indexed
     if item_text is None:
@@ -113,7 +118,7 @@ def test_training_and_reindex_embed_the_same_texts_of_a_json_catalog_with_its_ow
         assert trained["p-1"] == [f"{record['name']}. {record['description']}. SKU-1"]
     else:
         assert len(trained["p-0"]) == 2 and all(len(part.split()) <= 8 for part in trained["p-0"])
-    assert vectordb.get_collection(model_id).item_text == method.item_text
+    assert vector_store.get_collection(model_id).item_text == method.item_text
 
 
 def test_items_named_otherwise_than_title_and_text_no_longer_fail_in_training(clean_db: str, tmp_path: Path) -> None:
@@ -134,14 +139,18 @@ def test_items_named_otherwise_than_title_and_text_no_longer_fail_in_training(cl
 
 
 def test_items_upserted_through_the_api_are_in_the_catalog_fine_tuning_reads_and_a_reindex_keeps_them(
-    clean_db: str, tiny_models: tuple[str, str], tmp_path: Path, task_repository: TaskRepository
+    clean_db: str,
+    tiny_models: tuple[str, str],
+    tmp_path: Path,
+    task_repository: TaskRepository,
+    vector_store: VectorStore,
 ) -> None:
     from embedding_studio.api.app import create_app
 
     catalog = write_product_catalog(tmp_path / "products.jsonl")
     loader = LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)})
     model_a, model_b = tiny_models
-    index_catalog(model_a, loader)
+    index_catalog(model_a, loader, store=vector_store)
     client = TestClient(create_app(run_migrations=False))
     new_item = {"name": "teapot", "description": "a pot for tea with a long spout", "sku": "SKU-new"}
     try:
@@ -163,14 +172,14 @@ def test_items_upserted_through_the_api_are_in_the_catalog_fine_tuning_reads_and
         deleted = client.post("/api/v1/items/delete", json={"item_ids": ["p-1"]})
         for answer in (upserted, deleted):
             assert answer.status_code == 202, answer.text
-            TaskWorkers(task_repository).upsert_worker(answer.json()["id"])
+            TaskWorkers(task_repository, vector_store).upsert_worker(answer.json()["id"])
             assert client.get(f"/api/v1/items/tasks/{answer.json()['id']}").json()["status"] == "done"
     finally:
         clear_queue()
 
     # Fine-tuning's catalog: the upserted items as sent, the deleted one missing with its reason.
     method = FineTuningMethod(name="products", loader=LoaderConfig(name=loader.name, options=loader.options))
-    catalog_loader = method.create_loader()
+    catalog_loader = method.create_loader(vector_store.upserted_items)
     loaded = catalog_loader.load([ItemMeta("new-1"), ItemMeta("p-0"), ItemMeta("p-1"), ItemMeta("p-2")])
     by_id = {item.item_id: item for item in loaded.items}
     assert by_id["new-1"].data == new_item and by_id["new-1"].extra == {"shelf": 3}
@@ -182,14 +191,15 @@ def test_items_upserted_through_the_api_are_in_the_catalog_fine_tuning_reads_and
     assert "new-1" in {item.item_id for item in catalog_loader.sample(ITEM_COUNT + 5)}
 
     # A reindex from the loader keeps them, cut as training cuts them, with their payload.
-    result = run_reindex(ReindexTaskParams(dest_model_id=model_b, deploy_as_blue=True, loader=loader))
+    params = ReindexTaskParams(dest_model_id=model_b, deploy_as_blue=True, loader=loader)
+    result = run_reindex(params, store=vector_store)
     assert result.item_count == ITEM_COUNT and result.skipped_items == 0
-    indexed = indexed_parts(model_b)
+    indexed = indexed_parts(vector_store, model_b)
     trained, failures = trained_parts(method, ["new-1", "p-0", "p-2", "p-3", "p-4", "p-5"])
     assert failures == 0 and "p-1" not in indexed
     assert {item_id: indexed[item_id] for item_id in trained} == trained
-    payloads = {part.item_id: part.payload for batch in vectordb.iter_source_parts(model_b) for part in batch}
+    payloads = {part.item_id: part.payload for batch in vector_store.iter_source_parts(model_b) for part in batch}
     # Its own payload, with what search shows of every item: its name as the title, a snippet of its text.
     assert payloads["new-1"]["shelf"] == 3 and payloads["new-1"]["title"] == "teapot" and payloads["new-1"]["snippet"]
     # The collection it replaced got the same upserts directly: a rollback loses nothing either.
-    assert set(indexed_parts(model_a)) == set(indexed)
+    assert set(indexed_parts(vector_store, model_a)) == set(indexed)

@@ -88,7 +88,9 @@ def test_a_second_reindex_into_the_same_model_is_refused_or_waits(
         finished: list[float] = []
 
         def waiting_reindex() -> None:
-            run_reindex(ReindexTaskParams(dest_model_id=model_a, loader=loader, wait_on_conflict=True))
+            run_reindex(
+                ReindexTaskParams(dest_model_id=model_a, loader=loader, wait_on_conflict=True), store=vector_store
+            )
             finished.append(time.monotonic())
 
         thread = threading.Thread(target=waiting_reindex)
@@ -116,7 +118,8 @@ def test_a_failed_build_leaves_the_blue_collection_alone(
                 dest_model_id=model_b,
                 deploy_as_blue=True,
                 loader=LoaderSpec(name="jsonl_catalog", options={"path": str(broken)}),
-            )
+            ),
+            store=vector_store,
         )
     assert vector_store.get_deployment().blue_model_id == model_a
     assert vector_store.get_collection(model_b) is None

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from embedding_studio.serving.search import search_blue
-from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskStatus, repository, service
+from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskRepository, TaskStatus
+from embedding_studio.tasks.service import TaskService
 from embedding_studio.vectordb import VectorStore
 
 from .worker_process import start_worker, stop_worker, wait_for, write_catalog
@@ -63,8 +64,8 @@ def _collection_counts(store: VectorStore, model_id: str) -> tuple[int, int, set
     return len(ids), len(set(ids)), set(ids)
 
 
-def _reindex(model: str, catalog: Path, pause_s: float) -> str:
-    task = service.create_reindex_task(
+def _reindex(tasks: TaskRepository, model: str, catalog: Path, pause_s: float) -> str:
+    task = TaskService(tasks).create_reindex_task(
         ReindexTaskParams(
             dest_model_id=model,
             deploy_as_blue=True,
@@ -77,16 +78,20 @@ def _reindex(model: str, catalog: Path, pause_s: float) -> str:
 
 
 def test_two_workers_embed_the_shards_of_one_reindex_and_search_answers_from_it(
-    sharded_env: Path, tiny_models: tuple[str, str], tmp_path: Path, vector_store: VectorStore
+    sharded_env: Path,
+    tiny_models: tuple[str, str],
+    tmp_path: Path,
+    vector_store: VectorStore,
+    task_repository: TaskRepository,
 ) -> None:
     model, _ = tiny_models
     catalog = write_catalog(tmp_path / "corpus.jsonl", ITEMS)
     workers = _start_two(vector_store, sharded_env)
     try:
         started = time.monotonic()
-        task_id = _reindex(model, catalog, pause_s=0.25)
+        task_id = _reindex(task_repository, model, catalog, pause_s=0.25)
         wait_for(
-            lambda: repository.get_task(task_id).status.is_final,
+            lambda: task_repository.get_task(task_id).status.is_final,
             timeout=120,
             message=f"reindex task {task_id} did not end",
             log_path=sharded_env,
@@ -97,7 +102,7 @@ def test_two_workers_embed_the_shards_of_one_reindex_and_search_answers_from_it(
         for worker in workers.values():
             stop_worker(worker)
 
-    done = repository.get_task(task_id)
+    done = task_repository.get_task(task_id)
     assert done.status is TaskStatus.done, (done.status, done.error, sharded_env.read_text()[-3000:])
     result = done.result or {}
     assert result["shards"] == ITEMS // SHARD_SIZE
@@ -118,14 +123,18 @@ def test_two_workers_embed_the_shards_of_one_reindex_and_search_answers_from_it(
 
 
 def test_a_killed_helpers_shard_is_embedded_again_and_the_reindex_ends_done(
-    sharded_env: Path, tiny_models: tuple[str, str], tmp_path: Path, vector_store: VectorStore
+    sharded_env: Path,
+    tiny_models: tuple[str, str],
+    tmp_path: Path,
+    vector_store: VectorStore,
+    task_repository: TaskRepository,
 ) -> None:
     model, _ = tiny_models
     catalog = write_catalog(tmp_path / "corpus.jsonl", ITEMS)
     workers = _start_two(vector_store, sharded_env)
     killed: str | None = None
     try:
-        task_id = _reindex(model, catalog, pause_s=0.6)  # about 2 s per shard
+        task_id = _reindex(task_repository, model, catalog, pause_s=0.6)  # about 2 s per shard
 
         def helper_holding_a_shard() -> bool:
             nonlocal killed
@@ -143,7 +152,7 @@ def test_a_killed_helpers_shard_is_embedded_again_and_the_reindex_ends_done(
         workers[killed].send_signal(signal.SIGKILL)
         workers[killed].wait(timeout=10)
         wait_for(
-            lambda: repository.get_task(task_id).status.is_final,
+            lambda: task_repository.get_task(task_id).status.is_final,
             timeout=120,
             message=f"reindex task {task_id} did not end after its helper was killed",
             log_path=sharded_env,
@@ -152,7 +161,7 @@ def test_a_killed_helpers_shard_is_embedded_again_and_the_reindex_ends_done(
         for worker in workers.values():
             stop_worker(worker)
 
-    done = repository.get_task(task_id)
+    done = task_repository.get_task(task_id)
     assert done.status is TaskStatus.done, (done.status, done.error, sharded_env.read_text()[-3000:])
     result = done.result or {}
     assert result["retried_shards"] >= 1, result

@@ -25,7 +25,6 @@ from tests.finetuning.toy_images import (
 )
 from tests.items.conftest import S3_CREDENTIALS, s3_bucket, s3_endpoint
 
-from embedding_studio import vectordb
 from embedding_studio.tasks import FineTuningTaskParams, LoaderSpec, TaskStatus, index_catalog
 from embedding_studio.tasks.service import TaskService
 
@@ -34,6 +33,7 @@ from .worker_process import start_worker, stop_worker, wait_for
 if TYPE_CHECKING:
     from embedding_studio.clickstream.dao import ClickstreamRepository
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 pytestmark = pytest.mark.integration
 
@@ -58,6 +58,7 @@ def test_clicks_fine_tune_a_clip_through_the_worker_deploy_it_and_search_returns
     tmp_path: Path,
     task_repository: TaskRepository,
     clickstream_repository: ClickstreamRepository,
+    vector_store: VectorStore,
 ) -> None:
     from embedding_studio.models import load_embedding_model
     from embedding_studio.models.tiny import tiny_clip_directory
@@ -79,7 +80,7 @@ def test_clicks_fine_tune_a_clip_through_the_worker_deploy_it_and_search_returns
         },
     }
     base = str(tiny_clip_directory(tmp_path / "clip", vocab=VOCABULARY))
-    first = index_catalog(base, LoaderSpec.model_validate(loader), batch_size=32)
+    first = index_catalog(base, LoaderSpec.model_validate(loader), batch_size=32, store=vector_store)
     assert first.item_count == len(images) and first.deployed_as_blue
     batch_id = _released_batch(clickstream_repository)
     before_search = _top5_precision(base)  # searched after the release: these sessions are not trained on
@@ -130,7 +131,7 @@ def test_clicks_fine_tune_a_clip_through_the_worker_deploy_it_and_search_returns
     reindex = task_repository.get_task(child)
     assert reindex.status is TaskStatus.done, reindex.error
     assert reindex.result["item_count"] == len(images) and reindex.result["skipped_items"] == 0
-    assert vectordb.get_deployment().blue_model_id == done.best_run_id
+    assert vector_store.get_deployment().blue_model_id == done.best_run_id
 
     before = recall_at_5(load_embedding_model(base, device="cpu"), held_out)
     after = recall_at_5(resolve_model(done.best_run_id), held_out)

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from embedding_studio import vectordb
 from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskStatus, UpsertTaskParams, index_catalog
 from embedding_studio.tasks.params import UpsertItem
 from embedding_studio.tasks.service import TaskService
@@ -17,15 +16,20 @@ from .worker_process import start_worker, stop_worker, wait_for
 
 if TYPE_CHECKING:
     from embedding_studio.tasks.repository import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_task_of_a_worker_killed_mid_task_ends_done_or_failed_after_a_new_worker_starts(
-    worker_env: Path, tiny_models: tuple[str, str], catalog: Path, task_repository: TaskRepository
+    worker_env: Path,
+    tiny_models: tuple[str, str],
+    catalog: Path,
+    task_repository: TaskRepository,
+    vector_store: VectorStore,
 ) -> None:
     model_a, model_b = tiny_models
-    index_catalog(model_a, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
+    index_catalog(model_a, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), store=vector_store)
     task = TaskService(task_repository).create_reindex_task(
         ReindexTaskParams(dest_model_id=model_b, deploy_as_blue=True, batch_size=4, pause_between_batches_s=0.3)
     )
@@ -56,18 +60,22 @@ def test_a_task_of_a_worker_killed_mid_task_ends_done_or_failed_after_a_new_work
     assert final.status in (TaskStatus.done, TaskStatus.failed)
     if final.status is TaskStatus.done:  # retried: the rebuilt collection is complete and deployed
         assert final.attempts == 2
-        assert vectordb.get_deployment().blue_model_id == model_b
-        assert vectordb.get_collection(model_b).item_count == 60
+        assert vector_store.get_deployment().blue_model_id == model_b
+        assert vector_store.get_collection(model_b).item_count == 60
     else:
         assert "worker" in (final.error or "")
-        assert vectordb.get_deployment().blue_model_id == model_a
+        assert vector_store.get_deployment().blue_model_id == model_a
 
 
 def test_upserts_deletes_and_cancel_through_the_worker(
-    worker_env: Path, tiny_models: tuple[str, str], catalog: Path, task_repository: TaskRepository
+    worker_env: Path,
+    tiny_models: tuple[str, str],
+    catalog: Path,
+    task_repository: TaskRepository,
+    vector_store: VectorStore,
 ) -> None:
     model_a, model_b = tiny_models
-    index_catalog(model_a, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}))
+    index_catalog(model_a, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), store=vector_store)
     worker = start_worker(worker_env)
     try:
         upsert = TaskService(task_repository).create_upsert_task(
@@ -82,7 +90,7 @@ def test_upserts_deletes_and_cancel_through_the_worker(
                 log_path=worker_env,
             )
             assert task_repository.get_task(task.id).status is TaskStatus.done, task_repository.get_task(task.id).error
-        items = {part.item_id for batch in vectordb.iter_source_parts(model_a) for part in batch}
+        items = {part.item_id for batch in vector_store.iter_source_parts(model_a) for part in batch}
         assert "fresh" in items and "item-3" not in items
 
         slow = TaskService(task_repository).create_reindex_task(
@@ -102,7 +110,7 @@ def test_upserts_deletes_and_cancel_through_the_worker(
             log_path=worker_env,
         )
         assert task_repository.get_task(slow.id).status is TaskStatus.canceled
-        assert vectordb.get_collection(model_b) is None  # the half-built collection is gone
+        assert vector_store.get_collection(model_b) is None  # the half-built collection is gone
     finally:
         stop_worker(worker)
 

@@ -17,6 +17,7 @@ from embedding_studio.config import get_settings
 from embedding_studio.db import default_database, upgrade_database
 from embedding_studio.models.device import limit_cpu_threads
 from embedding_studio.tasks.repository import TaskRepository
+from embedding_studio.vectordb import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +40,21 @@ def create_app(run_migrations: bool = True) -> FastAPI:
         if run_migrations:
             upgrade_database()
         limit_cpu_threads(get_settings().search_cpu_threads)
-        # The one Database of the process, handed to the repositories the routes depend on (api.deps); the
-        # clickstream's inserts await psycopg on its asyncio pool rather than take a thread.
+        # The one Database of the process, handed to the repositories and the vector store the routes depend on
+        # (api.deps); the clickstream's inserts await psycopg on its asyncio pool rather than take a thread.
         database = default_database()
         async with database.open_async_pool("api-hot-path"):
             app.state.database = database
             app.state.clickstream = ClickstreamRepository(database)
             app.state.tasks = TaskRepository(database)
+            app.state.vectors = VectorStore(database)
             try:
                 yield
             finally:
                 app.state.database = None
                 app.state.clickstream = None
                 app.state.tasks = None
+                app.state.vectors = None
 
     app = FastAPI(
         title="Embedding Studio",

@@ -1,13 +1,14 @@
 """What the routes depend on, as ``Annotated`` aliases (the FastAPI full-stack template's ``api/deps.py``).
 
-A route names what it needs in its signature (``clickstream: Clickstream``, ``search: Searcher``) instead of reaching
-for ``request.app.state`` or a module global, so each route stays thin and a test can replace a dependency with
-``app.dependency_overrides[...]``. Every provider here is ``async`` though none awaits: FastAPI runs a sync
-dependency on the thread pool, which would cost each request a hop on the search and clickstream hot paths.
+A route names what it needs in its signature (``clickstream: Clickstream``, ``store: Vectors``, ``search: Searcher``)
+instead of reaching for ``request.app.state`` or a module global, so each route stays thin and a test can replace a
+dependency with ``app.dependency_overrides[...]``. Every provider here is ``async`` though none awaits: FastAPI runs
+a sync dependency on the thread pool, which would cost each request a hop on the search and clickstream hot paths.
 """
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from typing import Annotated
@@ -19,6 +20,7 @@ from embedding_studio.config import Settings, get_settings
 from embedding_studio.db import Database, default_database
 from embedding_studio.serving.search import SearchAnswer, search_blue
 from embedding_studio.tasks.repository import TaskRepository
+from embedding_studio.vectordb import VectorStore
 
 
 async def current_settings() -> Settings:
@@ -81,13 +83,24 @@ async def task_repository(request: Request) -> TaskRepository:
 
 Tasks = Annotated[TaskRepository, Depends(task_repository)]
 
-#: Search on the blue model with the process's model cache (``serving.search.search_blue``'s signature).
+
+async def vector_store(request: Request) -> VectorStore:
+    """The vector store on the app's database (built once by the lifespan, so a request builds nothing)."""
+    store = getattr(request.app.state, "vectors", None)
+    return store if store is not None else VectorStore(default_database())
+
+
+Vectors = Annotated[VectorStore, Depends(vector_store)]
+
+#: Search on the blue model with the process's model cache (``serving.search.search_blue``'s signature, less the
+#: store, which the searcher already holds).
 SearchFunction = Callable[..., SearchAnswer]
 
 
-async def searcher() -> SearchFunction:
-    """Search on the blue model: the model cache of this process, the blue pointer read per request."""
-    return search_blue
+async def searcher(store: Vectors) -> SearchFunction:
+    """Search on the blue model in the app's vector store: the model cache of this process, the blue pointer read
+    per request."""
+    return functools.partial(search_blue, store=store)
 
 
 Searcher = Annotated[SearchFunction, Depends(searcher)]

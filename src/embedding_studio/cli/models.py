@@ -19,11 +19,10 @@ def list_models() -> None:
 
     Example: embedding-studio models list
     """
-    from embedding_studio import vectordb
+    from embedding_studio.vectordb import VectorStore
 
     with friendly_errors():
-        prepare_database()
-        records = vectordb.list_models()
+        records = VectorStore(prepare_database()).list_models()
     table = Table("", "model", "state", "items", "dim", "indexed at")
     table.columns[1].overflow = "fold"  # whole ids, folded when narrow: a cut id could not be typed back
     for record in records:
@@ -53,9 +52,10 @@ def rollback(
     from embedding_studio.tasks import TaskRepository
 
     with friendly_errors():
-        tasks = TaskRepository(prepare_database())
+        database = prepare_database()
+        tasks, store = TaskRepository(database), vectordb.VectorStore(database)
         try:
-            deployment = vectordb.rollback(from_model_id=whole_model_id(tasks, model_id))
+            deployment = store.rollback(from_model_id=whole_model_id(tasks, store, model_id))
         except vectordb.RollbackUnavailableError as error:
             raise UserFacingError(str(error)) from error
     Console().print(

@@ -28,6 +28,7 @@ from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
 if TYPE_CHECKING:
     from embedding_studio.tasks import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 console = Console()
 
@@ -101,14 +102,14 @@ def _ask_api(url: str, query: str, limit: int, record: bool, database_id: str) -
     )
 
 
-def _search_here(query: str, limit: int, record: bool, database_s: float) -> SearchOutcome:
+def _search_here(store: VectorStore, query: str, limit: int, record: bool, database_s: float) -> SearchOutcome:
     from embedding_studio import vectordb
     from embedding_studio.serving import ServingError
     from embedding_studio.serving.search import search_blue
     from embedding_studio.tasks import TaskError
 
     try:
-        answer = search_blue(query, limit=limit, record_session=record)
+        answer = search_blue(query, limit=limit, record_session=record, store=store)
     except (vectordb.NoBlueModelError, ServingError, TaskError) as error:
         raise UserFacingError(str(error)) from error
     return SearchOutcome(
@@ -174,6 +175,7 @@ def search(
     Example: embedding-studio search "what is the capital of france" --limit 5
     """
     from embedding_studio.tasks import TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
     with friendly_errors():
         started = time.perf_counter()
@@ -182,7 +184,8 @@ def search(
         if isinstance(asked, SearchOutcome):
             outcome = asked
         else:
-            outcome = _search_here(query, limit, record, database_s=time.perf_counter() - started)
+            store = VectorStore(database)
+            outcome = _search_here(store, query, limit, record, database_s=time.perf_counter() - started)
             outcome = dataclasses.replace(outcome, api_note=asked)
         title = model_title(TaskRepository(database), outcome.model_id)
     table = Table("#", "item", "score", "result", title=escape(title), show_lines=True)

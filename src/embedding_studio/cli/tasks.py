@@ -24,6 +24,7 @@ from embedding_studio.cli.errors import UserFacingError, friendly_errors
 if TYPE_CHECKING:
     from embedding_studio.db import Database
     from embedding_studio.tasks import Task, TaskRepository
+    from embedding_studio.vectordb import VectorStore
 
 tasks_app = typer.Typer(help="Fine-tuning, reindex and upsert tasks.", no_args_is_help=True)
 console = Console()
@@ -76,15 +77,16 @@ def whole_task_id(tasks: TaskRepository, id_or_prefix: str) -> str:
         raise UserFacingError(str(error)) from error
 
 
-def whole_model_id(tasks: TaskRepository, id_or_prefix: str | None) -> str | None:
-    """A model id a user typed, with a shortened MLflow run id completed (see ``resolve_model_id``)."""
+def whole_model_id(tasks: TaskRepository, store: VectorStore, id_or_prefix: str | None) -> str | None:
+    """A model id a user typed, with a shortened MLflow run id completed from ``tasks`` and ``store`` (see
+    ``resolve_model_id``)."""
     from embedding_studio.tasks import TaskError
     from embedding_studio.tasks.model_ids import resolve_model_id
 
     if id_or_prefix is None:
         return None
     try:
-        return resolve_model_id(tasks, id_or_prefix)
+        return resolve_model_id(tasks, store, id_or_prefix)
     except TaskError as error:
         raise UserFacingError(str(error)) from error
 
@@ -208,12 +210,14 @@ def finetune(
     from embedding_studio.serving import ServingError
     from embedding_studio.tasks import FineTuningTaskParams, TaskError, TaskRepository
     from embedding_studio.tasks.service import TaskService
+    from embedding_studio.vectordb import VectorStore
 
     with friendly_errors():
         if bool(batch_ids) == since_blue:
             raise UserFacingError("give --batch-id (once or more) or --since-blue, not both and not neither")
         options = _method_options(method_options)
-        tasks = TaskRepository(prepare_database())
+        database = prepare_database()
+        tasks = TaskRepository(database)
         try:
             task, created = TaskService(tasks).create_fine_tuning_task(
                 FineTuningTaskParams(
@@ -223,7 +227,7 @@ def finetune(
                     replay_share=replay_share,
                     method=method,
                     method_options=options,
-                    embedding_model_id=whole_model_id(tasks, embedding_model_id),
+                    embedding_model_id=whole_model_id(tasks, VectorStore(database), embedding_model_id),
                     deploy_as_blue=deploy_as_blue,
                     force_deploy=force_deploy,
                     min_deploy_gain=min_deploy_gain,
@@ -285,9 +289,12 @@ def reindex(
     from embedding_studio.items.registry import with_absolute_paths
     from embedding_studio.serving import ServingError
     from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskError, TaskRepository, run_reindex, service
+    from embedding_studio.vectordb import VectorStore
 
     with friendly_errors():
-        tasks = TaskRepository(prepare_database())
+        database = prepare_database()
+        tasks = TaskRepository(database)
+        store = VectorStore(database)
         try:
             options = json.loads(loader_options)
         except json.JSONDecodeError as error:
@@ -297,15 +304,15 @@ def reindex(
         if loader:
             options = with_absolute_paths(loader, options)  # the caller's corpus.jsonl, not the worker's
         params = ReindexTaskParams(
-            dest_model_id=whole_model_id(tasks, dest_model_id) or dest_model_id,
-            source_model_id=whole_model_id(tasks, source_model_id),
+            dest_model_id=whole_model_id(tasks, store, dest_model_id) or dest_model_id,
+            source_model_id=whole_model_id(tasks, store, source_model_id),
             loader=LoaderSpec(name=loader, options=options) if loader else None,
             deploy_as_blue=deploy_as_blue,
             wait_on_conflict=wait_on_conflict,
         )
         try:
             if here:
-                service.check_reindex_request(params)  # before the model is loaded, not after
+                service.check_reindex_request(params, store)  # before the model is loaded, not after
                 with Progress(
                     TextColumn("reindex"), BarColumn(), TimeElapsedColumn(), TextColumn("{task.description}")
                 ) as progress:
@@ -315,6 +322,7 @@ def reindex(
                         progress=lambda fraction, message: progress.update(
                             bar, completed=fraction, description=message
                         ),
+                        store=store,
                     )
                 console.print(f"[green]{escape(result.summary())}[/green]")
                 return
@@ -438,9 +446,9 @@ def status() -> None:
 
     Example: embedding-studio status
     """
-    from embedding_studio import vectordb
     from embedding_studio.tasks import TaskRepository
     from embedding_studio.tasks.queue import queue_depth
+    from embedding_studio.vectordb import VectorStore
 
     with friendly_errors():
         embedded = configured_embedded_server()
@@ -461,7 +469,7 @@ def status() -> None:
         # Shown as SQLAlchemy's URL (the form DATABASE_URL is written in), the password hidden.
         shown = database.describe().replace("postgresql://", "postgresql+psycopg://", 1)
         console.print(f"[bold]database:[/bold] {shown} (PostgreSQL {version})")
-        deployment = vectordb.get_deployment()
+        deployment = VectorStore(database).get_deployment()
         console.print(
             f"[bold]blue model:[/bold] {deployment.blue_model_id or 'none (index the catalog first)'}"
             + (f", rollback to {deployment.previous_blue_model_id}" if deployment.previous_blue_model_id else "")

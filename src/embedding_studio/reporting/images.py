@@ -20,6 +20,7 @@ import numpy as np
 from embedding_studio.reporting.data import ImageQueryComparison, ImageResult
 
 if TYPE_CHECKING:
+    from embedding_studio.items.upserted_items import UpsertedItems
     from embedding_studio.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -76,9 +77,12 @@ def compare_image_queries(
     ]
 
 
-def image_task_comparisons(task: Task, pool_size: int = POOL_SIZE) -> tuple[list[ImageQueryComparison], str]:
+def image_task_comparisons(
+    task: Task, upserted: UpsertedItems, pool_size: int = POOL_SIZE
+) -> tuple[list[ImageQueryComparison], str]:
     """The comparison of an image fine-tuning task and a note saying how it was made; ``([], "")`` for text tasks,
-    ``([], why)`` when an image task cannot have one (no recorded queries, no best model)."""
+    ``([], why)`` when an image task cannot have one (no recorded queries, no best model). The catalog is the
+    method's loader with ``upserted`` (the API's upserts) on top."""
     from embedding_studio.finetuning.method import LoaderConfig, get_method
     from embedding_studio.items.registry import reads_images
     from embedding_studio.serving.models import resolve_model
@@ -98,7 +102,7 @@ def image_task_comparisons(task: Task, pool_size: int = POOL_SIZE) -> tuple[list
     if not task.best_run_id:
         return [], "the task has no fine-tuned model"
     start_model = str(result.get("start_model_id") or method.base_model)
-    loader = method.create_loader()
+    loader = method.create_loader(upserted)
     try:
         sample = loader.sample(pool_size, seed=0)
         images = [

@@ -11,6 +11,7 @@ from embedding_studio.reporting.data import DeploymentOutcome, ImageQueryCompari
 from embedding_studio.reporting.html import write_report
 
 if TYPE_CHECKING:
+    from embedding_studio.db import Database
     from embedding_studio.tasks import Task, TaskRepository
 
 logger = logging.getLogger(__name__)
@@ -60,17 +61,19 @@ def build_task_report(tasks: TaskRepository, task_id: str, out: Path | None = No
         held_out=saved.held_out if saved else None,
         deployment=DeploymentOutcome.of_task_result(task.result),
     )
-    data.image_queries, data.image_queries_note = _image_comparisons(task)
+    data.image_queries, data.image_queries_note = _image_comparisons(task, tasks.database)
     return write_report(data, out or default_report_path(task_id))
 
 
-def _image_comparisons(task: Task) -> tuple[list[ImageQueryComparison], str]:
-    """Thumbnails of held-out queries' top images before and after, for an image task; a failure to build them (a
-    model or a store out of reach) is a note on the page, not a missing report."""
+def _image_comparisons(task: Task, database: Database) -> tuple[list[ImageQueryComparison], str]:
+    """Thumbnails of held-out queries' top images before and after, for an image task (its catalog read with the
+    upserts of ``database``); a failure to build them (a model or a store out of reach) is a note on the page, not a
+    missing report."""
+    from embedding_studio.items.upserted_items import UpsertedItems
     from embedding_studio.reporting.images import image_task_comparisons
 
     try:
-        return image_task_comparisons(task)
+        return image_task_comparisons(task, UpsertedItems(database))
     except Exception as error:  # noqa: BLE001 - the trials and the verdict are worth a report on their own
         logger.warning("report of task %s: no image comparison: %s", task.id, error)
         return [], f"the image comparison could not be built: {type(error).__name__}: {error}"

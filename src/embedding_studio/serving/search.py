@@ -4,8 +4,8 @@ The hot path is one read of the blue pointer, one query encoding with the model 
 process, one SQL query, and one insert of the session; the blue pointer is read per request, so a flip
 takes effect on the next search and a search in flight finishes on the collection it started with.
 
-Search reads the ``VectorStore`` it is handed and records the session on that store's database; without one, the
-default database's (the API's searcher and the CLI's in-process answer).
+Search reads the ``VectorStore`` it is handed and records the session on that store's database (the API's searcher
+hands the lifespan's store, the CLI's in-process answer its command's).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import numpy as np
 from embedding_studio import vectordb
 from embedding_studio.serving.errors import BlueModelUnavailableError, UnknownModelError
 from embedding_studio.serving.models import resolve_model
-from embedding_studio.vectordb import VectorStore, default_vector_store
+from embedding_studio.vectordb import VectorStore
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,11 @@ def search_blue(
     offset: int = 0,
     user_id: str | None = None,
     record_session: bool = True,
-    store: VectorStore | None = None,
+    *,
+    store: VectorStore,
 ) -> SearchAnswer:
     """Raises ``vectordb.NoBlueModelError`` before any model is deployed, ``BlueModelUnavailableError`` (an
     ``UnknownModelError``) if the blue model cannot be loaded."""
-    store = store or default_vector_store()
     blue = store.get_blue_collection()
     if blue is None:
         raise vectordb.NoBlueModelError()

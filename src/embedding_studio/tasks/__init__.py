@@ -14,7 +14,7 @@ from embedding_studio.tasks.params import FineTuningTaskParams, LoaderSpec, Rein
 from embedding_studio.tasks.reindex import ReindexResult, index_catalog, run_reindex
 from embedding_studio.tasks.repository import TaskRepository
 from embedding_studio.tasks.types import ALL_QUEUES, Task, TaskKind, TaskStatus
-from embedding_studio.tasks.workers import TaskWorkers, upsert_worker
+from embedding_studio.tasks.workers import TaskWorkers
 
 __all__ = [
     "ALL_QUEUES",
@@ -36,5 +36,4 @@ __all__ = [
     "UpsertTaskParams",
     "index_catalog",
     "run_reindex",
-    "upsert_worker",
 ]

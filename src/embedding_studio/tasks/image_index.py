@@ -26,7 +26,7 @@ from embedding_studio.config import get_settings
 from embedding_studio.items.display import ItemDisplay, display_payload
 from embedding_studio.items.types import DownloadedItem, FailedItem
 from embedding_studio.tasks.params import LoaderSpec, ReindexTaskParams
-from embedding_studio.vectordb import MAINTAINED_STATES, VectorStore, default_vector_store
+from embedding_studio.vectordb import MAINTAINED_STATES, VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -198,13 +198,12 @@ def holds_images(store: VectorStore, collection: vectordb.Collection) -> bool:
     return store.any_payload_with_key(collection.table_name, IMAGE_URL_KEY)
 
 
-def check_upsert_kinds(upserts: list[Any], store: VectorStore | None = None) -> None:
+def check_upsert_kinds(upserts: list[Any], store: VectorStore) -> None:
     """Refuse, when the upsert is asked for, items the serving collections cannot embed: a text item into an image
     collection, an image into a text one (``ValueError`` naming the item and the collection), rather than a task
-    that fails in the worker. ``store``: the default database's when not given."""
+    that fails in the worker; the serving collections are ``store``'s."""
     if not upserts:
         return
-    store = store or default_vector_store()
     for collection in store.list_collections(MAINTAINED_STATES):
         images = holds_images(store, collection)
         for item in upserts:

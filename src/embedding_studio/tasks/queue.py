@@ -16,7 +16,6 @@ import procrastinate
 from psycopg.rows import namedtuple_row
 
 from embedding_studio.db import Database
-from embedding_studio.db.pool import current_conninfo
 from embedding_studio.tasks import queries
 from embedding_studio.tasks.repository import TaskRepository
 from embedding_studio.tasks.types import QUEUE_OF_KIND, Task, TaskKind, TaskStatus
@@ -33,12 +32,9 @@ _apps: dict[str, procrastinate.App] = {}
 _lock = threading.Lock()
 
 
-def get_sending_app(database: Database | None = None) -> procrastinate.App:
-    """A procrastinate app with a sync connector on ``database``, opened once per database.
-
-    Without one it is the process's default database: only ``tasks.shards`` still asks so (here and through
-    :func:`cancel_job`), until the vector store is handed its database too."""
-    conninfo = database.conninfo if database is not None else current_conninfo()
+def get_sending_app(database: Database) -> procrastinate.App:
+    """A procrastinate app with a sync connector on ``database``, opened once per database."""
+    conninfo = database.conninfo
     with _lock:
         app = _apps.get(conninfo)
         if app is None:
@@ -72,8 +68,8 @@ def send_task(tasks: TaskRepository, task: Task) -> Task:
     return tasks.get_task(task.id)
 
 
-def cancel_job(job_id: int, database: Database | None = None) -> bool:
-    """Remove a job that no worker has taken yet (``database``: see :func:`get_sending_app`)."""
+def cancel_job(job_id: int, database: Database) -> bool:
+    """Remove a job of ``database``'s queue that no worker has taken yet."""
     try:
         return bool(get_sending_app(database).job_manager.cancel_job_by_id(job_id))
     except Exception:  # the job is running or gone: the task's own cancel flag handles it

@@ -13,8 +13,8 @@ Items become text parts with ``items.item_parts`` and the build's ``ItemText`` (
 so search serves the texts the model was trained on); the collection keeps it for later upserts. A source
 collection cut with another ``ItemText`` cannot be copied, so the items are then read from the catalog.
 
-Everything is read and written through the ``VectorStore`` the reindex is handed (``run_reindex(..., store=)``;
-without one, the default database's), whose ``Database`` also holds the destination's lock.
+Everything is read and written through the ``VectorStore`` the reindex is handed (``run_reindex(..., store=)``),
+whose ``Database`` also holds the destination's lock.
 
 Each item read from the catalog gets a display payload (``items.display``: a title, a snippet of the text
 the model embeds, the fields the build's ``ItemDisplay`` names, the loader's own payload on top), stored with
@@ -43,7 +43,7 @@ from embedding_studio.serving.models import resolve_model
 from embedding_studio.tasks import reindex_queries as queries
 from embedding_studio.tasks.errors import TaskCanceledError
 from embedding_studio.tasks.params import LoaderSpec, ReindexTaskParams
-from embedding_studio.vectordb import VectorStore, default_vector_store
+from embedding_studio.vectordb import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -573,12 +573,12 @@ def run_reindex(
     on_wait: Callable[[], None] | None = None,
     model: Any | None = None,
     task_id: str | None = None,
-    store: VectorStore | None = None,
+    *,
+    store: VectorStore,
 ) -> ReindexResult:
     """Take the destination's lock (waiting or refusing), build, release. ``task_id``: the worker's task, whose
     large catalog is then embedded by shards on every reindex worker. ``store``: the vector store to build in (its
-    database holds the lock); the default database's when not given."""
-    store = store or default_vector_store()
+    database holds the lock)."""
     progress = progress or (lambda fraction, message: None)
     should_stop = should_stop or (lambda: False)
     lock = acquire_destination(
@@ -600,12 +600,11 @@ def index_catalog(
     deploy_as_blue: bool = True,
     batch_size: int = 256,
     progress: Progress | None = None,
-    store: VectorStore | None = None,
+    *,
+    store: VectorStore,
 ) -> ReindexResult:
-    """Index a catalog with a model in this process (the first deployment: no collection exists yet).
-
-    ``loader`` defaults to the configured catalog loader; ``store`` to the default database's vector store.
-    """
+    """Index a catalog with a model in this process (the first deployment: no collection exists yet) into
+    ``store``; ``loader`` defaults to the configured catalog loader."""
     settings = get_settings()
     spec = loader or LoaderSpec(name=settings.catalog_loader, options=settings.catalog_loader_options)
     params = ReindexTaskParams(

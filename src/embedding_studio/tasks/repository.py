@@ -5,22 +5,19 @@ stalled-job recovery can race on one task and the table still tells one consiste
 
 :class:`TaskRepository` is handed the :class:`~embedding_studio.db.Database` it runs on and sends only the
 statements of ``tasks.queries``. Whoever wires the process (the API's lifespan, a CLI command, the worker's
-start-up) builds it on the process's ``Database`` and hands it down. Two module-level functions
-(``repository.get_task``/``find_task``) are still the same methods on the default database, for the vector store's
-callers that are not handed a repository yet.
+start-up, a job's entry point) builds it on the process's ``Database`` and hands it down.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from psycopg.rows import dict_row
 
-from embedding_studio.db import Database, default_database
+from embedding_studio.db import Database
 from embedding_studio.tasks import queries
 from embedding_studio.tasks.errors import (
     AmbiguousIdError,
@@ -31,9 +28,6 @@ from embedding_studio.tasks.errors import (
 from embedding_studio.tasks.types import FINAL_STATUSES, Task, TaskKind, TaskStatus
 
 MAX_ERROR_LENGTH = 4000
-
-Arguments = ParamSpec("Arguments")
-Answer = TypeVar("Answer")
 
 #: The shortest id prefix printed, as git does: short enough to type, long enough to stay unique for long.
 MIN_ID_PREFIX = 8
@@ -301,29 +295,3 @@ def _common_prefix_length(first: str, second: str | None) -> int:
             break
         length += 1
     return length
-
-
-def default_task_repository() -> TaskRepository:
-    """The repository on the process's default database: only for the few callers not handed one yet (below,
-    ``service.create_reindex_task``, ``workers.upsert_worker``)."""
-    return TaskRepository(default_database())
-
-
-def _on_default_database(
-    method: Callable[Concatenate[TaskRepository, Arguments], Answer],
-) -> Callable[Arguments, Answer]:
-    """``method`` as a module-level function on the default database, looked up per call (so a test that swaps
-    databases is followed)."""
-
-    @functools.wraps(method)
-    def on_default_database(*args: Arguments.args, **kwargs: Arguments.kwargs) -> Answer:
-        return method(default_task_repository(), *args, **kwargs)
-
-    return on_default_database
-
-
-# Kept only for the callers not handed a repository yet, all in the vector store's half of issue 14 item 2:
-# tasks/shards.py (find_task), tests/tasks/test_sharded_reindex.py and tests/tasks/test_image_upserts.py (get_task).
-# New code takes a TaskRepository; these go when those files do.
-get_task = _on_default_database(TaskRepository.get_task)
-find_task = _on_default_database(TaskRepository.find_task)

@@ -11,8 +11,9 @@ A task is recorded before its job is queued; a process that dies between the two
 with no job. The same periodic check queues those (`send_unsent_tasks`), so no task stays ``pending``
 forever either. A job sent twice runs once: the second finds its task no longer pending.
 
-``run_worker`` builds the process's one ``Database`` and hands its ``TaskRepository`` to the job functions
-(``workers.TaskWorkers``, ``trials.fine_tuning_trials_worker``) and to the recovery here.
+``run_worker`` takes the process's one ``Database`` and hands its ``TaskRepository`` and ``VectorStore`` to the job
+functions (``workers.TaskWorkers``, ``trials.fine_tuning_trials_worker``, ``shards.reindex_shards_worker``) and the
+repository to the recovery here.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from embedding_studio.tasks.shards import SHARDS_JOB_NAME, SHARDS_QUEUE, reindex
 from embedding_studio.tasks.trials import TRIALS_JOB_NAME, TRIALS_QUEUE, fine_tuning_trials_worker, set_worker_name
 from embedding_studio.tasks.types import ALL_QUEUES, QUEUE_OF_KIND, TaskKind, TaskStatus
 from embedding_studio.tasks.workers import RUNNING_HERE, TaskWorkers
+from embedding_studio.vectordb import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -40,17 +42,18 @@ RETRIED_KINDS = frozenset({TaskKind.reindex, TaskKind.upsert})
 MAX_TASK_ATTEMPTS = 2
 
 
-def build_worker_app(tasks: TaskRepository, concurrency: int = 1) -> procrastinate.App:
-    """procrastinate on the tasks' database, with the job functions on ``tasks`` registered under the job names."""
+def build_worker_app(tasks: TaskRepository, store: VectorStore, concurrency: int = 1) -> procrastinate.App:
+    """procrastinate on the tasks' database, with the job functions on ``tasks`` and ``store`` registered under the
+    job names."""
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(
             conninfo=tasks.database.conninfo, min_size=1, max_size=max(4, concurrency + 3)
         )
     )
-    for kind, function in TaskWorkers(tasks).functions().items():
+    for kind, function in TaskWorkers(tasks, store).functions().items():
         app.task(name=JOB_NAMES[kind], queue=QUEUE_OF_KIND[kind])(function)
     app.task(name=TRIALS_JOB_NAME, queue=TRIALS_QUEUE)(functools.partial(fine_tuning_trials_worker, tasks))
-    app.task(name=SHARDS_JOB_NAME, queue=SHARDS_QUEUE)(reindex_shards_worker)
+    app.task(name=SHARDS_JOB_NAME, queue=SHARDS_QUEUE)(functools.partial(reindex_shards_worker, tasks, store))
     return app
 
 
@@ -128,7 +131,8 @@ def run_worker(
 ) -> None:
     """Run a worker until SIGINT/SIGTERM: the given queues (default all), ``concurrency`` jobs at once.
 
-    This is the worker process's wiring: it takes the process's ``Database`` and hands its ``TaskRepository`` down.
+    This is the worker process's wiring: it takes the process's ``Database`` and hands its ``TaskRepository`` and
+    ``VectorStore`` down.
     """
     from embedding_studio.db import default_database, upgrade_database
 
@@ -138,8 +142,9 @@ def run_worker(
     if stalled_after_s <= heartbeat_interval_s:
         raise ValueError("stalled_after_s must be longer than heartbeat_interval_s, or live workers look dead")
     upgrade_database()
-    tasks = TaskRepository(default_database())
-    app = build_worker_app(tasks, concurrency=concurrency)
+    database = default_database()
+    tasks = TaskRepository(database)
+    app = build_worker_app(tasks, VectorStore(database), concurrency=concurrency)
     worker_name = name or f"{socket.gethostname()}-{os.getpid()}"
     set_worker_name(worker_name)  # what a fine-tuning task's progress names for the trials run here
 

@@ -4,9 +4,9 @@ The API and the CLI both come here: an unknown or unreleased batch, or a model t
 refused with a reason before a task exists; a reindex into a model another reindex is building is
 recorded as ``refused`` unless the caller asked to wait.
 
-:class:`TaskService` is handed the ``TaskRepository`` it records tasks in (the clickstream batches it checks are
-read on the same database); the checks that read no table (``check_method_exists``, ``check_loader_spec``,
-``check_reindex_request``) stay functions.
+:class:`TaskService` is handed the ``TaskRepository`` it records tasks in (the clickstream batches it checks and the
+vector store's blue pointer and collections are read on the same database); the checks that read no task
+(``check_method_exists``, ``check_loader_spec``, ``check_reindex_request`` on the store it is handed) stay functions.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from embedding_studio.tasks.types import Task, TaskKind, TaskStatus
 
 if TYPE_CHECKING:
     from embedding_studio.clickstream.dao import ClickstreamRepository
+    from embedding_studio.vectordb import VectorStore
 
 
 class InvalidTaskError(TaskError):
@@ -111,12 +112,10 @@ def check_loader_spec(name: str, options: dict[str, Any], field: str = "loader")
         raise InvalidTaskError(str(error), field=field) from error
 
 
-def check_reindex_request(params: ReindexTaskParams) -> None:
+def check_reindex_request(params: ReindexTaskParams, store: VectorStore) -> None:
     """What a worker would find wrong only after the task waited in the queue: a destination or source that
-    names no model, a destination that is already blue (its collection is what search reads: it is never
-    rebuilt in place), a loader that cannot be built."""
-    from embedding_studio import vectordb
-
+    names no model, a destination that is already blue in ``store`` (its collection is what search reads: it is
+    never rebuilt in place), a loader that cannot be built."""
     for field, model_id in (("dest_model_id", params.dest_model_id), ("source_model_id", params.source_model_id)):
         if model_id is None:
             continue
@@ -124,7 +123,7 @@ def check_reindex_request(params: ReindexTaskParams) -> None:
             check_model_exists(model_id)
         except UnknownModelError as error:
             raise InvalidTaskError(str(error), field=field) from error
-    if vectordb.get_deployment().blue_model_id == params.dest_model_id:
+    if store.get_deployment().blue_model_id == params.dest_model_id:
         raise ModelStateError(
             f"model {params.dest_model_id!r} is already the blue model: search answers from its collection, which "
             "is never rebuilt in place; reindex into another model (or `embedding-studio models rollback` first)"
@@ -135,13 +134,15 @@ def check_reindex_request(params: ReindexTaskParams) -> None:
 
 class TaskService:
     """Checking, recording and sending tasks in the task table it is handed (and reading the clickstream batches
-    of the same database)."""
+    and the vector store of the same database)."""
 
     def __init__(self, tasks: TaskRepository) -> None:
         from embedding_studio.clickstream.dao import ClickstreamRepository
+        from embedding_studio.vectordb import VectorStore
 
         self._tasks = tasks
         self._clickstream: ClickstreamRepository = ClickstreamRepository(tasks.database)
+        self._store = VectorStore(tasks.database)
 
     @property
     def tasks(self) -> TaskRepository:
@@ -205,7 +206,7 @@ class TaskService:
             existing = self._existing(idempotency_key, TaskKind.fine_tuning)
             if existing is not None:
                 return existing, False
-        self.resolve_batch_ids(params, _blue_model_id())
+        self.resolve_batch_ids(params, self._store.get_deployment().blue_model_id)
         check_method_exists(params.method, params.method_options)
         if params.embedding_model_id is not None:
             check_model_exists(params.embedding_model_id)
@@ -232,7 +233,7 @@ class TaskService:
             if existing is not None:
                 return existing
         if check_model:
-            check_reindex_request(params)
+            check_reindex_request(params, self._store)
         stored_params = params.model_dump(mode="json")
         conflicts = self._tasks.active_reindex_tasks(params.dest_model_id)
         if conflicts and not params.wait_on_conflict:
@@ -259,7 +260,7 @@ class TaskService:
         from embedding_studio.tasks.image_index import check_upsert_kinds
 
         try:
-            check_upsert_kinds(params.upserts)
+            check_upsert_kinds(params.upserts, self._store)
         except ValueError as error:
             raise InvalidTaskError(str(error), field="upserts") from None
         task, created = self._tasks.create_task(
@@ -284,24 +285,3 @@ class TaskService:
                 )
             return task
         return None
-
-
-def _blue_model_id() -> str | None:
-    from embedding_studio import vectordb
-
-    return vectordb.get_deployment().blue_model_id
-
-
-def create_reindex_task(
-    params: ReindexTaskParams,
-    parent_id: str | None = None,
-    idempotency_key: str | None = None,
-    check_model: bool = True,
-) -> Task:
-    """:meth:`TaskService.create_reindex_task` on the process's default database: kept only for
-    tests/tasks/test_sharded_reindex.py until that test is handed a repository; new code builds a TaskService."""
-    from embedding_studio.tasks.repository import default_task_repository
-
-    return TaskService(default_task_repository()).create_reindex_task(
-        params, parent_id=parent_id, idempotency_key=idempotency_key, check_model=check_model
-    )

@@ -24,9 +24,10 @@ retried build starts over under a new build id.
 Progress is the owner's to write (helpers write only their shard's row): "shards 3/8 done (worker-a 2, worker-b 1),
 2 running; 12,000 of 40,000 items embedded". The result adds ``shards``, ``shard_workers`` and ``retried_shards``.
 
-The owner works on the ``VectorStore`` its reindex was handed, a helper job on the default database's; the
-``reindex_shards`` rows are read and written through :class:`ShardTable` on that store's database (its SQL in
-``tasks.reindex_queries``).
+The owner works on the ``VectorStore`` its reindex was handed, a helper job on the ``TaskRepository`` and
+``VectorStore`` the worker's start-up registered it with (``runner.build_worker_app``, both on the worker's one
+``Database``); the ``reindex_shards`` rows are read and written through :class:`ShardTable` on that store's database
+(its SQL in ``tasks.reindex_queries``), and the helper jobs are queued and dropped on it too.
 """
 
 from __future__ import annotations
@@ -46,12 +47,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from embedding_studio import vectordb
 from embedding_studio.db import Database
 from embedding_studio.tasks import reindex_queries as queries
-from embedding_studio.tasks import repository
 from embedding_studio.tasks.errors import TaskCanceledError
 from embedding_studio.tasks.params import ReindexTaskParams
 from embedding_studio.tasks.reindex import ShardReader, _CopyWriter, encode_batch_size, shard_reader_of
+from embedding_studio.tasks.repository import TaskRepository
 from embedding_studio.tasks.types import QUEUE_OF_KIND, TaskKind, TaskStatus
-from embedding_studio.vectordb import VectorStore, default_vector_store
+from embedding_studio.vectordb import VectorStore
 
 logger = logging.getLogger(__name__)
 
@@ -322,13 +323,14 @@ def _describe(error: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------- owner
 
 
-def send_shard_jobs(task_id: str, build_id: str, source: dict[str, Any], count: int) -> list[int]:
-    """Queue ``count`` helper jobs of the build on the reindex queue (one per worker that may help at most)."""
+def send_shard_jobs(database: Database, task_id: str, build_id: str, source: dict[str, Any], count: int) -> list[int]:
+    """Queue ``count`` helper jobs of the build on ``database``'s reindex queue (one per worker that may help at
+    most)."""
     from embedding_studio.tasks.queue import get_sending_app
 
     if count <= 0:
         return []
-    deferrer = get_sending_app().configure_task(SHARDS_JOB_NAME, queue=SHARDS_QUEUE)
+    deferrer = get_sending_app(database).configure_task(SHARDS_JOB_NAME, queue=SHARDS_QUEUE)
     return [int(deferrer.defer(task_id=task_id, build_id=build_id, source=source)) for _ in range(count)]
 
 
@@ -359,7 +361,9 @@ def build_by_shards(
     table.record(task_id, build_id, me, slices)
     job_ids: list[int] = []
     try:
-        job_ids = send_shard_jobs(task_id, build_id, reader.describe, min(len(slices) - 1, settings.shard_helpers))
+        job_ids = send_shard_jobs(
+            store.database, task_id, build_id, reader.describe, min(len(slices) - 1, settings.shard_helpers)
+        )
         total = len(item_ids)
         progress(
             0.02,
@@ -420,26 +424,28 @@ def build_by_shards(
         from embedding_studio.tasks.queue import cancel_job
 
         for job_id in job_ids:  # helper jobs no worker took: nothing is left for them
-            cancel_job(job_id)
+            cancel_job(job_id, store.database)
         table.delete(build_id)
 
 
 # ---------------------------------------------------------------------------------------------- helper
 
 
-def _helping_is_over(task_id: str) -> bool:
-    task = repository.find_task(task_id)
+def _helping_is_over(tasks: TaskRepository, task_id: str) -> bool:
+    task = tasks.find_task(task_id)
     return task is None or task.status is not TaskStatus.processing or task.cancel_requested
 
 
-def reindex_shards_worker(task_id: str, build_id: str, source: dict[str, Any]) -> None:
+def reindex_shards_worker(
+    tasks: TaskRepository, store: VectorStore, task_id: str, build_id: str, source: dict[str, Any]
+) -> None:
     """A helper job: embed shards of the task's build until none is left to take, the task ended, or it was canceled.
 
     A shard that raises is put back for another try and ends this job (failed): a worker that cannot embed should
-    not take every shard in turn. The job is wiring: it works on the default database's vector store."""
-    store = default_vector_store()
+    not take every shard in turn. ``tasks`` and ``store`` are the worker's (``runner.build_worker_app`` registers
+    the job with them bound, as procrastinate passes only the job's own arguments)."""
     table = ShardTable(store.database)
-    task = repository.find_task(task_id)
+    task = tasks.find_task(task_id)
     if task is None or task.kind is not TaskKind.reindex or task.status is not TaskStatus.processing:
         logger.info("shard job of task %s skipped: the task is not a running reindex", task_id)
         return
@@ -473,7 +479,7 @@ def reindex_shards_worker(task_id: str, build_id: str, source: dict[str, Any]) -
                     embed,
                     max(1, params.batch_size),
                     settings,
-                    lambda: _helping_is_over(task_id),
+                    lambda: _helping_is_over(tasks, task_id),
                     pause_s=params.pause_between_batches_s,
                 )
             except ShardClaimLost as error:

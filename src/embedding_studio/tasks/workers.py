@@ -5,12 +5,13 @@ or refused. On any other exception the task is marked failed with the reason and
 again (procrastinate records the job as failed too), as in the seed; model and GPU memory are freed
 whatever happens.
 
-They are the methods of :class:`TaskWorkers`, which is handed the ``TaskRepository`` the worker process runs on
-(``runner.build_worker_app`` registers them under the job names).
+They are the methods of :class:`TaskWorkers`, which is handed the ``TaskRepository`` and the ``VectorStore`` the
+worker process runs on (``runner.build_worker_app`` registers them under the job names).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from embedding_studio.tasks.params import (
 from embedding_studio.tasks.reindex import ReindexConflictError, run_reindex
 from embedding_studio.tasks.repository import TaskRepository
 from embedding_studio.tasks.types import Task, TaskKind, TaskStatus
+from embedding_studio.vectordb import VectorStore
 
 if TYPE_CHECKING:
     from embedding_studio.finetuning import FineTuningResult
@@ -54,7 +56,7 @@ def _describe(error: BaseException) -> str:
 RUNNING_HERE: set[str] = set()
 
 
-def run_task(tasks: TaskRepository, task_id: str, kind: TaskKind, body: Callable[[TaskRepository, Task], None]) -> None:
+def run_task(tasks: TaskRepository, task_id: str, kind: TaskKind, body: Callable[[Task], None]) -> None:
     RUNNING_HERE.add(task_id)
     try:
         _run_task(tasks, task_id, kind, body)
@@ -62,9 +64,7 @@ def run_task(tasks: TaskRepository, task_id: str, kind: TaskKind, body: Callable
         RUNNING_HERE.discard(task_id)
 
 
-def _run_task(
-    tasks: TaskRepository, task_id: str, kind: TaskKind, body: Callable[[TaskRepository, Task], None]
-) -> None:
+def _run_task(tasks: TaskRepository, task_id: str, kind: TaskKind, body: Callable[[Task], None]) -> None:
     task = tasks.find_task(task_id)
     if task is None:
         logger.warning("job for task %s skipped: the task does not exist", task_id)
@@ -77,7 +77,7 @@ def _run_task(
         logger.info("task %s is %s, not pending: nothing to run", task_id, task.status.value)
         return
     try:
-        body(tasks, started)
+        body(started)
     except TaskCanceledError as error:
         tasks.finish_task(task_id, TaskStatus.canceled, error=str(error))
     except Exception as error:
@@ -107,7 +107,7 @@ def cancel_checker(tasks: TaskRepository, task_id: str) -> Callable[[], bool]:
 # ------------------------------------------------------------------------------------------ fine-tuning
 
 
-def _fine_tune(tasks: TaskRepository, task: Task) -> None:
+def _fine_tune(tasks: TaskRepository, store: VectorStore, task: Task) -> None:
     from embedding_studio.clickstream.dao import ClickstreamRepository
     from embedding_studio.finetuning import run_fine_tuning
     from embedding_studio.finetuning.errors import FineTuningCanceled
@@ -116,7 +116,7 @@ def _fine_tune(tasks: TaskRepository, task: Task) -> None:
 
     params = FineTuningTaskParams.model_validate(task.params)
     method = get_method(params.method, **params.method_options)
-    blue_model_id = vectordb.get_deployment().blue_model_id
+    blue_model_id = store.get_deployment().blue_model_id
     # since_blue is resolved now, not when the task was sent: a batch may have been released since. Named batches
     # go as they are: the pipeline checks them again before reading anything.
     service = TaskService(tasks)
@@ -148,7 +148,7 @@ def _fine_tune(tasks: TaskRepository, task: Task) -> None:
     child_id: str | None = None
     decision: DeploymentDecision | None = None
     if params.deploy_as_blue:
-        decision = _deployment_decision(params, result, reference_model_id)
+        decision = _deployment_decision(store, params, result, reference_model_id)
         logger.info("fine-tuning task %s: %s", task.id, decision.reason)
     if decision is not None and decision.deployed:
         # As in the seed: the deployment is a reindex task of its own, a child of this one.
@@ -208,13 +208,13 @@ def _image_loader_of(method: Any) -> LoaderSpec | None:
 
 
 def _deployment_decision(
-    params: FineTuningTaskParams, result: FineTuningResult, compared_with: str | None
+    store: VectorStore, params: FineTuningTaskParams, result: FineTuningResult, compared_with: str | None
 ) -> DeploymentDecision:
     """The gate, on the figures ``run_fine_tuning`` measured for the best model and for blue."""
     metric = result.main_metric
     candidate = result.metrics.get(metric)
     blue = result.reference_metrics.get(metric) if compared_with is not None else None
-    blue_now = vectordb.get_deployment().blue_model_id
+    blue_now = store.get_deployment().blue_model_id
     if blue_now != compared_with:  # another deployment while this task trained: the figures are not about it
         return blue_changed_decision(
             candidate, blue, metric, compared_with, blue_now, params.min_deploy_gain, params.force_deploy
@@ -233,7 +233,7 @@ def _deployment_decision(
 # ---------------------------------------------------------------------------------------------- reindex
 
 
-def _reindex(tasks: TaskRepository, task: Task) -> None:
+def _reindex(tasks: TaskRepository, store: VectorStore, task: Task) -> None:
     params = ReindexTaskParams.model_validate(task.params)
     try:
         result = run_reindex(
@@ -241,6 +241,7 @@ def _reindex(tasks: TaskRepository, task: Task) -> None:
             progress=progress_reporter(tasks, task.id),
             should_stop=cancel_checker(tasks, task.id),
             task_id=task.id,  # a large catalog is embedded by shards on every reindex worker (tasks.shards)
+            store=store,
         )
     except ReindexConflictError as error:
         tasks.finish_task(task.id, TaskStatus.refused, error=str(error))
@@ -275,12 +276,12 @@ def _upsert_payload(item: Any) -> dict[str, Any] | None:
     return upserted_image_payload(item.image, item.payload)
 
 
-def _upsert(tasks: TaskRepository, task: Task) -> None:
+def _upsert(tasks: TaskRepository, store: VectorStore, task: Task) -> None:
     params = UpsertTaskParams.model_validate(task.params)
     changes = [
         vectordb.ItemChange(item.item_id, "upsert", item.data, _upsert_payload(item)) for item in params.upserts
     ] + [vectordb.ItemChange(item_id, "delete") for item_id in params.deletes]
-    written = vectordb.apply_item_changes(changes, _embedder_for)
+    written = store.apply_item_changes(changes, _embedder_for)
     tasks.finish_task(
         task.id,
         TaskStatus.done,
@@ -294,23 +295,28 @@ def _upsert(tasks: TaskRepository, task: Task) -> None:
 
 
 class TaskWorkers:
-    """The job functions of a worker process, on the task table they are handed."""
+    """The job functions of a worker process, on the task table and the vector store they are handed."""
 
-    def __init__(self, tasks: TaskRepository) -> None:
+    def __init__(self, tasks: TaskRepository, store: VectorStore) -> None:
         self._tasks = tasks
+        self._store = store
 
     @property
     def tasks(self) -> TaskRepository:
         return self._tasks
 
+    @property
+    def store(self) -> VectorStore:
+        return self._store
+
     def fine_tuning_worker(self, task_id: str) -> None:
-        run_task(self._tasks, task_id, TaskKind.fine_tuning, _fine_tune)
+        run_task(self._tasks, task_id, TaskKind.fine_tuning, functools.partial(_fine_tune, self._tasks, self._store))
 
     def reindex_worker(self, task_id: str) -> None:
-        run_task(self._tasks, task_id, TaskKind.reindex, _reindex)
+        run_task(self._tasks, task_id, TaskKind.reindex, functools.partial(_reindex, self._tasks, self._store))
 
     def upsert_worker(self, task_id: str) -> None:
-        run_task(self._tasks, task_id, TaskKind.upsert, _upsert)
+        run_task(self._tasks, task_id, TaskKind.upsert, functools.partial(_upsert, self._tasks, self._store))
 
     def functions(self) -> dict[TaskKind, Callable[[str], None]]:
         """The job function of each task kind (what ``runner.build_worker_app`` registers)."""
@@ -319,11 +325,3 @@ class TaskWorkers:
             TaskKind.reindex: self.reindex_worker,
             TaskKind.upsert: self.upsert_worker,
         }
-
-
-def upsert_worker(task_id: str) -> None:
-    """:meth:`TaskWorkers.upsert_worker` on the process's default database: kept only for
-    tests/tasks/test_image_upserts.py until that test is handed a repository; new code builds TaskWorkers."""
-    from embedding_studio.tasks.repository import default_task_repository
-
-    TaskWorkers(default_task_repository()).upsert_worker(task_id)

@@ -13,13 +13,13 @@ import psycopg
 from pgvector.psycopg import register_vector
 from psycopg_pool import ConnectionPool
 
-from embedding_studio.db import Database, close_default_database, default_database
+from embedding_studio.db import Database
 from embedding_studio.vectordb import queries
 
 DEFAULT_EF_SEARCH = 100
 POOL_NAME = "vectordb"
 
-__all__ = ["DEFAULT_EF_SEARCH", "POOL_NAME", "close_pools", "get_pool", "vectordb_pool"]
+__all__ = ["DEFAULT_EF_SEARCH", "POOL_NAME", "vectordb_pool"]
 
 
 def _configure(connection: psycopg.Connection[Any]) -> None:
@@ -30,13 +30,3 @@ def _configure(connection: psycopg.Connection[Any]) -> None:
 def vectordb_pool(database: Database) -> ConnectionPool:
     """The database's ``"vectordb"`` pool: pgvector's type registered and ``hnsw.ef_search`` set on each connection."""
     return database.pool(POOL_NAME, configure=_configure)
-
-
-def get_pool() -> ConnectionPool:
-    """The default database's ``"vectordb"`` pool, for callers not handed a ``VectorStore`` (benchmarks, tests)."""
-    return vectordb_pool(default_database())
-
-
-def close_pools() -> None:
-    """Close the default database's pools (tests that swap databases, workers shutting down)."""
-    close_default_database()

@@ -21,25 +21,24 @@ the loader read, with these items on top.
 
 :class:`VectorStore` is handed the :class:`~embedding_studio.db.Database` it runs on (its ``"vectordb"`` pool,
 ``vectordb.connection``) and sends only the statements of ``vectordb.queries``; rows become the frozen types of
-``vectordb.types`` through their ``from_row``. The module-level functions (``vectordb.get_deployment()``, ...) are
-the same methods on the process's default database, for the callers not handed a store yet.
+``vectordb.types`` through their ``from_row``. Every caller is handed its store by its process's wiring (the API
+lifespan, a CLI command, the worker's start-up); nothing here reaches for a default database.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 import numpy as np
 import psycopg
 from psycopg.types.json import Jsonb
 
-from embedding_studio.db import Database, default_database
+from embedding_studio.db import Database
 from embedding_studio.items.display import ItemDisplay, display_payload
 from embedding_studio.items.item_text import ItemText, ItemTextError, item_parts
 from embedding_studio.items.upserted_items import UpsertedItem, UpsertedItems
@@ -78,8 +77,6 @@ _MISSING_DEPLOYMENT = "the deployment row is missing: run `embedding-studio db u
 Embed = Callable[[list[str]], np.ndarray]
 Connection = psycopg.Connection[Any]
 Cursor = psycopg.Cursor[Any]
-Arguments = ParamSpec("Arguments")
-Answer = TypeVar("Answer")
 
 
 def collection_table_name(model_id: str) -> str:
@@ -592,41 +589,3 @@ class _RetryChanges(Exception):
 
 def _json(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
-
-
-# ------------------------------------------------------------------------- on the default database
-
-
-def default_vector_store() -> VectorStore:
-    """The store on the process's default database: the wiring for callers not handed one yet."""
-    return VectorStore(default_database())
-
-
-def _on_default_database(
-    method: Callable[Concatenate[VectorStore, Arguments], Answer],
-) -> Callable[Arguments, Answer]:
-    """``method`` as a module-level function on the default database, looked up per call (so a test that swaps
-    databases is followed)."""
-
-    @functools.wraps(method)
-    def on_default_database(*args: Arguments.args, **kwargs: Arguments.kwargs) -> Answer:
-        return method(default_vector_store(), *args, **kwargs)
-
-    return on_default_database
-
-
-# The callers not handed a store yet (workers, service, the API's model routes, CLI, benchmarks, their tests) call
-# these; new code takes a VectorStore instead.
-register_model = _on_default_database(VectorStore.register_model)
-get_model_record = _on_default_database(VectorStore.get_model_record)
-list_models = _on_default_database(VectorStore.list_models)
-get_collection = _on_default_database(VectorStore.get_collection)
-list_collections = _on_default_database(VectorStore.list_collections)
-start_collection = _on_default_database(VectorStore.start_collection)
-copy_parts = _on_default_database(VectorStore.copy_parts)
-build_index = _on_default_database(VectorStore.build_index)
-iter_source_parts = _on_default_database(VectorStore.iter_source_parts)
-finish_collection = _on_default_database(VectorStore.finish_collection)
-apply_item_changes = _on_default_database(VectorStore.apply_item_changes)
-get_deployment = _on_default_database(VectorStore.get_deployment)
-rollback = _on_default_database(VectorStore.rollback)

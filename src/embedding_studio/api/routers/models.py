@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, status
 
-from embedding_studio import vectordb
-from embedding_studio.api.deps import Tasks
+from embedding_studio.api.deps import Tasks, Vectors
 from embedding_studio.api.schemas.errors import INVALID_REQUEST, error_responses
 from embedding_studio.api.schemas.tasks import ModelListOut, ModelOut
 from embedding_studio.tasks.repository import TaskRepository
+from embedding_studio.vectordb import VectorStore
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -20,8 +20,8 @@ ModelId = Annotated[
 ]
 
 
-def _models(tasks: TaskRepository) -> ModelListOut:
-    deployment = vectordb.get_deployment()
+def _models(tasks: TaskRepository, store: VectorStore) -> ModelListOut:
+    deployment = store.get_deployment()
     return ModelListOut(
         blue_model_id=deployment.blue_model_id,
         previous_blue_model_id=deployment.previous_blue_model_id,
@@ -37,14 +37,14 @@ def _models(tasks: TaskRepository) -> ModelListOut:
                 created_at=record.created_at,
                 trained_batch_ids=tasks.trained_batch_ids(record.id),
             )
-            for record in vectordb.list_models()
+            for record in store.list_models()
         ],
     )
 
 
 @router.get("", response_model=ModelListOut)
-def list_models(tasks: Tasks) -> ModelListOut:
-    return _models(tasks)
+def list_models(tasks: Tasks, store: Vectors) -> ModelListOut:
+    return _models(tasks, store)
 
 
 @router.post(
@@ -58,9 +58,9 @@ def list_models(tasks: Tasks) -> ModelListOut:
         }
     ),
 )
-def rollback_model(model_id: ModelId, tasks: Tasks) -> ModelListOut:
+def rollback_model(model_id: ModelId, tasks: Tasks, store: Vectors) -> ModelListOut:
     """Roll the blue model ``model_id`` back: search flips to the previous blue model in one transaction."""
-    if vectordb.get_model_record(model_id) is None:
+    if store.get_model_record(model_id) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"model {model_id!r} has never been indexed")
-    vectordb.rollback(from_model_id=model_id)  # RollbackUnavailableError: 409 (api.errors)
-    return _models(tasks)
+    store.rollback(from_model_id=model_id)  # RollbackUnavailableError: 409 (api.errors)
+    return _models(tasks, store)

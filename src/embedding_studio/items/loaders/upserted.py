@@ -8,14 +8,13 @@ item replaces the loader's item of the same id, a deleted one is missing, the ot
 An upserted item's ``extra`` is its payload, as a loader's ``extra`` is what search returns with the item.
 
 The table is read through the ``items.upserted_items.UpsertedItems`` it is handed (a reindex hands the one on its
-store's database); without one, the default database's, looked up when first read.
+store's database).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable, Iterator
 
-from embedding_studio.db import default_database
 from embedding_studio.items.loader import MISSING, DataLoader, LoadResult, chunked, reservoir_sample, unique_metas
 from embedding_studio.items.types import DownloadedItem, FailedItem, ItemMeta
 from embedding_studio.items.upserted_items import UpsertedItem, UpsertedItems
@@ -24,15 +23,13 @@ from embedding_studio.items.upserted_items import UpsertedItem, UpsertedItems
 class WithUpsertedItems(DataLoader):
     """``inner``'s items with the API's upserts and deletes applied; reads the database when asked, not before."""
 
-    def __init__(self, inner: DataLoader, upserted: UpsertedItems | None = None) -> None:
+    def __init__(self, inner: DataLoader, upserted: UpsertedItems) -> None:
         super().__init__(source=inner.source)
         self.inner = inner
         self.content_type = inner.content_type
         self._upserted = upserted
 
     def _upserted_items(self, item_ids: list[str] | None = None) -> dict[str, UpsertedItem]:
-        if self._upserted is None:
-            self._upserted = UpsertedItems(default_database())
         return self._upserted.get(item_ids)
 
     def _downloaded(self, item: UpsertedItem, meta: ItemMeta | None = None) -> DownloadedItem:
