@@ -11,6 +11,7 @@ import pytest
 from embedding_studio.config import get_settings
 from embedding_studio.finetuning.hpo import IterationOutcome, iteration_gain, search_again_reason
 from embedding_studio.finetuning.query_retriever import normalize_query_text
+from embedding_studio.items.upserted_items import UpsertedItems
 
 from .test_pipeline import store_batch, toy_method
 from .toy_clicks import toy_sessions, write_catalog
@@ -148,7 +149,7 @@ def test_the_validation_split_keeps_whole_queries_across_batches(
     ]
     inputs, _, _ = _read_batches(clickstream_repository, batches, get_settings(), 1.0, seed=0)
     retriever = method.create_query_retriever()
-    loader = method.create_loader()
+    loader = method.create_loader(UpsertedItems(clickstream_repository.database))
     try:
         from embedding_studio.items.types import ItemMeta
 

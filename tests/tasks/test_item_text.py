@@ -21,6 +21,7 @@ from embedding_studio.finetuning.method import FineTuningMethod, LoaderConfig
 from embedding_studio.finetuning.pipeline import _load_items, _prepare_data
 from embedding_studio.finetuning.query_retriever import TextQueryRetriever
 from embedding_studio.items import ItemMeta
+from embedding_studio.items.upserted_items import UpsertedItems
 from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, index_catalog, run_reindex
 from embedding_studio.tasks.params import ItemTextOptions
 from embedding_studio.tasks.workers import TaskWorkers
@@ -28,6 +29,7 @@ from embedding_studio.tasks.workers import TaskWorkers
 from .worker_process import COMMON_WORDS, clear_queue
 
 if TYPE_CHECKING:
+    from embedding_studio.db import Database
     from embedding_studio.tasks.repository import TaskRepository
     from embedding_studio.vectordb import VectorStore
 
@@ -61,10 +63,12 @@ def sessions(item_ids: list[str]) -> list[FineTuningInput]:
     ]
 
 
-def trained_parts(method: FineTuningMethod, item_ids: list[str]) -> tuple[dict[str, list[str]], int]:
+def trained_parts(
+    method: FineTuningMethod, item_ids: list[str], database: Database
+) -> tuple[dict[str, list[str]], int]:
     """The texts fine-tuning trains on, through the pipeline's own loading and preparation; and the failures."""
     inputs = sessions(item_ids)
-    downloaded, failed = _load_items(method, inputs, get_settings())
+    downloaded, failed = _load_items(method, UpsertedItems(database), inputs, get_settings())
     data = _prepare_data(method, inputs, downloaded, TextQueryRetriever(), "clickstream batch 1")
     return dict(data.items.parts), len(failed) + len(data.items.failed)
 
@@ -98,7 +102,7 @@ def test_training_and_reindex_embed_the_same_texts_of_a_json_catalog_with_its_ow
     method = FineTuningMethod(name="products", loader=loader, validation_pool_size=0, **options)
     item_ids = [f"p-{index}" for index in range(ITEM_COUNT)]
 
-    trained, failures = trained_parts(method, item_ids)
+    trained, failures = trained_parts(method, item_ids, vector_store.database)
 
     model_id, _ = tiny_models
     run_reindex(
@@ -121,7 +125,9 @@ def test_training_and_reindex_embed_the_same_texts_of_a_json_catalog_with_its_ow
     assert vector_store.get_collection(model_id).item_text == method.item_text
 
 
-def test_items_named_otherwise_than_title_and_text_no_longer_fail_in_training(clean_db: str, tmp_path: Path) -> None:
+def test_items_named_otherwise_than_title_and_text_no_longer_fail_in_training(
+    clean_db: str, tmp_path: Path, database: Database
+) -> None:
     catalog = tmp_path / "products.jsonl"
     catalog.write_text(
         "".join(
@@ -134,7 +140,7 @@ def test_items_named_otherwise_than_title_and_text_no_longer_fail_in_training(cl
         loader=LoaderConfig(name="jsonl_catalog", options={"path": str(catalog)}),
         validation_pool_size=0,
     )
-    trained, failures = trained_parts(method, [f"n-{index}" for index in range(10)])
+    trained, failures = trained_parts(method, [f"n-{index}" for index in range(10)], database)
     assert failures == 0 and trained["n-3"] == ["kettle 3. boils water"]
 
 
@@ -195,7 +201,7 @@ def test_items_upserted_through_the_api_are_in_the_catalog_fine_tuning_reads_and
     result = run_reindex(params, store=vector_store)
     assert result.item_count == ITEM_COUNT and result.skipped_items == 0
     indexed = indexed_parts(vector_store, model_b)
-    trained, failures = trained_parts(method, ["new-1", "p-0", "p-2", "p-3", "p-4", "p-5"])
+    trained, failures = trained_parts(method, ["new-1", "p-0", "p-2", "p-3", "p-4", "p-5"], vector_store.database)
     assert failures == 0 and "p-1" not in indexed
     assert {item_id: indexed[item_id] for item_id in trained} == trained
     payloads = {part.item_id: part.payload for batch in vector_store.iter_source_parts(model_b) for part in batch}

@@ -134,20 +134,11 @@ class FineTuningMethod:
                 f"(known: {', '.join(sorted(known))})"
             )
 
-    def create_loader(self, upserted: UpsertedItems | None = None) -> DataLoader:
+    def create_loader(self, upserted: UpsertedItems) -> DataLoader:
         """The catalog: the method's loader with the items upserted (or deleted) through the API on top, read from
-        ``upserted`` (the ``upserted_items`` table of the caller's database).
-
-        Without ``upserted`` it is the process's default database's: the one compatibility path left, for
-        ``finetuning.pipeline``'s ``_load_items``/``_sample_catalog``, which are not handed a database yet (they
-        could hand ``UpsertedItems(clickstream.database)``)."""
+        ``upserted`` (the ``upserted_items`` table of the caller's database)."""
         from embedding_studio.items.loaders.upserted import WithUpsertedItems
 
-        if upserted is None:
-            from embedding_studio.db import default_database
-            from embedding_studio.items.upserted_items import UpsertedItems
-
-            upserted = UpsertedItems(default_database())
         loader = self.loader.create() if isinstance(self.loader, LoaderConfig) else self.loader()
         return WithUpsertedItems(loader, upserted)
 

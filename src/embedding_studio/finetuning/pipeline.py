@@ -51,6 +51,7 @@ from embedding_studio.finetuning.hpo import (
 from embedding_studio.finetuning.method import FineTuningMethod, get_method
 from embedding_studio.finetuning.query_retriever import normalize_query_text
 from embedding_studio.finetuning.shared_search import SharedTrials, TrialPlan, TrialsProgress, data_fingerprint
+from embedding_studio.items.upserted_items import UpsertedItems
 
 if TYPE_CHECKING:
     from embedding_studio.clickstream.dao import ClickstreamRepository
@@ -307,11 +308,13 @@ def _prepare(
     query_retriever = method.create_query_retriever()
     query_retriever.get_queries(inputs)  # fails early, naming the session, when a query cannot be rendered
 
+    # The catalog as the API left it: the loader's items with the upserts of the clickstream's own database on top.
+    upserted = UpsertedItems(clickstream.database)
     report(0.06, "loading the items shown in the batch")
-    downloaded, failed = _load_items(method, inputs, settings)
+    downloaded, failed = _load_items(method, upserted, inputs, settings)
 
     report(0.08, f"sampling up to {method.validation_pool_size} catalog items for the validation")
-    pool_sample = _sample_catalog(method, {item.meta.item_id for item in downloaded})
+    pool_sample = _sample_catalog(method, upserted, {item.meta.item_id for item in downloaded})
 
     report(0.10, "splitting sessions into train and test by query")
     data = _prepare_data(method, inputs, [*downloaded, *pool_sample], query_retriever, describe_batches(batch_ids))
@@ -424,14 +427,14 @@ def _start_metrics(selection: SelectionResult, best_run_id: str) -> dict[str, fl
     return dict(outcome.baseline_metrics) if outcome is not None else {}
 
 
-def _sample_catalog(method: FineTuningMethod, shown: set[str]) -> list[Any]:
+def _sample_catalog(method: FineTuningMethod, upserted: UpsertedItems, shown: set[str]) -> list[Any]:
     """``method.validation_pool_size`` catalog items the batch did not show: the retrieval validation's distractors.
 
     A loader that cannot be read whole is no reason to fail the task: validation then searches the shown items
     only, and the log says so."""
     if method.validation_pool_size <= 0:
         return []
-    loader = method.create_loader()
+    loader = method.create_loader(upserted)
     try:
         return loader.sample(method.validation_pool_size, seed=method.validation_pool_seed, exclude=shown)
     except Exception as error:  # the batch's own items loaded; a failed sample only narrows the validation
@@ -551,13 +554,13 @@ def _content_order(fine_tuning_input: FineTuningInput) -> tuple[str, tuple[str, 
 
 
 def _load_items(
-    method: FineTuningMethod, inputs: list[FineTuningInput], settings: Settings
+    method: FineTuningMethod, upserted: UpsertedItems, inputs: list[FineTuningInput], settings: Settings
 ) -> tuple[list[Any], list[FailedItem]]:
     from embedding_studio.items.types import ItemMeta
 
     item_ids = dict.fromkeys(item_id for fine_tuning_input in inputs for item_id in fine_tuning_input.results)
     metas = [ItemMeta(item_id=item_id, source=method.item_source) for item_id in item_ids]
-    loader = method.create_loader()
+    loader = method.create_loader(upserted)
     try:
         loaded = loader.load(metas)
     finally:
