@@ -34,6 +34,8 @@ import _common
 import optuna
 import torch
 
+from embedding_studio.finetuning.plugins.default_text import RECIPE_BATCH_SIZE, RECIPE_EPOCHS
+
 
 @dataclass
 class JobResult:
@@ -121,8 +123,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common.add_clickstream_arguments(parser)
     parser.add_argument("--trials", type=int, default=8, help="max_evals of each job")
-    parser.add_argument("--epochs", type=int, default=3, help="num_epochs of every trial (the default method's)")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--epochs", type=int, default=RECIPE_EPOCHS, help="num_epochs of every trial (the default method's)"
+    )
+    parser.add_argument("--batch-size", type=int, default=RECIPE_BATCH_SIZE, help="the default method's")
     parser.add_argument(
         "--test-each-n-inputs",
         type=float,
