@@ -286,7 +286,7 @@ def _to_device(features: dict[str, Any], device: torch.device) -> dict[str, Any]
 def train_mnrl(pairs: list[tuple[str, str]], args: argparse.Namespace, seed: int, device: torch.device) -> Any:
     """sentence-transformers' MultipleNegativesRankingLoss, trained as ``SentenceTransformer.fit`` would:
     AdamW, linear warm-up over 10% of the steps then linear decay, the same epochs as ours, batches with no
-    repeated text (in-batch negatives), ``--mnrl-lr`` and ``--mnrl-batch-size``.
+    repeated text (in-batch negatives), ``--mnrl-lr`` and ``--mnrl-batch-size``, at ours' precision.
 
     Trained at ``--max-seq-length`` tokens and returned at the model's own length, exactly as ours (which trains
     on tokens cut to ``FineTuningParams.max_seq_length`` and keeps the model's length for inference), so all three
@@ -297,6 +297,7 @@ def train_mnrl(pairs: list[tuple[str, str]], args: argparse.Namespace, seed: int
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import get_linear_schedule_with_warmup
 
+    from embedding_studio.finetuning.fine_tuner import training_precision
     from embedding_studio.models import load_embedding_model
     from embedding_studio.models.text import TextEmbeddingModel
 
@@ -313,6 +314,9 @@ def train_mnrl(pairs: list[tuple[str, str]], args: argparse.Namespace, seed: int
     steps_per_epoch = len(no_duplicate_batches(pairs, args.mnrl_batch_size, random.Random(seed)))
     total_steps = max(1, steps_per_epoch * args.epochs)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * total_steps), total_steps)
+    # Ours' precision (bf16 autocast where the hardware has it, fp32 weights and optimizer), so the two trainings'
+    # minutes compare the recipes, not the number formats.
+    autocast = training_precision(device.type == "cuda") == "bf16-mixed"
     model.train()
     for _ in range(args.epochs):
         for batch in no_duplicate_batches(pairs, args.mnrl_batch_size, rng):
@@ -321,7 +325,8 @@ def train_mnrl(pairs: list[tuple[str, str]], args: argparse.Namespace, seed: int
             features = [
                 _to_device(_tokenize(model, [pairs[index][side] for index in batch]), device) for side in (0, 1)
             ]
-            value = loss(features, labels=None)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
+                value = loss(features, labels=None)
             optimizer.zero_grad()
             value.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

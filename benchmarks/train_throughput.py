@@ -5,16 +5,20 @@ Both train, in one process and on one device, on the quality benchmark's simulat
 
 * ours: ``fit_fine_tuner`` on the sessions with the default method's recipe (``default_text.RECIPE``:
   in-batch negatives, InfoNCE in both directions), exactly as a trial runs it (the product's precision
-  choice: bf16 autocast on a GPU that has it; its AdamW; cached tokens; length-bucketed batches). One
-  example is one training row (a session with its clicked positives);
+  choice, ``fine_tuner.training_precision``: bf16 autocast where the GPU or CPU multiplies bf16 natively; its
+  AdamW; cached tokens; length-bucketed batches). One example is one training row (a session with its clicked
+  positives);
 * the peer: ``SentenceTransformerTrainer`` with ``MultipleNegativesRankingLoss`` on every
-  (query, clicked item) pair of the same sessions, ``NO_DUPLICATES`` batches, its default optimizer,
-  bf16 on a GPU that has it. One example is one pair.
+  (query, clicked item) pair of the same sessions, ``NO_DUPLICATES`` batches, its default optimizer, at
+  our precision (``bf16=True`` when ours runs bf16); and, when that is not the peer's own default (its
+  ``bf16`` is off unless asked for, so on a CPU with native bf16), once more at its default, fp32. One
+  example is one pair.
 
 Same batch size, sequence length, learning rate and device. Only steady-state steps are timed: the
 first ``--warmup-steps`` optimizer steps of each are excluded, CUDA is synchronized at both ends of the
 window, and our validations inside the window are timed (synchronized) and subtracted (the peer has
-none). Prints the device, examples/s of each, clicked pairs/s of each, the ratios and the precision.
+none). Prints the device, examples/s of each, clicked pairs/s of each, the ratios to each peer run and the
+precision of each.
 
     .venv/bin/python benchmarks/train_throughput.py --device cuda              # the issue's figure (GPU)
     .venv/bin/python benchmarks/train_throughput.py --device cpu --model /tmp/tiny-model --max-corpus 300 \\
@@ -179,7 +183,8 @@ def measure_ours(
     args: argparse.Namespace,
     device: torch.device,
     profile: StepProfile | None = None,
-) -> Throughput:
+) -> Throughput | None:
+    """Ours' steady-state rows/s; with ``profile``, prints where a step goes instead and returns None."""
     from embedding_studio.finetuning.fine_tuner import EmbeddingsFineTuner, fit_fine_tuner
     from embedding_studio.finetuning.params import FineTuningParams
     from embedding_studio.finetuning.plugins.default_text import RECIPE
@@ -225,7 +230,7 @@ def measure_ours(
         release_memory()
     if profile is not None:
         print(profile.report(), flush=True)
-        raise SystemExit(0)
+        return None
     if window.ended is None or window.started is None:
         raise SystemExit(
             WINDOW_NOT_REACHED.format(done=window.batches_done, needed=needed, why="early stopping or data ran out")
@@ -247,8 +252,9 @@ def measure_ours(
 
 
 def measure_peer(
-    clickstream: _common.SimulatedClickstream, args: argparse.Namespace, device: torch.device
+    clickstream: _common.SimulatedClickstream, args: argparse.Namespace, device: torch.device, bf16: bool
 ) -> Throughput:
+    """The peer's steady-state pairs/s; ``bf16``: its ``bf16=True`` (torch autocast, on a CPU too)."""
     try:
         from datasets import Dataset
         from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
@@ -306,7 +312,7 @@ def measure_peer(
             warmup_steps=max(1, int(0.1 * needed)),
             weight_decay=0.01,
             max_grad_norm=1.0,
-            bf16=_common.bf16_available(device),
+            bf16=bf16,
             use_cpu=device.type != "cuda",
             batch_sampler=BatchSamplers.NO_DUPLICATES,
             eval_strategy="no",
@@ -338,13 +344,20 @@ def measure_peer(
     precision = "bf16-mixed" if training_args.bf16 else "32-true"
     print(f"  peer: {len(pairs)} (query, clicked item) pairs", flush=True)
     return Throughput(
-        name="peer (SentenceTransformerTrainer + MNRL)",
+        name=f"peer (ST Trainer + MNRL, {'bf16' if bf16 else 'fp32'})",
         examples=state["examples"],
         pairs=float(state["examples"]),
         seconds=times["end"] - times["start"],
         precision=precision,
         optimizer=optimizer_name,
     )
+
+
+def ours_trains_in_bf16(device: torch.device) -> bool:
+    """The product's precision choice for this device (what ``fit_fine_tuner`` hands Lightning)."""
+    from embedding_studio.finetuning.fine_tuner import training_precision
+
+    return training_precision(device.type == "cuda") == "bf16-mixed"
 
 
 def _fused(optimizer: Any) -> Any:
@@ -390,31 +403,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.profile:
         measure_ours(clickstream, args, device, StepProfile(device, args.warmup_steps, args.steps))
+        return 0
     results: list[Throughput] = []
     if args.only in (None, "ours"):
-        results.append(measure_ours(clickstream, args, device))
+        ours = measure_ours(clickstream, args, device)
+        assert ours is not None
+        results.append(ours)
+    ours_bf16 = ours_trains_in_bf16(device)
     if args.only in (None, "peer"):
-        results.append(measure_peer(clickstream, args, device))
+        results.append(measure_peer(clickstream, args, device, bf16=ours_bf16))
+        if ours_bf16 and device.type != "cuda":
+            results.append(measure_peer(clickstream, args, device, bf16=False))
 
     print()
     print(
         f"batch size {args.batch_size}, max sequence length {args.max_seq_length}, lr {args.lr}, "
         f"{args.steps} timed steps after {args.warmup_steps} warm-up steps, model {args.model}"
     )
-    header = f"{'trainer':<42} {'examples/s':>11} {'pairs/s':>9} {'examples':>9} {'seconds':>8}  precision / optimizer"
+    header = f"{'trainer':<44} {'examples/s':>11} {'pairs/s':>9} {'examples':>9} {'seconds':>8}  precision / optimizer"
     print(header)
     print("-" * len(header))
     for result in results:
         print(
-            f"{result.name:<42} {result.examples_per_second:>11.1f} {result.pairs_per_second:>9.1f} "
+            f"{result.name:<44} {result.examples_per_second:>11.1f} {result.pairs_per_second:>9.1f} "
             f"{result.examples:>9} {result.seconds:>8.2f}  {result.precision} / {result.optimizer}"
         )
-    if len(results) == 2:
-        ours, peer = results
-        print(
-            f"ratio ours/peer: examples/s {ours.examples_per_second / peer.examples_per_second:.2f}x, "
-            f"clicked pairs/s {ours.pairs_per_second / peer.pairs_per_second:.2f}x (target: >= 1.3x examples/s)"
-        )
+    if len(results) >= 2 and args.only is None:
+        ours, *peers = results
+        for peer in peers:
+            print(
+                f"ratio ours/{peer.name}: examples/s {ours.examples_per_second / peer.examples_per_second:.2f}x, "
+                f"clicked pairs/s {ours.pairs_per_second / peer.pairs_per_second:.2f}x (target: >= 1.3x examples/s)"
+            )
         print("(ours: one example = one session row with its clicked positives, and its hard negatives when the recipe")
         print(" has them; pairs/s = rows/s x mean clicked positives per row. peer: one example = one (query, clicked")
         print(" item) pair)")

@@ -416,3 +416,47 @@ def test_nothing_is_refit_when_the_untrained_weights_are_kept() -> None:
     assert result.refit_steps == 0
     for name, value in model.query_tower.named_parameters():
         torch.testing.assert_close(value, initial[name])
+
+
+def test_a_known_baseline_is_not_validated_again_and_changes_nothing() -> None:
+    """A search's later trials hand the first trial's untrained validation in: the fit skips that validation and
+    trains, keeps and reports exactly what it would have after validating the same model itself."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    class CountValidationsOutsideFitting(pl.Callback):
+        def __init__(self) -> None:
+            self.count = 0
+
+        def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            self.count += trainer.state.fn != TrainerFn.FITTING
+
+    items, inputs, vocabulary = _toy_world(session_count=80)
+    split = TrainTestSplitter(seed=0).split(inputs)
+    params = FineTuningParams(query_lr=1e-3, batch_size=16, num_epochs=1, seed=2, choose_weight_share=True)
+    runs = []
+    for known in (None, "first run's"):
+        counter = CountValidationsOutsideFitting()
+        model = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)
+        reported: list[tuple[int, dict[str, float]]] = []
+        result = fit_fine_tuner(
+            EmbeddingsFineTuner(model, items, params=params),
+            split.train,
+            split.test,
+            params,
+            max_epochs=1,
+            test_each_n_inputs=32,
+            callbacks=[counter],
+            on_validation_metrics=lambda step, metrics, into=reported: into.append((step, dict(metrics))),
+            baseline_metrics=runs[0][0].baseline_metrics if known else None,
+        )
+        texts = [text for parts in items.values() for text in parts][:20]
+        runs.append((result, counter.count, reported, model.encode_items(texts)))
+    (first, first_outside, first_reported, first_vectors) = runs[0]
+    (second, second_outside, second_reported, second_vectors) = runs[1]
+    assert second_outside == first_outside - 1  # the weight shares are still validated, the baseline is not
+    assert second.baseline_metrics == first.baseline_metrics
+    assert second.history == first.history and second.best_metrics == first.best_metrics
+    assert second.weight_share == first.weight_share
+    assert second_reported == first_reported  # the baseline is still reported as step 0
+    assert (second_vectors == first_vectors).all()  # the same model comes out

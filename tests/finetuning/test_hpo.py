@@ -120,6 +120,40 @@ class _RankedRuns:
         return self.ranked[:n]
 
 
+def test_trials_with_the_same_validation_share_one_baseline_validation(
+    prepared: PreparedData, tiny_model_dir: Path, tracker: Any
+) -> None:
+    """The untrained model validates once per validation signature: a second learning rate or layer count reuses
+    the first trial's baseline, another temperature (another val_loss) validates its own."""
+    from embedding_studio.finetuning.hpo import train_fine_tuner
+
+    handed: list[dict[str, float] | None] = []
+    results: list[Any] = []
+
+    def recording_train(**kwargs: Any) -> Any:
+        handed.append(kwargs.get("baseline_metrics"))
+        results.append(train_fine_tuner(**kwargs))
+        return results[-1]
+
+    fine_tuning_method = method()
+    iteration = tracker.start_iteration(fine_tuning_method.name, "1")
+    runner = TrialRunner(
+        fine_tuning_method, prepared, tiny_model_dir, tracker, iteration, device="cpu", train=recording_train
+    )
+    first = runner.run({"query_lr": 2e-3, "temperature": 0.1})
+    runner.run({"query_lr": 4e-3, "temperature": 0.1, "train_last_n_layers": 1})
+    runner.run({"query_lr": 2e-3, "temperature": 0.05})
+    assert handed[0] is None and handed[2] is None
+    assert handed[1] == results[0].baseline_metrics == first.baseline_metrics
+    assert results[1].baseline_metrics == results[0].baseline_metrics
+    assert results[2].baseline_metrics["val_ndcg_at_10"] == pytest.approx(results[0].baseline_metrics["val_ndcg_at_10"])
+    assert results[2].baseline_metrics["val_loss"] != results[0].baseline_metrics["val_loss"]
+    # every trial's run still starts with the baseline at step 0
+    for outcome in runner.tracker.list_runs(iteration.experiment_id):
+        history = tracker.get_metric_history(outcome.run_id, "val_ndcg_at_10")
+        assert history[0] == (0, pytest.approx(first.baseline_metrics["val_ndcg_at_10"]))
+
+
 def test_previous_best_parameter_sets_come_first_then_the_top_ones_each_once() -> None:
     from embedding_studio.tracking import Iteration
 

@@ -83,9 +83,14 @@ class BestWeights(pl.Callback):
             if values:
                 self._consider(values, model, int(pl_module.global_step))
         elif self.baseline is None:
-            self.baseline = values
-            self.initial_state = trainable_state_on_cpu(model)
-            self.best_metrics, self.best_state = dict(values), dict(self.initial_state)
+            self.start_from(values, model)
+
+    def start_from(self, baseline: Mapping[str, float], model: torch.nn.Module) -> None:
+        """Take ``baseline`` as the untrained weights' validation, ``model``'s weights as those weights: what the
+        first validation outside fitting records, for a fit whose baseline is already known."""
+        self.baseline = dict(baseline)
+        self.initial_state = trainable_state_on_cpu(model)
+        self.best_metrics, self.best_state = dict(baseline), dict(self.initial_state)
 
     def _consider(self, values: dict[str, float], model: torch.nn.Module, step: int) -> None:
         improves = self._improves_on_best(values)

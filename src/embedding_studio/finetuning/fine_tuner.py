@@ -12,6 +12,7 @@ device until a validation ends (the one place values are read back).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -295,8 +296,27 @@ class FitResult:
 
 
 def training_precision(on_gpu: bool) -> str:
-    """bf16 autocast on a GPU that has it (about twice the speed and half the activation memory), fp32 elsewhere."""
-    return "bf16-mixed" if on_gpu and torch.cuda.is_bf16_supported() else "32-true"
+    """bf16 autocast wherever the hardware multiplies bf16 natively, fp32 elsewhere.
+
+    Matrix products are two thirds of a training step; in bf16 they run about twice as fast on a GPU (with half
+    the activation memory) and on a CPU with AVX512-BF16 or AMX (2.4x for MiniLM's shapes on a 2-core AMD EPYC,
+    1.5x for a whole step: ``benchmarks/train_throughput.py``). The weights, AdamW's state, the loss's softmax and
+    every validation stay float32 (mixed precision), so what is learned matches fp32 within noise
+    (``benchmarks/README.md``). A CPU without native bf16 would emulate it, slower than fp32: it trains in fp32.
+    """
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    return "bf16-mixed" if cpu_has_native_bf16() else "32-true"
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 matrix products in hardware here (AVX512-BF16 or AMX), as torch's own CPU autocast
+    tests ask it; False when torch cannot tell."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def validation_interval(test_each_n_inputs: int | float, batch_size: int, batches_per_epoch: int) -> int | float:
@@ -354,7 +374,7 @@ def _quiet_lightning() -> Iterator[None]:
 
 
 def _trainer_arguments(accelerator: str, device: Any, enable_progress_bar: bool = False) -> dict[str, Any]:
-    """What every Trainer of a fit shares: device, precision (bf16 autocast on a GPU), no logger."""
+    """What every Trainer of a fit shares: device, precision (:func:`training_precision`), no logger."""
     accelerator_name, devices = _trainer_device(accelerator, device)
     on_gpu = accelerator_name == "gpu"
     return {
@@ -417,6 +437,7 @@ def fit_fine_tuner(
     device: Any = None,
     on_validation_metrics: ValidationMetricsHook | None = None,
     checkpoint_dir: str | None = None,
+    baseline_metrics: Mapping[str, float] | None = None,
 ) -> FitResult:
     """Validate once (baseline), train with early stopping on the selection metric, and leave the best weights in
     the model (best by ``fine_tuner.selection_metric``, the untrained weights included), at the chosen weight share;
@@ -425,8 +446,13 @@ def fit_fine_tuner(
     One Trainer validates the untrained model (``trainer.validate``), fits, and validates the weight shares after;
     the ``BestWeights`` callback keeps the baseline and the best weights. ``callbacks`` join that Trainer, so they
     see the validations outside fitting too (``trainer.state.fn`` is ``VALIDATING`` then). Precision follows the
-    device: bf16 autocast on a GPU that supports it, fp32 elsewhere. Runs are reproducible for a seed on CPU
-    (``params.seed``).
+    hardware: bf16 autocast where it is native (:func:`training_precision`), fp32 elsewhere. Runs are reproducible
+    for a seed on CPU (``params.seed``).
+
+    ``baseline_metrics``: the untrained model's validation when it is already known, which it is for every trial of
+    a search after the first with the same validation (:func:`~embedding_studio.finetuning.hpo.validation_signature`:
+    one start model, one held-out set, one loss): it is not validated again, which saves a trial one of its few
+    validations (each embeds the whole candidate pool).
     """
     params = params or fine_tuner.params
     if on_validation_metrics is not None:
@@ -460,7 +486,11 @@ def fit_fine_tuner(
             **common,
         )
 
-    baseline = _validate(trainer, fine_tuner, data, training_device)
+    if baseline_metrics:
+        baseline = dict(baseline_metrics)
+        best.start_from(baseline, fine_tuner.model)
+    else:
+        baseline = _validate(trainer, fine_tuner, data, training_device)
     fine_tuner.history.clear()
     fine_tuner.best_metrics = dict(baseline)
     initial_state = best.initial_state if best.initial_state is not None else fine_tuner.trainable_state_on_cpu()
@@ -469,6 +499,10 @@ def fit_fine_tuner(
 
     # Sentence-transformers hands its modules over in eval mode; training wants dropout on.
     fine_tuner.train()
+    # The fit's randomness (dropout masks, loader seeds) starts from the seed whether or not the baseline was just
+    # validated (a validation's loader draws from torch's generator): a trial handed a known baseline trains
+    # exactly as one that validated it.
+    pl.seed_everything(params.seed, workers=True, verbose=False)
     try:
         with _quiet_lightning():
             trainer.fit(fine_tuner, datamodule=data)

@@ -177,8 +177,38 @@ def _short_value(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
+#: FineTuningParams that only change how the weights move, never how the untrained model validates: trials that
+#: differ only in these share one baseline validation.
+TRAINING_ONLY_PARAMS = frozenset(
+    {
+        "query_lr",
+        "item_lr",
+        "weight_decay",
+        "warmup_share",
+        "num_epochs",
+        "train_last_n_layers",
+        "fine_tuned_weight_share",
+        "choose_weight_share",
+        "refit_on_all_sessions",
+    }
+)
+
+
+def validation_signature(params: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    """What decides the untrained model's validation figures besides the start model and the held-out sessions:
+    every parameter but :data:`TRAINING_ONLY_PARAMS` (the loss and its temperature give ``val_loss``; the sequence
+    length, batch size and kept positives give the tokens and rows). A field not listed as training-only counts,
+    so a new parameter can only make trials share less, never share a baseline they should not."""
+    return tuple(sorted((key, repr(value)) for key, value in params.items() if key not in TRAINING_ONLY_PARAMS))
+
+
 class TrialRunner:
-    """Runs one parameter set: fresh model from disk → training → tracker run → memory freed."""
+    """Runs one parameter set: fresh model from disk → training → tracker run → memory freed.
+
+    Every trial starts from the same model and validates on the same held-out sessions, so the untrained model's
+    validation (the baseline every fit starts with, one of a trial's two or three validations with the default
+    method) is taken once per :func:`validation_signature` and handed to the next trials with that signature.
+    """
 
     def __init__(
         self,
@@ -198,6 +228,8 @@ class TrialRunner:
         self.device = device
         self.train = train or train_fine_tuner
         self.trials_run = 0
+        #: the untrained model's validation per validation signature, from the trials run so far
+        self.baselines: dict[tuple[tuple[str, str], ...], dict[str, float]] = {}
 
     def run(self, params: Mapping[str, Any], trial: optuna.Trial | None = None) -> TrialOutcome:
         """Train one parameter set as the run ``trial-N …``: N is Optuna's trial number (unique across the
@@ -216,11 +248,15 @@ class TrialRunner:
         model = None
         history: list[dict[str, float]] = []
         baseline_metrics: dict[str, float] = {}
+        signature = validation_signature(full_params)
+        known_baseline = self.baselines.get(signature)
         try:
             with self.tracker.run(self.iteration, full_params, run_name=run_name) as run_id:
 
                 def on_validation_metrics(step: int, metrics: Mapping[str, float]) -> None:
                     values = {key: float(value) for key, value in metrics.items() if key != "step"}
+                    if step == 0 and not history:  # fit_fine_tuner reports the untrained model first, as step 0
+                        self.baselines.setdefault(signature, values)
                     history.append({**values, "step": float(step)})
                     self.tracker.log_metrics(run_id, values, step)
 
@@ -235,6 +271,7 @@ class TrialRunner:
                         callbacks=callbacks,
                         on_validation_metrics=on_validation_metrics,
                         device=self.device,
+                        baseline_metrics=known_baseline,
                     )
                     kept_metrics = dict(result.best_metrics)
                     stop_reason = getattr(result, "stop_reason", "")
@@ -289,8 +326,10 @@ def train_fine_tuner(
     callbacks: Sequence[pl.Callback],
     on_validation_metrics: Callable[[int, Mapping[str, float]], None],
     device: Any = None,
+    baseline_metrics: Mapping[str, float] | None = None,
 ) -> Any:
     """Trains ``model`` in place with the learning core's EmbeddingsFineTuner; returns its FitResult.
+    ``baseline_metrics``: the untrained model's validation when an earlier trial took it (see ``fit_fine_tuner``).
 
     The model is left holding the weights of its best validation (highest val NDCG@10, the untrained
     model included), also when the trial is pruned.
@@ -309,6 +348,7 @@ def train_fine_tuner(
             callbacks=callbacks,
             on_validation_metrics=on_validation_metrics,
             device=device,
+            baseline_metrics=baseline_metrics,
         )
     except optuna.TrialPruned as pruned:
         # fit_fine_tuner put the best validation's weights back even so; say which metrics they had.
