@@ -126,6 +126,27 @@ def test_a_failed_build_leaves_the_blue_collection_alone(
     assert search_blue("water", limit=2, record_session=False, store=vector_store).model_id == model_a
 
 
+def test_a_reindex_that_reads_no_items_does_not_flip_search_to_an_empty_collection(
+    clean_db: str, tiny_models: tuple[str, str], catalog: Path, tmp_path: Path, vector_store: VectorStore
+) -> None:
+    model_a, model_b = tiny_models
+    index_catalog(model_a, LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}), store=vector_store)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(vectordb.EmptyCollectionError, match="no items in its collection"):
+        run_reindex(
+            ReindexTaskParams(
+                dest_model_id=model_b,
+                deploy_as_blue=True,
+                loader=LoaderSpec(name="jsonl_catalog", options={"path": str(empty)}),
+            ),
+            store=vector_store,
+        )
+    assert vector_store.get_deployment().blue_model_id == model_a
+    assert vector_store.get_collection(model_b) is None  # the unfinished collection went with the failed build
+    assert len(search_blue("water", limit=2, record_session=False, store=vector_store).hits) == 2
+
+
 def test_indexed_items_carry_a_display_payload_that_search_returns(
     clean_db: str, tiny_models: tuple[str, str], catalog: Path, vector_store: VectorStore
 ) -> None:

@@ -101,6 +101,25 @@ def test_flip_keeps_the_previous_blue_for_rollback_and_retires_the_one_before(
     assert models["model-b"].is_blue and models["model-c"].is_previous_blue and not models["model-a"].is_blue
 
 
+def test_an_empty_collection_never_replaces_a_blue_one_that_serves_items(
+    clean_db: str, vector_store: VectorStore
+) -> None:
+    """A loader pointed at an empty prefix reads nothing without failing; search must keep answering."""
+    build(vector_store, "model-empty-first", [], deploy=True)  # an empty catalog's first index may go blue
+    assert vector_store.get_deployment().blue_model_id == "model-empty-first"
+    build(vector_store, "model-a", [ItemPart("x", 0, "a", one_hot(0))], deploy=True)
+    with pytest.raises(vectordb.EmptyCollectionError, match="'model-b' has no items .* blue model 'model-a'"):
+        build(vector_store, "model-b", [], deploy=True)
+    deployment = vector_store.get_deployment()
+    assert (deployment.blue_model_id, deployment.previous_blue_model_id) == ("model-a", "model-empty-first")
+    assert [hit.item_id for hit in vector_store.search(one_hot(0), limit=3)] == ["x"]
+    assert vector_store.get_collection("model-b").state == "building"  # the flip's transaction left it unfinished
+    vector_store.drop_collection("model-b")
+    build(vector_store, "model-b", [], deploy=False)  # ready but not blue: allowed, and deploying it is refused
+    with pytest.raises(vectordb.EmptyCollectionError):
+        vector_store.deploy("model-b")
+
+
 def test_rollback_without_a_previous_model_is_refused(clean_db: str, vector_store: VectorStore) -> None:
     with pytest.raises(vectordb.RollbackUnavailableError, match="no model has been deployed"):
         vector_store.rollback()

@@ -36,7 +36,7 @@ from embedding_studio.clickstream.errors import (
 from embedding_studio.serving.errors import BlueModelUnavailableError, UnknownModelError
 from embedding_studio.tasks.errors import IdempotencyConflictError, TaskStateError, UnknownTaskError
 from embedding_studio.tasks.service import InvalidTaskError
-from embedding_studio.vectordb.errors import NoBlueModelError, RollbackUnavailableError
+from embedding_studio.vectordb.errors import EmptyCollectionError, NoBlueModelError, RollbackUnavailableError
 
 
 class UnprocessableRequestError(Exception):
@@ -104,6 +104,7 @@ DOMAIN_ERRORS: dict[type[Exception], ErrorMapping] = {
     # models and search
     UnknownModelError: ErrorMapping(422),
     RollbackUnavailableError: ErrorMapping(409),
+    EmptyCollectionError: ErrorMapping(409),
     NoBlueModelError: ErrorMapping(503),
     BlueModelUnavailableError: ErrorMapping(503, prefix="the blue model cannot be loaded: "),
 }

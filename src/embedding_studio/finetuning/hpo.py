@@ -2,7 +2,11 @@
 
 The first iteration of a method searches its space with Optuna's TPE sampler, pruning trials whose
 validation metric falls behind the others at the same validation (median pruner), so a bad
-learning rate costs one validation instead of a whole training. Later iterations have seen this
+learning rate stops after a few validations instead of training to the end. Pruning needs
+intermediate validations: a method that validates once per epoch for one epoch (the default text
+method) reports one value per trial, which the pruner (after ``warmup_validations``) never acts on;
+where validation costs as much as training, validating more often to prune costs more than it saves
+(``benchmarks/README.md``, issue 15 item 4). Later iterations have seen this
 kind of data before: they retry the previous iteration's best parameters and its top parameter sets
 (as the seed does), which is cheaper than searching again and rarely worse.
 
@@ -61,7 +65,12 @@ class HyperparameterSearchSettings(BaseSettings):
     )
     pruner: Literal["median", "successive_halving", "none"] = "median"
     startup_trials: int = Field(default=2, ge=0, description="Trials that run to the end before pruning starts.")
-    warmup_validations: int = Field(default=1, ge=0, description="Validations of a trial before it may be pruned.")
+    warmup_validations: int = Field(
+        default=1,
+        ge=0,
+        description="Validations of a trial before it may be pruned (so a method must validate more than once a "
+        "trial for the pruner to act).",
+    )
     sampler_seed: int | None = Field(default=0, description="TPE seed; None for a different search each time.")
     share_trials: bool = Field(
         default=True,

@@ -28,6 +28,18 @@ class CollectionStateError(VectorStoreError):
     """A collection is asked to do something its state does not allow (deploy one still building...)."""
 
 
+class EmptyCollectionError(CollectionStateError):
+    """A flip would put an empty collection in place of a blue one that serves items."""
+
+    def __init__(self, model_id: str, blue_model_id: str) -> None:
+        super().__init__(
+            f"model {model_id!r} has no items in its collection while the blue model {blue_model_id!r} serves some: "
+            "search is not flipped to an empty collection (did the catalog loader read nothing? check its options)"
+        )
+        self.model_id = model_id
+        self.blue_model_id = blue_model_id
+
+
 class DimensionMismatchError(VectorStoreError):
     def __init__(self, model_id: str, expected: int, given: int) -> None:
         super().__init__(f"model {model_id!r} has {expected}-dimensional vectors, got {given}-dimensional ones")

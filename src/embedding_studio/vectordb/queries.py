@@ -111,7 +111,9 @@ LOCK_DEPLOYMENT = "SELECT blue_model_id, previous_blue_model_id FROM deployment 
 #: Without a lock: what a drop checks against (a flip takes the collection's row first).
 SELECT_DEPLOYED_MODELS = "SELECT blue_model_id, previous_blue_model_id FROM deployment WHERE id = 1"
 
-LOCK_COLLECTION_STATE = "SELECT state FROM collections WHERE model_id = %(model_id)s FOR UPDATE"
+LOCK_COLLECTION_STATE = "SELECT state, table_name FROM collections WHERE model_id = %(model_id)s FOR UPDATE"
+#: The table of a collection (a flip compares the new blue's parts with the old one's).
+SELECT_COLLECTION_TABLE = "SELECT table_name FROM collections WHERE model_id = %(model_id)s"
 SELECT_COLLECTION_STATE = "SELECT state FROM collections WHERE model_id = %(model_id)s"
 
 #: The rollback target that moves on; answers its table (to drop) when it was ready.
@@ -173,6 +175,7 @@ ANALYZE_TABLE = sql.SQL("ANALYZE {table}")
 
 COUNT_PARTS = sql.SQL("SELECT count(*) FROM {table}")
 COUNT_ITEMS = sql.SQL("SELECT count(DISTINCT item_id) FROM {table}")
+HAS_PARTS = sql.SQL("SELECT EXISTS (SELECT 1 FROM {table})")
 SELECT_ITEM_IDS = sql.SQL("SELECT DISTINCT item_id FROM {table} ORDER BY item_id")
 SELECT_PARTS = sql.SQL(f"SELECT {SOURCE_PART_COLUMNS} FROM {{table}} ORDER BY item_id, part")
 SELECT_PARTS_OF_ITEMS = sql.SQL(

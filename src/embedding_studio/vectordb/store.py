@@ -48,6 +48,7 @@ from embedding_studio.vectordb.errors import (
     CollectionNotFoundError,
     CollectionStateError,
     DimensionMismatchError,
+    EmptyCollectionError,
     NoBlueModelError,
     RollbackUnavailableError,
 )
@@ -510,8 +511,13 @@ def _flip(cursor: Cursor, model_id: str) -> str | None:
     state_row = cursor.fetchone()
     if state_row is None:
         raise CollectionNotFoundError(model_id)
-    if state_row[0] != "ready":
-        raise CollectionStateError(f"model {model_id!r} cannot be deployed: its collection is {state_row[0]!r}")
+    state, table_name = state_row
+    if state != "ready":
+        raise CollectionStateError(f"model {model_id!r} cannot be deployed: its collection is {state!r}")
+    if old_blue is not None and not _has_parts(cursor, table_name) and _blue_has_parts(cursor, old_blue):
+        # A loader pointed at an empty prefix or table reads nothing without failing: the reindex must not turn
+        # that into search answering nothing. A catalog emptied on purpose emptied the blue collection too.
+        raise EmptyCollectionError(model_id, old_blue)
     if old_previous is not None and old_previous not in (model_id, old_blue):
         # The rollback target moves on: the one before it stops receiving upserts, so its vectors go stale and it
         # can only serve again after a rebuild. Its table (vectors and HNSW index, ~350 MB per 100k items) goes
@@ -526,6 +532,18 @@ def _flip(cursor: Cursor, model_id: str) -> str | None:
     cursor.execute(queries.SET_BLUE, {"blue": model_id, "previous": old_blue})
     logger.info("blue model is now %s (was %s)", model_id, old_blue)
     return old_blue
+
+
+def _has_parts(cursor: Cursor, table_name: str) -> bool:
+    cursor.execute(queries.on_table(queries.HAS_PARTS, table_name))
+    row = cursor.fetchone()
+    return bool(row and row[0])
+
+
+def _blue_has_parts(cursor: Cursor, blue_model_id: str) -> bool:
+    cursor.execute(queries.SELECT_COLLECTION_TABLE, {"model_id": blue_model_id})
+    row = cursor.fetchone()
+    return row is not None and _has_parts(cursor, row[0])
 
 
 def _latest_per_item(changes: Sequence[ItemChange]) -> list[ItemChange]:
