@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from embedding_studio.clickstream.types import FineTuningInput
-from embedding_studio.finetuning.data import LengthBucketBatchSampler, TokenCache
+from embedding_studio.finetuning.data import MAX_PART_CHUNKS, LengthBucketBatchSampler, TokenCache, length_chunks
 from embedding_studio.finetuning.errors import NotEnoughDataError
 from embedding_studio.finetuning.fine_tuner import EmbeddingsFineTuner, fit_fine_tuner, validation_interval
 from embedding_studio.finetuning.params import FineTuningParams
@@ -185,6 +185,49 @@ def test_a_query_text_is_embedded_once_per_batch_however_many_sessions_carry_it(
             {**batch, "query_tokens": one_per_row, "query_rows": torch.arange(batch["query_rows"].shape[0])}
         )
     assert torch.allclose(similarities, expected, atol=1e-6)
+
+
+def test_chunks_cut_where_padding_costs_more_than_a_forward_call() -> None:
+    assert length_chunks([5] * 40) == [40]  # one length: nothing to save
+    assert length_chunks([10] * 7 + [120]) == [8]  # too few parts to cut
+    lengths = sorted([10] * 20 + [120] * 20)
+    assert length_chunks(lengths) == [20, 40]  # two groups: 20*10 + 20*120 + one call instead of 40*120
+    ends = length_chunks(sorted(range(1, 81)))
+    assert ends[-1] == 80 and len(ends) == MAX_PART_CHUNKS
+
+
+def test_item_parts_are_padded_in_chunks_of_similar_length_and_score_as_one_batch() -> None:
+    """Sorted and chunked parts must give every query-item similarity the one-padded-batch step gave."""
+    rng = random.Random(0)
+    words = [f"w{number}" for number in range(30)]
+    items = {f"item{n}": [" ".join(rng.choices(words, k=rng.choice([2, 3, 20, 40])))] for n in range(40)}
+    sessions = [
+        FineTuningInput(f"s{n}", f"w{n}", shown, {shown[0]: 1, shown[1]: 2}, shown[:1])
+        for n in range(0, 38, 2)
+        for shown in [[f"item{n}", f"item{n + 1}"]]
+    ]
+    model = build_tiny_text_model(seed=2, vocab=words)
+    params = FineTuningParams(batch_size=32, negatives_per_query=1, max_seq_length=64)
+    fine_tuner = EmbeddingsFineTuner(model, items, params=params)
+    fine_tuner.preprocess_inputs(sessions[:-1], sessions[-1:])
+    batch = next(iter(fine_tuner.data_module().train_dataloader()))
+    chunks = batch["part_tokens"]
+    assert len(chunks) > 1
+    widths = [chunk["input_ids"].shape[1] for chunk in chunks]
+    assert widths == sorted(widths) and widths[0] < widths[-1]
+    for chunk in chunks:  # each chunk padded to its own longest part, no wider
+        assert int(chunk["attention_mask"].sum(dim=1).max()) == chunk["input_ids"].shape[1]
+    assert sum(chunk["input_ids"].shape[0] for chunk in chunks) == batch["part_owner"].shape[0]
+    fine_tuner.eval()
+    with torch.no_grad():
+        chunked = fine_tuner.item_similarities(batch)
+        width = max(widths)
+        one_batch = {
+            key: torch.cat([torch.nn.functional.pad(chunk[key], (0, width - chunk[key].shape[1])) for chunk in chunks])
+            for key in chunks[0]
+        }
+        expected = fine_tuner.item_similarities({**batch, "part_tokens": (one_batch,)})
+    assert torch.allclose(chunked, expected, atol=1e-5)
 
 
 def test_token_cache_pads_like_the_tokenizer() -> None:

@@ -150,7 +150,8 @@ class EmbeddingsFineTuner(pl.LightningModule):
         the loss jump by 0.08. The matrix is ``B x parts``, so float32 costs nothing measurable."""
         distinct_queries = self.model.forward_queries(batch["query_tokens"])  # [Q, D], Q distinct query texts
         queries = distinct_queries[batch["query_rows"].to(distinct_queries.device)]  # [B, D]
-        parts = self.model.forward_items(batch["part_tokens"])  # [P, D]
+        # [P, D]: each chunk of parts of similar length padded on its own (data.length_chunks)
+        parts = torch.cat([self.model.forward_items(chunk) for chunk in batch["part_tokens"]])
         with torch.autocast(device_type=queries.device.type, enabled=False):
             part_similarities = queries.float() @ parts.float().T
         return best_part_scores(part_similarities, batch["part_owner"], batch["item_count"])
