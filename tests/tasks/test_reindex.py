@@ -105,6 +105,11 @@ def test_a_second_reindex_into_the_same_model_is_refused_or_waits(
     assert vector_store.get_collection(model_a).state == "ready"
 
 
+def reindex_file_as_blue(store: VectorStore, model_id: str, catalog_file: Path) -> object:
+    loader = LoaderSpec(name="jsonl_catalog", options={"path": str(catalog_file)})
+    return run_reindex(ReindexTaskParams(dest_model_id=model_id, deploy_as_blue=True, loader=loader), store=store)
+
+
 def test_a_failed_build_leaves_the_blue_collection_alone(
     clean_db: str, tiny_models: tuple[str, str], catalog: Path, tmp_path: Path, vector_store: VectorStore
 ) -> None:
@@ -113,14 +118,7 @@ def test_a_failed_build_leaves_the_blue_collection_alone(
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"_id": "x", "text": "ok"}\nnot json\n')
     with pytest.raises(Exception, match="not valid JSON"):
-        run_reindex(
-            ReindexTaskParams(
-                dest_model_id=model_b,
-                deploy_as_blue=True,
-                loader=LoaderSpec(name="jsonl_catalog", options={"path": str(broken)}),
-            ),
-            store=vector_store,
-        )
+        reindex_file_as_blue(vector_store, model_b, broken)
     assert vector_store.get_deployment().blue_model_id == model_a
     assert vector_store.get_collection(model_b) is None
     assert search_blue("water", limit=2, record_session=False, store=vector_store).model_id == model_a
@@ -134,14 +132,7 @@ def test_a_reindex_that_reads_no_items_does_not_flip_search_to_an_empty_collecti
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(vectordb.EmptyCollectionError, match="no items in its collection"):
-        run_reindex(
-            ReindexTaskParams(
-                dest_model_id=model_b,
-                deploy_as_blue=True,
-                loader=LoaderSpec(name="jsonl_catalog", options={"path": str(empty)}),
-            ),
-            store=vector_store,
-        )
+        reindex_file_as_blue(vector_store, model_b, empty)
     assert vector_store.get_deployment().blue_model_id == model_a
     assert vector_store.get_collection(model_b) is None  # the unfinished collection went with the failed build
     assert len(search_blue("water", limit=2, record_session=False, store=vector_store).hits) == 2
