@@ -56,7 +56,7 @@ def rollback(
         tasks, store = TaskRepository(database), vectordb.VectorStore(database)
         try:
             deployment = store.rollback(from_model_id=whole_model_id(tasks, store, model_id))
-        except vectordb.RollbackUnavailableError as error:
+        except (vectordb.RollbackUnavailableError, vectordb.EmptyCollectionError) as error:
             raise UserFacingError(str(error)) from error
     Console().print(
         f"[green]blue model is now[/green] {deployment.blue_model_id} (was {deployment.previous_blue_model_id})"
