@@ -317,7 +317,7 @@ def test_the_gpu_recipe_trains_on_cpu_too(monkeypatch: pytest.MonkeyPatch) -> No
             super().__init__(*args, **{**kwargs, "fused": True})
             built.append(self)
 
-    monkeypatch.setattr(fine_tuner_module, "training_precision", lambda on_gpu: "bf16-mixed")
+    monkeypatch.setattr(fine_tuner_module, "training_precision", lambda on_gpu, images=False: "bf16-mixed")
     monkeypatch.setattr(torch.optim, "AdamW", FusedAdamW)
     items, inputs, vocabulary = _toy_world(session_count=120)
     split = TrainTestSplitter(seed=0).split(inputs)
@@ -503,3 +503,25 @@ def test_a_known_baseline_is_not_validated_again_and_changes_nothing() -> None:
     assert second.weight_share == first.weight_share
     assert second_reported == first_reported  # the baseline is still reported as step 0
     assert (second_vectors == first_vectors).all()  # the same model comes out
+
+
+def test_training_precision_follows_the_hardware_unless_the_setting_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    import embedding_studio.finetuning.fine_tuner as fine_tuner_module
+    from embedding_studio.config import reset_settings
+
+    monkeypatch.setattr(fine_tuner_module, "cpu_has_native_bf16", lambda: True)
+    reset_settings()
+    try:
+        assert fine_tuner_module.training_precision(on_gpu=False) == "bf16-mixed"
+        assert fine_tuner_module.training_precision(on_gpu=False, images=True) == "32-true"  # not measured for CLIP
+        monkeypatch.setattr(fine_tuner_module, "cpu_has_native_bf16", lambda: False)
+        assert fine_tuner_module.training_precision(on_gpu=False) == "32-true"  # emulated bf16 is slower than fp32
+        monkeypatch.setenv("EMBEDDING_STUDIO_TRAINING_PRECISION", "bf16")
+        reset_settings()
+        assert fine_tuner_module.training_precision(on_gpu=False, images=True) == "bf16-mixed"
+        monkeypatch.setenv("EMBEDDING_STUDIO_TRAINING_PRECISION", "fp32")
+        reset_settings()
+        assert fine_tuner_module.training_precision(on_gpu=True) == "32-true"
+    finally:
+        monkeypatch.delenv("EMBEDDING_STUDIO_TRAINING_PRECISION", raising=False)
+        reset_settings()

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto", description="Device for training and encoding; `cuda` fails clearly without a GPU."
     )
+    training_precision: Literal["auto", "bf16", "fp32"] = Field(
+        default="auto",
+        description="Number format of training: `auto` takes bf16 autocast where the GPU or CPU multiplies bf16 "
+        "natively (fp32 weights, optimizer and validation) and fp32 elsewhere; `fp32` gives the same figures on "
+        "every machine of a kind; `bf16` asks for autocast even where it is emulated.",
+    )
     search_cpu_threads: int = Field(
         default=1,
         ge=0,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from embedding_studio.models.errors import DeviceUnavailableError, ModelError, ModelNotFoundError
 
 if TYPE_CHECKING:
-    from embedding_studio.models.clip import TextToImageEmbeddingModel, build_tiny_clip_model
+    from embedding_studio.models.clip import TextToImageEmbeddingModel, build_tiny_clip_model, is_image_model
     from embedding_studio.models.device import cuda_memory_allocated, release_memory, resolve_device
     from embedding_studio.models.loading import load_embedding_model
     from embedding_studio.models.text import TextEmbeddingModel
@@ -23,6 +23,7 @@ _LAZY = {
     "build_tiny_text_model": "embedding_studio.models.tiny",
     "TextToImageEmbeddingModel": "embedding_studio.models.clip",
     "build_tiny_clip_model": "embedding_studio.models.clip",
+    "is_image_model": "embedding_studio.models.clip",
     "resolve_device": "embedding_studio.models.device",
     "release_memory": "embedding_studio.models.device",
     "cuda_memory_allocated": "embedding_studio.models.device",
@@ -37,6 +38,7 @@ __all__ = [
     "build_tiny_clip_model",
     "build_tiny_text_model",
     "cuda_memory_allocated",
+    "is_image_model",
     "load_embedding_model",
     "release_memory",
     "resolve_device",

@@ -398,3 +398,8 @@ def build_tiny_clip_model(
         torch.manual_seed(seed)
         clip_model = CLIPModel(config)
     return TextToImageEmbeddingModel(clip_model, tokenizer, ImagePreprocessing(image_size=image_size))
+
+
+def is_image_model(model: Any) -> bool:
+    """A model whose items are images builds its own item inputs (``TextToImageEmbeddingModel``)."""
+    return callable(getattr(model, "item_input_cache", None))

@@ -34,11 +34,6 @@ IMAGE_KEY = "image"
 IMAGE_URL_KEY = "image_url"
 
 
-def is_image_model(model: Any) -> bool:
-    """A model whose items are images builds its own item inputs (``TextToImageEmbeddingModel``)."""
-    return callable(getattr(model, "item_input_cache", None))
-
-
 def image_url(loader: Any, key: str) -> str:
     """Where the image lives, for a person or a front end: ``s3://bucket/key``, ``gs://bucket/key`` or a path."""
     inner = getattr(loader, "inner", loader)

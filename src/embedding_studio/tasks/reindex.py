@@ -479,7 +479,8 @@ def build_collection(
     store.register_model(params.dest_model_id, int(model.dim), source=model_source)
     item_text = build_item_text(store, params)
     item_display = build_item_display(store, params)
-    from embedding_studio.tasks.image_index import embed_images, image_source, is_image_model
+    from embedding_studio.models.clip import is_image_model
+    from embedding_studio.tasks.image_index import embed_images, image_source
 
     images: dict[str, Any] | None = None  # an image model's batch of decoded images (tasks.image_index)
     if is_image_model(model):

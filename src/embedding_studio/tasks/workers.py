@@ -260,7 +260,8 @@ def _embedder_for(model_id: str) -> Callable[[list[str]], Any]:
     from embedding_studio.tasks.reindex import ENCODE_BATCH_SIZE
 
     model = resolve_model(model_id)
-    from embedding_studio.tasks.image_index import image_embedder, is_image_model
+    from embedding_studio.models.clip import is_image_model
+    from embedding_studio.tasks.image_index import image_embedder
 
     if is_image_model(model):  # its parts' content is an image key, read through the catalog's image loader
         return image_embedder(model, ENCODE_BATCH_SIZE)
