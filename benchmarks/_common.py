@@ -154,7 +154,3 @@ def cpu_model() -> str:
 
 def describe_device(device: torch.device) -> str:
     return quality.describe_device(device)
-
-
-def bf16_available(device: torch.device) -> bool:
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()

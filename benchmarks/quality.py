@@ -283,6 +283,13 @@ def _to_device(features: dict[str, Any], device: torch.device) -> dict[str, Any]
     return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in features.items()}
 
 
+def trains_in_bf16(device: torch.device) -> bool:
+    """The product's precision choice for a text model on ``device`` (what ``fit_fine_tuner`` hands Lightning)."""
+    from embedding_studio.finetuning.fine_tuner import training_precision
+
+    return training_precision(device.type == "cuda") == "bf16-mixed"
+
+
 def train_mnrl(pairs: list[tuple[str, str]], args: argparse.Namespace, seed: int, device: torch.device) -> Any:
     """sentence-transformers' MultipleNegativesRankingLoss, trained as ``SentenceTransformer.fit`` would:
     AdamW, linear warm-up over 10% of the steps then linear decay, the same epochs as ours, batches with no
@@ -297,7 +304,6 @@ def train_mnrl(pairs: list[tuple[str, str]], args: argparse.Namespace, seed: int
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
     from transformers import get_linear_schedule_with_warmup
 
-    from embedding_studio.finetuning.fine_tuner import training_precision
     from embedding_studio.models import load_embedding_model
     from embedding_studio.models.text import TextEmbeddingModel
 
@@ -316,7 +322,7 @@ def train_mnrl(pairs: list[tuple[str, str]], args: argparse.Namespace, seed: int
     scheduler = get_linear_schedule_with_warmup(optimizer, int(0.1 * total_steps), total_steps)
     # Ours' precision (bf16 autocast where the hardware has it, fp32 weights and optimizer), so the two trainings'
     # minutes compare the recipes, not the number formats.
-    autocast = training_precision(device.type == "cuda") == "bf16-mixed"
+    autocast = trains_in_bf16(device)
     model.train()
     for _ in range(args.epochs):
         for batch in no_duplicate_batches(pairs, args.mnrl_batch_size, rng):

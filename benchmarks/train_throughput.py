@@ -353,13 +353,6 @@ def measure_peer(
     )
 
 
-def ours_trains_in_bf16(device: torch.device) -> bool:
-    """The product's precision choice for this device (what ``fit_fine_tuner`` hands Lightning)."""
-    from embedding_studio.finetuning.fine_tuner import training_precision
-
-    return training_precision(device.type == "cuda") == "bf16-mixed"
-
-
 def _fused(optimizer: Any) -> Any:
     inner = getattr(optimizer, "optimizer", optimizer)
     return getattr(inner, "defaults", {}).get("fused")
@@ -409,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours = measure_ours(clickstream, args, device)
         assert ours is not None
         results.append(ours)
-    ours_bf16 = ours_trains_in_bf16(device)
+    ours_bf16 = _common.quality.trains_in_bf16(device)
     if args.only in (None, "peer"):
         results.append(measure_peer(clickstream, args, device, bf16=ours_bf16))
         if ours_bf16 and device.type != "cuda":

@@ -152,6 +152,7 @@ class RowCollator:
         self.queries = queries
         self.parts = parts
         self.item_parts = item_parts
+        self.part_lengths = [int(length) for length in parts.lengths]
 
     def __call__(self, rows: Sequence[EncodedRow]) -> dict[str, Any]:
         local: dict[int, int] = {}
@@ -159,10 +160,10 @@ class RowCollator:
             for item in row.positive_items + row.negative_items:
                 local.setdefault(item, len(local))
         owned_parts = [(part, position) for item, position in local.items() for part in self.item_parts[item]]
-        owned_parts.sort(key=lambda owned: int(self.parts.lengths[owned[0]]))
+        owned_parts.sort(key=lambda owned: self.part_lengths[owned[0]])
         part_indices = [part for part, _ in owned_parts]
         part_owner = [position for _, position in owned_parts]
-        ends = length_chunks([int(self.parts.lengths[part]) for part in part_indices])
+        ends = length_chunks([self.part_lengths[part] for part in part_indices])
         starts = [0, *ends[:-1]]
 
         distinct_queries: dict[int, int] = {}

@@ -27,6 +27,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from embedding_studio.clickstream.types import FineTuningInput
+from embedding_studio.config import get_settings
 from embedding_studio.finetuning.callbacks import (
     BestWeights,
     ValidationMetricsHook,
@@ -309,8 +310,6 @@ def training_precision(on_gpu: bool, images: bool = False) -> str:
     every validation stay float32 (mixed precision), so what is learned matches fp32 within noise
     (``benchmarks/README.md``). A CPU without native bf16 would emulate it, slower than fp32: it trains in fp32.
     """
-    from embedding_studio.config import get_settings
-
     chosen = get_settings().training_precision
     if chosen != "auto":
         return "bf16-mixed" if chosen == "bf16" else "32-true"

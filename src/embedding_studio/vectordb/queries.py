@@ -112,8 +112,6 @@ LOCK_DEPLOYMENT = "SELECT blue_model_id, previous_blue_model_id FROM deployment 
 SELECT_DEPLOYED_MODELS = "SELECT blue_model_id, previous_blue_model_id FROM deployment WHERE id = 1"
 
 LOCK_COLLECTION_STATE = "SELECT state, table_name FROM collections WHERE model_id = %(model_id)s FOR UPDATE"
-#: The table of a collection (a flip compares the new blue's parts with the old one's).
-SELECT_COLLECTION_TABLE = "SELECT table_name FROM collections WHERE model_id = %(model_id)s"
 SELECT_COLLECTION_STATE = "SELECT state FROM collections WHERE model_id = %(model_id)s"
 
 #: The rollback target that moves on; answers its table (to drop) when it was ready.

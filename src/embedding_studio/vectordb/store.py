@@ -514,7 +514,7 @@ def _flip(cursor: Cursor, model_id: str) -> str | None:
     state, table_name = state_row
     if state != "ready":
         raise CollectionStateError(f"model {model_id!r} cannot be deployed: its collection is {state!r}")
-    if old_blue is not None and not _has_parts(cursor, table_name) and _blue_has_parts(cursor, old_blue):
+    if old_blue is not None and not _has_parts(cursor, table_name) and _blue_has_parts(cursor):
         # A loader pointed at an empty prefix or table reads nothing without failing: the reindex must not turn
         # that into search answering nothing. A catalog emptied on purpose emptied the blue collection too.
         raise EmptyCollectionError(model_id, old_blue)
@@ -540,10 +540,10 @@ def _has_parts(cursor: Cursor, table_name: str) -> bool:
     return bool(row and row[0])
 
 
-def _blue_has_parts(cursor: Cursor, blue_model_id: str) -> bool:
-    cursor.execute(queries.SELECT_COLLECTION_TABLE, {"model_id": blue_model_id})
+def _blue_has_parts(cursor: Cursor) -> bool:
+    cursor.execute(queries.SELECT_BLUE_COLLECTION)
     row = cursor.fetchone()
-    return row is not None and _has_parts(cursor, row[0])
+    return row is not None and _has_parts(cursor, BlueCollection.from_row(row).table_name)
 
 
 def _latest_per_item(changes: Sequence[ItemChange]) -> list[ItemChange]:
