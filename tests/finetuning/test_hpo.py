@@ -154,6 +154,42 @@ def test_trials_with_the_same_validation_share_one_baseline_validation(
         assert history[0] == (0, pytest.approx(first.baseline_metrics["val_ndcg_at_10"]))
 
 
+def test_only_a_trial_that_can_still_be_chosen_refits_on_every_session(
+    prepared: PreparedData, tiny_model_dir: Path, tracker: Any
+) -> None:
+    """A trial strictly behind a finished run of its iteration can never be the chosen run: it keeps its validated
+    weights, says why on its run, and saves the refit; the same trial with nobody ahead refits as before."""
+    from embedding_studio.finetuning.hpo import train_fine_tuner
+    from embedding_studio.tracking.manager import TAG_REFIT
+
+    results: list[Any] = []
+
+    def recording_train(**kwargs: Any) -> Any:
+        results.append(train_fine_tuner(**kwargs))
+        return results[-1]
+
+    params = {"query_lr": 3e-3, "temperature": 0.1, "refit_on_all_sessions": True}
+    fine_tuning_method = method(fixed_params={"max_seq_length": 16, "choose_weight_share": False})
+    alone = tracker.start_iteration(fine_tuning_method.name, "alone")
+    refit = TrialRunner(fine_tuning_method, prepared, tiny_model_dir, tracker, alone, device="cpu", train=recording_train)
+    first = refit.run(params)
+    assert results[0].weight_share > 0  # trained weights kept: a refit is due
+    assert results[0].refit_steps > 0 and not results[0].refit_skipped
+    assert TAG_REFIT not in tracker.get_run(first.run_id).tags
+
+    behind = tracker.start_iteration(fine_tuning_method.name, "behind")
+    with tracker.run(behind, {"query_lr": 1e-3}, run_name="earlier-trial") as ahead_id:
+        tracker.log_metrics(ahead_id, {"val_ndcg_at_10": 1.0}, 0)
+    skipped = TrialRunner(
+        fine_tuning_method, prepared, tiny_model_dir, tracker, behind, device="cpu", train=recording_train
+    ).run(params)
+    assert results[1].refit_steps == 0 and ahead_id in results[1].refit_skipped
+    assert results[1].best_metrics == results[0].best_metrics  # the same validated trial, only the refit saved
+    run = tracker.get_run(skipped.run_id)
+    assert run.tags[TAG_REFIT].startswith("refit skipped: val_ndcg_at_10") and run.has_model
+    assert tracker.get_best_run(behind.experiment_id).run_id == ahead_id
+
+
 def test_previous_best_parameter_sets_come_first_then_the_top_ones_each_once() -> None:
     from embedding_studio.tracking import Iteration
 

@@ -15,7 +15,7 @@ import contextlib
 import functools
 import logging
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -296,6 +296,8 @@ class FitResult:
     #: why the fit ended: "early stopping: <Lightning's message>" or "ran all N epochs"; logged with the run so a
     #: short run can be told apart from a capped one
     stop_reason: str = ""
+    #: why the refit on every session was skipped (``skip_refit``); empty when it ran or was not asked for
+    refit_skipped: str = ""
 
 
 def training_precision(on_gpu: bool, images: bool = False) -> str:
@@ -449,6 +451,7 @@ def fit_fine_tuner(
     on_validation_metrics: ValidationMetricsHook | None = None,
     checkpoint_dir: str | None = None,
     baseline_metrics: Mapping[str, float] | None = None,
+    skip_refit: Callable[[Mapping[str, float]], str | None] | None = None,
 ) -> FitResult:
     """Validate once (baseline), train with early stopping on the selection metric, and leave the best weights in
     the model (best by ``fine_tuner.selection_metric``, the untrained weights included), at the chosen weight share;
@@ -464,6 +467,11 @@ def fit_fine_tuner(
     a search after the first with the same validation (:func:`~embedding_studio.finetuning.hpo.validation_signature`:
     one start model, one held-out set, one loss): it is not validated again, which saves a trial one of its few
     validations (each embeds the whole candidate pool).
+
+    ``skip_refit``: asked, with the chosen weights' validation, before ``refit_on_all_sessions`` trains again; a
+    reason back skips the refit (the model keeps the validated weights, ``FitResult.refit_skipped`` says why). A
+    search asks whether another trial already validated better, so that only a trial that can still be chosen
+    pays for a refit (:class:`~embedding_studio.finetuning.hpo.TrialRunner`).
     """
     params = params or fine_tuner.params
     if on_validation_metrics is not None:
@@ -546,7 +554,10 @@ def fit_fine_tuner(
             fine_tuner.best_metrics = chosen_metrics
         fine_tuner.eval()
     refit_steps = 0
-    if params.refit_on_all_sessions and trained is not None and weight_share > 0:
+    refit_skipped = ""
+    if params.refit_on_all_sessions and trained is not None and weight_share > 0 and skip_refit is not None:
+        refit_skipped = skip_refit(dict(fine_tuner.best_metrics)) or ""
+    if params.refit_on_all_sessions and trained is not None and weight_share > 0 and not refit_skipped:
         refit_steps = _refit_on_all_sessions(
             fine_tuner,
             train_inputs,
@@ -570,6 +581,7 @@ def fit_fine_tuner(
         refit_steps=refit_steps,
         epochs_run=epochs_run,
         stop_reason=stop_reason,
+        refit_skipped=refit_skipped,
     )
 
 

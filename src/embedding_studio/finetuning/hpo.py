@@ -281,13 +281,17 @@ class TrialRunner:
                         on_validation_metrics=on_validation_metrics,
                         device=self.device,
                         baseline_metrics=known_baseline,
+                        skip_refit=self._refit_not_worth_it,
                     )
                     kept_metrics = dict(result.best_metrics)
+                    from embedding_studio.tracking.manager import TAG_REFIT, TAG_STOP_REASON
+
                     stop_reason = getattr(result, "stop_reason", "")
                     if stop_reason:  # early stopping or the epoch cap: which one explains a short run
-                        from embedding_studio.tracking.manager import TAG_STOP_REASON
-
                         self.tracker.set_tags(run_id, {TAG_STOP_REASON: stop_reason})
+                    refit_skipped = getattr(result, "refit_skipped", "")
+                    if refit_skipped:  # why this run's model is its validated weights, not a refit
+                        self.tracker.set_tags(run_id, {TAG_REFIT: refit_skipped})
                     baseline_metrics = {
                         key: float(value) for key, value in (getattr(result, "baseline_metrics", None) or {}).items()
                     }
@@ -318,6 +322,22 @@ class TrialRunner:
         return outcome
 
 
+    def _refit_not_worth_it(self, metrics: Mapping[str, float]) -> str | None:
+        """Why a trial that validated at ``metrics`` need not refit on every session: a finished run of the
+        iteration (on any worker) already validated strictly better, so the tracker can never choose this one, and
+        only the chosen run's model ships. A search thus refits only trials that set a new best when they end
+        (about ln N + 1 of N trials in a random order) instead of every complete trial; the chosen model is the one
+        it was before, refit as before."""
+        ahead = self.tracker.outranking_run(self.iteration.experiment_id, metrics)
+        if ahead is None:
+            return None
+        metric = self.tracker.main_metric
+        return (
+            f"refit skipped: {metric} {metrics[metric]:.4f} is behind run {ahead.run_id}'s "
+            f"{ahead.metrics[metric]:.4f}, so this run cannot be chosen"
+        )
+
+
 class TrialPrunedWithOutcome(optuna.TrialPruned):
     """Optuna sees a pruned trial; the search keeps the run it produced."""
 
@@ -336,9 +356,11 @@ def train_fine_tuner(
     on_validation_metrics: Callable[[int, Mapping[str, float]], None],
     device: Any = None,
     baseline_metrics: Mapping[str, float] | None = None,
+    skip_refit: Callable[[Mapping[str, float]], str | None] | None = None,
 ) -> Any:
     """Trains ``model`` in place with the learning core's EmbeddingsFineTuner; returns its FitResult.
-    ``baseline_metrics``: the untrained model's validation when an earlier trial took it (see ``fit_fine_tuner``).
+    ``baseline_metrics``: the untrained model's validation when an earlier trial took it; ``skip_refit``: whether
+    the refit on every session is still worth it (both: see ``fit_fine_tuner``).
 
     The model is left holding the weights of its best validation (highest val NDCG@10, the untrained
     model included), also when the trial is pruned.
@@ -358,6 +380,7 @@ def train_fine_tuner(
             on_validation_metrics=on_validation_metrics,
             device=device,
             baseline_metrics=baseline_metrics,
+            skip_refit=skip_refit,
         )
     except optuna.TrialPruned as pruned:
         # fit_fine_tuner put the best validation's weights back even so; say which metrics they had.

@@ -47,6 +47,8 @@ TAG_HAS_MODEL = TAG_PREFIX + "has_model"
 TAG_KIND = TAG_PREFIX + "kind"
 #: why a trial's training ended ("early stopping after 5 of 30 epochs: …" or "ran all 3 epochs")
 TAG_STOP_REASON = TAG_PREFIX + "stop_reason"
+#: why a trial kept its validated weights instead of refitting on every session ("refit skipped: ...")
+TAG_REFIT = TAG_PREFIX + "refit"
 ITERATION_KIND = "fine_tuning_iteration"
 MODEL_ARTIFACT_PATH = "model"
 PARAMS_ARTIFACT = "params.json"
@@ -388,6 +390,20 @@ class ExperimentsManager:
     def get_best_run(self, experiment_id: str) -> RunSummary | None:
         ranked = self.ranked_runs(experiment_id)
         return ranked[0] if ranked else None
+
+    def outranking_run(self, experiment_id: str, metrics: Mapping[str, float]) -> RunSummary | None:
+        """A finished run strictly ahead of a run that would log ``metrics``: with it in the experiment, such a run
+        can never be :meth:`get_best_run`, whatever else finishes (runs only get added before the choice). None
+        when no finished run is ahead, or ``metrics`` lack the main metric."""
+        value = metrics.get(self.main_metric)
+        if value is None or not math.isfinite(value):
+            return None
+        ranked = self.ranked_runs(experiment_id)
+        if not ranked:
+            return None
+        best = ranked[0].metrics[self.main_metric]
+        ahead = best > value if self.higher_is_better else best < value
+        return ranked[0] if ahead else None
 
     def get_top_params(self, experiment_id: str, n: int) -> list[dict[str, Any]]:
         """The params (with their original JSON types) of the `n` best runs, best first."""
