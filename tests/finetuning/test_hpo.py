@@ -171,8 +171,9 @@ def test_only_a_trial_that_can_still_be_chosen_refits_on_every_session(
     params = {"query_lr": 3e-3, "temperature": 0.1, "refit_on_all_sessions": True}
     fine_tuning_method = method(fixed_params={"max_seq_length": 16, "choose_weight_share": False})
     alone = tracker.start_iteration(fine_tuning_method.name, "alone")
-    refit = TrialRunner(fine_tuning_method, prepared, tiny_model_dir, tracker, alone, device="cpu", train=recording_train)
-    first = refit.run(params)
+    first = TrialRunner(
+        fine_tuning_method, prepared, tiny_model_dir, tracker, alone, device="cpu", train=recording_train
+    ).run(params)
     assert results[0].weight_share > 0  # trained weights kept: a refit is due
     assert results[0].refit_steps > 0 and not results[0].refit_skipped
     assert TAG_REFIT not in tracker.get_run(first.run_id).tags

@@ -321,7 +321,6 @@ class TrialRunner:
             raise TrialPrunedWithOutcome(outcome) from pruned
         return outcome
 
-
     def _refit_not_worth_it(self, metrics: Mapping[str, float]) -> str | None:
         """Why a trial that validated at ``metrics`` need not refit on every session: a finished run of the
         iteration (on any worker) already validated strictly better, so the tracker can never choose this one, and
