@@ -10,9 +10,10 @@ sampler seed) and a real MLflow tracker (sqlite in a temp dir). Each job prepare
 * unpruned: the same settings with ``pruner="none"``, every trial to its end.
 
 Prints, per job, the wall time (preparation included), the time until the trial that produced its
-best validation NDCG@10 ended, that NDCG@10, the trials pruned; then the time ratio pruned/unpruned
-(target <= 0.5x) and the NDCG@10 difference (target within 0.005). The pruned job runs first, so any
-one-time warm-up cost falls on it.
+best validation NDCG@10 ended, that NDCG@10, the trials pruned, the complete trials that skipped their
+refit on every session (behind a finished trial: ``TrialRunner._refit_not_worth_it``); then the time
+ratio pruned/unpruned (target <= 0.5x) and the NDCG@10 difference (target within 0.005). The pruned job
+runs first, so any one-time warm-up cost falls on it.
 
     .venv/bin/python benchmarks/hpo.py --device cuda                                # the figure (GPU)
     .venv/bin/python benchmarks/hpo.py --device cpu --model /tmp/tiny-model --max-corpus 300 \\
@@ -46,6 +47,7 @@ class JobResult:
     trials: int
     pruned: int
     validations: int
+    refits_skipped: int
 
 
 def run_job(
@@ -60,6 +62,7 @@ def run_job(
     from embedding_studio.finetuning.hpo import HyperparameterSearchSettings, TrialRunner, search_parameters
     from embedding_studio.finetuning.plugins.default_text import create_plugin
     from embedding_studio.models import load_embedding_model, release_memory
+    from embedding_studio.tracking.manager import TAG_REFIT
 
     method = create_plugin(
         name=f"benchmark_{name}",
@@ -116,6 +119,7 @@ def run_job(
         trials=len(selection.outcomes),
         pruned=sum(1 for outcome in selection.outcomes if outcome.state == "pruned"),
         validations=sum(outcome.validations for outcome in selection.outcomes),
+        refits_skipped=sum(1 for outcome in selection.outcomes if TAG_REFIT in tracker.get_run(outcome.run_id).tags),
     )
 
 
@@ -166,14 +170,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print()
     header = (
-        f"{'job':<10} {'wall s':>8} {'to best s':>10} {'best val NDCG@10':>17} {'trials':>7} {'pruned':>7} {'vals':>5}"
+        f"{'job':<10} {'wall s':>8} {'to best s':>10} {'best val NDCG@10':>17} {'trials':>7} {'pruned':>7} {'vals':>5} "
+        f"{'refit skips':>12}"
     )
     print(header)
     print("-" * len(header))
     for job in (pruned, unpruned):
         print(
             f"{job.name:<10} {job.seconds:>8.1f} {job.seconds_to_best:>10.1f} {job.best_ndcg:>17.4f} "
-            f"{job.trials:>7} {job.pruned:>7} {job.validations:>5}"
+            f"{job.trials:>7} {job.pruned:>7} {job.validations:>5} {job.refits_skipped:>12}"
         )
     difference = pruned.best_ndcg - unpruned.best_ndcg
     print(
