@@ -172,6 +172,7 @@ def our_params(args: argparse.Namespace, seed: int) -> Any:
         choose_weight_share=not args.fixed_share,
         refit_on_all_sessions=args.refit,
         symmetric_loss=args.symmetric,
+        training_dropout=args.dropout,
         max_seq_length=args.max_seq_length,
         seed=seed,
     )
@@ -628,6 +629,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         default=RECIPE.get("symmetric_loss", False),
         help="ours: InfoNCE in both directions, each click also picking its query (FineTuningParams.symmetric_loss)",
+    )
+    parser.add_argument(
+        "--dropout",
+        action=argparse.BooleanOptionalAction,
+        default=RECIPE.get("training_dropout", True),
+        help="ours: train with the model's dropout (FineTuningParams.training_dropout)",
     )
     parser.add_argument("--mnrl-lr", type=float, default=2e-5)
     parser.add_argument("--mnrl-batch-size", type=int, default=32)

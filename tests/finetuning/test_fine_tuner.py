@@ -525,3 +525,47 @@ def test_training_precision_follows_the_hardware_unless_the_setting_decides(monk
     finally:
         monkeypatch.delenv("EMBEDDING_STUDIO_TRAINING_PRECISION", raising=False)
         reset_settings()
+
+
+def test_training_without_dropout_trains_at_p_zero_and_gives_the_model_its_dropout_back() -> None:
+    import lightning.pytorch as pl
+
+    items, inputs, vocabulary = _toy_world(session_count=60)
+    split = TrainTestSplitter(seed=0).split(inputs)
+
+    class DropoutSeen(pl.Callback):
+        def __init__(self) -> None:
+            self.seen: set[float] = set()
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_index) -> None:
+            self.seen |= {module.p for module in pl_module.modules() if isinstance(module, torch.nn.Dropout)}
+
+    for training_dropout in (False, True):
+        params = FineTuningParams(
+            query_lr=1e-3, batch_size=16, num_epochs=1, training_dropout=training_dropout, refit_on_all_sessions=True
+        )
+        model = build_tiny_text_model(seed=0, vocab=vocabulary)
+        model_dropouts = {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)}
+        assert model_dropouts and 0.0 not in model_dropouts
+        seen = DropoutSeen()
+        fine_tuner = EmbeddingsFineTuner(model, items, params=params)
+        fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=1, callbacks=[seen])
+        assert seen.seen == ({0.0} if not training_dropout else model_dropouts)
+        assert {module.p for module in model.modules() if isinstance(module, torch.nn.Dropout)} == model_dropouts
+
+
+def test_a_bf16_training_forward_on_cpu_takes_the_math_attention_path() -> None:
+    from torch.nn.functional import scaled_dot_product_attention
+
+    from embedding_studio.finetuning.fine_tuner import _training_attention
+
+    queries = torch.randn(2, 4, 8, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused = scaled_dot_product_attention(queries, queries, queries).grad_fn
+        with _training_attention(torch.device("cpu")):
+            chosen = scaled_dot_product_attention(queries, queries, queries).grad_fn
+    with _training_attention(torch.device("cpu")):
+        float32 = scaled_dot_product_attention(queries, queries, queries).grad_fn
+    assert "Flash" in type(fused).__name__  # what SDPA picks by itself: the fused kernel
+    assert "Flash" not in type(chosen).__name__
+    assert "Flash" in type(float32).__name__  # fp32 keeps the fused kernel, faster there

@@ -199,6 +199,7 @@ TRAINING_ONLY_PARAMS = frozenset(
         "fine_tuned_weight_share",
         "choose_weight_share",
         "refit_on_all_sessions",
+        "training_dropout",
     }
 )
 

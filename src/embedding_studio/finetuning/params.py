@@ -63,6 +63,11 @@ class FineTuningParams(BaseModel):
         description="once validation has chosen the checkpoint and the weight share, train again from the initial "
         "weights on every session (held-out ones included) for as long, and keep that share of the change",
     )
+    training_dropout: bool = Field(
+        True,
+        description="train with the model's dropout; false trains at p = 0, the weights as they are served: a CPU "
+        "step 1.19x faster, but NDCG@10 gains 0.0019 less on nfcorpus (three seeds, benchmarks/README.md)",
+    )
     seed: int = 0
 
     @model_validator(mode="after")
