@@ -66,7 +66,7 @@ class FineTuningParams(BaseModel):
     training_dropout: bool = Field(
         True,
         description="train with the model's dropout; false trains at p = 0, the weights as they are served: a CPU "
-        "step 1.19x faster, but NDCG@10 gains 0.0019 less on nfcorpus (three seeds, benchmarks/README.md)",
+        "step 1.2-1.3x faster, but NDCG@10 gains 0.0019 less on nfcorpus (three seeds, benchmarks/README.md)",
     )
     seed: int = 0
 
