@@ -52,9 +52,7 @@ def session_query_id(session: FineTuningInput) -> str:
     return session.session_id[2:].rsplit("-", 1)[0]
 
 
-def click_relevance(
-    sessions: Sequence[FineTuningInput], curve: PropensityCurve | None
-) -> dict[str, dict[str, float]]:
+def click_relevance(sessions: Sequence[FineTuningInput], curve: PropensityCurve | None) -> dict[str, dict[str, float]]:
     """``rel(q, d) = (1/n_q) Σ_sessions click(d) · w`` with ``w = 1`` or ``min(1/η(rank), 20)``.
 
     Queries without a click are dropped, as the validator drops them."""

@@ -1,4 +1,5 @@
 """Restores model.safetensors in float32 from the float16 copy that fits the device tool's transfer limit."""
+
 import sys
 from pathlib import Path
 

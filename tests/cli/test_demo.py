@@ -170,7 +170,9 @@ def test_demo_method_is_default_text_with_the_profile_budget() -> None:
     default = create_plugin()
     assert {key: value for key, value in quick.fixed_params.items() if key != "seed"} == default.fixed_params
     assert (quick.loss, quick.batch_size, quick.test_each_n_inputs) == (
-        default.loss, default.batch_size, default.test_each_n_inputs
+        default.loss,
+        default.batch_size,
+        default.test_each_n_inputs,
     )
     assert quick.search_space == default.search_space and quick.main_metric == default.main_metric
     full = get_method(DEMO_METHOD, **method_options(PROFILES["full"], seed=0))
@@ -203,10 +205,19 @@ def test_outcome_prints_the_interval_beside_the_change_and_the_summary_keeps_it(
 
     interval = BootstrapInterval(mean_difference=0.0112, low=0.0031, high=0.0197, samples=10_000)
     demo = DemoResult(
-        task_id="t1", batch_id=2, before={"ndcg@10": 0.30, "mrr@10": 0.40, "recall@100": 0.80},
-        after={"ndcg@10": 0.3112, "mrr@10": 0.41, "recall@100": 0.80}, report_path=tmp_path / "r.html",
-        data_dir=tmp_path, mlflow_uri="sqlite:///x", api_url="http://127.0.0.1:1", blue_model_id="run1",
-        sessions=1200, clicks=218, ndcg_change=interval, held_out_queries=170,
+        task_id="t1",
+        batch_id=2,
+        before={"ndcg@10": 0.30, "mrr@10": 0.40, "recall@100": 0.80},
+        after={"ndcg@10": 0.3112, "mrr@10": 0.41, "recall@100": 0.80},
+        report_path=tmp_path / "r.html",
+        data_dir=tmp_path,
+        mlflow_uri="sqlite:///x",
+        api_url="http://127.0.0.1:1",
+        blue_model_id="run1",
+        sessions=1200,
+        clicks=218,
+        ndcg_change=interval,
+        held_out_queries=170,
     )
     console = Console(record=True, width=200)
     print_outcome(console, demo, keep_serving=False)
@@ -216,6 +227,10 @@ def test_outcome_prints_the_interval_beside_the_change_and_the_summary_keeps_it(
     assert "NDCG@10 change +0.0112, 95% interval [+0.0031, +0.0197]" in text and "above zero" in text
     summary = json.loads(json.dumps(demo.summary()))
     assert summary["ndcg@10_change"] == {
-        "mean": 0.0112, "low": 0.0031, "high": 0.0197, "confidence": 0.95, "samples": 10_000
+        "mean": 0.0112,
+        "low": 0.0031,
+        "high": 0.0197,
+        "confidence": 0.95,
+        "samples": 10_000,
     }
     assert summary["held_out_queries"] == 170

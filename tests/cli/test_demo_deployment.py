@@ -20,9 +20,20 @@ def test_the_gate_verdict_is_read_from_the_task_result() -> None:
 def test_the_outcome_of_a_model_that_was_not_deployed_says_why_and_that_search_is_unchanged(tmp_path: Path) -> None:
     figures = {"ndcg@10": 0.43, "mrr@10": 0.5, "recall@100": 0.8}
     demo = DemoResult(
-        task_id="t1", batch_id=2, before=figures, after=figures, report_path=tmp_path / "r.html",
-        data_dir=tmp_path, mlflow_uri="sqlite:///x", api_url="http://127.0.0.1:1", blue_model_id="all-MiniLM-L6-v2",
-        sessions=10, clicks=4, kept_untrained_weights=True, deployed=False, deployment_reason=NOT_DEPLOYED,
+        task_id="t1",
+        batch_id=2,
+        before=figures,
+        after=figures,
+        report_path=tmp_path / "r.html",
+        data_dir=tmp_path,
+        mlflow_uri="sqlite:///x",
+        api_url="http://127.0.0.1:1",
+        blue_model_id="all-MiniLM-L6-v2",
+        sessions=10,
+        clicks=4,
+        kept_untrained_weights=True,
+        deployed=False,
+        deployment_reason=NOT_DEPLOYED,
     )
     console = Console(record=True, width=300)
     print_outcome(console, demo, keep_serving=False)

@@ -91,8 +91,9 @@ def test_gpu_asked_for_without_one(tmp_path: Path) -> None:
 
 def test_model_path_that_does_not_exist(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
-    code, output = run(["demo", "--quick", "--data-dir", str(tmp_path / "demo")],
-                       EMBEDDING_STUDIO_BASE_MODEL=str(missing))
+    code, output = run(
+        ["demo", "--quick", "--data-dir", str(tmp_path / "demo")], EMBEDDING_STUDIO_BASE_MODEL=str(missing)
+    )
     assert code == 1
     assert_explained(output)
     assert f"no embedding model at '{missing}'" in output

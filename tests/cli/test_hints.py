@@ -119,6 +119,9 @@ def test_every_hint_names_a_command_and_options_that_exist(root: Any) -> None:
         (where, words) for where, text in [*_strings_in_package(), *_strings_in_docs()] for words in command_lines(text)
     ]
     assert len(mentions) >= 40  # the collection itself works: the package and README mention many commands
-    problems = [f"{where}: embedding-studio {' '.join(words)} — {problem}"
-                for where, words in mentions if (problem := problem_with(words, root))]
+    problems = [
+        f"{where}: embedding-studio {' '.join(words)} — {problem}"
+        for where, words in mentions
+        if (problem := problem_with(words, root))
+    ]
     assert not problems, "\n".join(problems)

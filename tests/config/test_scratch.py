@@ -39,9 +39,7 @@ def test_a_scratch_directory_lives_in_the_data_dir_and_is_removed_after_use(data
 
 
 def test_the_directory_of_a_killed_process_is_removed_and_a_live_one_kept(data_dir: Path) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_A_SCRATCH_DIRECTORY], stdout=subprocess.PIPE, text=True
-    )
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_A_SCRATCH_DIRECTORY], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None
         killed_directory = Path(holder.stdout.readline().strip())

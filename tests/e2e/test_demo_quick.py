@@ -34,7 +34,11 @@ def test_quick_demo_reports_held_out_ndcg_and_never_ships_a_worse_model(tmp_path
     environment["COLUMNS"] = "160"
     result = subprocess.run(
         [sys.executable, "-m", "examples.demo", "--quick", "--seed", str(SEED), "--data-dir", str(data_dir)],
-        capture_output=True, text=True, env=environment, timeout=1400, cwd=REPO_ROOT,  # as make runs it
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=1400,
+        cwd=REPO_ROOT,  # as make runs it
     )
     logs = "\n".join(
         f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:])

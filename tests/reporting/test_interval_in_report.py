@@ -24,8 +24,9 @@ def _dataset() -> BeirDataset:
 def test_comparison_carries_the_paired_bootstrap_interval_of_the_ndcg_change() -> None:
     dataset = _dataset()
     before = evaluate_rankings({f"q{n}": ["d4", "d5", f"d{n}"] for n in range(4)}, dataset)
-    after = evaluate_rankings({f"q{n}": [f"d{n}", "d5", "d4"] if n < 3 else ["d4", "d5", "d3"] for n in range(4)},
-                              dataset)
+    after = evaluate_rankings(
+        {f"q{n}": [f"d{n}", "d5", "d4"] if n < 3 else ["d4", "d5", "d3"] for n in range(4)}, dataset
+    )
     comparison = compare_evaluations(before, after, dataset, bootstrap_seed=3)
     interval = comparison.ndcg_change
     assert interval is not None

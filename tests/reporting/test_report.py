@@ -53,8 +53,14 @@ def sample_report() -> ReportData:
         ndcg_per_query={"q1": (0.2, 0.8), "q2": (0.5, 0.45)},
         changed_queries=[change],
     )
-    return ReportData(title="Fine-tuning task 7", task_id="7", details={"base model": "all-MiniLM-L6-v2"},
-                      trials=trials, held_out=held_out, best_run_id="run1")
+    return ReportData(
+        title="Fine-tuning task 7",
+        task_id="7",
+        details={"base model": "all-MiniLM-L6-v2"},
+        trials=trials,
+        held_out=held_out,
+        best_run_id="run1",
+    )
 
 
 def test_page_holds_every_plot_inline_and_escapes_text() -> None:
@@ -126,7 +132,10 @@ def test_renders_in_headless_chromium_with_its_plots(headless_chromium: Chromium
     url = path.resolve().as_uri()
     dom = subprocess.run(
         headless_chromium(tmp_path / "profile-dom", "--dump-dom", url),
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     ).stdout
     assert len(re.findall(r"<svg\b", dom)) == 4
     assert len(re.findall(r"<path\b", dom)) > 20  # the plots' lines and bars are really in the document
@@ -134,9 +143,13 @@ def test_renders_in_headless_chromium_with_its_plots(headless_chromium: Chromium
 
     screenshot = tmp_path / "page.png"
     subprocess.run(
-        headless_chromium(tmp_path / "profile-shot", f"--screenshot={screenshot}",
-                         "--window-size=1200,2400", "--hide-scrollbars", url),
-        capture_output=True, text=True, timeout=120, check=True,
+        headless_chromium(
+            tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1200,2400", "--hide-scrollbars", url
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     image = Image.open(screenshot).convert("RGB")
     assert image.size == (1200, 2400)

@@ -34,7 +34,8 @@ def _hint_for(error: BaseException) -> str | None:
         return ""
     if isinstance(error, DatabaseUnavailableError):
         return (
-            "" if "DATABASE_URL" in str(error)
+            ""
+            if "DATABASE_URL" in str(error)
             else "Check DATABASE_URL (postgresql://user:password@host:5432/dbname), or unset it to use the embedded "
             "server."
         )

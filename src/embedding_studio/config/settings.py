@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     )
     catalog_loader_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Options of catalog_loader (JSON), e.g. {\"path\": \"corpus.jsonl\"}; empty: the demo catalog.",
+        description='Options of catalog_loader (JSON), e.g. {"path": "corpus.jsonl"}; empty: the demo catalog.',
     )
 
     @property

@@ -30,7 +30,7 @@ class BatchNotReleasedError(FineTuningError):
 
 
 def describe_batches(batch_ids: int | Sequence[int]) -> str:
-    """"clickstream batch 3" or "clickstream batches 1, 2, 3": what an error says it is about."""
+    """ "clickstream batch 3" or "clickstream batches 1, 2, 3": what an error says it is about."""
     if isinstance(batch_ids, int):
         return f"clickstream batch {batch_ids}"
     if len(batch_ids) == 1:

@@ -30,7 +30,8 @@ def compare_evaluations(
         for query_id in query_ids
     }
     moved = [
-        query_id for query_id in query_ids
+        query_id
+        for query_id in query_ids
         if before.per_query[query_id].ranked_ids[:shown] != after.per_query[query_id].ranked_ids[:shown]
     ]
     moved.sort(key=lambda query_id: (-abs(per_query[query_id][1] - per_query[query_id][0]), query_id))
@@ -70,7 +71,9 @@ def compare_evaluations(
             [per_query[query_id][0] for query_id in query_ids],
             [per_query[query_id][1] for query_id in query_ids],
             seed=bootstrap_seed,
-        ) if query_ids else None,
+        )
+        if query_ids
+        else None,
     )
 
 

@@ -118,8 +118,10 @@ class ReportData:
                 run_id=trial["run_id"],
                 name=trial["name"],
                 params=dict(trial.get("params", {})),
-                metrics={key: [(int(step), float(value)) for step, value in points]
-                         for key, points in trial.get("metrics", {}).items()},
+                metrics={
+                    key: [(int(step), float(value)) for step, value in points]
+                    for key, points in trial.get("metrics", {}).items()
+                },
                 is_best=bool(trial.get("is_best", False)),
             )
             for trial in raw.get("trials", [])
@@ -132,8 +134,9 @@ class ReportData:
                 query_count=int(held["query_count"]),
                 before=dict(held["before"]),
                 after=dict(held["after"]),
-                ndcg_per_query={key: (float(pair[0]), float(pair[1]))
-                                for key, pair in held.get("ndcg_per_query", {}).items()},
+                ndcg_per_query={
+                    key: (float(pair[0]), float(pair[1])) for key, pair in held.get("ndcg_per_query", {}).items()
+                },
                 changed_queries=[
                     ChangedQuery(
                         query_id=change["query_id"],

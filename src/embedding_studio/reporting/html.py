@@ -92,10 +92,10 @@ def _comparison_plot(held_out: HeldOutComparison, after_label: str = "after (fin
     width = 0.38
     before = [held_out.before[name] for name in names]
     after = [held_out.after[name] for name in names]
-    axes.bar([position - width / 2 for position in positions], before, width, label="before (base model)",
-             color="#8c959f")
-    axes.bar([position + width / 2 for position in positions], after, width, label=after_label,
-             color="#2da44e")
+    axes.bar(
+        [position - width / 2 for position in positions], before, width, label="before (base model)", color="#8c959f"
+    )
+    axes.bar([position + width / 2 for position in positions], after, width, label=after_label, color="#2da44e")
     for position, (old, new) in enumerate(zip(before, after, strict=True)):
         axes.text(position - width / 2, old, f"{old:.3f}", ha="center", va="bottom", fontsize=7)
         axes.text(position + width / 2, new, f"{new:.3f}", ha="center", va="bottom", fontsize=7)
@@ -208,9 +208,11 @@ def render_report(data: ReportData) -> str:
         if value:
             details.setdefault(key, value)
     if details:
-        parts.append("<table>" + "".join(
-            f"<tr><th>{escape(key)}</th><td>{escape(str(value))}</td></tr>" for key, value in details.items()
-        ) + "</table>")
+        parts.append(
+            "<table>"
+            + "".join(f"<tr><th>{escape(key)}</th><td>{escape(str(value))}</td></tr>" for key, value in details.items())
+            + "</table>"
+        )
 
     if data.deployment is not None:
         css = "deployed" if data.deployment.deployed else "not-deployed"
@@ -219,24 +221,27 @@ def render_report(data: ReportData) -> str:
     parts.append("<h2>Held-out queries: before and after</h2>")
     held_out = data.held_out
     if held_out is None:
-        parts.append("<p class='muted'>No held-out evaluation was recorded for this task "
-                     "(<code>make demo</code> records one, from its dataset's relevance judgments "
-                     "of queries the model never trained on).</p>")
+        parts.append(
+            "<p class='muted'>No held-out evaluation was recorded for this task "
+            "(<code>make demo</code> records one, from its dataset's relevance judgments "
+            "of queries the model never trained on).</p>"
+        )
     else:
         interval = held_out.ndcg_change
         rows = "".join(
             f"<tr><td>{METRIC_LABELS.get(name, name)}</td><td class='num'>{held_out.before[name]:.4f}</td>"
             f"<td class='num'>{held_out.after[name]:.4f}</td>"
             f"<td class='num'>{_delta(held_out.before[name], held_out.after[name])}</td>"
-            + (f"<td class='num'>{_interval_text(interval) if name == 'ndcg@10' else ''}</td>"
-               if interval is not None else "")
+            + (
+                f"<td class='num'>{_interval_text(interval) if name == 'ndcg@10' else ''}</td>"
+                if interval is not None
+                else ""
+            )
             + "</tr>"
             for name in held_out.before
             if name in held_out.after
         )
-        interval_header = (
-            f"<th>{interval.confidence:.0%} interval of the change</th>" if interval is not None else ""
-        )
+        interval_header = f"<th>{interval.confidence:.0%} interval of the change</th>" if interval is not None else ""
         parts.append(
             f"<p>{held_out.query_count} queries of <code>{escape(held_out.dataset)}</code> the model never "
             "trained on, scored against the dataset's graded relevance judgments.</p>"
@@ -247,8 +252,10 @@ def render_report(data: ReportData) -> str:
             parts.append(f"<p class='interval'>{_interval_sentence(interval, held_out.query_count)}</p>")
         kept_blue = data.deployment is not None and not data.deployment.deployed
         plots = [
-            _figure(_comparison_plot(held_out, "after (blue kept)"), "mean metrics: the fine-tuned model was not "
-                    "deployed, so search after is search before")
+            _figure(
+                _comparison_plot(held_out, "after (blue kept)"),
+                "mean metrics: the fine-tuned model was not deployed, so search after is search before",
+            )
             if kept_blue
             else _figure(_comparison_plot(held_out), "mean metrics, base model vs deployed model")
         ]
@@ -257,8 +264,10 @@ def render_report(data: ReportData) -> str:
         parts.append("<div class='plots'>" + "".join(plots) + "</div>")
         if held_out.changed_queries:
             parts.append("<h2>Queries whose top results changed</h2>")
-            parts.append("<p class='muted'>Top results before and after, with the judged relevance grade "
-                         "of each (0: not relevant or unjudged).</p>")
+            parts.append(
+                "<p class='muted'>Top results before and after, with the judged relevance grade "
+                "of each (0: not relevant or unjudged).</p>"
+            )
             parts.extend(_changed_query_block(change) for change in held_out.changed_queries)
 
     if data.image_queries or data.image_queries_note:
@@ -271,15 +280,20 @@ def render_report(data: ReportData) -> str:
     if not data.trials:
         parts.append("<p class='muted'>No trials were found in the tracker for this task.</p>")
     else:
-        parts.append("<div class='plots'>" + "".join(
-            _figure(svg, f"{metric} on the validation split of the clickstream")
-            for metric, svg in _trial_plots(data.trials)
-        ) + "</div>")
+        parts.append(
+            "<div class='plots'>"
+            + "".join(
+                _figure(svg, f"{metric} on the validation split of the clickstream")
+                for metric, svg in _trial_plots(data.trials)
+            )
+            + "</div>"
+        )
         parameter_names = _parameters_worth_showing(data.trials)
         header = "".join(f"<th>{escape(name)}</th>" for name in parameter_names)
         body = "".join(
             f"<tr><td>{escape(trial.name)}{' ★' if trial.is_best else ''}</td><td><code>{escape(trial.run_id)}"
-            "</code></td>" + "".join(f"<td>{escape(str(trial.params.get(name, '')))}</td>" for name in parameter_names)
+            "</code></td>"
+            + "".join(f"<td>{escape(str(trial.params.get(name, '')))}</td>" for name in parameter_names)
             + "</tr>"
             for trial in data.trials
         )

@@ -73,8 +73,14 @@ def deployment_decision(
     if min_gain < 0:
         raise ValueError(f"min_gain must be >= 0, got {min_gain}")
     label = metric_label(metric)
-    common = {"metric": metric, "candidate": candidate, "blue": blue, "blue_model_id": blue_model_id,
-              "min_gain": min_gain, "forced": forced}
+    common = {
+        "metric": metric,
+        "candidate": candidate,
+        "blue": blue,
+        "blue_model_id": blue_model_id,
+        "min_gain": min_gain,
+        "forced": forced,
+    }
     if blue is None and blue_model_id is None:
         return DeploymentDecision(True, "deployed: no blue model to compare with", **common)
     if candidate is None or blue is None:
@@ -105,8 +111,14 @@ def blue_changed_decision(
 ) -> DeploymentDecision:
     """Blue moved while the task fine-tuned (``compared_with`` None: there was none when it started): the
     figures are about a model that no longer serves, so the new one is not deployed unless ``forced``."""
-    common = {"metric": metric, "candidate": candidate, "blue": blue, "blue_model_id": compared_with,
-              "min_gain": min_gain, "forced": forced}
+    common = {
+        "metric": metric,
+        "candidate": candidate,
+        "blue": blue,
+        "blue_model_id": compared_with,
+        "min_gain": min_gain,
+        "forced": forced,
+    }
     what = f"blue changed from {compared_with or 'none'} to {blue_now or 'none'} while fine-tuning"
     if forced:
         return DeploymentDecision(True, f"deployed (forced): {what}", **common)

@@ -51,9 +51,13 @@ class JsonlCatalogLoader(DataLoader):
         super().__init__(retry=retry, source=source)
         self.path = Path(path) if path is not None else default_catalog_path()
         if not self.path.is_file():
-            hint = "" if path is not None else (
-                ": no catalog path was given (the loader's path option, EMBEDDING_STUDIO_CATALOG_LOADER_OPTIONS) "
-                "and this is not a repository checkout with data/msmarco"
+            hint = (
+                ""
+                if path is not None
+                else (
+                    ": no catalog path was given (the loader's path option, EMBEDDING_STUDIO_CATALOG_LOADER_OPTIONS) "
+                    "and this is not a repository checkout with data/msmarco"
+                )
             )
             raise LoaderError(f"catalog file {self.path} does not exist{hint}")
         self._records: dict[str, dict[str, Any]] | None = None
