@@ -630,16 +630,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=RECIPE.get("symmetric_loss", False),
         help="ours: InfoNCE in both directions, each click also picking its query (FineTuningParams.symmetric_loss)",
     )
-    parser.add_argument(
-        "--dropout",
-        action=argparse.BooleanOptionalAction,
-        default=RECIPE.get("training_dropout", True),
-        help="ours: train with the model's dropout (FineTuningParams.training_dropout)",
-    )
+    add_training_dropout_argument(parser)
     parser.add_argument("--mnrl-lr", type=float, default=2e-5)
     parser.add_argument("--mnrl-batch-size", type=int, default=32)
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     return parser.parse_args(argv)
+
+
+def add_training_dropout_argument(parser: argparse.ArgumentParser) -> None:
+    """``--dropout/--no-dropout``: ours' ``FineTuningParams.training_dropout``, the default recipe's unless given
+    (here and in ``train_throughput.py``, so a speed figure and a quality figure name the same choice)."""
+    parser.add_argument(
+        "--dropout",
+        action=argparse.BooleanOptionalAction,
+        default=RECIPE.get("training_dropout", True),
+        help="ours: train with the model's dropout (FineTuningParams.training_dropout; the recipe's by default)",
+    )
 
 
 def command_line(argv: Sequence[str] | None) -> str:

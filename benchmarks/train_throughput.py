@@ -364,8 +364,6 @@ def quality_pairs(clickstream: _common.SimulatedClickstream) -> list[tuple[str, 
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    from embedding_studio.finetuning.plugins.default_text import RECIPE
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common.add_clickstream_arguments(parser)
     # Enough sessions that the default window (220 steps) fits in two epochs, so EarlyStopping (patience 3,
@@ -377,12 +375,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=200, help="timed optimizer steps of each")
     parser.add_argument("--warmup-steps", type=int, default=20, help="optimizer steps run before timing starts")
     parser.add_argument("--only", choices=("ours", "peer"), default=None, help="measure one side only")
-    parser.add_argument(
-        "--dropout",
-        action=argparse.BooleanOptionalAction,
-        default=RECIPE.get("training_dropout", True),
-        help="ours: train with the model's dropout (FineTuningParams.training_dropout; the recipe's by default)",
-    )
+    _common.quality.add_training_dropout_argument(parser)
     parser.add_argument(
         "--profile", action="store_true", help="instead of timing: profile --steps steps of ours and print where"
     )

@@ -591,10 +591,9 @@ def fit_fine_tuner(
             fine_tuner.best_metrics = chosen_metrics
         fine_tuner.eval()
     refit_steps = 0
-    refit_skipped = ""
-    if params.refit_on_all_sessions and trained is not None and weight_share > 0 and skip_refit is not None:
-        refit_skipped = skip_refit(dict(fine_tuner.best_metrics)) or ""
-    if params.refit_on_all_sessions and trained is not None and weight_share > 0 and not refit_skipped:
+    refit_due = params.refit_on_all_sessions and trained is not None and weight_share > 0
+    refit_skipped = (skip_refit(dict(fine_tuner.best_metrics)) or "") if refit_due and skip_refit else ""
+    if refit_due and not refit_skipped:
         refit_steps = _refit_on_all_sessions(
             fine_tuner,
             train_inputs,
