@@ -36,6 +36,7 @@ from embedding_studio.finetuning.callbacks import (
     trainable_state_on_cpu,
 )
 from embedding_studio.finetuning.data import ClickDataModule, PreparedRows, prepare_rows
+from embedding_studio.finetuning.dropout import training_dropout
 from embedding_studio.finetuning.errors import NotEnoughDataError
 from embedding_studio.finetuning.features import FeatureExtractor
 from embedding_studio.finetuning.losses import SimilarityBatch, create_loss
@@ -331,27 +332,6 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-@contextlib.contextmanager
-def _dropout_switched_off(model: torch.nn.Module, switch_off: bool) -> Iterator[None]:
-    """Every ``nn.Dropout`` of ``model`` at p = 0 for the block, its own p back after it (``training_dropout``).
-
-    Zeroing p rather than putting the modules in eval mode survives the ``train()`` Lightning calls after each
-    validation, and Hugging Face attention reads its dropout off the module's p. Dropout a model applies as a
-    plain float (CLIP's attention dropout, 0 by default) is left as it is."""
-    dropouts = [module for module in model.modules() if isinstance(module, torch.nn.modules.dropout._DropoutNd)]
-    if not switch_off or not dropouts:
-        yield
-        return
-    kept = [module.p for module in dropouts]
-    for module in dropouts:
-        module.p = 0.0
-    try:
-        yield
-    finally:
-        for module, p in zip(dropouts, kept, strict=True):
-            module.p = p
-
-
 def _training_attention(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     """The attention kernel of a training forward: SDPA's math path on a CPU under bf16 autocast, its own choice
     elsewhere.
@@ -560,7 +540,10 @@ def fit_fine_tuner(
     # exactly as one that validated it.
     pl.seed_everything(params.seed, workers=True, verbose=False)
     try:
-        with _quiet_lightning(), _dropout_switched_off(fine_tuner.model, not params.training_dropout):
+        with (
+            _quiet_lightning(),
+            training_dropout(fine_tuner.model, enabled=params.training_dropout, device=training_device),
+        ):
             trainer.fit(fine_tuner, datamodule=data)
     finally:
         # Lightning's teardown leaves the module on the CPU; the trained model stays where it was trained, so
@@ -676,7 +659,7 @@ def _refit_on_all_sessions(
                 enable_checkpointing=False,
                 **common,
             )
-            with _dropout_switched_off(fine_tuner.model, not params.training_dropout):
+            with training_dropout(fine_tuner.model, enabled=params.training_dropout, device=device):
                 trainer.fit(fine_tuner, train_dataloaders=data.train_dataloader())
     finally:
         fine_tuner.schedule_total_steps = None
