@@ -6,7 +6,8 @@ HPO code (``finetuning.hpo``: ``TrialRunner`` + ``search_parameters``, Optuna TP
 sampler seed) and a real MLflow tracker (sqlite in a temp dir). Each job prepares the data once
 (ItemSetManager) and saves the initial model once; every trial shares both.
 
-* pruned: the median pruner (the product's default ``HyperparameterSearchSettings``);
+* pruned: the median pruner (the product's default ``HyperparameterSearchSettings``), or ``--pruner
+  successive_halving`` (asynchronous successive halving, ``SuccessiveHalvingPruner``);
 * unpruned: the same settings with ``pruner="none"``, every trial to its end.
 
 Prints, per job, the wall time (preparation included), the time until the trial that produced its
@@ -132,6 +133,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--batch-size", type=int, default=RECIPE_BATCH_SIZE, help="the default method's")
     parser.add_argument(
+        "--pruner",
+        choices=("median", "successive_halving"),
+        default="median",
+        help="the pruned job's HyperparameterSearchSettings.pruner (the product's default: median)",
+    )
+    parser.add_argument(
         "--test-each-n-inputs",
         type=float,
         default=1.0,
@@ -156,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"clickstream: {args.data.name}, corpus {len(clickstream.dataset.corpus)}, {len(clickstream.train_inputs)} "
         f"sessions, {clickstream.click_count} clicks; {args.trials} trials x {args.epochs} epochs, "
-        f"validation every {args.test_each_n_inputs}, model {args.model}",
+        f"validation every {args.test_each_n_inputs}, pruner {args.pruner}, model {args.model}",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="es-bench-hpo-") as directory:
@@ -165,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tracking_uri=f"sqlite:///{work_dir / 'mlflow.db'}", cache_dir=work_dir / "model-cache"
         )
         tracker.client  # noqa: B018  create and migrate the MLflow store before any clock starts
-        pruned = run_job("pruned", "median", clickstream, args, device, tracker, work_dir)
+        pruned = run_job("pruned", args.pruner, clickstream, args, device, tracker, work_dir)
         unpruned = run_job("unpruned", "none", clickstream, args, device, tracker, work_dir)
 
     print()
