@@ -35,10 +35,15 @@ SAMPLED_DROPOUT_ATTENTION = "embedding_studio_sampled_dropout"
 """The name under which :func:`sampled_dropout_attention` is registered with Hugging Face's attention interface."""
 
 
+def _kept_values(p: float) -> int:
+    """``k = round((1 - p) * 2**16)``: how many of an element's ``2**16`` bit patterns keep it."""
+    return round((1.0 - p) * _MASK_VALUES)
+
+
 def kept_share(p: float) -> float:
     """``q``, the probability that :class:`SampledDropout` keeps an element at dropout probability ``p``:
     ``round((1 - p) * 2**16) / 2**16``."""
-    return round((1.0 - p) * _MASK_VALUES) / _MASK_VALUES
+    return _kept_values(p) / _MASK_VALUES
 
 
 def sampled_keep_mask(shape: torch.Size, p: float, device: torch.device | None = None) -> Tensor:
@@ -50,7 +55,7 @@ def sampled_keep_mask(shape: torch.Size, p: float, device: torch.device | None =
     count = math.prod(shape)
     draws = torch.empty((count + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
     bits = draws.view(torch.int16)[:count].view(shape)
-    return bits >= (_MASK_VALUES // 2 - round((1.0 - p) * _MASK_VALUES))
+    return bits >= (_MASK_VALUES // 2 - _kept_values(p))
 
 
 class _SampledDropoutFunction(torch.autograd.Function):
