@@ -7,7 +7,8 @@ sampler seed) and a real MLflow tracker (sqlite in a temp dir). Each job prepare
 (ItemSetManager) and saves the initial model once; every trial shares both.
 
 * pruned: the median pruner (the product's default ``HyperparameterSearchSettings``), or ``--pruner
-  successive_halving`` (asynchronous successive halving, ``SuccessiveHalvingPruner``);
+  successive_halving`` (asynchronous successive halving, ``SuccessiveHalvingPruner``), with the product's
+  ``warmup_validations`` and ``reduction_factor`` unless given;
 * unpruned: the same settings with ``pruner="none"``, every trial to its end.
 
 Prints, per job, the wall time (preparation included), the time until the trial that produced its
@@ -94,7 +95,12 @@ def run_job(
     selection = search_parameters(
         runner,
         study_name=f"benchmark-{name}",
-        search_settings=HyperparameterSearchSettings(pruner=pruner, sampler_seed=args.seed),
+        search_settings=HyperparameterSearchSettings(
+            pruner=pruner,
+            sampler_seed=args.seed,
+            warmup_validations=args.warmup_validations,
+            reduction_factor=args.reduction_factor,
+        ),
         progress=on_progress,
     )
     _common.synchronize(device)
@@ -125,6 +131,8 @@ def run_job(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    from embedding_studio.finetuning.hpo import HyperparameterSearchSettings
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _common.add_clickstream_arguments(parser)
     parser.add_argument("--trials", type=int, default=8, help="max_evals of each job")
@@ -137,6 +145,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=("median", "successive_halving"),
         default="median",
         help="the pruned job's HyperparameterSearchSettings.pruner (the product's default: median)",
+    )
+    defaults = HyperparameterSearchSettings()
+    parser.add_argument(
+        "--warmup-validations",
+        type=int,
+        default=defaults.warmup_validations,
+        help="validations of a trial that never prune it (the product's default)",
+    )
+    parser.add_argument(
+        "--reduction-factor",
+        type=int,
+        default=defaults.reduction_factor,
+        help="successive halving's reduction factor (the product's default)",
     )
     parser.add_argument(
         "--test-each-n-inputs",
@@ -163,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"clickstream: {args.data.name}, corpus {len(clickstream.dataset.corpus)}, {len(clickstream.train_inputs)} "
         f"sessions, {clickstream.click_count} clicks; {args.trials} trials x {args.epochs} epochs, "
-        f"validation every {args.test_each_n_inputs}, pruner {args.pruner}, model {args.model}",
+        f"validation every {args.test_each_n_inputs}, pruner {args.pruner} (warmup validations "
+        f"{args.warmup_validations}, reduction factor {args.reduction_factor}), model {args.model}",
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="es-bench-hpo-") as directory:

@@ -91,14 +91,49 @@ def test_a_pruned_trial_stops_early_and_keeps_its_run(
 
     monkeypatch.setattr(hpo, "_make_pruner", lambda settings: _AlwaysPrune())
     runner = runner_for(method(max_evals=1, num_epochs=2), prepared, tiny_model_dir, tracker)
-    result = search_parameters(runner, study_name="toy-pruned")
+    storage = optuna.storages.InMemoryStorage()
+    result = search_parameters(runner, study_name="toy-pruned", storage_url=storage)
     (outcome,) = result.outcomes
     assert outcome.state == "pruned"
     # pruned at its first validation after the baseline, instead of the 4 a full training makes
     assert outcome.validations == 2
+    # ... which Optuna saw as step 1: steps count the validations of training
+    (trial,) = optuna.load_study(study_name="toy-pruned", storage=storage).trials
+    assert list(trial.intermediate_values) == [1]
     run = tracker.get_run(outcome.run_id)
     assert run.status == "FINISHED" and run.has_model
     assert "val_ndcg_at_10" in run.metrics
+
+
+@pytest.mark.parametrize(
+    ("pruner", "warmup_validations", "first_pruned_at"),
+    [("successive_halving", 0, 1), ("successive_halving", 1, 2), ("median", 0, 1), ("median", 1, 2)],
+)
+def test_the_first_pruning_decision_follows_warmup_validations(
+    pruner: str, warmup_validations: int, first_pruned_at: int
+) -> None:
+    """Steps count validations from 1: with ``warmup_validations`` w, a trial clearly behind the first one is kept
+    through validation w and pruned at validation w + 1, whichever pruner (successive halving's first rung
+    included, which Optuna never places at step 0)."""
+    from embedding_studio.finetuning.hpo import _make_pruner
+
+    settings = HyperparameterSearchSettings(
+        pruner=pruner, warmup_validations=warmup_validations, startup_trials=1, reduction_factor=2
+    )
+    study = optuna.create_study(direction="maximize", pruner=_make_pruner(settings))
+    leader = study.ask()
+    for validation in (1, 2, 3):
+        leader.report(0.8, validation)
+        assert not leader.should_prune()
+    study.tell(leader, 0.8)
+    behind = study.ask()
+    pruned_at = None
+    for validation in (1, 2, 3):
+        behind.report(0.2, validation)
+        if behind.should_prune():
+            pruned_at = validation
+            break
+    assert pruned_at == first_pruned_at
 
 
 @dataclass

@@ -68,8 +68,15 @@ class HyperparameterSearchSettings(BaseSettings):
     warmup_validations: int = Field(
         default=1,
         ge=0,
-        description="Validations of a trial before it may be pruned (so a method must validate more than once a "
-        "trial for the pruner to act).",
+        description="Validations of a trial that never prune it; the first decision is at the next one (so with 1, "
+        "a method must validate more than once a trial for the pruner to act).",
+    )
+    reduction_factor: int = Field(
+        default=4,
+        ge=2,
+        description="successive_halving: a trial goes on past a rung only when it is in the best 1/reduction_factor "
+        "of the trials that reached it (the best one while fewer have); rungs at (warmup_validations + 1) * "
+        "reduction_factor^k validations.",
     )
     sampler_seed: int | None = Field(default=0, description="TPE seed; None for a different search each time.")
     share_trials: bool = Field(
@@ -128,8 +135,9 @@ class SelectionResult:
 class OptunaPruningCallback(pl.Callback):
     """Reports the monitored validation metric to the trial after each validation, and prunes.
 
-    The step is the index of the validation (0, 1, ...), so trials with different batch sizes are
-    compared after the same number of validations, i.e. the same number of seen inputs.
+    The step is the number of validations so far (1 at the first), so trials with different batch sizes are
+    compared after the same number of validations, i.e. the same number of seen inputs: it is the resource a trial
+    has used, which successive halving's rungs count (its first rung at ``min_resource`` validations).
     """
 
     def __init__(self, trial: optuna.Trial, monitor: str) -> None:
@@ -146,8 +154,8 @@ class OptunaPruningCallback(pl.Callback):
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             return
-        step = self.validations
         self.validations += 1
+        step = self.validations
         self.trial.report(float(value), step)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"{self.monitor}={float(value):.4f} at validation {step} is below the median")
@@ -391,13 +399,16 @@ def train_fine_tuner(
 
 
 def _make_pruner(settings: HyperparameterSearchSettings) -> optuna.pruners.BasePruner:
+    """The pruner, with ``warmup_validations`` validations that never prune: the first decision is at validation
+    ``warmup_validations + 1`` (steps count validations from 1, :class:`OptunaPruningCallback`)."""
+    first_decision = settings.warmup_validations + 1
     if settings.pruner == "none":
         return optuna.pruners.NopPruner()
     if settings.pruner == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, settings.warmup_validations))
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=settings.startup_trials, n_warmup_steps=settings.warmup_validations
-    )
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=first_decision, reduction_factor=settings.reduction_factor
+        )
+    return optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials, n_warmup_steps=first_decision)
 
 
 def search_parameters(
