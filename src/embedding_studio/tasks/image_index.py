@@ -113,26 +113,94 @@ def image_source(store: VectorStore, params: ReindexTaskParams, item_display: It
             for items in prefetched(
                 with_upserted_images(loader, loader.load_all(batch_size, on_failed=report), report)
             ):
-                parts: list[vectordb.SourcePart] = []
-                for item in items:
-                    if item.item_id in seen:
-                        continue
-                    seen.add(item.item_id)
-                    if not (hasattr(item.data, "size") and hasattr(item.data, "mode")):
-                        report([FailedItem(item.meta, "unreadable", "not an image (an image model indexes images)")])
-                        continue
-                    key = str(item.extra.get(IMAGE_KEY) or inner_key(loader, item.meta))
-                    payload = {IMAGE_KEY: key, IMAGE_URL_KEY: image_url(loader, key)}
-                    payload.update(display_payload(item.data, display=item_display, payload=item.extra) or {})
-                    images[item.item_id] = item.data
-                    parts.append(vectordb.SourcePart(item.item_id, 0, key, payload))
+                parts, pictures = image_parts(items, loader, item_display, report, seen)
+                images.update((part.item_id, picture) for part, picture in zip(parts, pictures, strict=True))
                 yield parts
         finally:
             loader.close()
         if skipped:
             logger.warning("%d images could not be read and were not indexed, e.g. %s", len(skipped), skipped[:5])
 
-    return _Source(name=f"loader {spec.name} (images)", batches=batches, total_parts=None, skipped=skipped), images
+    source = _Source(
+        name=f"loader {spec.name} (images)",
+        batches=batches,
+        total_parts=None,
+        skipped=skipped,
+        reader=image_reader(store, spec, item_display),
+    )
+    return source, images
+
+
+def image_parts(
+    items: list[DownloadedItem],
+    loader: Any,
+    item_display: ItemDisplay,
+    report: Callable[[list[FailedItem]], None],
+    seen: set[str],
+) -> tuple[list[vectordb.SourcePart], list[Any]]:
+    """Each loaded picture as one part (its key as content; a payload with its key, URL and display fields) and the
+    picture itself; an item whose data is not a picture is reported, an id already in ``seen`` is kept once."""
+    parts: list[vectordb.SourcePart] = []
+    pictures: list[Any] = []
+    for item in items:
+        if item.item_id in seen:
+            continue
+        seen.add(item.item_id)
+        if not (hasattr(item.data, "size") and hasattr(item.data, "mode")):
+            report([FailedItem(item.meta, "unreadable", "not an image (an image model indexes images)")])
+            continue
+        key = str(item.extra.get(IMAGE_KEY) or inner_key(loader, item.meta))
+        payload = {IMAGE_KEY: key, IMAGE_URL_KEY: image_url(loader, key)}
+        payload.update(display_payload(item.data, display=item_display, payload=item.extra) or {})
+        parts.append(vectordb.SourcePart(item.item_id, 0, key, payload))
+        pictures.append(item.data)
+    return parts, pictures
+
+
+def image_reader(store: VectorStore, spec: LoaderSpec, item_display: ItemDisplay) -> Any:
+    """The image catalog (the loader with the API's upserts on top) by item ids, for a sharded reindex
+    (``tasks.shards``): listed once per reader, each slice's pictures read and decoded by the loader's pool. An image
+    that cannot be read is reported and counted as skipped, as in the single-job path; an item deleted through the
+    API since the listing is left to the catch-up, as a text catalog's is."""
+    from embedding_studio.items.loader import MISSING
+    from embedding_studio.items.loaders.upserted import WithUpsertedItems
+    from embedding_studio.items.registry import create_loader
+    from embedding_studio.items.types import ItemMeta
+    from embedding_studio.tasks.reindex import ShardReader, ShardSlice
+
+    loader = WithUpsertedItems(create_loader(spec.name, **spec.options), store.upserted_items)
+    metas: dict[str, ItemMeta] = {}
+
+    def item_ids() -> list[str]:
+        if not metas:
+            metas.update((meta.item_id, meta) for meta in loader.item_metas())
+        return sorted(metas)
+
+    def read(ids: list[str]) -> ShardSlice:
+        if not metas:
+            item_ids()  # a helper's metas (an object key may differ from its id)
+        skipped: list[str] = []
+
+        def report(failed: list[FailedItem]) -> None:
+            for failure in failed:
+                if failure.reason == MISSING:
+                    logger.info("image %r is not indexed: %s", failure.meta.item_id, failure.detail)
+                    continue
+                skipped.append(failure.meta.item_id)
+                logger.warning("image %r is not indexed: %s (%s)", failure.meta.item_id, failure.detail, failure.reason)
+
+        result = loader.load([metas.get(item_id) or ItemMeta(item_id=item_id, source=loader.source) for item_id in ids])
+        report(result.failed)
+        items = [item for batch in with_upserted_images(loader, iter([result.items]), report) for item in batch]
+        parts, pictures = image_parts(items, loader, item_display, report, set())
+        return ShardSlice(parts=parts, inputs=pictures, skipped=skipped)
+
+    return ShardReader(
+        describe={"loader": {"name": spec.name, "options": spec.options}, "images": True},
+        item_ids=item_ids,
+        read=read,
+        close=loader.close,
+    )
 
 
 def with_upserted_images(

@@ -173,16 +173,31 @@ def acquire_destination(
 
 
 @dataclass(frozen=True)
+class ShardSlice:
+    """Items of a source read by id: their parts, what the model embeds for each part (its text, or an image model's
+    decoded picture, one per part), and the ids that are not indexed (no text under the build's ``ItemText``, an
+    image that cannot be read)."""
+
+    parts: list[vectordb.SourcePart]
+    inputs: list[Any]
+    skipped: list[str]
+
+    @classmethod
+    def of_text(cls, parts: list[vectordb.SourcePart], skipped: list[str]) -> ShardSlice:
+        return cls(parts=parts, inputs=[part.content for part in parts], skipped=skipped)
+
+
+@dataclass(frozen=True)
 class ShardReader:
     """A source read by slices of item ids, so several workers can embed one catalog (``tasks.shards``).
 
     ``describe`` is JSON a helper job rebuilds the same reader from (:func:`shard_reader_of`); ``item_ids`` lists
-    the source's ids sorted (a slice is then the same on every worker); ``read(ids)`` returns the parts of those
-    items and the ids among them that have no text under the build's ``ItemText``."""
+    the source's ids sorted (a slice is then the same on every worker); ``read(ids)`` returns those items'
+    :class:`ShardSlice`."""
 
     describe: dict[str, Any]
     item_ids: Callable[[], list[str]]
-    read: Callable[[list[str]], tuple[list[vectordb.SourcePart], list[str]]]
+    read: Callable[[list[str]], ShardSlice]
     close: Callable[[], None] = lambda: None
 
 
@@ -226,7 +241,7 @@ def _collection_reader(
 ) -> ShardReader:
     """A collection's parts by item ids; a part without a payload gets one, as :func:`_collection_source` does."""
 
-    def read(item_ids: list[str]) -> tuple[list[vectordb.SourcePart], list[str]]:
+    def read(item_ids: list[str]) -> ShardSlice:
         collection = store.get_collection(model_id)
         if collection is None:
             raise vectordb.CollectionNotFoundError(model_id)
@@ -238,7 +253,7 @@ def _collection_reader(
                     filled = (part.item_id, display_payload(part.content, item_text, item_display))
                 part = vectordb.SourcePart(part.item_id, part.part, part.content, filled[1])
             parts.append(part)
-        return parts, []
+        return ShardSlice.of_text(parts, [])
 
     return ShardReader(describe={"collection": model_id}, item_ids=lambda: store.source_item_ids(model_id), read=read)
 
@@ -272,7 +287,7 @@ def _loader_reader(store: VectorStore, spec: LoaderSpec, item_text: ItemText, it
             metas.update((meta.item_id, meta) for meta in loader.item_metas())
         return sorted(metas)
 
-    def read(ids: list[str]) -> tuple[list[vectordb.SourcePart], list[str]]:
+    def read(ids: list[str]) -> ShardSlice:
         if not metas:
             item_ids()  # a helper's metas (an object key may differ from its id)
         result = loader.load([metas.get(item_id) or ItemMeta(item_id=item_id, source=loader.source) for item_id in ids])
@@ -284,7 +299,7 @@ def _loader_reader(store: VectorStore, spec: LoaderSpec, item_text: ItemText, it
         for item_id in ids:
             if item_id in by_id:
                 parts.extend(_item_source_parts(by_id[item_id], item_text, item_display, skipped))
-        return parts, skipped
+        return ShardSlice.of_text(parts, skipped)
 
     return ShardReader(
         describe={"loader": {"name": spec.name, "options": spec.options}},
@@ -302,6 +317,10 @@ def shard_reader_of(
         return _collection_reader(store, str(describe["collection"]), item_text, item_display)
     loader = describe["loader"]
     spec = LoaderSpec(name=loader["name"], options=loader.get("options") or {})
+    if describe.get("images"):
+        from embedding_studio.tasks.image_index import image_reader
+
+        return image_reader(store, spec, item_display)
     return _loader_reader(store, spec, item_text, item_display)
 
 
@@ -466,8 +485,9 @@ def build_collection(
 ) -> ReindexResult:
     """Everything a reindex does once it holds the destination's lock.
 
-    With ``task_id`` (a worker's job) a text catalog of at least ``EMBEDDING_STUDIO_REINDEX_SHARD_THRESHOLD`` items
-    is embedded by shards on every reindex worker (``tasks.shards``); the index, catch-up and flip stay here, once.
+    With ``task_id`` (a worker's job) a catalog (text or images) of at least
+    ``EMBEDDING_STUDIO_REINDEX_SHARD_THRESHOLD`` items is embedded by shards on every reindex worker
+    (``tasks.shards``); the index, catch-up and flip stay here, once.
     """
     started = time.perf_counter()
     model = model if model is not None else resolve_model(params.dest_model_id)
@@ -492,14 +512,14 @@ def build_collection(
 
     batch_size = encode_batch_size(model, params.batch_size)
 
-    def embed(texts: list[str]) -> np.ndarray:
-        return np.asarray(model.encode_items(texts, batch_size=batch_size), dtype=np.float32)
+    def embed(inputs: list[Any]) -> np.ndarray:  # texts, or an image model's pictures
+        return np.asarray(model.encode_items(inputs, batch_size=batch_size), dtype=np.float32)
 
     writer: _CopyWriter | None = None
     sharded: Any = None  # tasks.shards.ShardedBuild
     written = 0
     try:
-        if task_id is not None and images is None and source.reader is not None:
+        if task_id is not None and source.reader is not None:
             from embedding_studio.tasks.shards import build_by_shards
 
             # Lists the ids now, after the snapshot point: an item upserted before it is listed, one after is replayed.

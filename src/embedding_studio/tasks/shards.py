@@ -1,17 +1,18 @@
 """A large catalog's reindex embedded by every reindex worker: the owning job and its shard helpers.
 
 One worker embedding a catalog of millions of items takes hours; the embedding is what parallelises. The job that
-owns a reindex task (``workers.reindex_worker`` → ``reindex.build_collection``) starts the new collection as
-always, then, for a text catalog of at least ``EMBEDDING_STUDIO_REINDEX_SHARD_THRESHOLD`` items, lists the source's
-item ids (sorted, so a slice is the same on every worker), cuts them into shards of ``shard_size`` ids, records one
-row per shard in ``reindex_shards`` (migration 0010) and queues helper jobs (:data:`SHARDS_JOB_NAME`) on the reindex
-queue. The owner and every helper claim shards one at a time (``FOR UPDATE SKIP LOCKED``) until none is left: each
-reads its slice from the source (a collection's parts, or the loader's items by id with the API's upserts on top),
-embeds it with the destination model, and writes it into the new collection in one COPY transaction that first
-deletes the slice's items (a shard written again is idempotent per item) and marks the shard done in the same
-commit, only while its claim still holds. The owner waits until every shard is done, then builds the HNSW index
-once, replays the item changes logged meanwhile and flips blue when asked (``reindex.build_collection``), as the
-single-job path does; smaller catalogs keep that path.
+owns a reindex task (``workers.reindex_worker`` → ``reindex.build_collection``) starts the new collection as always,
+then, for a catalog of at least ``EMBEDDING_STUDIO_REINDEX_SHARD_THRESHOLD`` items, lists the source's item ids
+(sorted, so a slice is the same on every worker), cuts them into shards of ``shard_size`` ids, records one row per
+shard in ``reindex_shards`` (migration 0010) and queues helper jobs (:data:`SHARDS_JOB_NAME`) on the reindex queue.
+The owner and every helper claim shards one at a time (``FOR UPDATE SKIP LOCKED``) until none is left: each reads
+its slice from the source (a collection's parts, or the loader's items by id with the API's upserts on top; for an
+image model the loader's pictures, ``tasks.image_index.image_reader``), embeds it with the destination model, and
+writes it into the new collection in one COPY transaction that first deletes the slice's items (a shard written
+again is idempotent per item) and marks the shard done in the same commit, only while its claim still holds. The
+owner waits until every shard is done, then builds the HNSW index once, replays the item changes logged meanwhile
+and flips blue when asked (``reindex.build_collection``), as the single-job path does; smaller catalogs keep that
+path.
 
 A worker holding a shard writes a heartbeat every ``shard_heartbeat_s``. A shard whose heartbeat is older than
 ``shard_stale_after_s`` (its worker was killed, its machine lost) is claimed again by whoever asks next, the owner
@@ -59,7 +60,8 @@ logger = logging.getLogger(__name__)
 SHARDS_JOB_NAME = "embedding_studio.reindex_shards_worker"
 SHARDS_QUEUE = QUEUE_OF_KIND[TaskKind.reindex]
 
-Embed = Callable[[list[str]], np.ndarray]
+#: the destination model on a slice's inputs (texts, or an image model's pictures): one vector each
+Embed = Callable[[list[Any]], np.ndarray]
 
 
 class ReindexShardSettings(BaseSettings):
@@ -291,18 +293,18 @@ def run_shard(
             if lost.is_set():
                 raise ShardClaimLost(f"shard {shard.shard} was claimed again while this worker embedded it")
             ids = shard.item_ids[start : start + batch_size]
-            parts, no_text = reader.read(ids)
-            skipped.extend(no_text)
-            if parts:
-                vectors = embed([part.content for part in parts])
+            read = reader.read(ids)
+            skipped.extend(read.skipped)
+            if read.parts:
+                vectors = embed(read.inputs)
                 writer.put(
                     [
                         vectordb.ItemPart(part.item_id, part.part, part.content, vectors[index], part.payload)
-                        for index, part in enumerate(parts)
+                        for index, part in enumerate(read.parts)
                     ]
                 )
             counts["items"] += len(ids)
-            counts["parts"] += len(parts)
+            counts["parts"] += len(read.parts)
             on_batch()
             if pause_s:
                 time.sleep(pause_s)
@@ -462,8 +464,8 @@ def reindex_shards_worker(
     model = resolve_model(params.dest_model_id)
     forward_batch = encode_batch_size(model, params.batch_size)
 
-    def embed(texts: list[str]) -> np.ndarray:
-        return np.asarray(model.encode_items(texts, batch_size=forward_batch), dtype=np.float32)
+    def embed(inputs: list[Any]) -> np.ndarray:
+        return np.asarray(model.encode_items(inputs, batch_size=forward_batch), dtype=np.float32)
 
     reader = shard_reader_of(store, source, collection.item_text, collection.item_display)
     me = worker_name()
