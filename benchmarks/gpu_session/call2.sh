@@ -9,7 +9,7 @@ step reindex
 timeout 120 python3 benchmarks/reindex.py --items 100000 --search-items 10000 --queries 100 > $OUT/reindex.log 2>&1; echo "rc=$?"
 clean $OUT/reindex.log 14
 step hpo, with gpu_memory then scale beside it
-timeout 200 python3 benchmarks/hpo.py --device cuda > $OUT/hpo.log 2>&1 &
+timeout 200 python3 benchmarks/hpo.py --device cuda --test-each-n-inputs 0.25 --pruner successive_halving --warmup-validations 0 > $OUT/hpo.log 2>&1 &
 ( timeout 80 python3 benchmarks/gpu_memory.py --device cuda > $OUT/gpu_memory.log 2>&1; echo "gpu_memory rc=$?";
   timeout 130 python3 benchmarks/scale.py --device cuda --data data/msmarco > $OUT/scale.log 2>&1; echo "scale rc=$?" ) &
 wait
