@@ -17,7 +17,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,6 +27,9 @@ from embedding_studio.items.display import ItemDisplay, display_payload
 from embedding_studio.items.types import DownloadedItem, FailedItem
 from embedding_studio.tasks.params import LoaderSpec, ReindexTaskParams
 from embedding_studio.vectordb import MAINTAINED_STATES, VectorStore
+
+if TYPE_CHECKING:  # at run time imported where used: reindex imports this module
+    from embedding_studio.tasks.reindex import ShardReader, ShardSlice
 
 logger = logging.getLogger(__name__)
 
@@ -157,28 +160,17 @@ def image_parts(
     return parts, pictures
 
 
-def image_reader(store: VectorStore, spec: LoaderSpec, item_display: ItemDisplay) -> Any:
+def image_reader(store: VectorStore, spec: LoaderSpec, item_display: ItemDisplay) -> ShardReader:
     """The image catalog (the loader with the API's upserts on top) by item ids, for a sharded reindex
     (``tasks.shards``): listed once per reader, each slice's pictures read and decoded by the loader's pool. An image
     that cannot be read is reported and counted as skipped, as in the single-job path; an item deleted through the
     API since the listing is left to the catch-up, as a text catalog's is."""
     from embedding_studio.items.loader import MISSING
-    from embedding_studio.items.loaders.upserted import WithUpsertedItems
-    from embedding_studio.items.registry import create_loader
-    from embedding_studio.items.types import ItemMeta
-    from embedding_studio.tasks.reindex import ShardReader, ShardSlice
+    from embedding_studio.tasks.reindex import CatalogByIds, ShardReader, ShardSlice
 
-    loader = WithUpsertedItems(create_loader(spec.name, **spec.options), store.upserted_items)
-    metas: dict[str, ItemMeta] = {}
-
-    def item_ids() -> list[str]:
-        if not metas:
-            metas.update((meta.item_id, meta) for meta in loader.item_metas())
-        return sorted(metas)
+    catalog = CatalogByIds(store, spec)
 
     def read(ids: list[str]) -> ShardSlice:
-        if not metas:
-            item_ids()  # a helper's metas (an object key may differ from its id)
         skipped: list[str] = []
 
         def report(failed: list[FailedItem]) -> None:
@@ -189,17 +181,18 @@ def image_reader(store: VectorStore, spec: LoaderSpec, item_display: ItemDisplay
                 skipped.append(failure.meta.item_id)
                 logger.warning("image %r is not indexed: %s (%s)", failure.meta.item_id, failure.detail, failure.reason)
 
-        result = loader.load([metas.get(item_id) or ItemMeta(item_id=item_id, source=loader.source) for item_id in ids])
+        result = catalog.load(ids)
         report(result.failed)
+        loader = catalog.loader
         items = [item for batch in with_upserted_images(loader, iter([result.items]), report) for item in batch]
         parts, pictures = image_parts(items, loader, item_display, report, set())
         return ShardSlice(parts=parts, inputs=pictures, skipped=skipped)
 
     return ShardReader(
         describe={"loader": {"name": spec.name, "options": spec.options}, "images": True},
-        item_ids=item_ids,
+        item_ids=catalog.item_ids,
         read=read,
-        close=loader.close,
+        close=catalog.close,
     )
 
 

@@ -273,24 +273,43 @@ def _item_source_parts(
     return [vectordb.SourcePart(item.item_id, index, text, payload) for index, text in enumerate(texts)]
 
 
+class CatalogByIds:
+    """The catalog (a loader with the API's upserts on top) listed once, then loaded by slices of ids: what a shard
+    reader of a loader reads through, text or images."""
+
+    def __init__(self, store: VectorStore, spec: LoaderSpec) -> None:
+        from embedding_studio.items.loaders.upserted import WithUpsertedItems
+        from embedding_studio.items.registry import create_loader
+
+        self.loader = WithUpsertedItems(create_loader(spec.name, **spec.options), store.upserted_items)
+        self._metas: dict[str, Any] = {}
+
+    def item_ids(self) -> list[str]:
+        if not self._metas:
+            self._metas.update((meta.item_id, meta) for meta in self.loader.item_metas())
+        return sorted(self._metas)
+
+    def load(self, ids: list[str]) -> Any:
+        """The items' ``LoadResult``; an item deleted through the API since the listing, or gone, is among its
+        failures."""
+        from embedding_studio.items.types import ItemMeta
+
+        if not self._metas:
+            self.item_ids()  # a helper's metas (an object key may differ from its id)
+        source = self.loader.source
+        metas = [self._metas.get(item_id) or ItemMeta(item_id=item_id, source=source) for item_id in ids]
+        return self.loader.load(metas)
+
+    def close(self) -> None:
+        self.loader.close()
+
+
 def _loader_reader(store: VectorStore, spec: LoaderSpec, item_text: ItemText, item_display: ItemDisplay) -> ShardReader:
-    """The catalog (a loader with the API's upserts on top) by item ids: listed once per reader, loaded by slice."""
-    from embedding_studio.items.loaders.upserted import WithUpsertedItems
-    from embedding_studio.items.registry import create_loader
-    from embedding_studio.items.types import ItemMeta
-
-    loader = WithUpsertedItems(create_loader(spec.name, **spec.options), store.upserted_items)
-    metas: dict[str, ItemMeta] = {}
-
-    def item_ids() -> list[str]:
-        if not metas:
-            metas.update((meta.item_id, meta) for meta in loader.item_metas())
-        return sorted(metas)
+    """The catalog by item ids: listed once per reader, loaded by slice."""
+    catalog = CatalogByIds(store, spec)
 
     def read(ids: list[str]) -> ShardSlice:
-        if not metas:
-            item_ids()  # a helper's metas (an object key may differ from its id)
-        result = loader.load([metas.get(item_id) or ItemMeta(item_id=item_id, source=loader.source) for item_id in ids])
+        result = catalog.load(ids)
         for failure in result.failed:  # deleted through the API since the listing (the catch-up applies it), or gone
             logger.info("item %r is not indexed: %s (%s)", failure.meta.item_id, failure.detail, failure.reason)
         skipped: list[str] = []
@@ -303,9 +322,9 @@ def _loader_reader(store: VectorStore, spec: LoaderSpec, item_text: ItemText, it
 
     return ShardReader(
         describe={"loader": {"name": spec.name, "options": spec.options}},
-        item_ids=item_ids,
+        item_ids=catalog.item_ids,
         read=read,
-        close=loader.close,
+        close=catalog.close,
     )
 
 
