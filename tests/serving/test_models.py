@@ -145,3 +145,21 @@ def test_evicting_a_model_on_the_gpu_gives_its_memory_back(bounded: pytest.Monke
     torch.cuda.synchronize()
     assert torch.cuda.memory_allocated() == before
     assert torch.cuda.memory_reserved() <= before + one_model  # the allocator's cache was emptied too
+
+
+def test_every_directory_the_loader_reads_is_a_known_model_and_others_are_refused(
+    four_models: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A task's model is checked before it is queued: a Hugging Face CLIP directory (which the one loading path
+    reads) passes as our own save does, and a directory of something else is refused naming what was expected."""
+    from embedding_studio.models.tiny import tiny_clip_directory
+    from embedding_studio.serving.errors import UnknownModelError
+    from embedding_studio.serving.models import check_model_exists
+
+    root = tmp_path_factory.mktemp("known-models")
+    check_model_exists(four_models[0])
+    check_model_exists(str(tiny_clip_directory(root / "clip")))
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("not a model")
+    with pytest.raises(UnknownModelError, match="holds no saved model .*Hugging Face CLIP"):
+        check_model_exists(str(root / "notes"))

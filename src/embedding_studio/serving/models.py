@@ -210,9 +210,18 @@ def check_model_exists(model_id: str) -> None:
     except OSError as error:  # a name too long for the file system names no directory
         raise UnknownModelError(model_id, f"not a usable path: {error.strerror}") from error
     if is_dir:
+        from embedding_studio.models.clip import is_hugging_face_clip_directory
+
+        # What load_embedding_model reads: our own save, a sentence-transformers directory, a Hugging Face CLIP.
         if (path / "embedding_studio.json").is_file() or (path / "modules.json").is_file():
             return
-        raise UnknownModelError(model_id, "the directory holds no saved model")
+        if is_hugging_face_clip_directory(path):
+            return
+        raise UnknownModelError(
+            model_id,
+            "the directory holds no saved model (embedding_studio.json, a sentence-transformers modules.json, or a "
+            "Hugging Face CLIP config.json)",
+        )
     if looks_like_run_id(model_id):
         from embedding_studio.tracking import ExperimentsManager
 
