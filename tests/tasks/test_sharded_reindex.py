@@ -170,3 +170,54 @@ def test_a_killed_helpers_shard_is_embedded_again_and_the_reindex_ends_done(
     assert rows == distinct == ITEMS
     assert ids == {f"item-{index}" for index in range(ITEMS)}
     assert vector_store.get_deployment().blue_model_id == model
+
+
+def test_two_workers_embed_the_shards_of_an_image_catalog(
+    sharded_env: Path, tmp_path: Path, vector_store: VectorStore, task_repository: TaskRepository
+) -> None:
+    """An image model's reindex, sharded across two worker processes: the helper rebuilds the image reader from the
+    owner's description and embeds pictures, not keys; every picture lands once, with its key."""
+    from tests.finetuning.toy_images import VOCABULARY, catalog, png_bytes
+
+    from embedding_studio.models.tiny import tiny_clip_directory
+
+    images = catalog(20)  # 240 pictures: 4 shards of 60
+    root = tmp_path / "images"
+    root.mkdir()
+    for image_id, picture in images.items():
+        (root / f"{image_id}.png").write_bytes(png_bytes(picture))
+    clip = str(tiny_clip_directory(tmp_path / "clip", vocab=VOCABULARY))
+    workers = _start_two(vector_store, sharded_env)
+    try:
+        task_id = (
+            TaskService(task_repository)
+            .create_reindex_task(
+                ReindexTaskParams(
+                    dest_model_id=clip,
+                    deploy_as_blue=True,
+                    batch_size=20,
+                    pause_between_batches_s=0.25,  # a shard takes seconds, so both workers get some
+                    loader=LoaderSpec(name="local_image", options={"root": str(root)}),
+                )
+            )
+            .id
+        )
+        wait_for(
+            lambda: task_repository.get_task(task_id).status.is_final,
+            timeout=120,
+            message=f"image reindex task {task_id} did not end",
+            log_path=sharded_env,
+        )
+    finally:
+        for worker in workers.values():
+            stop_worker(worker)
+
+    done = task_repository.get_task(task_id)
+    assert done.status is TaskStatus.done, (done.status, done.error, sharded_env.read_text()[-3000:])
+    result = done.result or {}
+    assert result["shards"] == 4 and set(result["shard_workers"]) == {"worker-a", "worker-b"}, result
+    assert result["item_count"] == result["part_count"] == len(images)
+    rows, distinct, ids = _collection_counts(vector_store, clip)
+    assert rows == distinct == len(images) and ids == set(images)
+    answer = search_blue("red circle", limit=3, record_session=False, store=vector_store)
+    assert answer.model_id == clip and answer.hits[0].payload["image"] == f"{answer.hits[0].item_id}.png"
