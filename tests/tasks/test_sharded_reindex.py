@@ -14,7 +14,9 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,11 +50,23 @@ def _ready_workers(store: VectorStore) -> int:
     return int(row[0]) if row else 0
 
 
-def _start_two(store: VectorStore, log: Path) -> dict[str, subprocess.Popen[bytes]]:
+@contextmanager
+def _two_workers(store: VectorStore, log: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """worker-a and worker-b, both listening before the task exists (so the owner cannot embed every shard before
+    the other one starts), stopped when the block ends."""
     workers = {name: start_worker(log, "--name", name) for name in ("worker-a", "worker-b")}
-    # Both listen before the task exists, so the owner cannot embed every shard before the other one starts.
-    wait_for(lambda: _ready_workers(store) >= 2, timeout=60, message="the workers did not start", log_path=log)
-    return workers
+    try:
+        wait_for(lambda: _ready_workers(store) >= 2, timeout=60, message="the workers did not start", log_path=log)
+        yield workers
+    finally:
+        for worker in workers.values():
+            stop_worker(worker)
+
+
+def _done_result(tasks: TaskRepository, task_id: str, log: Path) -> dict[str, Any]:
+    done = tasks.get_task(task_id)
+    assert done.status is TaskStatus.done, (done.status, done.error, log.read_text()[-3000:])
+    return done.result or {}
 
 
 def _collection_counts(store: VectorStore, model_id: str) -> tuple[int, int, set[str]]:
@@ -64,17 +78,30 @@ def _collection_counts(store: VectorStore, model_id: str) -> tuple[int, int, set
     return len(ids), len(set(ids)), set(ids)
 
 
-def _reindex(tasks: TaskRepository, model: str, catalog: Path, pause_s: float) -> str:
+def _reindex(tasks: TaskRepository, model: str, loader: LoaderSpec, pause_s: float) -> str:
     task = TaskService(tasks).create_reindex_task(
         ReindexTaskParams(
             dest_model_id=model,
             deploy_as_blue=True,
             batch_size=20,
             pause_between_batches_s=pause_s,  # a shard takes seconds, so both workers get some
-            loader=LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)}),
+            loader=loader,
         )
     )
     return task.id
+
+
+def _jsonl(catalog: Path) -> LoaderSpec:
+    return LoaderSpec(name="jsonl_catalog", options={"path": str(catalog)})
+
+
+def _wait_until_it_ends(tasks: TaskRepository, task_id: str, log: Path) -> None:
+    wait_for(
+        lambda: tasks.get_task(task_id).status.is_final,
+        timeout=120,
+        message=f"reindex task {task_id} did not end",
+        log_path=log,
+    )
 
 
 def test_two_workers_embed_the_shards_of_one_reindex_and_search_answers_from_it(
@@ -86,25 +113,14 @@ def test_two_workers_embed_the_shards_of_one_reindex_and_search_answers_from_it(
 ) -> None:
     model, _ = tiny_models
     catalog = write_catalog(tmp_path / "corpus.jsonl", ITEMS)
-    workers = _start_two(vector_store, sharded_env)
-    try:
+    with _two_workers(vector_store, sharded_env) as workers:
         started = time.monotonic()
-        task_id = _reindex(task_repository, model, catalog, pause_s=0.25)
-        wait_for(
-            lambda: task_repository.get_task(task_id).status.is_final,
-            timeout=120,
-            message=f"reindex task {task_id} did not end",
-            log_path=sharded_env,
-        )
+        task_id = _reindex(task_repository, model, _jsonl(catalog), pause_s=0.25)
+        _wait_until_it_ends(task_repository, task_id, sharded_env)
         elapsed = time.monotonic() - started
         assert all(worker.poll() is None for worker in workers.values())
-    finally:
-        for worker in workers.values():
-            stop_worker(worker)
 
-    done = task_repository.get_task(task_id)
-    assert done.status is TaskStatus.done, (done.status, done.error, sharded_env.read_text()[-3000:])
-    result = done.result or {}
+    result = _done_result(task_repository, task_id, sharded_env)
     assert result["shards"] == ITEMS // SHARD_SIZE
     assert set(result["shard_workers"]) == {"worker-a", "worker-b"}, result
     assert sum(result["shard_workers"].values()) == ITEMS // SHARD_SIZE
@@ -131,10 +147,9 @@ def test_a_killed_helpers_shard_is_embedded_again_and_the_reindex_ends_done(
 ) -> None:
     model, _ = tiny_models
     catalog = write_catalog(tmp_path / "corpus.jsonl", ITEMS)
-    workers = _start_two(vector_store, sharded_env)
     killed: str | None = None
-    try:
-        task_id = _reindex(task_repository, model, catalog, pause_s=0.6)  # about 2 s per shard
+    with _two_workers(vector_store, sharded_env) as workers:
+        task_id = _reindex(task_repository, model, _jsonl(catalog), pause_s=0.6)  # about 2 s per shard
 
         def helper_holding_a_shard() -> bool:
             nonlocal killed
@@ -151,19 +166,9 @@ def test_a_killed_helpers_shard_is_embedded_again_and_the_reindex_ends_done(
         assert killed is not None
         workers[killed].send_signal(signal.SIGKILL)
         workers[killed].wait(timeout=10)
-        wait_for(
-            lambda: task_repository.get_task(task_id).status.is_final,
-            timeout=120,
-            message=f"reindex task {task_id} did not end after its helper was killed",
-            log_path=sharded_env,
-        )
-    finally:
-        for worker in workers.values():
-            stop_worker(worker)
+        _wait_until_it_ends(task_repository, task_id, sharded_env)
 
-    done = task_repository.get_task(task_id)
-    assert done.status is TaskStatus.done, (done.status, done.error, sharded_env.read_text()[-3000:])
-    result = done.result or {}
+    result = _done_result(task_repository, task_id, sharded_env)
     assert result["retried_shards"] >= 1, result
     assert killed not in result["shard_workers"] or result["shard_workers"][killed] < ITEMS // SHARD_SIZE
     rows, distinct, ids = _collection_counts(vector_store, model)
@@ -187,34 +192,13 @@ def test_two_workers_embed_the_shards_of_an_image_catalog(
     for image_id, picture in images.items():
         (root / f"{image_id}.png").write_bytes(png_bytes(picture))
     clip = str(tiny_clip_directory(tmp_path / "clip", vocab=VOCABULARY))
-    workers = _start_two(vector_store, sharded_env)
-    try:
-        task_id = (
-            TaskService(task_repository)
-            .create_reindex_task(
-                ReindexTaskParams(
-                    dest_model_id=clip,
-                    deploy_as_blue=True,
-                    batch_size=20,
-                    pause_between_batches_s=0.25,  # a shard takes seconds, so both workers get some
-                    loader=LoaderSpec(name="local_image", options={"root": str(root)}),
-                )
-            )
-            .id
+    with _two_workers(vector_store, sharded_env):
+        task_id = _reindex(
+            task_repository, clip, LoaderSpec(name="local_image", options={"root": str(root)}), pause_s=0.25
         )
-        wait_for(
-            lambda: task_repository.get_task(task_id).status.is_final,
-            timeout=120,
-            message=f"image reindex task {task_id} did not end",
-            log_path=sharded_env,
-        )
-    finally:
-        for worker in workers.values():
-            stop_worker(worker)
+        _wait_until_it_ends(task_repository, task_id, sharded_env)
 
-    done = task_repository.get_task(task_id)
-    assert done.status is TaskStatus.done, (done.status, done.error, sharded_env.read_text()[-3000:])
-    result = done.result or {}
+    result = _done_result(task_repository, task_id, sharded_env)
     assert result["shards"] == 4 and set(result["shard_workers"]) == {"worker-a", "worker-b"}, result
     assert result["item_count"] == result["part_count"] == len(images)
     rows, distinct, ids = _collection_counts(vector_store, clip)
