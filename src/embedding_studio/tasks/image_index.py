@@ -238,12 +238,6 @@ def inner_key(loader: Any, meta: Any) -> str:
     return key_for(meta) if key_for is not None else meta.item_id
 
 
-def embed_images(model: Any, images: dict[str, Any], parts: list[vectordb.SourcePart], batch_size: int) -> np.ndarray:
-    """The batch's images, embedded in batches, and released: a reindex holds one batch of pixels at a time."""
-    pictures = [images.pop(part.item_id) for part in parts]
-    return np.asarray(model.encode_items(pictures, batch_size=batch_size), dtype=np.float32)
-
-
 # ---------------------------------------------------------------------------------------------- upserts
 
 

@@ -30,7 +30,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,6 +45,10 @@ from embedding_studio.tasks.errors import TaskCanceledError
 from embedding_studio.tasks.params import LoaderSpec, ReindexTaskParams
 from embedding_studio.vectordb import VectorStore
 
+if TYPE_CHECKING:
+    from embedding_studio.items.loader import LoadResult
+    from embedding_studio.items.types import ItemMeta
+
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
@@ -57,6 +61,18 @@ def encode_batch_size(model: Any, read_batch_size: int) -> int:
     launches; 64 on a CPU, where bigger batches only pad more."""
     device = getattr(model, "device", None)
     return max(1, read_batch_size) if getattr(device, "type", str(device)) == "cuda" else ENCODE_BATCH_SIZE
+
+
+def item_embedder(model: Any, read_batch_size: int) -> Callable[[list[Any]], np.ndarray]:
+    """The destination model on a read batch's inputs (texts, or an image model's pictures): one float32 vector
+    each, ``encode_batch_size`` inputs per forward pass. The owner's single-job and sharded paths and every shard
+    helper embed with it."""
+    forward_batch = encode_batch_size(model, read_batch_size)
+
+    def embed(inputs: list[Any]) -> np.ndarray:
+        return np.asarray(model.encode_items(inputs, batch_size=forward_batch), dtype=np.float32)
+
+    return embed
 
 
 @dataclass(frozen=True)
@@ -282,14 +298,14 @@ class CatalogByIds:
         from embedding_studio.items.registry import create_loader
 
         self.loader = WithUpsertedItems(create_loader(spec.name, **spec.options), store.upserted_items)
-        self._metas: dict[str, Any] = {}
+        self._metas: dict[str, ItemMeta] = {}
 
     def item_ids(self) -> list[str]:
         if not self._metas:
             self._metas.update((meta.item_id, meta) for meta in self.loader.item_metas())
         return sorted(self._metas)
 
-    def load(self, ids: list[str]) -> Any:
+    def load(self, ids: list[str]) -> LoadResult:
         """The items' ``LoadResult``; an item deleted through the API since the listing, or gone, is among its
         failures."""
         from embedding_studio.items.types import ItemMeta
@@ -519,7 +535,7 @@ def build_collection(
     item_text = build_item_text(store, params)
     item_display = build_item_display(store, params)
     from embedding_studio.models.clip import is_image_model
-    from embedding_studio.tasks.image_index import embed_images, image_source
+    from embedding_studio.tasks.image_index import image_source
 
     images: dict[str, Any] | None = None  # an image model's batch of decoded images (tasks.image_index)
     if is_image_model(model):
@@ -529,11 +545,7 @@ def build_collection(
     progress(0.01, f"reading items from the {source.name}")
     collection = store.start_collection(params.dest_model_id, item_text, item_display)
 
-    batch_size = encode_batch_size(model, params.batch_size)
-
-    def embed(inputs: list[Any]) -> np.ndarray:  # texts, or an image model's pictures
-        return np.asarray(model.encode_items(inputs, batch_size=batch_size), dtype=np.float32)
-
+    embed = item_embedder(model, params.batch_size)
     writer: _CopyWriter | None = None
     sharded: Any = None  # tasks.shards.ShardedBuild
     written = 0
@@ -550,8 +562,8 @@ def build_collection(
                     raise TaskCanceledError("canceled during the reindex")
                 if not batch:
                     continue
-                if images is not None:
-                    vectors = embed_images(model, images, batch, batch_size)
+                if images is not None:  # the batch's pictures, released once embedded: one batch of pixels held
+                    vectors = embed([images.pop(part.item_id) for part in batch])
                 else:
                     vectors = embed([part.content for part in batch])
                 writer.put(

@@ -50,7 +50,7 @@ from embedding_studio.db import Database
 from embedding_studio.tasks import reindex_queries as queries
 from embedding_studio.tasks.errors import TaskCanceledError
 from embedding_studio.tasks.params import ReindexTaskParams
-from embedding_studio.tasks.reindex import ShardReader, _CopyWriter, encode_batch_size, shard_reader_of
+from embedding_studio.tasks.reindex import ShardReader, _CopyWriter, item_embedder, shard_reader_of
 from embedding_studio.tasks.repository import TaskRepository
 from embedding_studio.tasks.types import QUEUE_OF_KIND, TaskKind, TaskStatus
 from embedding_studio.vectordb import VectorStore
@@ -462,11 +462,7 @@ def reindex_shards_worker(
 
     settings = ReindexShardSettings()
     model = resolve_model(params.dest_model_id)
-    forward_batch = encode_batch_size(model, params.batch_size)
-
-    def embed(inputs: list[Any]) -> np.ndarray:
-        return np.asarray(model.encode_items(inputs, batch_size=forward_batch), dtype=np.float32)
-
+    embed = item_embedder(model, params.batch_size)
     reader = shard_reader_of(store, source, collection.item_text, collection.item_display)
     me = worker_name()
     done = 0
