@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import _common
+import _pruning_replay
 import optuna
 import torch
 
@@ -50,6 +51,7 @@ class JobResult:
     pruned: int
     validations: int
     refits_skipped: int
+    run_ids: list[str]
 
 
 def run_job(
@@ -127,6 +129,7 @@ def run_job(
         pruned=sum(1 for outcome in selection.outcomes if outcome.state == "pruned"),
         validations=sum(outcome.validations for outcome in selection.outcomes),
         refits_skipped=sum(1 for outcome in selection.outcomes if TAG_REFIT in tracker.get_run(outcome.run_id).tags),
+        run_ids=[outcome.run_id for outcome in selection.outcomes],
     )
 
 
@@ -165,6 +168,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=1.0,
         help="validation interval: a share of an epoch (<= 1) or a number of inputs (the default method's: 1.0)",
     )
+    parser.add_argument(
+        "--jobs",
+        choices=("both", "unpruned"),
+        default="both",
+        help="unpruned: only the unpruned job and the replays on it (choosing a pruner without a pruned job)",
+    )
+    parser.add_argument(
+        "--replay-orders",
+        type=int,
+        default=200,
+        help="random trial orders each pruner is replayed in on the unpruned job's curves (0: no replay)",
+    )
     args = parser.parse_args(argv)
     if args.trials < 1 or args.epochs < 1:
         parser.error("--trials and --epochs must be at least 1")
@@ -194,21 +209,36 @@ def main(argv: Sequence[str] | None = None) -> int:
             tracking_uri=f"sqlite:///{work_dir / 'mlflow.db'}", cache_dir=work_dir / "model-cache"
         )
         tracker.client  # noqa: B018  create and migrate the MLflow store before any clock starts
-        pruned = run_job("pruned", args.pruner, clickstream, args, device, tracker, work_dir)
+        pruned = (
+            run_job("pruned", args.pruner, clickstream, args, device, tracker, work_dir)
+            if args.jobs == "both"
+            else None
+        )
         unpruned = run_job("unpruned", "none", clickstream, args, device, tracker, work_dir)
+        traces = (
+            _pruning_replay.traces_from_tracker(tracker, unpruned.run_ids, "val_ndcg_at_10")
+            if args.replay_orders
+            else []
+        )
 
     print()
+    if traces:
+        costs = _pruning_replay.replay_costs(traces, unpruned.seconds)
+        _pruning_replay.print_replays(traces, costs, unpruned.seconds, args.replay_orders, args.seed)
+        print()
     header = (
         f"{'job':<10} {'wall s':>8} {'to best s':>10} {'best val NDCG@10':>17} {'trials':>7} {'pruned':>7} {'vals':>5} "
         f"{'refit skips':>12}"
     )
     print(header)
     print("-" * len(header))
-    for job in (pruned, unpruned):
+    for job in (pruned, unpruned) if pruned is not None else (unpruned,):
         print(
             f"{job.name:<10} {job.seconds:>8.1f} {job.seconds_to_best:>10.1f} {job.best_ndcg:>17.4f} "
             f"{job.trials:>7} {job.pruned:>7} {job.validations:>5} {job.refits_skipped:>12}"
         )
+    if pruned is None:
+        return 0
     difference = pruned.best_ndcg - unpruned.best_ndcg
     print(
         f"ratio pruned/unpruned: wall {pruned.seconds / unpruned.seconds:.2f}x, to best "

@@ -89,7 +89,7 @@ def test_a_pruned_trial_stops_early_and_keeps_its_run(
 ) -> None:
     from embedding_studio.finetuning import hpo
 
-    monkeypatch.setattr(hpo, "_make_pruner", lambda settings: _AlwaysPrune())
+    monkeypatch.setattr(hpo, "make_pruner", lambda settings: _AlwaysPrune())
     runner = runner_for(method(max_evals=1, num_epochs=2), prepared, tiny_model_dir, tracker)
     storage = optuna.storages.InMemoryStorage()
     result = search_parameters(runner, study_name="toy-pruned", storage_url=storage)
@@ -115,12 +115,12 @@ def test_the_first_pruning_decision_follows_warmup_validations(
     """Steps count validations from 1: with ``warmup_validations`` w, a trial clearly behind the first one is kept
     through validation w and pruned at validation w + 1, whichever pruner (successive halving's first rung
     included, which Optuna never places at step 0)."""
-    from embedding_studio.finetuning.hpo import _make_pruner
+    from embedding_studio.finetuning.hpo import make_pruner
 
     settings = HyperparameterSearchSettings(
         pruner=pruner, warmup_validations=warmup_validations, startup_trials=1, reduction_factor=2
     )
-    study = optuna.create_study(direction="maximize", pruner=_make_pruner(settings))
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(settings))
     leader = study.ask()
     for validation in (1, 2, 3):
         leader.report(0.8, validation)

@@ -402,7 +402,7 @@ def train_fine_tuner(
         del fine_tuner
 
 
-def _make_pruner(settings: HyperparameterSearchSettings) -> optuna.pruners.BasePruner:
+def make_pruner(settings: HyperparameterSearchSettings) -> optuna.pruners.BasePruner:
     """The pruner, with ``warmup_validations`` validations that never prune: the first decision is at validation
     ``warmup_validations + 1`` (steps count validations from 1, :class:`OptunaPruningCallback`)."""
     first_decision = settings.warmup_validations + 1
@@ -436,7 +436,7 @@ def search_parameters(
         study_name=study_name,
         storage=storage_url,
         sampler=sampler,
-        pruner=_make_pruner(search_settings),
+        pruner=make_pruner(search_settings),
         direction="maximize" if method.higher_is_better else "minimize",
         load_if_exists=storage_url is not None,
     )

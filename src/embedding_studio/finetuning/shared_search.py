@@ -43,9 +43,9 @@ from embedding_studio.finetuning.hpo import (
     TrialOutcome,
     TrialPrunedWithOutcome,
     TrialRunner,
-    _make_pruner,
     _same_params_value,
     _within,
+    make_pruner,
     normalize_params,
 )
 from embedding_studio.finetuning.method import FineTuningMethod, suggest_params
@@ -229,7 +229,7 @@ def create_shared_study(
         study_name=shared.study_name,
         storage=shared.storage,
         sampler=_sampler(method, settings, shared.worker),
-        pruner=_make_pruner(settings),
+        pruner=make_pruner(settings),
         direction="maximize" if method.higher_is_better else "minimize",
         load_if_exists=True,
     )
@@ -253,7 +253,7 @@ def open_shared_study(
             study_name=shared.study_name,
             storage=shared.storage,
             sampler=_sampler(method, settings, shared.worker),
-            pruner=_make_pruner(settings),
+            pruner=make_pruner(settings),
         )
     except KeyError:
         return None

@@ -1,0 +1,187 @@
+"""What each pruner would have saved on the trials an unpruned search really ran: an estimate, not a measurement.
+
+One unpruned job validates every trial to its end, so its tracker holds each trial's whole validation curve and when
+each validation was logged. Feeding those curves, in order, to a fresh Optuna study with another pruner
+(``finetuning.hpo.make_pruner``, the product's) gives the decisions that pruner would take on these very trials,
+and the clock gives what a trial stopped at validation k costs (its start to that validation, plus storing its
+model). A complete trial refits on every session when no finished run is ahead of it
+(``TrialRunner._refit_not_worth_it``), so a trial that skipped its refit in the unpruned job may refit in a pruned
+one (fewer runs finish ahead of it): its tail then gains the job's median refit time, and loses it the other way.
+
+What it cannot know: under a pruner the sampler sees other values and draws other trials after the first pruned
+one. The trials' own order is replayed first; then random orders of the same trials (the method's defaults, enqueued
+first, stay first) give the spread over orders, which is what a setting has to hold up under, not one draw.
+Choosing a pruner on these figures, and then measuring the chosen one in a real job, avoids tuning the setting to
+one 35-minute draw.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from embedding_studio.finetuning.hpo import HyperparameterSearchSettings, make_pruner
+
+
+@dataclass(frozen=True)
+class TrialTrace:
+    """One complete trial of the unpruned job, times in seconds from its run's start."""
+
+    baseline: float  # the untrained model's validation (the weights a trial keeps when nothing beat it)
+    curve: tuple[float, ...]  # the validations during fitting, which a pruner sees as steps 1, 2, ...
+    seconds_at: tuple[float, ...]  # when each of those was logged
+    final: float  # the run's metric: its chosen weight share's validation
+    seconds: float  # the whole run, the share validation, refit and stored model included
+    last_logged: float  # its last metric, after which only its model is stored
+    refit: bool  # it ran the refit on every session
+
+    @property
+    def tail(self) -> float:
+        return self.seconds - self.seconds_at[-1]
+
+
+@dataclass(frozen=True)
+class ReplayCosts:
+    overhead: float  # the job's time outside its trials' runs (preparation, the sampler, between runs)
+    store_model: float  # a run's end after its last metric: what a stopped trial still pays
+    refit: float  # median tail with a refit minus median tail without one (0 when one kind is missing)
+
+
+@dataclass(frozen=True)
+class Replay:
+    seconds: float
+    best: float
+    pruned: int
+
+
+def traces_from_tracker(tracker: Any, run_ids: Sequence[str], metric: str) -> list[TrialTrace]:
+    """The curves the tracker logged: step 0 is the baseline, the fit's validations follow, and ``TrialRunner``
+    logs the kept validation last again (one step on), which is not a validation and is left out."""
+    from embedding_studio.tracking.manager import TAG_REFIT
+
+    traces = []
+    for run_id in run_ids:
+        run = tracker.client.get_run(run_id)
+        start = run.info.start_time
+        history = sorted(tracker.client.get_metric_history(run_id, metric), key=lambda entry: entry.step)
+        baseline = [entry for entry in history if entry.step == 0]
+        fitted = [entry for entry in history if entry.step > 0][:-1]
+        if not baseline or not fitted:
+            raise SystemExit(f"run {run_id}: no baseline or no validation during fitting to replay")
+        traces.append(
+            TrialTrace(
+                baseline=baseline[0].value,
+                curve=tuple(entry.value for entry in fitted),
+                seconds_at=tuple((entry.timestamp - start) / 1000 for entry in fitted),
+                final=run.data.metrics[metric],
+                seconds=(run.info.end_time - start) / 1000,
+                last_logged=(history[-1].timestamp - start) / 1000,
+                refit=TAG_REFIT not in run.data.tags,
+            )
+        )
+    return traces
+
+
+def replay_costs(traces: Sequence[TrialTrace], wall_seconds: float) -> ReplayCosts:
+    with_refit = [trace.tail for trace in traces if trace.refit]
+    without_refit = [trace.tail for trace in traces if not trace.refit]
+    refit = statistics.median(with_refit) - statistics.median(without_refit) if with_refit and without_refit else 0.0
+    return ReplayCosts(
+        overhead=wall_seconds - sum(trace.seconds for trace in traces),
+        store_model=statistics.median(trace.seconds - trace.last_logged for trace in traces),
+        refit=max(0.0, refit),
+    )
+
+
+def replay(
+    traces: Sequence[TrialTrace], order: Sequence[int], settings: HyperparameterSearchSettings, costs: ReplayCosts
+) -> Replay:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(settings))
+    seconds = costs.overhead
+    best_finished = float("-inf")
+    pruned = 0
+    for index in order:
+        trace = traces[index]
+        trial = study.ask()
+        stopped_at = 0
+        for step, value in enumerate(trace.curve, start=1):
+            trial.report(value, step)
+            if trial.should_prune():
+                stopped_at = step
+                break
+        if stopped_at:
+            kept = max(trace.baseline, *trace.curve[:stopped_at])
+            seconds += trace.seconds_at[stopped_at - 1] + costs.store_model
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            pruned += 1
+        else:
+            kept = trace.final
+            refits = kept >= best_finished
+            seconds += trace.seconds + (costs.refit if refits and not trace.refit else 0.0)
+            seconds -= costs.refit if trace.refit and not refits else 0.0
+            study.tell(trial, trace.final)
+        best_finished = max(best_finished, kept)
+    return Replay(seconds=seconds, best=best_finished, pruned=pruned)
+
+
+#: (label, settings) replayed on every unpruned job: the product's default, and the pruners a user can set.
+REPLAYED: tuple[tuple[str, HyperparameterSearchSettings], ...] = (
+    ("median, warmup 1 (default)", HyperparameterSearchSettings(pruner="median", warmup_validations=1)),
+    ("median, warmup 0", HyperparameterSearchSettings(pruner="median", warmup_validations=0)),
+    (
+        "halving rf 2, warmup 0",
+        HyperparameterSearchSettings(pruner="successive_halving", warmup_validations=0, reduction_factor=2),
+    ),
+    (
+        "halving rf 3, warmup 0",
+        HyperparameterSearchSettings(pruner="successive_halving", warmup_validations=0, reduction_factor=3),
+    ),
+    (
+        "halving rf 4, warmup 0",
+        HyperparameterSearchSettings(pruner="successive_halving", warmup_validations=0, reduction_factor=4),
+    ),
+    (
+        "halving rf 4, warmup 1",
+        HyperparameterSearchSettings(pruner="successive_halving", warmup_validations=1, reduction_factor=4),
+    ),
+)
+
+
+def print_replays(
+    traces: Sequence[TrialTrace], costs: ReplayCosts, wall_seconds: float, orders: int, seed: int
+) -> None:
+    unpruned_best = max(trace.final for trace in traces)
+    generator = random.Random(seed)
+    shuffled = []
+    for _ in range(orders):
+        rest = list(range(1, len(traces)))
+        generator.shuffle(rest)
+        shuffled.append([0, *rest])
+    print(
+        f"\nreplay on the unpruned job's {len(traces)} trials (an estimate: store a model {costs.store_model:.1f} s, "
+        f"refit {costs.refit:.1f} s, outside the runs {costs.overhead:.1f} s); {orders} random orders, defaults first"
+    )
+    header = (
+        f"{'pruner':<28} {'its order':>10} {'diff':>8} {'orders: mean':>13} {'p10-p90':>12} {'<=0.5x':>7} "
+        f"{'worst diff':>11} {'pruned':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for label, settings in REPLAYED:
+        own = replay(traces, range(len(traces)), settings, costs)
+        results = [replay(traces, order, settings, costs) for order in shuffled]
+        ratios = sorted(result.seconds / wall_seconds for result in results)
+        worst = min(result.best - unpruned_best for result in results)
+        deciles = statistics.quantiles(ratios, n=10) if len(ratios) > 1 else [ratios[0]] * 9
+        print(
+            f"{label:<28} {own.seconds / wall_seconds:>9.2f}x {own.best - unpruned_best:>+8.4f} "
+            f"{statistics.fmean(ratios):>12.2f}x {deciles[0]:>5.2f}-{deciles[-1]:.2f}x "
+            f"{sum(ratio <= 0.5 for ratio in ratios) / len(ratios):>6.0%} {worst:>+11.4f} "
+            f"{statistics.fmean(result.pruned for result in results):>7.1f}"
+        )
