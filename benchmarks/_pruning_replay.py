@@ -4,9 +4,11 @@ One unpruned job validates every trial to its end, so its tracker holds each tri
 each validation was logged. Feeding those curves, in order, to a fresh Optuna study with another pruner
 (``finetuning.hpo.make_pruner``, the product's) gives the decisions that pruner would take on these very trials,
 and the clock gives what a trial stopped at validation k costs (its start to that validation, plus storing its
-model). A complete trial refits on every session when no finished run is ahead of it
-(``TrialRunner._refit_not_worth_it``), so a trial that skipped its refit in the unpruned job may refit in a pruned
-one (fewer runs finish ahead of it): its tail then gains the job's median refit time, and loses it the other way.
+model). As in the product, a trial the pruner would stop goes on while its best validation leads every finished
+run (``OptunaPruningCallback``), and a complete trial refits on every session only when no finished run is ahead
+of it (``TrialRunner._refit_not_worth_it``). With fewer runs finished ahead of it, a trial that skipped its refit in
+the unpruned job may refit in a pruned one: its tail then gains the job's median refit time (and loses it the
+other way round).
 
 What it cannot know: under a pruner the sampler sees other values and draws other trials after the first pruned
 one. The trials' own order is replayed first; then random orders of the same trials (the method's defaults, enqueued
@@ -112,7 +114,8 @@ def replay(
         stopped_at = 0
         for step, value in enumerate(trace.curve, start=1):
             trial.report(value, step)
-            if trial.should_prune():
+            # OptunaPruningCallback: a trial whose best validation so far leads every finished run goes on
+            if trial.should_prune() and max(trace.curve[:step]) < best_finished:
                 stopped_at = step
                 break
         if stopped_at:
@@ -132,6 +135,8 @@ def replay(
 
 #: (label, settings) replayed on every unpruned job: the product's default, and the pruners a user can set.
 REPLAYED: tuple[tuple[str, HyperparameterSearchSettings], ...] = (
+    # No pruner replays the unpruned job itself: 1.00x in its order is the replay's check on its own cost model.
+    ("none (check: 1.00x)", HyperparameterSearchSettings(pruner="none")),
     ("median, warmup 1 (default)", HyperparameterSearchSettings(pruner="median", warmup_validations=1)),
     ("median, warmup 0", HyperparameterSearchSettings(pruner="median", warmup_validations=0)),
     (

@@ -114,10 +114,15 @@ def run_job(
         raise SystemExit(f"job {name}: no trial finished")
     best_index = max(range(len(scores)), key=lambda index: scores[index])
     for index, outcome in enumerate(selection.outcomes):
+        # the baseline (step 0), then the validations of training: the curve a pruner judges
+        curve = [value for _, value in tracker.get_metric_history(outcome.run_id, method.main_metric)]
+        if outcome.validations < len(curve):
+            curve = curve[: outcome.validations]  # TrialRunner logs the kept validation again, last
         print(
             f"  {name} trial {index}: {outcome.state:<8} {outcome.validations} validations, "
-            f"val NDCG@10 {scores[index]:.4f}, lr {outcome.params['query_lr']:.2e}, loss {outcome.params['loss']}, "
-            f"layers {outcome.params['train_last_n_layers']}, ended at {outcome_ends[index + 1] - started:.1f}s",
+            f"val NDCG@10 {scores[index]:.4f}, lr {outcome.params['query_lr']:.2e}, "
+            f"temperature {outcome.params['temperature']}, layers {outcome.params['train_last_n_layers']}, "
+            f"ended at {outcome_ends[index + 1] - started:.1f}s; curve {' '.join(f'{value:.4f}' for value in curve)}",
             flush=True,
         )
     return JobResult(

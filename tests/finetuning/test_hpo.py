@@ -91,6 +91,9 @@ def test_a_pruned_trial_stops_early_and_keeps_its_run(
 
     monkeypatch.setattr(hpo, "make_pruner", lambda settings: _AlwaysPrune())
     runner = runner_for(method(max_evals=1, num_epochs=2), prepared, tiny_model_dir, tracker)
+    # a finished run no trial can reach: pruning only stops trials that cannot be chosen
+    with tracker.run(runner.iteration, {"query_lr": 1e-3}, run_name="ahead") as ahead:
+        tracker.log_metrics(ahead, {"val_ndcg_at_10": 1.5})
     storage = optuna.storages.InMemoryStorage()
     result = search_parameters(runner, study_name="toy-pruned", storage_url=storage)
     (outcome,) = result.outcomes
@@ -103,6 +106,28 @@ def test_a_pruned_trial_stops_early_and_keeps_its_run(
     run = tracker.get_run(outcome.run_id)
     assert run.status == "FINISHED" and run.has_model
     assert "val_ndcg_at_10" in run.metrics
+
+
+def test_a_trial_the_pruner_would_stop_goes_on_while_it_leads_every_finished_run(
+    prepared: PreparedData, tiny_model_dir: Path, tracker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped there, it would be the chosen model without its weight-share choice and refit."""
+    from embedding_studio.finetuning import hpo
+
+    monkeypatch.setattr(hpo, "make_pruner", lambda settings: _AlwaysPrune())
+    runner = runner_for(method(max_evals=1, num_epochs=2), prepared, tiny_model_dir, tracker)
+    with tracker.run(runner.iteration, {"query_lr": 1e-3}, run_name="behind") as behind:
+        tracker.log_metrics(behind, {"val_ndcg_at_10": -1.0})
+    storage = optuna.storages.InMemoryStorage()
+    result = search_parameters(runner, study_name="toy-leading", storage_url=storage)
+    (outcome,) = result.outcomes
+    assert outcome.state == "complete"
+    # baseline + the four validations of two epochs + the kept model's metrics: none was cut short
+    assert outcome.validations == 5
+    (trial,) = optuna.load_study(study_name="toy-leading", storage=storage).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert list(trial.intermediate_values) == [1, 2, 3, 4]
+    assert tracker.get_best_run(runner.iteration.experiment_id).run_id == outcome.run_id
 
 
 @pytest.mark.parametrize(

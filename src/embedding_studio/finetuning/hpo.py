@@ -10,7 +10,9 @@ where validation costs as much as training, validating more often to prune costs
 rung at the first of four validations a trial (``pruner="successive_halving"``, ``warmup_validations=0``) took 0.40×
 and 0.64× the unpruned time of 16 trials on two draws (CPU), at a best model within 0.0014. It saves most when most
 trials are clearly worse early, and it bets on the early leaders, so a high learning rate that dips before it
-recovers is stopped. Later iterations have seen this
+recovers is stopped. A pruner only stops trials that cannot be chosen: one whose best validation so far leads every
+finished run goes on (:class:`OptunaPruningCallback`), so the chosen run is always a complete trial, with the recipe's
+weight-share choice and refit. Later iterations have seen this
 kind of data before: they retry the previous iteration's best parameters and its top parameter sets
 (as the seed does), which is cheaper than searching again and rarely worse.
 
@@ -142,13 +144,24 @@ class OptunaPruningCallback(pl.Callback):
     The step is the number of validations so far (1 at the first), so trials with different batch sizes are
     compared after the same number of validations, i.e. the same number of seen inputs: it is the resource a trial
     has used, which successive halving's rungs count (its first rung at ``min_resource`` validations).
+
+    ``can_be_outranked(value)``: whether a finished run is ahead of a run that keeps ``value`` (its best validation
+    so far, the weights a pruned trial keeps). Pruning is for trials that cannot be chosen: a trial the pruner would
+    stop while its kept weights lead every finished run would be the chosen model, shipped without the weight-share
+    choice and the refit on every session that the method's recipe validated, so it goes on instead. Successive
+    halving judges a trial by its value at the rung, not by its best one, so this happens (a trial whose best
+    validation came before its last one).
     """
 
-    def __init__(self, trial: optuna.Trial, monitor: str) -> None:
+    def __init__(
+        self, trial: optuna.Trial, monitor: str, can_be_outranked: Callable[[float], bool] | None = None
+    ) -> None:
         super().__init__()
         self.trial = trial
         self.monitor = monitor
+        self.can_be_outranked = can_be_outranked
         self.validations = 0
+        self.best_value: float | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The fit's one Trainer also validates outside fitting (the untrained baseline, the weight shares after):
@@ -160,9 +173,24 @@ class OptunaPruningCallback(pl.Callback):
             return
         self.validations += 1
         step = self.validations
-        self.trial.report(float(value), step)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"{self.monitor}={float(value):.4f} at validation {step} is below the median")
+        value = float(value)
+        maximize = self.trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        if self.best_value is None or (value > self.best_value if maximize else value < self.best_value):
+            self.best_value = value
+        self.trial.report(value, step)
+        if not self.trial.should_prune():
+            return
+        if self.can_be_outranked is not None and not self.can_be_outranked(self.best_value):
+            logger.info(
+                "trial %d goes on although the pruner would stop it at validation %d: its best %s %.4f leads every "
+                "finished run",
+                self.trial.number,
+                step,
+                self.monitor,
+                self.best_value,
+            )
+            return
+        raise optuna.TrialPruned(f"{self.monitor}={value:.4f} at validation {step} is behind the trials compared")
 
 
 def normalize_params(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -263,7 +291,11 @@ class TrialRunner:
         number = trial.number + 1 if trial is not None else self.trials_run
         run_name = trial_run_name(number, full_params, self.method.search_space)
         callbacks: list[pl.Callback] = []
-        pruning = OptunaPruningCallback(trial, self.method.main_metric) if trial is not None else None
+        pruning = (
+            OptunaPruningCallback(trial, self.method.main_metric, can_be_outranked=self._outranked)
+            if trial is not None
+            else None
+        )
         if pruning is not None:
             callbacks.append(pruning)
         pruned: optuna.TrialPruned | None = None
@@ -333,6 +365,11 @@ class TrialRunner:
         if pruned is not None:
             raise TrialPrunedWithOutcome(outcome) from pruned
         return outcome
+
+    def _outranked(self, value: float) -> bool:
+        """Whether a finished run of the iteration (on any worker) is strictly ahead of a run that keeps ``value``."""
+        metrics = {self.tracker.main_metric: value}
+        return self.tracker.outranking_run(self.iteration.experiment_id, metrics) is not None
 
     def _refit_not_worth_it(self, metrics: Mapping[str, float]) -> str | None:
         """Why a trial that validated at ``metrics`` need not refit on every session: a finished run of the
