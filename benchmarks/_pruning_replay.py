@@ -5,10 +5,8 @@ each validation was logged. Feeding those curves, in order, to a fresh Optuna st
 (``finetuning.hpo.make_pruner``, the product's) gives the decisions that pruner would take on these very trials,
 and the clock gives what a trial stopped at validation k costs (its start to that validation, plus storing its
 model). As in the product, a trial the pruner would stop goes on while its best validation leads every finished
-run (``OptunaPruningCallback``), and a complete trial refits on every session only when no finished run is ahead
-of it (``TrialRunner._refit_not_worth_it``). With fewer runs finished ahead of it, a trial that skipped its refit in
-the unpruned job may refit in a pruned one: its tail then gains the job's median refit time (and loses it the
-other way round).
+run (``OptunaPruningCallback``). Trials do not refit: the job's one refit, of the chosen run after the trials
+(``TrialRunner.refit_chosen_run``), is outside the trials' runs and costs both jobs about the same.
 
 What it cannot know: under a pruner the sampler sees other values and draws other trials after the first pruned
 one. The trials' own order is replayed first; then random orders of the same trials (the method's defaults, enqueued
@@ -38,20 +36,14 @@ class TrialTrace:
     curve: tuple[float, ...]  # the validations during fitting, which a pruner sees as steps 1, 2, ...
     seconds_at: tuple[float, ...]  # when each of those was logged
     final: float  # the run's metric: its chosen weight share's validation
-    seconds: float  # the whole run, the share validation, refit and stored model included
+    seconds: float  # the whole run, the share validation and stored model included
     last_logged: float  # its last metric, after which only its model is stored
-    refit: bool  # it ran the refit on every session
-
-    @property
-    def tail(self) -> float:
-        return self.seconds - self.seconds_at[-1]
 
 
 @dataclass(frozen=True)
 class ReplayCosts:
-    overhead: float  # the job's time outside its trials' runs (preparation, the sampler, between runs)
+    overhead: float  # the job's time outside its trials' runs (preparation, the sampler, the chosen run's refit)
     store_model: float  # a run's end after its last metric: what a stopped trial still pays
-    refit: float  # median tail with a refit minus median tail without one (0 when one kind is missing)
 
 
 @dataclass(frozen=True)
@@ -64,8 +56,6 @@ class Replay:
 def traces_from_tracker(tracker: Any, run_ids: Sequence[str], metric: str) -> list[TrialTrace]:
     """The curves the tracker logged: step 0 is the baseline, the fit's validations follow, and ``TrialRunner``
     logs the kept validation last again (one step on), which is not a validation and is left out."""
-    from embedding_studio.tracking.manager import TAG_REFIT
-
     traces = []
     for run_id in run_ids:
         run = tracker.client.get_run(run_id)
@@ -83,20 +73,15 @@ def traces_from_tracker(tracker: Any, run_ids: Sequence[str], metric: str) -> li
                 final=run.data.metrics[metric],
                 seconds=(run.info.end_time - start) / 1000,
                 last_logged=(history[-1].timestamp - start) / 1000,
-                refit=TAG_REFIT not in run.data.tags,
             )
         )
     return traces
 
 
 def replay_costs(traces: Sequence[TrialTrace], wall_seconds: float) -> ReplayCosts:
-    with_refit = [trace.tail for trace in traces if trace.refit]
-    without_refit = [trace.tail for trace in traces if not trace.refit]
-    refit = statistics.median(with_refit) - statistics.median(without_refit) if with_refit and without_refit else 0.0
     return ReplayCosts(
         overhead=wall_seconds - sum(trace.seconds for trace in traces),
         store_model=statistics.median(trace.seconds - trace.last_logged for trace in traces),
-        refit=max(0.0, refit),
     )
 
 
@@ -125,9 +110,7 @@ def replay(
             pruned += 1
         else:
             kept = trace.final
-            refits = kept >= best_finished
-            seconds += trace.seconds + (costs.refit if refits and not trace.refit else 0.0)
-            seconds -= costs.refit if trace.refit and not refits else 0.0
+            seconds += trace.seconds
             study.tell(trial, trace.final)
         best_finished = max(best_finished, kept)
     return Replay(seconds=seconds, best=best_finished, pruned=pruned)
@@ -170,7 +153,7 @@ def print_replays(
         shuffled.append([0, *rest])
     print(
         f"\nreplay on the unpruned job's {len(traces)} trials (an estimate: store a model {costs.store_model:.1f} s, "
-        f"refit {costs.refit:.1f} s, outside the runs {costs.overhead:.1f} s); {orders} random orders, defaults first"
+        f"outside the runs {costs.overhead:.1f} s); {orders} random orders, defaults first"
     )
     header = (
         f"{'pruner':<28} {'its order':>10} {'diff':>8} {'orders: mean':>13} {'p10-p90':>12} {'<=0.5x':>7} "

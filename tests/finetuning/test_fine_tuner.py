@@ -1,3 +1,4 @@
+import copy
 import math
 import random
 from types import SimpleNamespace
@@ -443,6 +444,40 @@ def test_the_chosen_recipe_is_refit_on_every_session() -> None:
     assert result.refit_steps > validated_steps
     assert result.best_metrics["val_ndcg_at_10"] == pytest.approx(result.history[-1]["val_ndcg_at_10"])
     assert _retrieval_ndcg(model, items, outer.test) > base_ndcg
+
+
+def test_a_refit_run_later_from_its_plan_leaves_the_weights_the_fit_would_have() -> None:
+    """A search refits only the run it chooses, after its trials: from the stored plan and a fresh copy of the start
+    model, the refit must make the model the trial's own refit would have made (weight share included)."""
+    from embedding_studio.finetuning.fine_tuner import RefitPlan, refit_on_all_sessions
+
+    items, inputs, vocabulary = _toy_world(session_count=160)
+    split = TrainTestSplitter(seed=0).split(inputs)
+    params = FineTuningParams(query_lr=1e-3, batch_size=16, num_epochs=1, seed=0, refit_on_all_sessions=True)
+
+    start = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)  # one start model, copied for each fit
+    refit_now = copy.deepcopy(start)
+    now = fit_fine_tuner(EmbeddingsFineTuner(refit_now, items, params=params), split.train, split.test, params)
+    deferred_model = copy.deepcopy(start)
+    deferred = fit_fine_tuner(
+        EmbeddingsFineTuner(deferred_model, items, params=params),
+        split.train,
+        split.test,
+        params,
+        skip_refit=lambda metrics: "later",
+    )
+    assert now.refit_steps > 0 and deferred.refit_steps == 0 and deferred.refit_skipped == "later"
+    assert deferred.refit_plan == now.refit_plan and deferred.refit_plan is not None
+    plan = RefitPlan.from_json(deferred.refit_plan.to_json())
+
+    refit_later = copy.deepcopy(start)
+    steps = refit_on_all_sessions(EmbeddingsFineTuner(refit_later, items, params=params), split.train, split.test, plan)
+    assert steps == now.refit_steps
+    later_weights = dict(refit_later.query_tower.named_parameters())
+    for name, value in refit_now.query_tower.named_parameters():
+        torch.testing.assert_close(later_weights[name], value)
+    with pytest.raises(ValueError, match="not a refit plan"):
+        RefitPlan.from_json('{"validated_steps": 3}')
 
 
 def test_nothing_is_refit_when_the_untrained_weights_are_kept() -> None:

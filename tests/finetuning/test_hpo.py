@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
@@ -214,13 +215,14 @@ def test_trials_with_the_same_validation_share_one_baseline_validation(
         assert history[0] == (0, pytest.approx(first.baseline_metrics["val_ndcg_at_10"]))
 
 
-def test_only_a_trial_that_can_still_be_chosen_refits_on_every_session(
+def test_only_the_chosen_run_is_refit_on_every_session_after_its_trial(
     prepared: PreparedData, tiny_model_dir: Path, tracker: Any
 ) -> None:
-    """A trial strictly behind a finished run of its iteration can never be the chosen run: it keeps its validated
-    weights, says why on its run, and saves the refit; the same trial with nobody ahead refits as before."""
-    from embedding_studio.finetuning.hpo import train_fine_tuner
-    from embedding_studio.tracking.manager import TAG_REFIT
+    """A trial keeps its validated weights and stores its refit plan; the run the search chooses is refit once, from
+    that plan, and stores the refit model. A trial strictly behind a finished run can never be chosen: it says so and
+    stores no plan."""
+    from embedding_studio.finetuning.hpo import REFIT_DEFERRED, train_fine_tuner
+    from embedding_studio.tracking.manager import TAG_REFIT, TAG_REFIT_PLAN
 
     results: list[Any] = []
 
@@ -231,23 +233,39 @@ def test_only_a_trial_that_can_still_be_chosen_refits_on_every_session(
     params = {"query_lr": 3e-3, "temperature": 0.1, "refit_on_all_sessions": True}
     fine_tuning_method = method(fixed_params={"max_seq_length": 16, "choose_weight_share": False})
     alone = tracker.start_iteration(fine_tuning_method.name, "alone")
-    first = TrialRunner(
+    runner = TrialRunner(
         fine_tuning_method, prepared, tiny_model_dir, tracker, alone, device="cpu", train=recording_train
-    ).run(params)
-    assert results[0].weight_share > 0  # trained weights kept: a refit is due
-    assert results[0].refit_steps > 0 and not results[0].refit_skipped
-    assert TAG_REFIT not in tracker.get_run(first.run_id).tags
+    )
+    first = runner.run(params)
+    assert results[0].weight_share > 0  # trained weights kept: a refit is due, and waits for the choice
+    assert results[0].refit_steps == 0 and results[0].refit_skipped == REFIT_DEFERRED
+    run = tracker.get_run(first.run_id)
+    assert run.tags[TAG_REFIT] == REFIT_DEFERRED and run.tags[TAG_REFIT_PLAN]
+    validated = tracker.download_model(first.run_id).encode_queries(["river"])
+
+    assert tracker.get_best_run(alone.experiment_id).run_id == first.run_id
+    steps = runner.refit_chosen_run(first.run_id)
+    assert steps > 0
+    run = tracker.get_run(first.run_id)
+    assert run.tags[TAG_REFIT].startswith(f"refit on every session ({steps} steps)")
+    assert run.metrics["val_ndcg_at_10"] == pytest.approx(first.metrics["val_ndcg_at_10"])  # still its validation
+    refit = tracker.download_model(first.run_id).encode_queries(["river"])
+    assert not np.allclose(refit, validated)  # the stored model is the refit one
+    assert runner.refit_chosen_run(first.run_id) == 0  # once
 
     behind = tracker.start_iteration(fine_tuning_method.name, "behind")
     with tracker.run(behind, {"query_lr": 1e-3}, run_name="earlier-trial") as ahead_id:
         tracker.log_metrics(ahead_id, {"val_ndcg_at_10": 1.0}, 0)
-    skipped = TrialRunner(
+    behind_runner = TrialRunner(
         fine_tuning_method, prepared, tiny_model_dir, tracker, behind, device="cpu", train=recording_train
-    ).run(params)
+    )
+    skipped = behind_runner.run(params)
     assert results[1].refit_steps == 0 and ahead_id in results[1].refit_skipped
-    assert results[1].best_metrics == results[0].best_metrics  # the same validated trial, only the refit saved
+    assert results[1].best_metrics == results[0].best_metrics  # the same validated trial
     run = tracker.get_run(skipped.run_id)
     assert run.tags[TAG_REFIT].startswith("refit skipped: val_ndcg_at_10") and run.has_model
+    assert TAG_REFIT_PLAN not in run.tags
+    assert behind_runner.refit_chosen_run(skipped.run_id) == 0
     assert tracker.get_best_run(behind.experiment_id).run_id == ahead_id
 
 

@@ -149,7 +149,11 @@ def test_too_many_items_missing_names_some(
 def test_two_iterations_end_to_end(
     clean_db: str, catalog: Path, tiny_model_dir: Path, tracker: Any, clickstream_repository: ClickstreamRepository
 ) -> None:
-    method = toy_method(catalog, tiny_model_dir)
+    from embedding_studio.tracking.manager import TAG_REFIT
+
+    method = toy_method(
+        catalog, tiny_model_dir, fixed_params={"max_seq_length": 16, "temperature": 0.1, "refit_on_all_sessions": True}
+    )
     sessions = toy_sessions(1)
     sessions.append(ToySession("shown-nothing", "river", [], []))
     batch_id = store_batch(clickstream_repository, sessions)
@@ -175,6 +179,13 @@ def test_two_iterations_end_to_end(
     assert tracker.get_registered_run_id("embedding-studio-toy_text", "best") == first.best_run_id
     assert first.metrics["val_ndcg_at_10"] == tracker.get_best_run(first.experiment_id).metrics["val_ndcg_at_10"]
     assert first.best_model_url.endswith("/model")
+    # the trials left the refit on every session to the chosen run, which got it before it was registered
+    assert any(message.startswith("refitting the chosen run") for _, message in progress)
+    tags = {run.run_id: run.tags.get(TAG_REFIT, "") for run in runs}
+    assert tags[first.best_run_id].startswith("refit on every session (")
+    assert not any(
+        tag.startswith("refit on every session") for run_id, tag in tags.items() if run_id != first.best_run_id
+    )
     best_model = tracker.download_model(first.best_run_id)
     assert best_model.encode_queries(["river boat"]).shape == (1, 32)
 

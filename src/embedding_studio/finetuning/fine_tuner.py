@@ -12,7 +12,9 @@ device until a validation ends (the one place values are read back).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import json
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -275,6 +277,35 @@ class EmbeddingsFineTuner(pl.LightningModule):
 
 
 # ----- fitting ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RefitPlan:
+    """What a refit on every session takes from the validated fit: how many optimizer steps the kept checkpoint
+    trained, against how many batches an epoch, the epoch cap of the schedule, and the share of the change kept.
+    A search stores it with each trial's run and refits only the run it chooses
+    (:meth:`~embedding_studio.finetuning.hpo.TrialRunner.refit_chosen_run`)."""
+
+    validated_steps: int
+    validated_batches_per_epoch: int
+    max_epochs: int
+    weight_share: float
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RefitPlan:
+        try:
+            values = json.loads(text)
+            return cls(
+                validated_steps=int(values["validated_steps"]),
+                validated_batches_per_epoch=int(values["validated_batches_per_epoch"]),
+                max_epochs=int(values["max_epochs"]),
+                weight_share=float(values["weight_share"]),
+            )
+        except (ValueError, TypeError, KeyError) as error:
+            raise ValueError(f"not a refit plan: {text!r} ({error})") from error
+
+
 @dataclass
 class FitResult:
     """``best_metrics``: the best validation by the selection metric (its weights are the ones left in the model);
@@ -300,6 +331,9 @@ class FitResult:
     stop_reason: str = ""
     #: why the refit on every session was skipped (``skip_refit``); empty when it ran or was not asked for
     refit_skipped: str = ""
+    #: the refit this fit's recipe asks for (run or skipped); None when none is due (``refit_on_all_sessions`` off,
+    #: or the untrained weights kept)
+    refit_plan: RefitPlan | None = None
 
 
 def training_precision(on_gpu: bool, images: bool = False) -> str:
@@ -574,19 +608,25 @@ def fit_fine_tuner(
             fine_tuner.best_metrics = chosen_metrics
         fine_tuner.eval()
     refit_steps = 0
-    refit_due = params.refit_on_all_sessions and trained is not None and weight_share > 0
-    refit_skipped = (skip_refit(dict(fine_tuner.best_metrics)) or "") if refit_due and skip_refit else ""
-    if refit_due and not refit_skipped:
+    refit_plan = (
+        RefitPlan(
+            validated_steps=trained.step,
+            validated_batches_per_epoch=data.train_batches_per_epoch,
+            max_epochs=max_epochs,
+            weight_share=weight_share,
+        )
+        if params.refit_on_all_sessions and trained is not None and weight_share > 0
+        else None
+    )
+    refit_skipped = (skip_refit(dict(fine_tuner.best_metrics)) or "") if refit_plan and skip_refit else ""
+    if refit_plan is not None and not refit_skipped:
         refit_steps = _refit_on_all_sessions(
             fine_tuner,
             train_inputs,
             test_inputs,
             params,
             initial_state,
-            validated_steps=trained.step,
-            validated_batches_per_epoch=data.train_batches_per_epoch,
-            max_epochs=max_epochs,
-            weight_share=weight_share,
+            refit_plan,
             common=common,
             device=training_device,
         )
@@ -601,6 +641,7 @@ def fit_fine_tuner(
         epochs_run=epochs_run,
         stop_reason=stop_reason,
         refit_skipped=refit_skipped,
+        refit_plan=refit_plan,
     )
 
 
@@ -613,17 +654,40 @@ def _stop_reason(early_stopping: EarlyStopping, epochs_run: int, max_epochs: int
     return f"ran all {max_epochs} epochs" if epochs_run >= max_epochs else f"stopped after {epochs_run} epochs"
 
 
+def refit_on_all_sessions(
+    fine_tuner: EmbeddingsFineTuner,
+    train_inputs: Sequence[FineTuningInput],
+    test_inputs: Sequence[FineTuningInput],
+    plan: RefitPlan,
+    *,
+    accelerator: str = "auto",
+    device: Any = None,
+) -> int:
+    """The refit a fit planned and skipped (``skip_refit``), run later on a fine-tuner of the same start model and
+    params: the model ends up as the fit's own refit would have left it; returns the optimizer steps taken."""
+    common = _trainer_arguments(accelerator, device, False, images=is_image_model(fine_tuner.model))
+    training_device = _training_device(common["accelerator"], common["devices"])
+    initial_state = fine_tuner.trainable_state_on_cpu()
+    return _refit_on_all_sessions(
+        fine_tuner,
+        train_inputs,
+        test_inputs,
+        fine_tuner.params,
+        initial_state,
+        plan,
+        common=common,
+        device=training_device,
+    )
+
+
 def _refit_on_all_sessions(
     fine_tuner: EmbeddingsFineTuner,
     train_inputs: Sequence[FineTuningInput],
     test_inputs: Sequence[FineTuningInput],
     params: FineTuningParams,
     initial_state: Mapping[str, Tensor],
+    plan: RefitPlan,
     *,
-    validated_steps: int,
-    validated_batches_per_epoch: int,
-    max_epochs: int,
-    weight_share: float,
     common: Mapping[str, Any],
     device: torch.device,
 ) -> int:
@@ -643,16 +707,16 @@ def _refit_on_all_sessions(
     """
     fine_tuner.preprocess_inputs([*train_inputs, *test_inputs], test_inputs)
     data = fine_tuner.data_module(pin_memory=common["accelerator"] == "gpu")
-    scale = data.train_batches_per_epoch / max(1, validated_batches_per_epoch)
-    steps = max(1, round(validated_steps * scale))
-    fine_tuner.schedule_total_steps = max(steps, round(max_epochs * validated_batches_per_epoch * scale))
+    scale = data.train_batches_per_epoch / max(1, plan.validated_batches_per_epoch)
+    steps = max(1, round(plan.validated_steps * scale))
+    fine_tuner.schedule_total_steps = max(steps, round(plan.max_epochs * plan.validated_batches_per_epoch * scale))
     load_trainable_state(fine_tuner.model, initial_state)
     pl.seed_everything(params.seed, workers=True, verbose=False)
     fine_tuner.train()
     try:
         with _quiet_lightning():
             trainer = pl.Trainer(
-                max_epochs=max_epochs,
+                max_epochs=plan.max_epochs,
                 max_steps=steps,
                 limit_val_batches=0,
                 num_sanity_val_steps=0,
@@ -665,5 +729,5 @@ def _refit_on_all_sessions(
         fine_tuner.schedule_total_steps = None
         fine_tuner.to(device)
         fine_tuner.eval()
-    interpolate_weights(fine_tuner.model, initial_state, fine_tuner.trainable_state_on_cpu(), weight_share)
+    interpolate_weights(fine_tuner.model, initial_state, fine_tuner.trainable_state_on_cpu(), plan.weight_share)
     return int(trainer.global_step)

@@ -327,10 +327,10 @@ class TrialRunner:
                         on_validation_metrics=on_validation_metrics,
                         device=self.device,
                         baseline_metrics=known_baseline,
-                        skip_refit=self._refit_not_worth_it,
+                        skip_refit=self._refit_later_or_never,
                     )
                     kept_metrics = dict(result.best_metrics)
-                    from embedding_studio.tracking.manager import TAG_REFIT, TAG_STOP_REASON
+                    from embedding_studio.tracking.manager import TAG_REFIT, TAG_REFIT_PLAN, TAG_STOP_REASON
 
                     stop_reason = getattr(result, "stop_reason", "")
                     if stop_reason:  # early stopping or the epoch cap: which one explains a short run
@@ -338,6 +338,9 @@ class TrialRunner:
                     refit_skipped = getattr(result, "refit_skipped", "")
                     if refit_skipped:  # why this run's model is its validated weights, not a refit
                         self.tracker.set_tags(run_id, {TAG_REFIT: refit_skipped})
+                    refit_plan = getattr(result, "refit_plan", None)
+                    if refit_plan is not None and refit_skipped == REFIT_DEFERRED:
+                        self.tracker.set_tags(run_id, {TAG_REFIT_PLAN: refit_plan.to_json()})
                     baseline_metrics = {
                         key: float(value) for key, value in (getattr(result, "baseline_metrics", None) or {}).items()
                     }
@@ -372,20 +375,63 @@ class TrialRunner:
         metrics = {self.tracker.main_metric: value}
         return self.tracker.outranking_run(self.iteration.experiment_id, metrics) is not None
 
-    def _refit_not_worth_it(self, metrics: Mapping[str, float]) -> str | None:
-        """Why a trial that validated at ``metrics`` need not refit on every session: a finished run of the
-        iteration (on any worker) already validated strictly better, so the tracker can never choose this one, and
-        only the chosen run's model ships. A search thus refits only trials that set a new best when they end
-        (about ln N + 1 of N trials in a random order) instead of every complete trial; the chosen model is the one
-        it was before, refit as before."""
+    def _refit_later_or_never(self, metrics: Mapping[str, float]) -> str:
+        """Why a trial that validated at ``metrics`` does not refit on every session now: only the chosen run's
+        model ships, so only that run is refit (:meth:`refit_chosen_run`, once the trials have ended). A trial
+        strictly behind a finished run of the iteration (on any worker) can never be chosen, and says so. Refitting
+        every trial that set a new best as it ended (about ln N + 1 of N trials in a random order) paid for refits
+        that a later trial made useless; the chosen model is the one it was before, refit as before."""
         ahead = self.tracker.outranking_run(self.iteration.experiment_id, metrics)
         if ahead is None:
-            return None
+            return REFIT_DEFERRED
         metric = self.tracker.main_metric
         return (
             f"refit skipped: {metric} {metrics[metric]:.4f} is behind run {ahead.run_id}'s "
             f"{ahead.metrics[metric]:.4f}, so this run cannot be chosen"
         )
+
+    def refit_chosen_run(self, run_id: str) -> int:
+        """Refit the chosen run's recipe on every session, held-out ones included, from this runner's start model,
+        and store the refit model as the run's; returns the optimizer steps (0: the run has no refit waiting, e.g.
+        its method does not refit, it kept the untrained weights, or it was refit already).
+
+        The run's trial (on this worker or another of a shared search, on the same prepared data) stored the plan:
+        how long its kept checkpoint trained and the weight share it kept. The refit reseeds as the trial did, so
+        the model is the one the trial's own refit would have made. The run's metrics stay its validation: they are
+        the held-out estimate of the recipe."""
+        from embedding_studio.finetuning.fine_tuner import EmbeddingsFineTuner, RefitPlan, refit_on_all_sessions
+        from embedding_studio.models import load_embedding_model, release_memory
+        from embedding_studio.tracking.manager import TAG_REFIT, TAG_REFIT_PLAN
+
+        run = self.tracker.get_run(run_id)
+        if run.tags.get(TAG_REFIT) != REFIT_DEFERRED or not run.tags.get(TAG_REFIT_PLAN):
+            return 0
+        try:
+            plan = RefitPlan.from_json(run.tags[TAG_REFIT_PLAN])
+        except ValueError as error:
+            raise FineTuningError(f"run {run_id}: its refit plan cannot be read: {error}") from error
+        params = FineTuningParams.model_validate(normalize_params(run.params))
+        model = load_embedding_model(self.initial_model_dir, device=self.device)
+        try:
+            fine_tuner = EmbeddingsFineTuner(
+                model=model, items=self.data.items, query_retriever=self.data.query_retriever, params=params
+            )
+            steps = refit_on_all_sessions(
+                fine_tuner, self.data.train_inputs, self.data.test_inputs, plan, device=self.device
+            )
+            del fine_tuner
+            self.tracker.save_model(run_id, model)
+            self.tracker.set_tags(
+                run_id, {TAG_REFIT: f"refit on every session ({steps} steps) after the search chose this run"}
+            )
+        finally:
+            del model
+            release_memory()
+        return steps
+
+
+#: TrialRunner's reason for a trial not refitting now: the chosen run is refit once the trials have ended.
+REFIT_DEFERRED = "refit deferred: only the run the search chooses is refit on every session, after the trials"
 
 
 class TrialPrunedWithOutcome(optuna.TrialPruned):

@@ -4,7 +4,8 @@ batches → sessions (the newest batch whole, ``replay_share`` of the older ones
 (ClickstreamConverter) → queries (QueryRetriever) → the items they show (DataLoader) → train/test
 (TrainTestSplitter) → prepared items (ItemSetManager) → initial model saved once → parameter selection
 (HPO, or the previous iteration's best until those stop improving: ``hpo.search_again_reason``) → the
-tracker picks the best run, deletes the other models and registers the best with an alias.
+tracker picks the best run → its recipe is refit on every session (the only refit of the iteration) → the other
+models are deleted and the best is registered with an alias.
 
 Checks come before anything expensive: a batch that is unknown, still collecting, empty, without a
 click, or whose items mostly cannot be loaded fails in seconds with an error naming the problem,
@@ -26,6 +27,7 @@ from embedding_studio.config.scratch import scratch_directory
 from embedding_studio.finetuning.errors import (
     BatchNotReleasedError,
     EmptyBatchError,
+    FineTuningCanceled,
     FineTuningError,
     NoClicksError,
     NotEnoughDataError,
@@ -211,6 +213,13 @@ def run_fine_tuning(
                     else None
                 ),
             )
+            if should_stop is not None and should_stop():
+                raise FineTuningCanceled(len(selection.outcomes))
+            chosen = tracker.get_best_run(iteration.experiment_id)
+            if chosen is not None:
+                # Trials leave the refit on every session to the run chosen here (TrialRunner.refit_chosen_run).
+                report(_TRIALS_END, f"refitting the chosen run {chosen.run_id} on every session")
+                runner.refit_chosen_run(chosen.run_id)
     finally:
         model = None
         _release_memory()
@@ -400,7 +409,6 @@ def _shared_search(
 ) -> SelectionResult:
     """The owner's side: plan the study, let helpers know, run trials alongside them, wait for theirs, and read
     every trial's outcome back from the study."""
-    from embedding_studio.finetuning.errors import FineTuningCanceled
     from embedding_studio.finetuning.shared_search import (
         create_shared_study,
         run_planned_trials,

@@ -47,8 +47,11 @@ TAG_HAS_MODEL = TAG_PREFIX + "has_model"
 TAG_KIND = TAG_PREFIX + "kind"
 #: why a trial's training ended ("early stopping after 5 of 30 epochs: …" or "ran all 3 epochs")
 TAG_STOP_REASON = TAG_PREFIX + "stop_reason"
-#: why a trial kept its validated weights instead of refitting on every session ("refit skipped: ...")
+#: whether and why a run's model is or is not refit on every session ("refit skipped: ...", "refit deferred: ...",
+#: "refit on every session ...")
 TAG_REFIT = TAG_PREFIX + "refit"
+#: a deferred refit's plan (``finetuning.fine_tuner.RefitPlan`` as JSON), for when the search chooses the run
+TAG_REFIT_PLAN = TAG_PREFIX + "refit_plan"
 ITERATION_KIND = "fine_tuning_iteration"
 MODEL_ARTIFACT_PATH = "model"
 PARAMS_ARTIFACT = "params.json"
@@ -350,11 +353,15 @@ class ExperimentsManager:
             self.client.set_tag(run_id, key, str(value)[:MAX_TAG_VALUE_LENGTH])
 
     def save_model(self, run_id: str, model: TextEmbeddingModel | TextToImageEmbeddingModel) -> str:
-        """Store the model as the run's `model/` artifact directory; returns its URI."""
+        """Store the model as the run's `model/` artifact directory; returns its URI.
+
+        A run's model is replaced once at most: a search refits the run it chose before registering it
+        (``TrialRunner.refit_chosen_run``). This tracker's cached copy of the run's model is dropped with it."""
         with scratch_directory("model-upload-") as directory:
             model_directory = directory / MODEL_ARTIFACT_PATH
             model.save(model_directory)
             self.client.log_artifacts(run_id, str(model_directory), artifact_path=MODEL_ARTIFACT_PATH)
+        shutil.rmtree(self.cache_dir / run_id, ignore_errors=True)
         self.client.set_tag(run_id, TAG_HAS_MODEL, "true")
         return self.model_url(run_id)
 
