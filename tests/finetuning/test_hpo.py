@@ -85,24 +85,35 @@ class _AlwaysPrune(optuna.pruners.BasePruner):
         return True
 
 
-def test_a_pruned_trial_stops_early_and_keeps_its_run(
-    prepared: PreparedData, tiny_model_dir: Path, tracker: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _search_where_the_pruner_always_prunes(
+    prepared: PreparedData, tiny_model_dir: Path, tracker: Any, monkeypatch: pytest.MonkeyPatch, finished_value: float
+) -> tuple[Any, optuna.trial.FrozenTrial, TrialRunner]:
+    """One trial of two epochs (four validations) under a pruner that always says prune, in an iteration where a
+    finished run already validated ``finished_value``; returns the trial's outcome, Optuna's trial and the runner."""
     from embedding_studio.finetuning import hpo
 
     monkeypatch.setattr(hpo, "make_pruner", lambda settings: _AlwaysPrune())
     runner = runner_for(method(max_evals=1, num_epochs=2), prepared, tiny_model_dir, tracker)
-    # a finished run no trial can reach: pruning only stops trials that cannot be chosen
-    with tracker.run(runner.iteration, {"query_lr": 1e-3}, run_name="ahead") as ahead:
-        tracker.log_metrics(ahead, {"val_ndcg_at_10": 1.5})
+    with tracker.run(runner.iteration, {"query_lr": 1e-3}, run_name="finished") as finished:
+        tracker.log_metrics(finished, {"val_ndcg_at_10": finished_value})
     storage = optuna.storages.InMemoryStorage()
-    result = search_parameters(runner, study_name="toy-pruned", storage_url=storage)
+    result = search_parameters(runner, study_name="toy-always-prune", storage_url=storage)
     (outcome,) = result.outcomes
+    (trial,) = optuna.load_study(study_name="toy-always-prune", storage=storage).trials
+    return outcome, trial, runner
+
+
+def test_a_pruned_trial_stops_early_and_keeps_its_run(
+    prepared: PreparedData, tiny_model_dir: Path, tracker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a finished run no trial can reach: pruning only stops trials that cannot be chosen
+    outcome, trial, _ = _search_where_the_pruner_always_prunes(
+        prepared, tiny_model_dir, tracker, monkeypatch, finished_value=1.5
+    )
     assert outcome.state == "pruned"
     # pruned at its first validation after the baseline, instead of the 4 a full training makes
     assert outcome.validations == 2
     # ... which Optuna saw as step 1: steps count the validations of training
-    (trial,) = optuna.load_study(study_name="toy-pruned", storage=storage).trials
     assert list(trial.intermediate_values) == [1]
     run = tracker.get_run(outcome.run_id)
     assert run.status == "FINISHED" and run.has_model
@@ -113,19 +124,12 @@ def test_a_trial_the_pruner_would_stop_goes_on_while_it_leads_every_finished_run
     prepared: PreparedData, tiny_model_dir: Path, tracker: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stopped there, it would be the chosen model without its weight-share choice and refit."""
-    from embedding_studio.finetuning import hpo
-
-    monkeypatch.setattr(hpo, "make_pruner", lambda settings: _AlwaysPrune())
-    runner = runner_for(method(max_evals=1, num_epochs=2), prepared, tiny_model_dir, tracker)
-    with tracker.run(runner.iteration, {"query_lr": 1e-3}, run_name="behind") as behind:
-        tracker.log_metrics(behind, {"val_ndcg_at_10": -1.0})
-    storage = optuna.storages.InMemoryStorage()
-    result = search_parameters(runner, study_name="toy-leading", storage_url=storage)
-    (outcome,) = result.outcomes
+    outcome, trial, runner = _search_where_the_pruner_always_prunes(
+        prepared, tiny_model_dir, tracker, monkeypatch, finished_value=-1.0
+    )
     assert outcome.state == "complete"
-    # baseline + the four validations of two epochs + the kept model's metrics: none was cut short
+    # baseline + the four validations of two epochs: none was cut short
     assert outcome.validations == 5
-    (trial,) = optuna.load_study(study_name="toy-leading", storage=storage).trials
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert list(trial.intermediate_values) == [1, 2, 3, 4]
     assert tracker.get_best_run(runner.iteration.experiment_id).run_id == outcome.run_id
