@@ -38,6 +38,10 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny_model: TextEmbeddi
     other = build_tiny_text_model(seed=1, dim=32)
     np.testing.assert_array_equal(again.encode_queries(TEXTS), tiny_model.encode_queries(TEXTS))
     assert not np.allclose(other.encode_queries(TEXTS), tiny_model.encode_queries(TEXTS))
+    # every parameter, the pooler that mean pooling never uses included: a trainable state compares whole
+    again_state = again.query_tower.state_dict()
+    for name, value in tiny_model.query_tower.state_dict().items():
+        assert torch.equal(again_state[name], value), name
     assert build_tiny_text_model(dim=16).dim == 16
 
 

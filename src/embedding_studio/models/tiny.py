@@ -115,9 +115,12 @@ def build_tiny_text_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         encoder = BertModel(config, add_pooling_layer=False)
-    with tempfile.TemporaryDirectory(prefix="es-tiny-text-") as directory:
+    with tempfile.TemporaryDirectory(prefix="es-tiny-text-") as directory, torch.random.fork_rng(devices=[]):
         encoder.save_pretrained(directory)
         tokenizer.save_pretrained(directory)
+        # Loading adds BERT's pooler, which the saved encoder has not got and mean pooling never uses: seeded too,
+        # so that two models of one seed have the same state, every parameter included.
+        torch.manual_seed(seed)
         transformer = Transformer(directory, max_seq_length=max_seq_length)
     pooling = Pooling(transformer.get_embedding_dimension(), pooling_mode="mean")
     tower = SentenceTransformer(modules=[transformer, pooling, Normalize()], device="cpu")
