@@ -48,6 +48,7 @@ from embedding_studio.finetuning.params import FineTuningParams
 
 if TYPE_CHECKING:
     from embedding_studio.tracking import ExperimentsManager, Iteration
+    from embedding_studio.tracking.manager import RunSummary
 
 logger = logging.getLogger(__name__)
 
@@ -371,9 +372,12 @@ class TrialRunner:
         return outcome
 
     def _outranked(self, value: float) -> bool:
-        """Whether a finished run of the iteration (on any worker) is strictly ahead of a run that keeps ``value``."""
-        metrics = {self.tracker.main_metric: value}
-        return self.tracker.outranking_run(self.iteration.experiment_id, metrics) is not None
+        """Whether a finished run of the iteration (on any worker) is strictly ahead of a run that keeps ``value``:
+        the pruning callback's question, asked as :meth:`_refit_later_or_never` asks it."""
+        return self._run_ahead({self.tracker.main_metric: value}) is not None
+
+    def _run_ahead(self, metrics: Mapping[str, float]) -> RunSummary | None:
+        return self.tracker.outranking_run(self.iteration.experiment_id, metrics)
 
     def _refit_later_or_never(self, metrics: Mapping[str, float]) -> str:
         """Why a trial that validated at ``metrics`` does not refit on every session now: only the chosen run's
@@ -381,7 +385,7 @@ class TrialRunner:
         strictly behind a finished run of the iteration (on any worker) can never be chosen, and says so. Refitting
         every trial that set a new best as it ended (about ln N + 1 of N trials in a random order) paid for refits
         that a later trial made useless; the chosen model is the one it was before, refit as before."""
-        ahead = self.tracker.outranking_run(self.iteration.experiment_id, metrics)
+        ahead = self._run_ahead(metrics)
         if ahead is None:
             return REFIT_DEFERRED
         metric = self.tracker.main_metric

@@ -215,22 +215,20 @@ def run_fine_tuning(
             )
             if should_stop is not None and should_stop():
                 raise FineTuningCanceled(len(selection.outcomes))
-            chosen = tracker.get_best_run(iteration.experiment_id)
-            if chosen is not None:
-                # Trials leave the refit on every session to the run chosen here (TrialRunner.refit_chosen_run).
-                report(_TRIALS_END, f"refitting the chosen run {chosen.run_id} on every session")
-                runner.refit_chosen_run(chosen.run_id)
+            report(_TRIALS_END, "choosing the best run")
+            best = tracker.get_best_run(iteration.experiment_id)
+            if best is None:
+                raise FineTuningError(
+                    f"no trial of experiment {iteration.experiment_id} logged {fine_tuning_method.main_metric!r}; "
+                    "nothing to choose from"
+                )
+            # Trials leave the refit on every session to the run chosen here (TrialRunner.refit_chosen_run).
+            report(0.96, f"refitting the chosen run {best.run_id} on every session")
+            runner.refit_chosen_run(best.run_id)
     finally:
         model = None
         _release_memory()
 
-    report(0.96, "choosing the best run")
-    best = tracker.get_best_run(iteration.experiment_id)
-    if best is None:
-        raise FineTuningError(
-            f"no trial of experiment {iteration.experiment_id} logged {fine_tuning_method.main_metric!r}; "
-            "nothing to choose from"
-        )
     reference_metrics: dict[str, float] = {}
     if reference_model_id is not None:
         report(0.97, f"validating the reference model {reference_model_id} on the same held-out sessions")
