@@ -540,6 +540,54 @@ def test_a_known_baseline_is_not_validated_again_and_changes_nothing() -> None:
     assert (second_vectors == first_vectors).all()  # the same model comes out
 
 
+def test_the_weight_shares_of_now_score_as_after_fitting_and_change_nothing() -> None:
+    """A pruner decides on what stopping would ship, so a validation during fitting can score the half-way mix of
+    the weights of then: the figure is the one the share choice after fitting gets for the same checkpoint, and the
+    fit around it trains, keeps and ships exactly what it would without."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.trainer.states import TrainerFn
+
+    class ScoreSharesAtEachValidation(pl.Callback):
+        def __init__(self) -> None:
+            self.figures: dict[int, dict[float, dict[str, float]]] = {}
+
+        def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            if trainer.state.fn != TrainerFn.FITTING:
+                return
+            before = pl_module.trainable_state_on_cpu()
+            self.figures[pl_module.global_step] = pl_module.validate_weight_shares_now()
+            after = pl_module.trainable_state_on_cpu()
+            assert all(torch.equal(before[name], after[name]) for name in before)
+            assert not pl_module.model.training  # still in the validation's eval mode
+
+    items, inputs, vocabulary = _toy_world(session_count=120)
+    split = TrainTestSplitter(seed=0).split(inputs)
+    params = FineTuningParams(query_lr=1e-3, batch_size=16, num_epochs=1, seed=0)
+    runs = []
+    for scoring in (None, ScoreSharesAtEachValidation()):
+        model = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)
+        fine_tuner = EmbeddingsFineTuner(model, items, params=params)
+        result = fit_fine_tuner(
+            fine_tuner,
+            split.train,
+            split.test,
+            params,
+            max_epochs=1,
+            test_each_n_inputs=1.0,  # one validation, at the end: the checkpoint the share choice mixes
+            callbacks=[scoring] if scoring is not None else [],
+        )
+        texts = [text for parts in items.values() for text in parts][:20]
+        runs.append((result, model.encode_items(texts), fine_tuner))
+    (plain, plain_vectors, _), (scored, scored_vectors, fine_tuner) = runs
+    (figures,) = scoring.figures.values()
+    assert set(figures) == {0.5}
+    assert figures[0.5]["val_ndcg_at_10"] == pytest.approx(scored.weight_share_validations[0.5]["val_ndcg_at_10"])
+    assert scored.history == plain.history and scored.best_metrics == plain.best_metrics
+    assert scored.weight_share == plain.weight_share
+    assert (scored_vectors == plain_vectors).all()
+    assert fine_tuner.validate_weight_shares_now() == {}  # outside a fit there is no start to mix with
+
+
 def test_training_precision_follows_the_hardware_unless_the_setting_decides(monkeypatch: pytest.MonkeyPatch) -> None:
     import embedding_studio.finetuning.fine_tuner as fine_tuner_module
     from embedding_studio.config import reset_settings

@@ -166,6 +166,107 @@ def test_the_first_pruning_decision_follows_warmup_validations(
     assert pruned_at == first_pruned_at
 
 
+@pytest.mark.parametrize(
+    ("pruner", "warmup_validations"),
+    [("successive_halving", 0), ("successive_halving", 1), ("median", 0), ("median", 1)],
+)
+def test_the_pruner_says_where_it_can_stop_a_trial(pruner: str, warmup_validations: int) -> None:
+    """``decides_at`` is where a trial pays for the weight-share figures a decision is taken on, so it must hold
+    wherever Optuna's pruner can stop a trial: a trial that is behind at validation ``s`` is stopped there exactly
+    when ``decides_at`` says a decision is taken at ``s``. Successive halving judges the value at a rung, so its
+    trial led until ``s`` (and was asked, as a trial is); the median pruner judges a trial's best value so far, so
+    its trial was behind all along (and asked only at ``s``)."""
+    from embedding_studio.finetuning.hpo import make_pruner
+
+    settings = HyperparameterSearchSettings(
+        pruner=pruner, warmup_validations=warmup_validations, startup_trials=1, reduction_factor=2
+    )
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(settings))
+    leader = study.ask()
+    if pruner == "median":  # no decision before startup_trials trials completed
+        assert not any(study.pruner.decides_at(leader, step) for step in range(1, 9))
+    for step in range(1, 9):
+        leader.report(0.8, step)
+        assert not leader.should_prune()  # asked, as a trial is: successive halving records its rung values then
+    study.tell(leader, 0.8)
+    decisions = []
+    for falls_behind_at in range(1, 9):
+        trial = study.ask()
+        for step in range(1, falls_behind_at):
+            if pruner == "median":
+                trial.report(0.0, step)
+            else:
+                trial.report(0.9, step)
+                assert not trial.should_prune()
+        trial.report(0.0, falls_behind_at)
+        decides = study.pruner.decides_at(trial, falls_behind_at)
+        assert trial.should_prune() == decides
+        decisions.append(decides)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    first = warmup_validations + 1
+    if pruner == "median":
+        assert decisions == [step >= first for step in range(1, 9)]
+    else:
+        assert decisions == [step in (first, first * 2, first * 4, first * 8) for step in range(1, 9)]
+
+
+class _Trainer:
+    """What ``OptunaPruningCallback`` reads of Lightning's Trainer during a fit of four optimizer steps."""
+
+    def __init__(self, value: float, global_step: int) -> None:
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        self.sanity_checking = False
+        self.state = type("State", (), {"fn": TrainerFn.FITTING})()
+        self.callback_metrics = {"val_ndcg_at_10": value}
+        self.global_step = global_step
+        self.estimated_stepping_batches = 4
+
+
+class _SharesOfNow:
+    """Stands in for ``EmbeddingsFineTuner.validate_weight_shares_now`` (tested on a real fit in test_fine_tuner)."""
+
+    def __init__(self, half_way: float) -> None:
+        self.half_way = half_way
+        self.calls = 0
+
+    def validate_weight_shares_now(self) -> dict[float, dict[str, float]]:
+        self.calls += 1
+        return {0.5: {"val_ndcg_at_10": self.half_way, "val_mrr": 1.0}}
+
+
+def test_a_trial_is_judged_by_its_best_weight_share_where_the_pruner_decides_and_never_at_its_end() -> None:
+    """Its fully trained weights behind the leader at every validation, its half-way mix ahead: successive halving
+    keeps it at its rungs, the mixes are scored only there, and its last validation stops nothing."""
+    from embedding_studio.finetuning.hpo import OptunaPruningCallback, make_pruner
+
+    settings = HyperparameterSearchSettings(pruner="successive_halving", warmup_validations=0, reduction_factor=2)
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(settings))
+    leader = study.ask()
+    for step in range(1, 5):
+        leader.report(0.8, step)
+        leader.should_prune()
+    study.tell(leader, 0.8)
+    trial = study.ask()
+    shares = _SharesOfNow(half_way=0.85)
+    callback = OptunaPruningCallback(
+        trial, "val_ndcg_at_10", can_be_outranked=lambda value: True, decides_at=study.pruner.decides_at
+    )
+    calls_after = []
+    for step in range(1, 5):
+        callback.on_validation_end(_Trainer(0.5, global_step=step), shares)  # type: ignore[arg-type]
+        calls_after.append(shares.calls)
+    # rungs at validations 1, 2 and 4; the fourth is the fit's last (global step 4 of 4): no mix, no decision
+    assert calls_after == [1, 2, 2, 2]
+    frozen = study.trials[-1]
+    assert frozen.intermediate_values == {1: 0.85, 2: 0.85, 3: 0.5, 4: 0.5}
+    # ... where the fully trained weights alone are stopped at the first rung
+    plain = study.ask()
+    callback = OptunaPruningCallback(plain, "val_ndcg_at_10", can_be_outranked=lambda value: True)
+    with pytest.raises(optuna.TrialPruned):
+        callback.on_validation_end(_Trainer(0.5, global_step=1), shares)  # type: ignore[arg-type]
+
+
 @dataclass
 class _Run:
     run_id: str

@@ -46,7 +46,12 @@ from embedding_studio.finetuning.modality import item_inputs, restrict_trainable
 from embedding_studio.finetuning.params import FineTuningParams
 from embedding_studio.finetuning.query_retriever import QueryRetriever, TextQueryRetriever
 from embedding_studio.finetuning.retrieval_validation import PoolEmbeddings, best_part_scores
-from embedding_studio.finetuning.weights import choose_weight_share, interpolate_weights
+from embedding_studio.finetuning.weights import (
+    WeightShareBase,
+    candidate_shares,
+    choose_weight_share,
+    interpolate_weights,
+)
 from embedding_studio.metrics import rerank_metrics
 from embedding_studio.models.clip import is_image_model
 
@@ -104,6 +109,8 @@ class EmbeddingsFineTuner(pl.LightningModule):
         self._validation_sums: dict[str, Tensor] = {}
         self._pool_embeddings: PoolEmbeddings | None = None
         self.prepared: PreparedRows | None = None
+        #: set by ``fit_fine_tuner`` for the length of a fit: what its weight shares are taken from
+        self.weight_share_base: WeightShareBase | None = None
 
         train_last = self.params.train_last_n_layers
         model.set_trainable_layers(None if train_last < 0 else train_last)
@@ -237,6 +244,36 @@ class EmbeddingsFineTuner(pl.LightningModule):
     def trainable_state_on_cpu(self) -> dict[str, Tensor]:
         """A CPU copy of every trained parameter of the model."""
         return trainable_state_on_cpu(self.model)
+
+    @torch.no_grad()
+    def validate_weight_shares_now(self) -> dict[float, dict[str, float]]:
+        """The retrieval figures of each share of the change so far that the fit will choose among after fitting
+        (``weight_share_base.shares``), the weights of now put back after; empty outside a fit or with no share
+        to choose.
+
+        What stopping a fit at this validation would ship is the best of these and the fully trained weights
+        (which the validation just taken scored), not those weights alone. A pruner shown only them stops the
+        trials whose recipe wins through the share: on nfcorpus a high learning rate stayed below the untrained
+        model at every validation of its epoch while its half-way weights were the best of the search
+        (``benchmarks/README.md``). Each share costs one encode of the pool and the held-out queries, as a
+        validation does; the untrained weights (share 0) are left out, they score the same for every trial.
+        """
+        base = self.weight_share_base
+        if base is None or not base.shares:
+            return {}
+        validator = self._require_prepared().retrieval_validator
+        current = self.trainable_state_on_cpu()
+        was_training = self.model.training
+        self.model.eval()
+        figures: dict[float, dict[str, float]] = {}
+        try:
+            for share in base.shares:
+                interpolate_weights(self.model, base.start_state, current, share)
+                figures[share] = validator.metrics(validator.embed(self.model, self.device))
+        finally:
+            load_trainable_state(self.model, current)
+            self.model.train(was_training)
+        return figures
 
     # ----- optimisation ----------------------------------------------------------------------------
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
@@ -566,6 +603,9 @@ def fit_fine_tuner(
     initial_state = best.initial_state if best.initial_state is not None else fine_tuner.trainable_state_on_cpu()
     if fine_tuner.on_validation_metrics is not None and baseline:
         fine_tuner.on_validation_metrics(0, baseline)
+    fine_tuner.weight_share_base = WeightShareBase(
+        initial_state, tuple(share for share in candidate_shares(params) if share != 1.0)
+    )
 
     # Sentence-transformers hands its modules over in eval mode; training wants dropout on.
     fine_tuner.train()
@@ -585,6 +625,7 @@ def fit_fine_tuner(
         fine_tuner.to(training_device)
         best.restore(fine_tuner.model)
         fine_tuner.best_metrics = dict(best.best_metrics)
+        fine_tuner.weight_share_base = None
         fine_tuner.eval()
     epochs_run = int(trainer.current_epoch)
     stop_reason = _stop_reason(early_stopping, epochs_run, max_epochs)

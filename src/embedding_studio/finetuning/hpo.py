@@ -153,15 +153,27 @@ class OptunaPruningCallback(pl.Callback):
     choice and the refit on every session that the method's recipe validated, so it goes on instead. Successive
     halving judges a trial by its value at the rung, not by its best one, so this happens (a trial whose best
     validation came before its last one).
+
+    ``decides_at(trial, step)``: whether the pruner may stop the trial at that validation
+    (``DecidingPruner.decides_at``; the pruner is asked at every validation all the same). There the value
+    reported is what stopping would ship: the best of the fully trained weights and the weight shares the fit
+    chooses among after fitting (``EmbeddingsFineTuner.validate_weight_shares_now``, one more encode of the pool
+    per share). Elsewhere it is the validation's own value. The last validation of a fit never stops it: stopping
+    there saves only the share choice, and would judge the trial without it.
     """
 
     def __init__(
-        self, trial: optuna.Trial, monitor: str, can_be_outranked: Callable[[float], bool] | None = None
+        self,
+        trial: optuna.Trial,
+        monitor: str,
+        can_be_outranked: Callable[[float], bool] | None = None,
+        decides_at: Callable[[optuna.Trial, int], bool] | None = None,
     ) -> None:
         super().__init__()
         self.trial = trial
         self.monitor = monitor
         self.can_be_outranked = can_be_outranked
+        self.decides_at = decides_at
         self.validations = 0
         self.best_value: float | None = None
 
@@ -177,10 +189,21 @@ class OptunaPruningCallback(pl.Callback):
         step = self.validations
         value = float(value)
         maximize = self.trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
-        if self.best_value is None or (value > self.best_value if maximize else value < self.best_value):
+
+        def ahead(candidate: float, of: float) -> bool:
+            return candidate > of if maximize else candidate < of
+
+        # The best of the weights this trial keeps if stopped (its fully trained checkpoints): what can outrank.
+        if self.best_value is None or ahead(value, self.best_value):
             self.best_value = value
+        last = trainer.global_step >= trainer.estimated_stepping_batches
+        if not last and self.decides_at is not None and self.decides_at(self.trial, step):
+            probe = getattr(pl_module, "validate_weight_shares_now", None)
+            for figures in (probe() if probe is not None else {}).values():
+                if self.monitor in figures and ahead(figures[self.monitor], value):
+                    value = figures[self.monitor]
         self.trial.report(value, step)
-        if not self.trial.should_prune():
+        if last or not self.trial.should_prune():
             return
         if self.can_be_outranked is not None and not self.can_be_outranked(self.best_value):
             logger.info(
@@ -294,7 +317,12 @@ class TrialRunner:
         run_name = trial_run_name(number, full_params, self.method.search_space)
         callbacks: list[pl.Callback] = []
         pruning = (
-            OptunaPruningCallback(trial, self.method.main_metric, can_be_outranked=self._outranked)
+            OptunaPruningCallback(
+                trial,
+                self.method.main_metric,
+                can_be_outranked=self._outranked,
+                decides_at=getattr(trial.study.pruner, "decides_at", None),
+            )
             if trial is not None
             else None
         )
@@ -492,15 +520,47 @@ def train_fine_tuner(
 
 def make_pruner(settings: HyperparameterSearchSettings) -> optuna.pruners.BasePruner:
     """The pruner, with ``warmup_validations`` validations that never prune: the first decision is at validation
-    ``warmup_validations + 1`` (steps count validations from 1, :class:`OptunaPruningCallback`)."""
+    ``warmup_validations + 1`` (steps count validations from 1, :class:`OptunaPruningCallback`). It says where it
+    decides (:class:`DecidingPruner`): the median pruner at every validation from the first decision on, once
+    ``startup_trials`` trials completed; successive halving at its rungs only, ``(warmup_validations + 1) *
+    reduction_factor^k`` validations."""
     first_decision = settings.warmup_validations + 1
     if settings.pruner == "none":
         return optuna.pruners.NopPruner()
     if settings.pruner == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner(
+
+        def at_a_rung(trial: optuna.Trial, step: int) -> bool:
+            rung = first_decision
+            while rung < step:
+                rung *= settings.reduction_factor
+            return rung == step
+
+        halving = optuna.pruners.SuccessiveHalvingPruner(
             min_resource=first_decision, reduction_factor=settings.reduction_factor
         )
-    return optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials, n_warmup_steps=first_decision)
+        return DecidingPruner(halving, at_a_rung)
+
+    def after_warmup_and_startup(trial: optuna.Trial, step: int) -> bool:
+        if step < first_decision:
+            return False
+        completed = trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return len(completed) >= settings.startup_trials
+
+    median = optuna.pruners.MedianPruner(n_startup_trials=settings.startup_trials, n_warmup_steps=first_decision)
+    return DecidingPruner(median, after_warmup_and_startup)
+
+
+class DecidingPruner(optuna.pruners.BasePruner):
+    """An Optuna pruner that also says where it can stop a trial: ``decides_at(trial, step)`` is False at every
+    validation where ``prune`` cannot return True, so that a trial pays for the weight-share figures a decision is
+    taken on (:class:`OptunaPruningCallback`) only where one is taken. ``prune`` is the wrapped pruner's."""
+
+    def __init__(self, pruner: optuna.pruners.BasePruner, decides_at: Callable[[optuna.Trial, int], bool]) -> None:
+        self.pruner = pruner
+        self.decides_at = decides_at
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return self.pruner.prune(study, trial)
 
 
 def search_parameters(

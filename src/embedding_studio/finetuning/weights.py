@@ -7,6 +7,7 @@ Functions, not part of the fit: they act on the model and the CPU copies of its 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -18,6 +19,24 @@ from embedding_studio.finetuning.params import FineTuningParams
 # sweeps a finer grid; each share costs one validation (one encode of the pool, minutes on a CPU), and half-way is
 # where its curves gain most over both ends.
 WEIGHT_SHARE_CHOICES = (0.5,)
+
+
+def candidate_shares(params: FineTuningParams) -> list[float]:
+    """The shares of the fine-tuned change that compete after fitting, smallest first: ``s·c`` for ``c`` in
+    ``WEIGHT_SHARE_CHOICES`` when the share is chosen on validation, and ``s = fine_tuned_weight_share`` itself."""
+    top = params.fine_tuned_weight_share
+    shares = [top * choice for choice in WEIGHT_SHARE_CHOICES] if params.choose_weight_share else []
+    shares.append(top)
+    return shares
+
+
+@dataclass(frozen=True)
+class WeightShareBase:
+    """What a share of a fit's change is taken from: the trainable weights the fit started from, and the shares
+    besides the whole change (1) that will compete after fitting (:func:`candidate_shares`)."""
+
+    start_state: Mapping[str, Tensor]
+    shares: tuple[float, ...]
 
 
 def interpolate_weights(
@@ -58,9 +77,7 @@ def choose_weight_share(
     The returned metrics are empty when the fully trained weights are kept without choosing (they already are the
     best validation).
     """
-    top = params.fine_tuned_weight_share
-    shares = [top * choice for choice in WEIGHT_SHARE_CHOICES] if params.choose_weight_share else []
-    shares.append(top)
+    shares = candidate_shares(params)
     if shares == [1.0]:  # not choosing, and the fully trained weights (already in the model) beat base
         return 1.0, {}
     best_share: float | None = 0.0 if params.choose_weight_share else None
