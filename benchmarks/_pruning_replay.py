@@ -9,7 +9,11 @@ run (``OptunaPruningCallback``). Trials do not refit: the job's one refit, of th
 (``TrialRunner.refit_chosen_run``), is outside the trials' runs and costs both jobs about the same.
 
 What it cannot know: under a pruner the sampler sees other values and draws other trials after the first pruned
-one. The trials' own order is replayed first; then random orders of the same trials (the method's defaults, enqueued
+one. Nor what the product's pruner is shown where it decides: the best of the fully trained weights and the weight
+shares the fit chooses among after fitting (``OptunaPruningCallback``), which an unpruned job never scores during
+fitting. The replay judges the fully trained weights' curve alone and prices none of those share encodes, so it
+replays the product before that change, blind to the trials the shares keep and to what scoring them costs.
+The trials' own order is replayed first; then random orders of the same trials (the method's defaults, enqueued
 first, stay first) give the spread over orders, which is what a setting has to hold up under, not one draw.
 Choosing a pruner on these figures, and then measuring the chosen one in a real job, avoids tuning the setting to
 one 35-minute draw.
@@ -153,7 +157,8 @@ def print_replays(
         shuffled.append([0, *rest])
     print(
         f"\nreplay on the unpruned job's {len(traces)} trials (an estimate: store a model {costs.store_model:.1f} s, "
-        f"outside the runs {costs.overhead:.1f} s); {orders} random orders, defaults first"
+        f"outside the runs {costs.overhead:.1f} s); {orders} random orders, defaults first; the fully trained "
+        "weights' curves only (no weight-share figures at a decision, unlike the product)"
     )
     header = (
         f"{'pruner':<28} {'its order':>10} {'diff':>8} {'orders: mean':>13} {'p10-p90':>12} {'<=0.5x':>7} "

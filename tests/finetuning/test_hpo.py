@@ -213,14 +213,15 @@ def test_the_pruner_says_where_it_can_stop_a_trial(pruner: str, warmup_validatio
 class _Trainer:
     """What ``OptunaPruningCallback`` reads of Lightning's Trainer during a fit of four optimizer steps."""
 
-    def __init__(self, value: float, global_step: int) -> None:
+    def __init__(self, value: float, global_step: int, steps: int = 4, validate_every: int = 1) -> None:
         from lightning.pytorch.trainer.states import TrainerFn
 
         self.sanity_checking = False
         self.state = type("State", (), {"fn": TrainerFn.FITTING})()
         self.callback_metrics = {"val_ndcg_at_10": value}
         self.global_step = global_step
-        self.estimated_stepping_batches = 4
+        self.estimated_stepping_batches = steps
+        self.val_check_batch = validate_every
 
 
 class _SharesOfNow:
@@ -265,6 +266,16 @@ def test_a_trial_is_judged_by_its_best_weight_share_where_the_pruner_decides_and
     callback = OptunaPruningCallback(plain, "val_ndcg_at_10", can_be_outranked=lambda value: True)
     with pytest.raises(optuna.TrialPruned):
         callback.on_validation_end(_Trainer(0.5, global_step=1), shares)  # type: ignore[arg-type]
+    # an epoch of 21 batches validated every 5 validates last at batch 20: that one stops nothing either
+    behind = study.ask()
+    callback = OptunaPruningCallback(behind, "val_ndcg_at_10", can_be_outranked=lambda value: True)
+    for step, global_step in enumerate((5, 10, 15, 20), 1):
+        if step < 4:
+            behind.report(0.9, step)
+            continue
+        callback.validations = step - 1
+        callback.on_validation_end(_Trainer(0.0, global_step, steps=21, validate_every=5), shares)  # type: ignore[arg-type]
+    assert study.trials[-1].intermediate_values[4] == 0.0
 
 
 @dataclass

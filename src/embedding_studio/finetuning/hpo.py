@@ -31,6 +31,7 @@ model and CUDA memory when it ends, whatever happened.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -196,7 +197,7 @@ class OptunaPruningCallback(pl.Callback):
         # The best of the weights this trial keeps if stopped (its fully trained checkpoints): what can outrank.
         if self.best_value is None or ahead(value, self.best_value):
             self.best_value = value
-        last = trainer.global_step >= trainer.estimated_stepping_batches
+        last = _last_validation_of_the_fit(trainer)
         if not last and self.decides_at is not None and self.decides_at(self.trial, step):
             probe = getattr(pl_module, "validate_weight_shares_now", None)
             for figures in (probe() if probe is not None else {}).values():
@@ -216,6 +217,17 @@ class OptunaPruningCallback(pl.Callback):
             )
             return
         raise optuna.TrialPruned(f"{self.monitor}={value:.4f} at validation {step} is behind the trials compared")
+
+
+def _last_validation_of_the_fit(trainer: pl.Trainer) -> bool:
+    """Whether no validation comes after this one: fewer optimizer steps remain than lie between two validations
+    (an epoch of 21 batches validated every 5 validates last at 20), or none remain. Early stopping can still end a
+    fit sooner; that is not known here."""
+    remaining = trainer.estimated_stepping_batches - trainer.global_step
+    interval = getattr(trainer, "val_check_batch", None)
+    if remaining <= 0:
+        return True
+    return isinstance(interval, int | float) and math.isfinite(interval) and remaining < interval
 
 
 def normalize_params(params: Mapping[str, Any]) -> dict[str, Any]:
