@@ -6,15 +6,17 @@ learning rate stops after a few validations instead of training to the end. Prun
 intermediate validations: a method that validates once per epoch for one epoch (the default text
 method) reports one value per trial, which the pruner (after ``warmup_validations``) never acts on;
 where validation costs as much as training, validating more often to prune costs more than it saves
-(``benchmarks/README.md``, issue 15 item 4). Where training outweighs validation, successive halving with its first
-rung at the first of four validations a trial (``pruner="successive_halving"``, ``warmup_validations=0``) took 0.40×,
-0.64× and 0.49× the unpruned time of 16 trials on three draws (CPU), at a best model 0.0014, 0.0004 and 0.0087 below.
-It saves most when most trials are clearly worse early, and it bets on the early leaders: a high learning rate, which
-a quarter into a one-epoch schedule is near its peak and has pushed the model below the untrained one, is stopped
-before it recovers, and the sampler then learns that high rates fail (the third draw's loss). A pruner only stops
-trials that cannot be chosen: one whose best validation so far leads every finished run goes on
-(:class:`OptunaPruningCallback`), so the chosen run is always a complete trial, with the recipe's weight-share choice
-and refit. Later iterations have seen this kind of data before: they retry the previous iteration's best
+(``benchmarks/README.md``, issue 15 item 4). Successive halving with its first rung at the first of four validations
+a trial (``pruner="successive_halving"``, ``warmup_validations=0``) took 0.40×, 0.64× and 0.49× the unpruned time of
+16 trials on three draws (CPU), at a best model 0.0014, 0.0004 and 0.0087 below, when it judged a trial by its fully
+trained weights: a high learning rate, which a quarter into a one-epoch schedule is near its peak and has pushed the
+model below the untrained one, was stopped although its half-way weights (the recipe's weight-share choice) were
+the best of the search then. So where the pruner decides (:class:`DecidingPruner`) a trial is judged by what
+stopping would ship, the best of its fully trained weights and its weight shares (:class:`OptunaPruningCallback`):
+on the third draw that trial now runs to its end, at one more encode of the pool per decision (0.67×, a best 0.0066
+below). A pruner only stops trials that cannot be chosen: one whose best validation so far leads every finished run
+goes on, so the chosen run is always a complete trial, with the recipe's weight-share choice and refit.
+Later iterations have seen this kind of data before: they retry the previous iteration's best
 parameters and its top parameter sets (as the seed does), which is cheaper than searching again and rarely worse.
 
 Until it is worse: the data drifts and the old parameters stop helping. :func:`search_again_reason` is the
