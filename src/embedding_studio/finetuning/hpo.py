@@ -13,9 +13,10 @@ trained weights: a high learning rate, which a quarter into a one-epoch schedule
 model below the untrained one, was stopped although its half-way weights (the recipe's weight-share choice) were
 the best of the search then. So where the pruner decides (:class:`DecidingPruner`) a trial is judged by what
 stopping would ship, the best of its fully trained weights and its weight shares (:class:`OptunaPruningCallback`):
-on the third draw that trial now runs to its end, at one more encode of the pool per decision (0.67×, a best 0.0066
-below). A pruner only stops trials that cannot be chosen: one whose best validation so far leads every finished run
-goes on, so the chosen run is always a complete trial, with the recipe's weight-share choice and refit.
+on the third draw that trial now runs to its end. The price is one more encode of the pool per decision, and the
+good trials it keeps: over three draws the ratio rose by 0.06-0.18 (0.67×, 0.59×, 0.58×), with the best 0.0066, 0,
+and 0.0014 below. A pruner only stops trials that cannot be chosen: one whose best validation so far leads every
+finished run goes on, so the chosen run is always a complete trial, with the recipe's weight-share choice and refit.
 Later iterations have seen this kind of data before: they retry the previous iteration's best
 parameters and its top parameter sets (as the seed does), which is cheaper than searching again and rarely worse.
 
