@@ -85,14 +85,26 @@ class _AlwaysPrune(optuna.pruners.BasePruner):
         return True
 
 
+class _AlwaysPruneDecidingEverywhere(_AlwaysPrune):
+    """Says it decides at every validation, as ``hpo.DecidingPruner`` does where its pruner can stop a trial."""
+
+    def decides_at(self, trial: optuna.Trial, step: int) -> bool:
+        return True
+
+
 def _search_where_the_pruner_always_prunes(
-    prepared: PreparedData, tiny_model_dir: Path, tracker: Any, monkeypatch: pytest.MonkeyPatch, finished_value: float
+    prepared: PreparedData,
+    tiny_model_dir: Path,
+    tracker: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    finished_value: float,
+    pruner: optuna.pruners.BasePruner | None = None,
 ) -> tuple[Any, optuna.trial.FrozenTrial, TrialRunner]:
     """One trial of two epochs (four validations) under a pruner that always says prune, in an iteration where a
     finished run already validated ``finished_value``; returns the trial's outcome, Optuna's trial and the runner."""
     from embedding_studio.finetuning import hpo
 
-    monkeypatch.setattr(hpo, "make_pruner", lambda settings: _AlwaysPrune())
+    monkeypatch.setattr(hpo, "make_pruner", lambda settings: pruner or _AlwaysPrune())
     runner = runner_for(method(max_evals=1, num_epochs=2), prepared, tiny_model_dir, tracker)
     with tracker.run(runner.iteration, {"query_lr": 1e-3}, run_name="finished") as finished:
         tracker.log_metrics(finished, {"val_ndcg_at_10": finished_value})
@@ -133,6 +145,26 @@ def test_a_trial_the_pruner_would_stop_goes_on_while_it_leads_every_finished_run
     assert trial.state == optuna.trial.TrialState.COMPLETE
     assert list(trial.intermediate_values) == [1, 2, 3, 4]
     assert tracker.get_best_run(runner.iteration.experiment_id).run_id == outcome.run_id
+
+
+def test_a_trial_shows_in_its_run_the_weight_share_figures_it_was_judged_by(
+    prepared: PreparedData, tiny_model_dir: Path, tracker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the pruner decides, the run logs the half-way mix's figures beside the fully trained weights' curve,
+    and Optuna's intermediate value is the better of the two."""
+    outcome, trial, _ = _search_where_the_pruner_always_prunes(
+        prepared, tiny_model_dir, tracker, monkeypatch, finished_value=-1.0, pruner=_AlwaysPruneDecidingEverywhere()
+    )
+    assert outcome.state == "complete"
+    shares = tracker.get_metric_history(outcome.run_id, "share_0.5/val_ndcg_at_10")
+    full = dict(tracker.get_metric_history(outcome.run_id, "val_ndcg_at_10"))
+    # decisions at validations 1-3; the fourth is the fit's last, where nothing is decided and no share is scored
+    assert len(shares) == 3
+    assert [step for step, _ in shares] == sorted(step for step, _ in shares)
+    assert all(step in full for step, _ in shares)
+    for validation, (step, share_value) in enumerate(shares, 1):
+        assert trial.intermediate_values[validation] == pytest.approx(max(full[step], share_value))
+    assert {"share_0.5/val_recall_at_10", "share_0.5/val_mrr"} <= set(tracker.get_run(outcome.run_id).metrics)
 
 
 @pytest.mark.parametrize(

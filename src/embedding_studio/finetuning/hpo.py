@@ -163,7 +163,9 @@ class OptunaPruningCallback(pl.Callback):
     reported is what stopping would ship: the best of the fully trained weights and the weight shares the fit
     chooses among after fitting (``EmbeddingsFineTuner.validate_weight_shares_now``, one more encode of the pool
     per share). Elsewhere it is the validation's own value. The last validation of a fit never stops it: stopping
-    there saves only the share choice, and would judge the trial without it.
+    there saves only the share choice, and would judge the trial without it. ``on_share_figures(step, figures)``
+    gets each share's figures where they were taken (``step`` = optimizer steps so far, as the run's other
+    validation metrics), so the run shows what its trial was judged by (:func:`share_figure_metrics`).
     """
 
     def __init__(
@@ -172,12 +174,14 @@ class OptunaPruningCallback(pl.Callback):
         monitor: str,
         can_be_outranked: Callable[[float], bool] | None = None,
         decides_at: Callable[[optuna.Trial, int], bool] | None = None,
+        on_share_figures: Callable[[int, Mapping[float, Mapping[str, float]]], None] | None = None,
     ) -> None:
         super().__init__()
         self.trial = trial
         self.monitor = monitor
         self.can_be_outranked = can_be_outranked
         self.decides_at = decides_at
+        self.on_share_figures = on_share_figures
         self.validations = 0
         self.best_value: float | None = None
 
@@ -203,7 +207,10 @@ class OptunaPruningCallback(pl.Callback):
         last = _last_validation_of_the_fit(trainer)
         if not last and self.decides_at is not None and self.decides_at(self.trial, step):
             probe = getattr(pl_module, "validate_weight_shares_now", None)
-            for figures in (probe() if probe is not None else {}).values():
+            share_figures = probe() if probe is not None else {}
+            if share_figures and self.on_share_figures is not None:
+                self.on_share_figures(int(trainer.global_step), share_figures)
+            for figures in share_figures.values():
                 if self.monitor in figures and ahead(figures[self.monitor], value):
                     value = figures[self.monitor]
         self.trial.report(value, step)
@@ -220,6 +227,15 @@ class OptunaPruningCallback(pl.Callback):
             )
             return
         raise optuna.TrialPruned(f"{self.monitor}={value:.4f} at validation {step} is behind the trials compared")
+
+
+def share_figure_metrics(figures: Mapping[float, Mapping[str, float]]) -> dict[str, float]:
+    """``{0.5: {"val_ndcg_at_10": v}}`` → ``{"share_0.5/val_ndcg_at_10": v}``: a weight share's figures as tracker
+    metrics, apart from the fully trained weights' curve (the tracker ranks runs by that name, and the replay of
+    pruners reads it) and grouped by share where the tracker's charts group names by their prefix."""
+    return {
+        f"share_{share:g}/{name}": float(value) for share, metrics in figures.items() for name, value in metrics.items()
+    }
 
 
 def _last_validation_of_the_fit(trainer: pl.Trainer) -> bool:
@@ -331,18 +347,6 @@ class TrialRunner:
         number = trial.number + 1 if trial is not None else self.trials_run
         run_name = trial_run_name(number, full_params, self.method.search_space)
         callbacks: list[pl.Callback] = []
-        pruning = (
-            OptunaPruningCallback(
-                trial,
-                self.method.main_metric,
-                can_be_outranked=self._outranked,
-                decides_at=getattr(trial.study.pruner, "decides_at", None),
-            )
-            if trial is not None
-            else None
-        )
-        if pruning is not None:
-            callbacks.append(pruning)
         pruned: optuna.TrialPruned | None = None
         model = None
         history: list[dict[str, float]] = []
@@ -358,6 +362,20 @@ class TrialRunner:
                         self.baselines.setdefault(signature, values)
                     history.append({**values, "step": float(step)})
                     self.tracker.log_metrics(run_id, values, step)
+
+                def on_share_figures(step: int, figures: Mapping[float, Mapping[str, float]]) -> None:
+                    self.tracker.log_metrics(run_id, share_figure_metrics(figures), step)
+
+                if trial is not None:
+                    callbacks.append(
+                        OptunaPruningCallback(
+                            trial,
+                            self.method.main_metric,
+                            can_be_outranked=self._outranked,
+                            decides_at=getattr(trial.study.pruner, "decides_at", None),
+                            on_share_figures=on_share_figures,
+                        )
+                    )
 
                 # The one loading path: a text-to-image start model comes back as one.
                 model = load_embedding_model(self.initial_model_dir, device=self.device)
