@@ -652,3 +652,35 @@ def test_a_bf16_training_forward_on_cpu_takes_the_math_attention_path() -> None:
     assert "Flash" in type(fused).__name__  # what SDPA picks by itself: the fused kernel
     assert "Flash" not in type(chosen).__name__
     assert "Flash" in type(float32).__name__  # fp32 keeps the fused kernel, faster there
+
+
+def test_a_fit_of_the_top_block_validates_from_the_frozen_blocks_states_with_the_same_figures(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every validation and weight share of a fit that trains only its last block encodes the same pool: from the
+    second on, the frozen block's states are reused, and every figure, the choice and the model are as without."""
+    import embedding_studio.finetuning.retrieval_validation as retrieval_validation
+    from embedding_studio.models.frozen_prefix import FrozenPrefixCache
+
+    items, inputs, vocabulary = _toy_world(session_count=80)
+    split = TrainTestSplitter(seed=0).split(inputs)
+    params = FineTuningParams(
+        query_lr=3e-3, batch_size=16, num_epochs=1, seed=2, train_last_n_layers=1, choose_weight_share=True
+    )
+    runs = []
+    for max_bytes in (0, 1 << 30):
+        monkeypatch.setattr(
+            retrieval_validation, "FrozenPrefixCache", lambda budget=max_bytes: FrozenPrefixCache(budget)
+        )
+        model = build_tiny_text_model(seed=0, dim=32, vocab=vocabulary)
+        fine_tuner = EmbeddingsFineTuner(model, items, params=params)
+        result = fit_fine_tuner(fine_tuner, split.train, split.test, params, max_epochs=1, test_each_n_inputs=32)
+        cache = fine_tuner.prepared.retrieval_validator.frozen_prefix_cache
+        texts = [text for parts in items.values() for text in parts][:20]
+        runs.append((result, cache.replayed_batches, model.encode_items(texts)))
+    (without, without_replays, without_vectors), (reused, replays, vectors) = runs
+    assert without_replays == 0 and replays > 0
+    assert reused.baseline_metrics == without.baseline_metrics
+    assert reused.history == without.history and reused.best_metrics == without.best_metrics
+    assert reused.weight_share == without.weight_share
+    assert (vectors == without_vectors).all()

@@ -18,6 +18,7 @@ Every text is tokenized once (the training token caches); a validation only runs
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ import torch
 from torch import Tensor
 
 from embedding_studio.metrics import retrieval_metrics
+from embedding_studio.models.frozen_prefix import FrozenPrefixCache
 
 RETRIEVAL_CUTOFF = 10
 _ENCODE_BATCH = 64
@@ -120,13 +122,23 @@ class RetrievalValidator:
             for item, value in query.relevance.items():
                 relevance[row, item] = value
         self.relevance = relevance
+        #: the frozen blocks' states for this pool's batches, kept across the fits (trials) sharing this validator
+        self.frozen_prefix_cache = FrozenPrefixCache()
 
     @torch.no_grad()
     def embed(self, model: Any, device: torch.device) -> PoolEmbeddings:
-        return PoolEmbeddings(
-            parts=self._encode(model.forward_items, self.parts, self.part_indices, device),
-            queries=self._encode(model.forward_queries, self.queries, self.query_indices, device),
-        )
+        """The pool and the held-out queries embedded by ``model`` as it is now.
+
+        Every validation of a fit, and every weight share scored, encodes the same token batches; a model that
+        trains only its top blocks reuses what its frozen blocks gave them the first time (exact, see
+        :mod:`embedding_studio.models.frozen_prefix`), so a validation runs only the blocks that train."""
+        reusing = getattr(model, "reusing_frozen_prefix", None)
+        scope = reusing(self.frozen_prefix_cache) if reusing is not None else contextlib.nullcontext()
+        with scope:
+            return PoolEmbeddings(
+                parts=self._encode(model.forward_items, self.parts, self.part_indices, device),
+                queries=self._encode(model.forward_queries, self.queries, self.query_indices, device),
+            )
 
     def item_scores(self, embeddings: PoolEmbeddings, query_indices: Tensor) -> Tensor:
         """``[B, I]`` cosine of each query with each pool item, an item scoring as its best part (float32)."""

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,6 +26,9 @@ from torch import Tensor, nn
 
 from embedding_studio.models.errors import ModelError, ModelNotFoundError
 from embedding_studio.models.tokenization import batch_tokenizer
+
+if TYPE_CHECKING:
+    from embedding_studio.models.frozen_prefix import FrozenPrefixCache
 
 METADATA_FILE = "embedding_studio.json"
 FORMAT_VERSION = 1
@@ -111,7 +114,7 @@ def write_directory_atomically(path: Path, write: Any) -> None:
         shutil.rmtree(backup, ignore_errors=True)
 
 
-def _encoder_layers(transformer_model: nn.Module) -> nn.ModuleList:
+def encoder_layers(transformer_model: nn.Module) -> nn.ModuleList:
     """The stack of transformer blocks (BERT's `encoder.layer`, most others' `layers`)."""
     for candidate in ("encoder.layer", "encoder.layers", "layers", "transformer.layer", "layer"):
         module: Any = transformer_model
@@ -125,7 +128,7 @@ def _encoder_layers(transformer_model: nn.Module) -> nn.ModuleList:
     raise ModelError(f"cannot find the transformer layers of {type(transformer_model).__name__}")
 
 
-def _embedding_modules(transformer_model: nn.Module) -> list[nn.Module]:
+def embedding_modules(transformer_model: nn.Module) -> list[nn.Module]:
     embeddings = getattr(transformer_model, "embeddings", None)
     if embeddings is not None:
         return [embeddings]
@@ -138,7 +141,7 @@ def freeze_all_but_last_layers(transformer_model: nn.Module, n_last_layers: int 
         for parameter in transformer_model.parameters():
             parameter.requires_grad_(True)
         return
-    layers = _encoder_layers(transformer_model)
+    layers = encoder_layers(transformer_model)
     if n_last_layers < 0 or n_last_layers > len(layers):
         raise ValueError(
             f"n_last_layers={n_last_layers} is outside 0..{len(layers)} (the model has {len(layers)} layers)"
@@ -149,7 +152,7 @@ def freeze_all_but_last_layers(transformer_model: nn.Module, n_last_layers: int 
         for parameter in layer.parameters():
             parameter.requires_grad_(True)
     if train_embeddings:
-        for module in _embedding_modules(transformer_model):
+        for module in embedding_modules(transformer_model):
             for parameter in module.parameters():
                 parameter.requires_grad_(True)
 
@@ -178,6 +181,8 @@ class TextEmbeddingModel(nn.Module):
         else:
             self.item_tower = None
         self.base_model = base_model
+        #: set only inside :meth:`reusing_frozen_prefix`
+        self._frozen_prefix_cache: FrozenPrefixCache | None = None
         # Loaded weights start in inference mode (no dropout); training code calls .train() explicitly.
         self.eval()
 
@@ -270,12 +275,27 @@ class TextEmbeddingModel(nn.Module):
     def forward_items(self, features: dict[str, Tensor]) -> Tensor:
         return self._forward(self._items, features)
 
-    @staticmethod
-    def _forward(tower: SentenceTransformer, features: dict[str, Tensor]) -> Tensor:
+    def _forward(self, tower: SentenceTransformer, features: dict[str, Tensor]) -> Tensor:
         device = next(tower.parameters()).device
         moved = {key: value.to(device) if isinstance(value, Tensor) else value for key, value in features.items()}
-        embeddings = tower(moved)["sentence_embedding"]
+        cache = self._frozen_prefix_cache
+        embeddings = cache.encode(tower, moved) if cache is not None else tower(moved)["sentence_embedding"]
         return nn.functional.normalize(embeddings.float(), p=2, dim=-1)
+
+    @contextlib.contextmanager
+    def reusing_frozen_prefix(self, cache: FrozenPrefixCache) -> Iterator[None]:
+        """Within: `forward_queries` and `forward_items` run the frozen lower blocks (``set_trainable_layers``) only
+        for token batches ``cache`` has not seen with these frozen weights, and reuse their states otherwise.
+
+        For a validation, which encodes the same pool every time while only the top blocks change; the
+        embeddings are the same as without it (:mod:`embedding_studio.models.frozen_prefix`)."""
+        towers = [self.query_tower] if self.item_tower is None else [self.query_tower, self.item_tower]
+        with cache.checked(towers):
+            self._frozen_prefix_cache = cache
+            try:
+                yield
+            finally:
+                self._frozen_prefix_cache = None
 
     def forward(self, features: dict[str, Tensor]) -> Tensor:
         return self.forward_queries(features)
