@@ -74,6 +74,24 @@ def test_page_holds_every_plot_inline_and_escapes_text() -> None:
     assert "trial 1 ★" in page
 
 
+def test_a_trial_shows_its_weight_share_figures_on_its_curve_where_the_pruner_decided() -> None:
+    data = sample_report()
+    data.trials[0].share_figures = {0.5: {"val_ndcg_at_10": [(10, 0.47), (20, 0.48)]}}
+    page = render_report(data)
+    assert page.count("<svg") == 4  # drawn on the trial's own plot, not a plot of their own
+    assert page.count("weight share 0.5 at the pruner&#x27;s decisions") == 1  # the caption of val_ndcg_at_10 only
+    assert "<!-- weight share 0.5 at the pruner's decisions -->" in page  # its legend entry
+    ndcg_plot = page[page.index("<figure>", page.index("val_loss on the validation")) :]
+    assert ndcg_plot.count("weight share 0.5 at the pruner's decisions -->") == 1
+    assert "#2ca02c" not in ndcg_plot  # the markers take their trial's colour, so trial 2 keeps the cycle's second
+
+
+def test_a_page_without_weight_share_figures_says_nothing_of_them() -> None:
+    page = render_report(sample_report())
+    assert "weight share" not in page
+    assert "val_ndcg_at_10 on the validation split of the clickstream</figcaption>" in page
+
+
 def test_page_without_held_out_or_trials_says_so() -> None:
     page = render_report(ReportData(title="empty"))
     assert "No held-out evaluation was recorded" in page
@@ -82,6 +100,7 @@ def test_page_without_held_out_or_trials_says_so() -> None:
 
 def test_json_round_trip(tmp_path: Path) -> None:
     data = sample_report()
+    data.trials[0].share_figures = {0.5: {"val_ndcg_at_10": [(10, 0.5)]}, 0.25: {"val_loss": [(20, 0.3)]}}
     path = write_report(data, tmp_path / "reports" / "task-7.html")
     assert path.exists() and not list(tmp_path.rglob("*.partial"))
     restored = ReportData.from_json(path.with_suffix(".json").read_text())
@@ -124,6 +143,34 @@ def test_trials_come_from_the_tracker(tmp_path: Path) -> None:
     assert trials[0].params["query_lr"] == "1e-05" and trials[0].params["loss"] == "info_nce"
     page = render_report(ReportData(title="t", trials=trials))
     assert page.count("<svg") == 1 and "query_lr" in page and ">loss<" not in page  # only differing params
+
+
+def test_weight_share_figures_come_from_the_tracker_apart_from_the_curves(tmp_path: Path) -> None:
+    from embedding_studio.tracking import ExperimentsManager, share_figure_metrics
+
+    tracker = ExperimentsManager(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    iteration = tracker.start_iteration("default_text", "1")
+    with tracker.run(iteration, {"query_lr": 1e-5}) as run_id:
+        for step in range(3):
+            tracker.log_metrics(run_id, {"val_ndcg_at_10": 0.5 - 0.1 * step}, step=step * 5)
+        for step in (5, 10):
+            tracker.log_metrics(run_id, share_figure_metrics({0.5: {"val_ndcg_at_10": 0.45, "val_mrr": 0.6}}), step)
+    (trial,) = collect_trials(tracker, iteration.experiment_id)
+    assert trial.metrics == {"val_ndcg_at_10": [(0, 0.5), (5, 0.4), (10, pytest.approx(0.3))]}
+    assert trial.share_figures == {0.5: {"val_mrr": [(5, 0.6), (10, 0.6)], "val_ndcg_at_10": [(5, 0.45), (10, 0.45)]}}
+    page = render_report(ReportData(title="t", trials=[trial]))
+    # one plot, the trial's val_ndcg_at_10 with its share's figures; val_mrr has no curve of the trial to sit by
+    assert page.count("<svg") == 1 and "weight share 0.5 at the pruner&#x27;s decisions" in page
+
+
+def test_a_metric_name_is_a_weight_share_figure_only_in_the_shape_share_figure_metrics_writes() -> None:
+    from embedding_studio.tracking import share_figure_metrics, share_figure_of
+
+    (name,) = share_figure_metrics({0.25: {"val_ndcg_at_10": 1.0}})
+    assert share_figure_of(name) == (0.25, "val_ndcg_at_10")
+    assert share_figure_of("val_ndcg_at_10") is None
+    assert share_figure_of("share_half/val_ndcg_at_10") is None
+    assert share_figure_of("share_0.5") is None
 
 
 @pytest.mark.integration

@@ -51,6 +51,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from embedding_studio.finetuning.errors import FineTuningCanceled, FineTuningError
 from embedding_studio.finetuning.method import FineTuningMethod, suggest_params
 from embedding_studio.finetuning.params import FineTuningParams
+from embedding_studio.tracking import share_figure_metrics
 
 if TYPE_CHECKING:
     from embedding_studio.tracking import ExperimentsManager, Iteration
@@ -167,7 +168,7 @@ class OptunaPruningCallback(pl.Callback):
     per share). Elsewhere it is the validation's own value. The last validation of a fit never stops it: stopping
     there saves only the share choice, and would judge the trial without it. ``on_share_figures(step, figures)``
     gets each share's figures where they were taken (``step`` = optimizer steps so far, as the run's other
-    validation metrics), so the run shows what its trial was judged by (:func:`share_figure_metrics`).
+    validation metrics), so the run shows what its trial was judged by (``tracking.share_figure_metrics``).
     """
 
     def __init__(
@@ -229,15 +230,6 @@ class OptunaPruningCallback(pl.Callback):
             )
             return
         raise optuna.TrialPruned(f"{self.monitor}={value:.4f} at validation {step} is behind the trials compared")
-
-
-def share_figure_metrics(figures: Mapping[float, Mapping[str, float]]) -> dict[str, float]:
-    """``{0.5: {"val_ndcg_at_10": v}}`` → ``{"share_0.5/val_ndcg_at_10": v}``: a weight share's figures as tracker
-    metrics, apart from the fully trained weights' curve (the tracker ranks runs by that name, and the replay of
-    pruners reads it) and grouped by share where the tracker's charts group names by their prefix."""
-    return {
-        f"share_{share:g}/{name}": float(value) for share, metrics in figures.items() for name, value in metrics.items()
-    }
 
 
 def _last_validation_of_the_fit(trainer: pl.Trainer) -> bool:

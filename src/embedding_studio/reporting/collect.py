@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from embedding_studio.evaluation import BeirDataset, RetrievalEvaluation, paired_bootstrap
 from embedding_studio.reporting.data import ChangedQuery, HeldOutComparison, ShownResult, TrialCurve
+from embedding_studio.tracking import share_figure_of
 
 if TYPE_CHECKING:
     from embedding_studio.tracking import ExperimentsManager
@@ -78,13 +79,21 @@ def compare_evaluations(
 
 
 def collect_trials(tracker: ExperimentsManager, experiment_id: str, best_run_id: str | None = None) -> list[TrialCurve]:
-    """Every run (trial) of the task's experiment, oldest first, with the history of each validation metric."""
+    """Every run (trial) of the task's experiment, oldest first, with the history of each validation metric and the
+    weight shares' figures at the pruner's decisions (what the trial was judged by there)."""
     runs = sorted(tracker.list_runs(experiment_id), key=lambda run: (run.start_time, run.run_id))
     trials = []
     for number, run in enumerate(runs, start=1):
-        metrics = {
-            key: tracker.get_metric_history(run.run_id, key) for key in sorted(run.metrics) if key.startswith("val")
-        }
+        metrics: dict[str, list[tuple[int, float]]] = {}
+        share_figures: dict[float, dict[str, list[tuple[int, float]]]] = {}
+        for key in sorted(run.metrics):
+            share_figure = share_figure_of(key)
+            if share_figure is not None:
+                share, metric = share_figure
+                if metric.startswith("val"):
+                    share_figures.setdefault(share, {})[metric] = tracker.get_metric_history(run.run_id, key)
+            elif key.startswith("val"):
+                metrics[key] = tracker.get_metric_history(run.run_id, key)
         trials.append(
             TrialCurve(
                 run_id=run.run_id,
@@ -92,6 +101,7 @@ def collect_trials(tracker: ExperimentsManager, experiment_id: str, best_run_id:
                 params={key: _param_text(value) for key, value in run.params.items()},
                 metrics=metrics,
                 is_best=run.run_id == best_run_id,
+                share_figures=share_figures,
             )
         )
     return trials

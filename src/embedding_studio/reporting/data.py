@@ -12,13 +12,18 @@ from embedding_studio.evaluation.metrics import BootstrapInterval
 
 @dataclass
 class TrialCurve:
-    """One HPO trial (one MLflow run): its parameters and each validation metric as (step, value) points."""
+    """One HPO trial (one MLflow run): its parameters and each validation metric as (step, value) points.
+
+    ``share_figures``: by weight share, then metric, the share's figures at the validations where a pruner decided
+    (``tracking.share_figure_metrics``). A trial there is judged by the better of its curve and these, so without
+    them a reader sees a falling curve the pruner kept and no reason why. Empty for runs that logged none."""
 
     run_id: str
     name: str
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     is_best: bool = False
+    share_figures: dict[float, dict[str, list[tuple[int, float]]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -123,6 +128,12 @@ class ReportData:
                     for key, points in trial.get("metrics", {}).items()
                 },
                 is_best=bool(trial.get("is_best", False)),
+                share_figures={
+                    float(share): {
+                        key: [(int(step), float(value)) for step, value in points] for key, points in metrics.items()
+                    }
+                    for share, metrics in trial.get("share_figures", {}).items()
+                },
             )
             for trial in raw.get("trials", [])
         ]

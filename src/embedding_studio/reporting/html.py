@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # no display: reports are written by workers and CI as of
 
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
 from embedding_studio.evaluation.metrics import BootstrapInterval  # noqa: E402
 from embedding_studio.reporting.data import (  # noqa: E402
@@ -62,12 +63,22 @@ def _svg(figure: Figure) -> str:
     return text[text.index("<svg") :]  # drop the XML prolog and DOCTYPE: inline SVG in HTML takes neither
 
 
+_SHARE_MARKERS = ("D", "s", "^", "v", "P", "X")
+
+
 def _trial_plots(trials: list[TrialCurve]) -> list[tuple[str, str]]:
-    """One plot per validation metric, one line per trial (the best trial drawn bold)."""
+    """One plot per validation metric, one line per trial (the best trial drawn bold), as (caption, svg).
+
+    Where a pruner decided, a trial was judged by the better of its curve and its weight shares' figures, so those
+    figures are drawn on the curve, hollow markers in the trial's colour: without them a falling curve that the
+    pruner kept going has no visible reason. Plots of runs that logged none look as they always did."""
     metric_names = sorted({name for trial in trials for name, points in trial.metrics.items() if points})
+    shares = sorted({share for trial in trials for share in trial.share_figures})
+    marker_of_share = {share: _SHARE_MARKERS[index % len(_SHARE_MARKERS)] for index, share in enumerate(shares)}
     plots = []
     for metric in metric_names:
         figure, axes = plt.subplots(figsize=(5.2, 3.2))
+        drawn_shares: set[float] = set()
         for trial in trials:
             points = sorted(trial.metrics.get(metric, []))
             if not points:
@@ -75,14 +86,55 @@ def _trial_plots(trials: list[TrialCurve]) -> list[tuple[str, str]]:
             steps = [step for step, _ in points]
             values = [value for _, value in points]
             label = f"{trial.name} (best)" if trial.is_best else trial.name
-            axes.plot(steps, values, marker="o", markersize=3, linewidth=2.6 if trial.is_best else 1.2, label=label)
+            (curve,) = axes.plot(
+                steps, values, marker="o", markersize=3, linewidth=2.6 if trial.is_best else 1.2, label=label
+            )
+            for share in sorted(trial.share_figures):
+                share_points = sorted(trial.share_figures[share].get(metric, []))
+                if not share_points:
+                    continue
+                axes.plot(
+                    [step for step, _ in share_points],
+                    [value for _, value in share_points],
+                    linestyle="none",
+                    marker=marker_of_share[share],
+                    markersize=6,
+                    markerfacecolor="none",
+                    color=curve.get_color(),
+                    label="_nolegend_",
+                )
+                drawn_shares.add(share)
+        handles, _ = axes.get_legend_handles_labels()
+        handles += [
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker=marker_of_share[share],
+                markerfacecolor="none",
+                markeredgecolor="#656d76",
+                label=_share_label(share),
+            )
+            for share in sorted(drawn_shares)
+        ]
         axes.set_xlabel("training step")
         axes.set_ylabel(metric)
         axes.set_title(metric)
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
-        plots.append((metric, _svg(figure)))
+        axes.legend(handles=handles, fontsize=7)
+        caption = f"{metric} on the validation split of the clickstream"
+        if drawn_shares:
+            caption += (
+                "; hollow markers, in the colour of their trial: "
+                + ", ".join(_share_label(share) for share in sorted(drawn_shares))
+                + " (a trial is judged there by the better of its curve and its weight shares)"
+            )
+        plots.append((caption, _svg(figure)))
     return plots
+
+
+def _share_label(share: float) -> str:
+    return f"weight share {share:g} at the pruner's decisions"
 
 
 def _comparison_plot(held_out: HeldOutComparison, after_label: str = "after (fine-tuned)") -> str:
@@ -282,10 +334,7 @@ def render_report(data: ReportData) -> str:
     else:
         parts.append(
             "<div class='plots'>"
-            + "".join(
-                _figure(svg, f"{metric} on the validation split of the clickstream")
-                for metric, svg in _trial_plots(data.trials)
-            )
+            + "".join(_figure(svg, caption) for caption, svg in _trial_plots(data.trials))
             + "</div>"
         )
         parameter_names = _parameters_worth_showing(data.trials)

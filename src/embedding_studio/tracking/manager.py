@@ -119,6 +119,32 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return flat
 
 
+def share_figure_metrics(figures: Mapping[float, Mapping[str, float]]) -> dict[str, float]:
+    """``{0.5: {"val_ndcg_at_10": v}}`` → ``{"share_0.5/val_ndcg_at_10": v}``: a weight share's figures as tracker
+    metrics, apart from the fully trained weights' curve (the tracker ranks runs by that name, and the replay of
+    pruners reads it) and grouped by share where the tracker's charts group names by their prefix. The naming lives
+    here, beside :func:`share_figure_of`, because fine-tuning writes these names and the report reads them."""
+    return {
+        f"share_{share:g}/{name}": float(value) for share, metrics in figures.items() for name, value in metrics.items()
+    }
+
+
+_SHARE_FIGURE_NAME = re.compile(r"share_(?P<share>[^/]+)/(?P<metric>.+)")
+
+
+def share_figure_of(metric_name: str) -> tuple[float, str] | None:
+    """``"share_0.5/val_ndcg_at_10"`` → ``(0.5, "val_ndcg_at_10")``, the inverse of :func:`share_figure_metrics`;
+    None for a name that is not a weight share's figure, so a reader can sort a run's metrics with it."""
+    match = _SHARE_FIGURE_NAME.fullmatch(metric_name)
+    if match is None:
+        return None
+    try:
+        share = float(match["share"])
+    except ValueError:
+        return None
+    return share, match["metric"]
+
+
 def _local_path(uri: str) -> Path | None:
     parsed = urlparse(uri)
     if parsed.scheme == "file":
