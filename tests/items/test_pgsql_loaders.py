@@ -87,10 +87,12 @@ def test_more_ids_than_one_page_cost_one_query_per_page(pg_url: str) -> None:
     assert queries == [50, 50, 30]
 
 
-def test_multi_column_items_are_their_columns_read_as_one_text_and_default_engine(pg_url: str) -> None:
+def test_multi_column_items_are_their_columns_read_as_one_text(pg_url: str) -> None:
     from embedding_studio.items import item_text
 
-    loader = create_loader("pgsql_multi_text", table="docs", schema=SCHEMA, text_columns=["title", "body"])
+    loader = create_loader(
+        "pgsql_multi_text", table="docs", schema=SCHEMA, text_columns=["title", "body"], connection_url=pg_url
+    )
     result = loader.load([ItemMeta("2"), ItemMeta("3"), ItemMeta("5")])
     assert {item.item_id: item_text(item.data) for item in result.items} == {
         "2": "title 2. body 2",

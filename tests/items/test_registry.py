@@ -27,6 +27,24 @@ def test_missing_required_option_is_named() -> None:
         create_loader("s3_text")
 
 
+@pytest.mark.parametrize("name", ["pgsql_text", "pgsql_multi_text", "pgsql_jsonb", "pgsql_image"])
+def test_a_pgsql_loader_without_a_connection_url_is_refused_rather_than_reading_the_studios_own_database(
+    name: str,
+) -> None:
+    with pytest.raises(LoaderError, match=f"loader '{name}' needs option 'connection_url'"):
+        create_loader(name, table="products")
+
+
+def test_a_pgsql_loader_given_an_empty_connection_url_names_it() -> None:
+    from embedding_studio.items.loaders.pgsql import PgsqlTextLoader
+
+    for empty in ("", "  "):
+        with pytest.raises(LoaderError, match="'connection_url' must be the URL of the database"):
+            create_loader("pgsql_text", table="products", connection_url=empty)
+    loader = PgsqlTextLoader("products", connection_url="postgresql+psycopg://reader@shop-db/shop")
+    assert loader._connection_url == "postgresql://reader@shop-db/shop"  # building connects to nothing
+
+
 def test_an_option_the_loader_fixes_itself_is_refused_by_name() -> None:
     with pytest.raises(LoaderError, match="no option 'content_type'"):
         create_loader("s3_text", bucket="b", content_type="image")

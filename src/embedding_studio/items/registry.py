@@ -73,7 +73,10 @@ def loader_class(name: str) -> type[DataLoader]:
 
 
 def _check_options(name: str, cls: type[DataLoader], options: dict[str, Any]) -> None:
-    """Name the option that is wrong instead of letting a TypeError from deep in a constructor speak."""
+    """Name the option that is wrong instead of letting a TypeError from deep in a constructor speak.
+
+    A constructor that takes ``**options`` hands them to its base class, so the base's options are accepted and its
+    required ones required (the pgsql loaders' ``connection_url``)."""
     accepted: set[str] = set()
     required: set[str] = set()
     for klass in cls.__mro__:
@@ -85,11 +88,13 @@ def _check_options(name: str, cls: type[DataLoader], options: dict[str, Any]) ->
             if parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
                 continue
             accepted.add(parameter.name)
-            if klass is cls and parameter.default is parameter.empty:
+            if parameter.default is parameter.empty:
                 required.add(parameter.name)
         if not any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
             break
-    accepted -= set(getattr(cls, "fixed_options", ()))  # e.g. the content type of s3_text is text
+    fixed = set(getattr(cls, "fixed_options", ()))  # e.g. the content type of s3_text is text
+    accepted -= fixed
+    required -= fixed
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise LoaderError(

@@ -45,14 +45,6 @@ class _TableShape:
     columns: dict[str, str]  # column name -> udt name (int4, text, jsonb, uuid, ...)
 
 
-def _default_connection_url() -> str:
-    """The project's own database (the process's ``Database``): a loader is built from its name and options, so
-    nothing hands it one."""
-    from embedding_studio.db import default_database
-
-    return default_database().conninfo
-
-
 def _libpq(url: str) -> str:
     for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgres://"):
         if url.startswith(prefix):
@@ -69,15 +61,17 @@ def _text_id(item_id: str) -> str:
 class PgsqlLoader(DataLoader):
     """Rows of ``schema.table`` keyed by ``id_column``; subclasses say which columns hold the content.
 
-    ``connection_url`` defaults to the project's own database (``embedding_studio.db``).
+    ``connection_url`` is required: the catalog's database is the user's, and a loader that fell back to Embedding
+    Studio's own database when it was left out would read (and index, and show in search) the product's internal
+    tables instead of failing.
     """
 
     def __init__(
         self,
         table: str,
+        connection_url: str,
         id_column: str = "id",
         schema: str = "public",
-        connection_url: str | None = None,
         page_size: int = 1000,
         connect_timeout_s: int = 10,
         retry: RetryPolicy | dict[str, Any] | None = None,
@@ -89,12 +83,17 @@ class PgsqlLoader(DataLoader):
         for option, value in (("table", table), ("id_column", id_column), ("schema", schema)):
             if not isinstance(value, str) or not value:
                 raise LoaderError(f"PostgreSQL loader option {option!r} must be a non-empty name")
+        if not isinstance(connection_url, str) or not connection_url.strip():
+            raise LoaderError(
+                "PostgreSQL loader option 'connection_url' must be the URL of the database that holds the catalog "
+                f"(postgresql://user@host/dbname), got {connection_url!r}"
+            )
         self.table = table
         self.id_column = id_column
         self.schema = schema
         self.page_size = page_size
         self.connect_timeout_s = connect_timeout_s
-        self._connection_url = _libpq(connection_url) if connection_url else None
+        self._connection_url = _libpq(connection_url)
         self._connection: Any = None
         self._shape: _TableShape | None = None
         self._lock = threading.RLock()
@@ -115,8 +114,9 @@ class PgsqlLoader(DataLoader):
         import psycopg
 
         if self._connection is None or self._connection.closed or self._connection.broken:
-            url = self._connection_url or _default_connection_url()
-            self._connection = psycopg.connect(url, autocommit=True, connect_timeout=self.connect_timeout_s)
+            self._connection = psycopg.connect(
+                self._connection_url, autocommit=True, connect_timeout=self.connect_timeout_s
+            )
         return self._connection
 
     def is_transient(self, error: BaseException) -> bool:
