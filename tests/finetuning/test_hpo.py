@@ -363,6 +363,32 @@ def test_trials_with_the_same_validation_share_one_baseline_validation(
         assert history[0] == (0, pytest.approx(first.baseline_metrics["val_ndcg_at_10"]))
 
 
+def test_a_trial_training_the_top_block_validates_from_the_states_an_earlier_trial_left(
+    prepared: PreparedData, tiny_model_dir: Path, tracker: Any
+) -> None:
+    """Every trial validates the same pool from the same start model: the second trial that trains only the top
+    block runs the frozen block for none of the pool's batches, and its figures are those of a trial without."""
+    import dataclasses
+
+    from embedding_studio.models.frozen_prefix import FrozenPrefixCache
+
+    shared = dataclasses.replace(prepared, frozen_prefix_cache=FrozenPrefixCache())
+    runner = runner_for(method(), shared, tiny_model_dir, tracker)
+    top_block = {"query_lr": 4e-3, "temperature": 0.1, "train_last_n_layers": 1}
+    runner.run({"query_lr": 2e-3, "temperature": 0.1})  # every block trains: nothing to keep
+    assert shared.frozen_prefix_cache.stored_bytes == 0
+    first = runner.run(top_block)
+    stored, replayed = shared.frozen_prefix_cache.stored_bytes, shared.frozen_prefix_cache.replayed_batches
+    assert stored > 0 and replayed > 0
+    second = runner.run({**top_block, "seed": 0})
+    assert shared.frozen_prefix_cache.stored_bytes == stored  # no batch went through the frozen block again
+    assert shared.frozen_prefix_cache.replayed_batches >= 2 * replayed
+    alone = runner_for(
+        method(), dataclasses.replace(prepared, frozen_prefix_cache=FrozenPrefixCache(0)), tiny_model_dir, tracker
+    ).run({**top_block, "seed": 0})
+    assert second.metrics == alone.metrics and first.metrics
+
+
 def test_only_the_chosen_run_is_refit_on_every_session_after_its_trial(
     prepared: PreparedData, tiny_model_dir: Path, tracker: Any
 ) -> None:

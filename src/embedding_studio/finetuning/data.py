@@ -26,6 +26,7 @@ from embedding_studio.finetuning.modality import item_input_cache
 from embedding_studio.finetuning.params import FineTuningParams
 from embedding_studio.finetuning.query_retriever import QueryRetriever, normalize_query_text
 from embedding_studio.finetuning.retrieval_validation import RetrievalValidator, group_validation_queries
+from embedding_studio.models.frozen_prefix import FrozenPrefixCache
 
 
 # ----- tokens --------------------------------------------------------------------------------------
@@ -274,6 +275,7 @@ def prepare_rows(
     params: FineTuningParams,
     train_inputs: Sequence[FineTuningInput],
     test_inputs: Sequence[FineTuningInput],
+    frozen_prefix_cache: FrozenPrefixCache | None = None,
 ) -> PreparedRows:
     """Label the sessions, learn propensities from train, and tokenize every query and needed part once.
 
@@ -366,6 +368,7 @@ def prepare_rows(
             item_parts,
             validation_queries,
             query_indices=[query_ids[features.query] for features, _, _ in test_features],
+            frozen_prefix_cache=frozen_prefix_cache,
         ),
     )
 

@@ -54,6 +54,7 @@ from embedding_studio.finetuning.weights import (
 )
 from embedding_studio.metrics import rerank_metrics
 from embedding_studio.models.clip import is_image_model
+from embedding_studio.models.frozen_prefix import FrozenPrefixCache
 
 RETRIEVAL_METRIC_NAMES = ("val_mrr", "val_ndcg_at_10", "val_recall_at_10")
 RERANK_METRIC_NAMES = ("val_rerank_mrr", "val_rerank_ndcg_at_10", "val_rerank_recall_at_10")
@@ -82,6 +83,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
         params: FineTuningParams | None = None,
         on_validation_metrics: ValidationMetricsHook | None = None,
         selection_metric: str = "val_ndcg_at_10",
+        frozen_prefix_cache: FrozenPrefixCache | None = None,
     ) -> None:
         super().__init__()
         if selection_metric not in METRIC_NAMES:
@@ -109,6 +111,9 @@ class EmbeddingsFineTuner(pl.LightningModule):
         self._validation_sums: dict[str, Tensor] = {}
         self._pool_embeddings: PoolEmbeddings | None = None
         self.prepared: PreparedRows | None = None
+        #: the validations' frozen-block states; a search hands every trial its one (``PreparedData``), so a trial
+        #: training the top blocks validates from the states an earlier trial's validation left
+        self.frozen_prefix_cache = frozen_prefix_cache
         #: set by ``fit_fine_tuner`` for the length of a fit: what its weight shares are taken from
         self.weight_share_base: WeightShareBase | None = None
 
@@ -141,6 +146,7 @@ class EmbeddingsFineTuner(pl.LightningModule):
             self.params,
             train_inputs,
             test_inputs,
+            frozen_prefix_cache=self.frozen_prefix_cache,
         )
         return self.prepared
 

@@ -51,6 +51,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from embedding_studio.finetuning.errors import FineTuningCanceled, FineTuningError
 from embedding_studio.finetuning.method import FineTuningMethod, suggest_params
 from embedding_studio.finetuning.params import FineTuningParams
+from embedding_studio.models.frozen_prefix import FrozenPrefixCache
 from embedding_studio.tracking import share_figure_metrics
 
 if TYPE_CHECKING:
@@ -127,6 +128,9 @@ class PreparedData:
     test_inputs: list[Any]
     items: Any
     query_retriever: Any
+    #: what the frozen lower blocks gave the validation pool's batches: every trial validates the same pool, so a
+    #: trial that trains the top blocks of the same start model replays them from its first validation on
+    frozen_prefix_cache: FrozenPrefixCache = field(default_factory=FrozenPrefixCache)
 
 
 @dataclass
@@ -522,7 +526,13 @@ def train_fine_tuner(
     """
     from embedding_studio.finetuning.fine_tuner import EmbeddingsFineTuner, fit_fine_tuner
 
-    fine_tuner = EmbeddingsFineTuner(model=model, items=data.items, query_retriever=data.query_retriever, params=params)
+    fine_tuner = EmbeddingsFineTuner(
+        model=model,
+        items=data.items,
+        query_retriever=data.query_retriever,
+        params=params,
+        frozen_prefix_cache=data.frozen_prefix_cache,
+    )
     try:
         return fit_fine_tuner(
             fine_tuner,

@@ -105,6 +105,7 @@ class RetrievalValidator:
         validation_queries: Sequence[ValidationQuery],
         query_indices: Sequence[int] = (),
         cutoff: int = RETRIEVAL_CUTOFF,
+        frozen_prefix_cache: FrozenPrefixCache | None = None,
     ) -> None:
         self.queries = queries
         self.parts = parts
@@ -122,8 +123,9 @@ class RetrievalValidator:
             for item, value in query.relevance.items():
                 relevance[row, item] = value
         self.relevance = relevance
-        #: the frozen blocks' states for this pool's batches, kept across the fits (trials) sharing this validator
-        self.frozen_prefix_cache = FrozenPrefixCache()
+        #: the frozen blocks' states for this pool's batches; one handed in may hold an earlier fit's, which are
+        #: reused only where its frozen weights and batches are these
+        self.frozen_prefix_cache = frozen_prefix_cache if frozen_prefix_cache is not None else FrozenPrefixCache()
 
     @torch.no_grad()
     def embed(self, model: Any, device: torch.device) -> PoolEmbeddings:
