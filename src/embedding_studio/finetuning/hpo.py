@@ -50,6 +50,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from embedding_studio.finetuning.errors import FineTuningCanceled, FineTuningError
 from embedding_studio.finetuning.method import FineTuningMethod, suggest_params
+from embedding_studio.finetuning.sampler import EqualBudgetSampler
 from embedding_studio.finetuning.params import FineTuningParams
 from embedding_studio.models.frozen_prefix import FrozenPrefixCache
 from embedding_studio.tracking import share_figure_metrics
@@ -614,9 +615,7 @@ def search_parameters(
     method = runner.method
     search_settings = search_settings or HyperparameterSearchSettings()
     max_evals = method.max_evals
-    sampler = optuna.samplers.TPESampler(
-        seed=search_settings.sampler_seed, n_startup_trials=max(1, min(10, max_evals // 3))
-    )
+    sampler = EqualBudgetSampler(seed=search_settings.sampler_seed, n_startup_trials=max(1, min(10, max_evals // 3)))
     study = optuna.create_study(
         study_name=study_name,
         storage=storage_url,

@@ -1,0 +1,97 @@
+"""The search's sampler: TPE that ranks trials at one budget once a pruner stopped some."""
+
+from __future__ import annotations
+
+import statistics
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from embedding_studio.finetuning.sampler import FINAL_BUDGET, EqualBudgetSampler, deepest_budget, trials_at_budget
+
+X = FloatDistribution(0.0, 1.0)
+
+
+def _complete(x: float, value: float, curve: dict[int, float]) -> optuna.trial.FrozenTrial:
+    return create_trial(params={"x": x}, distributions={"x": X}, value=value, intermediate_values=curve)
+
+
+def _pruned(x: float, curve: dict[int, float]) -> optuna.trial.FrozenTrial:
+    return create_trial(params={"x": x}, distributions={"x": X}, state=TrialState.PRUNED, intermediate_values=curve)
+
+
+def _draws(sampler: optuna.samplers.BaseSampler, trials: list[optuna.trial.FrozenTrial], count: int) -> list[float]:
+    draws = []
+    for _ in range(count):
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.add_trials(trials)
+        draws.append(study.ask({"x": X}).params["x"])
+    return draws
+
+
+def _a_search_where_the_first_trial_ran_whole() -> list[optuna.trial.FrozenTrial]:
+    """Trial 0 (x = 0.05) ran whole because it came first; nine trials were stopped at the first rung, where the
+    ones near x = 0.8 led it by far."""
+    trials = [_complete(0.05, 0.60, {1: 0.50, 2: 0.55, 4: 0.60})]
+    for x in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75, 0.8, 0.85):
+        trials.append(_pruned(x, {1: 0.62 - abs(x - 0.8) * 0.3}))
+    return trials
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_with_trials_stopped_early_it_draws_where_trials_led_at_the_budget_they_all_reached(seed: int) -> None:
+    """TPE itself ranks the one complete trial (x = 0.05) above every pruned one, whatever their values; ranked
+    at the first rung, which every trial reached, the trials near 0.8 are the good ones."""
+    draws = _draws(EqualBudgetSampler(seed=seed, n_startup_trials=5), _a_search_where_the_first_trial_ran_whole(), 20)
+
+    assert statistics.median(draws) > 0.6
+
+
+def test_with_no_trial_pruned_it_draws_what_tpe_draws() -> None:
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        y = trial.suggest_categorical("y", ["a", "b", "c"])
+        return -((x - 0.3) ** 2) + (0.1 if y == "b" else 0.0)
+
+    ours = optuna.create_study(direction="maximize", sampler=EqualBudgetSampler(seed=3, n_startup_trials=4))
+    tpe = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=3, n_startup_trials=4))
+    ours.optimize(objective, n_trials=12)
+    tpe.optimize(objective, n_trials=12)
+
+    assert [trial.params for trial in ours.trials] == [trial.params for trial in tpe.trials]
+
+
+def test_the_budget_is_the_deepest_that_enough_trials_reached() -> None:
+    trials = _a_search_where_the_first_trial_ran_whole()
+
+    assert deepest_budget(trials, min_observations=2) == 1  # one trial reached the end, validation 2 and 4
+    assert deepest_budget(trials, min_observations=1) == FINAL_BUDGET
+    assert deepest_budget(trials, min_observations=11) is None
+    assert [value for _, value in trials_at_budget(trials, 1)][:2] == pytest.approx([0.50, 0.62 - 0.7 * 0.3])
+    assert [value for _, value in trials_at_budget(trials, FINAL_BUDGET)] == [0.60]
+
+
+def test_a_search_with_the_pruner_runs_its_trials_to_the_count_asked() -> None:
+    """The sampler inside a real pruned study: every trial draws a point in the space, pruned or not."""
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for step in range(1, 9):
+            value = (1.0 - abs(x - 0.7)) * step / 8
+            trial.report(value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return value
+
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=EqualBudgetSampler(seed=1, n_startup_trials=3),
+        pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=4),
+    )
+    study.optimize(objective, n_trials=16)
+
+    states = [trial.state for trial in study.trials]
+    assert len(states) == 16 and TrialState.PRUNED in states
+    assert all(0.0 <= trial.params["x"] <= 1.0 for trial in study.trials)
