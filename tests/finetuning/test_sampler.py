@@ -63,6 +63,22 @@ def test_with_no_trial_pruned_it_draws_what_tpe_draws() -> None:
     assert [trial.params for trial in ours.trials] == [trial.params for trial in tpe.trials]
 
 
+def test_its_start_up_draws_are_tpes_also_when_trials_are_pruned() -> None:
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        trial.report(x, 1)
+        if trial.number % 2:
+            raise optuna.TrialPruned()
+        return x
+
+    ours = optuna.create_study(direction="maximize", sampler=EqualBudgetSampler(seed=5, n_startup_trials=4))
+    tpe = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=5, n_startup_trials=4))
+    ours.optimize(objective, n_trials=4)
+    tpe.optimize(objective, n_trials=4)
+
+    assert [trial.params for trial in ours.trials] == [trial.params for trial in tpe.trials]
+
+
 def test_the_budget_is_the_deepest_that_enough_trials_reached() -> None:
     trials = _a_search_where_the_first_trial_ran_whole()
 

@@ -59,7 +59,8 @@ class EqualBudgetSampler(optuna.samplers.BaseSampler):
     """TPE on the finished trials' values at one budget, the deepest that ``min_observations`` trials reached.
 
     Inputs: the study's finished trials, complete and pruned (their intermediate values are the per-validation
-    figures the pruner was shown). With no pruned trial it is ``TPESampler(seed, n_startup_trials)`` itself.
+    figures the pruner was shown). With no pruned trial, and for its ``n_startup_trials`` random draws, it is
+    ``TPESampler(seed, n_startup_trials)`` itself.
     Otherwise each draw builds an in-memory study of the trials at the chosen budget, with those values, and lets a
     TPE seeded from ``seed`` and the trial's number draw from it; with fewer than ``min_observations`` at every
     budget, the budget the most trials reached. ``min_observations`` defaults to the number of searched parameters
@@ -107,9 +108,11 @@ class EqualBudgetSampler(optuna.samplers.BaseSampler):
             return self._tpe.sample_independent(study, trial, param_name, param_distribution)
         return self._draw_at_one_budget(study, trial, {param_name: param_distribution}, param_name)[param_name]
 
-    @staticmethod
-    def _some_trial_pruned(study: optuna.Study) -> bool:
-        return bool(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
+    def _some_trial_pruned(self, study: optuna.Study) -> bool:
+        """Whether ranking at one budget applies: a trial was pruned and the random start-up draws are over (those
+        stay TPE's own, so a pruned search starts where an unpruned one does)."""
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        return len(finished) >= self.n_startup_trials and any(trial.state == TrialState.PRUNED for trial in finished)
 
     def _draw_at_one_budget(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution], purpose: str
