@@ -19,6 +19,9 @@ and 0.0014 below. With trials of two epochs (the first rung at an eighth of a tr
 both at the unpruned best: where most curves peak early, the fit's own early stopping already saves what a pruner
 would. A pruner only stops trials that cannot be chosen: one whose best validation so far leads every
 finished run goes on, so the chosen run is always a complete trial, with the recipe's weight-share choice and refit.
+Once a trial is pruned, TPE ranks the trials at one budget
+(:class:`~embedding_studio.finetuning.sampler.EqualBudgetSampler`), not every complete trial above every pruned
+one, which under successive halving meant drawing beside the first trials.
 Later iterations have seen this kind of data before: they retry the previous iteration's best
 parameters and its top parameter sets (as the seed does), which is cheaper than searching again and rarely worse.
 
@@ -50,8 +53,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from embedding_studio.finetuning.errors import FineTuningCanceled, FineTuningError
 from embedding_studio.finetuning.method import FineTuningMethod, suggest_params
-from embedding_studio.finetuning.sampler import EqualBudgetSampler
 from embedding_studio.finetuning.params import FineTuningParams
+from embedding_studio.finetuning.sampler import EqualBudgetSampler
 from embedding_studio.models.frozen_prefix import FrozenPrefixCache
 from embedding_studio.tracking import share_figure_metrics
 
