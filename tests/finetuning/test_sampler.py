@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
+from optuna.samplers import TPESampler
 from optuna.trial import TrialState, create_trial
 
 from embedding_studio.finetuning.sampler import FINAL_BUDGET, EqualBudgetSampler, deepest_budget, trials_at_budget
@@ -49,18 +52,27 @@ def test_with_trials_stopped_early_it_draws_where_trials_led_at_the_budget_they_
     assert statistics.median(draws) > 0.6
 
 
+def _draws_of_both(
+    objective: Callable[[optuna.Trial], float], seed: int, trials: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The parameters each trial drew in a search with ours and one with TPE itself (4 random start-up draws)."""
+    draws = []
+    for sampler in (EqualBudgetSampler(seed=seed, n_startup_trials=4), TPESampler(seed=seed, n_startup_trials=4)):
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(objective, n_trials=trials)
+        draws.append([trial.params for trial in study.trials])
+    return draws[0], draws[1]
+
+
 def test_with_no_trial_pruned_it_draws_what_tpe_draws() -> None:
     def objective(trial: optuna.Trial) -> float:
         x = trial.suggest_float("x", 0.0, 1.0)
         y = trial.suggest_categorical("y", ["a", "b", "c"])
         return -((x - 0.3) ** 2) + (0.1 if y == "b" else 0.0)
 
-    ours = optuna.create_study(direction="maximize", sampler=EqualBudgetSampler(seed=3, n_startup_trials=4))
-    tpe = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=3, n_startup_trials=4))
-    ours.optimize(objective, n_trials=12)
-    tpe.optimize(objective, n_trials=12)
+    ours, tpe = _draws_of_both(objective, seed=3, trials=12)
 
-    assert [trial.params for trial in ours.trials] == [trial.params for trial in tpe.trials]
+    assert ours == tpe
 
 
 def test_its_start_up_draws_are_tpes_also_when_trials_are_pruned() -> None:
@@ -71,12 +83,9 @@ def test_its_start_up_draws_are_tpes_also_when_trials_are_pruned() -> None:
             raise optuna.TrialPruned()
         return x
 
-    ours = optuna.create_study(direction="maximize", sampler=EqualBudgetSampler(seed=5, n_startup_trials=4))
-    tpe = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=5, n_startup_trials=4))
-    ours.optimize(objective, n_trials=4)
-    tpe.optimize(objective, n_trials=4)
+    ours, tpe = _draws_of_both(objective, seed=5, trials=4)
 
-    assert [trial.params for trial in ours.trials] == [trial.params for trial in tpe.trials]
+    assert ours == tpe
 
 
 def test_the_budget_is_the_deepest_that_enough_trials_reached() -> None:
