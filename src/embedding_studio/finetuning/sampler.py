@@ -14,8 +14,8 @@ its model on one budget only, the largest one that holds enough observations, so
 like. :class:`EqualBudgetSampler` does that with TPE: the budgets are the validations trials reported at (a
 trial's value at validation ``b`` is what the pruner judged it by there) and the end of a trial (its value);
 TPE is shown each trial that reached the deepest budget with at least ``min_observations`` trials, with its
-value there, and nothing else. While no trial was pruned every budget's deepest observations are the trials'
-values and this is TPE itself, draw for draw.
+value there, and nothing else. While no trial was pruned, and for TPE's random start-up draws, it hands every draw
+to TPE itself, so an unpruned search draws what it always did.
 """
 
 from __future__ import annotations
@@ -97,18 +97,18 @@ class EqualBudgetSampler(optuna.samplers.BaseSampler):
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        if not search_space or not self._some_trial_pruned(study):
+        if not search_space or not self._ranks_at_one_budget(study):
             return self._tpe.sample_relative(study, trial, search_space)
         return self._draw_at_one_budget(study, trial, search_space, "relative")
 
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        if not self._some_trial_pruned(study):
+        if not self._ranks_at_one_budget(study):
             return self._tpe.sample_independent(study, trial, param_name, param_distribution)
         return self._draw_at_one_budget(study, trial, {param_name: param_distribution}, param_name)[param_name]
 
-    def _some_trial_pruned(self, study: optuna.Study) -> bool:
+    def _ranks_at_one_budget(self, study: optuna.Study) -> bool:
         """Whether ranking at one budget applies: a trial was pruned and the random start-up draws are over (those
         stay TPE's own, so a pruned search starts where an unpruned one does)."""
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
