@@ -120,3 +120,16 @@ def test_a_search_with_the_pruner_runs_its_trials_to_the_count_asked() -> None:
     states = [trial.state for trial in study.trials]
     assert len(states) == 16 and TrialState.PRUNED in states
     assert all(0.0 <= trial.params["x"] <= 1.0 for trial in study.trials)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_at_a_budget_with_just_enough_trials_it_fits_tpe_rather_than_drawing_at_random(seed: int) -> None:
+    """Two trials ran whole (one parameter: two are enough, BOHB's d + 1), four were stopped at the first rung.
+    The end is the budget; TPE fits its two trials there although its start-up count (5) is more than two: the
+    start-up draws are over for the search, and the budget was chosen because it holds enough to fit."""
+    trials = [_complete(0.9, 0.9, {1: 0.5}), _complete(0.1, 0.1, {1: 0.5})]
+    trials += [_pruned(x, {1: 0.4}) for x in (0.3, 0.4, 0.5, 0.6)]
+
+    draws = _draws(EqualBudgetSampler(seed=seed, n_startup_trials=5), trials, 20)
+
+    assert statistics.median(draws) > 0.7

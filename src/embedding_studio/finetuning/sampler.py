@@ -62,9 +62,10 @@ class EqualBudgetSampler(optuna.samplers.BaseSampler):
     figures the pruner was shown). With no pruned trial, and for its ``n_startup_trials`` random draws, it is
     ``TPESampler(seed, n_startup_trials)`` itself.
     Otherwise each draw builds an in-memory study of the trials at the chosen budget, with those values, and lets a
-    TPE seeded from ``seed`` and the trial's number draw from it; with fewer than ``min_observations`` at every
-    budget, the budget the most trials reached. ``min_observations`` defaults to the number of searched parameters
-    plus one, BOHB's least number of points to fit a model on.
+    TPE seeded from ``seed`` and the trial's number draw from it, fitted on those trials however few the start-up
+    count asks; with fewer than ``min_observations`` at every budget, at random from the budget the most reached.
+    ``min_observations`` defaults to the number of searched parameters plus one, BOHB's least number of points to
+    fit a model on.
 
     Example::
 
@@ -129,8 +130,10 @@ class EqualBudgetSampler(optuna.samplers.BaseSampler):
         # A study of its own in memory (not optuna.create_study, which logs every creation): TPE draws from it.
         storage = optuna.storages.InMemoryStorage()
         name = storage.get_study_name_from_id(storage.create_new_study(directions=[study.direction]))
+        # The search's start-up draws are over; the budget was chosen for holding enough trials to fit on, so TPE
+        # fits them (with the start-up count here, a budget of 4 trials under a start-up of 5 drew at random).
         sampler = optuna.samplers.TPESampler(
-            seed=self._draw_seed(trial.number, purpose), n_startup_trials=self.n_startup_trials
+            seed=self._draw_seed(trial.number, purpose), n_startup_trials=min_observations
         )
         equal_budget = optuna.Study(study_name=name, storage=storage, sampler=sampler)
         equal_budget.add_trials(
