@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,17 @@ class JobResult:
     run_ids: list[str]
     #: the search's best validation NDCG@10 as each trial ended, seconds from the job's start (its trials only)
     best_after_trial: list[tuple[float, float]]
-    search: Any  # what continue_search needs: the runner, the study's storage and settings
+    search: JobSearch
+
+
+@dataclass(frozen=True)
+class JobSearch:
+    """What continue_search needs to go on with a job's study."""
+
+    runner: Any
+    storage: optuna.storages.BaseStorage
+    settings: Any
+    study_name: str
 
 
 @dataclass
@@ -113,14 +124,18 @@ def run_job(
     runner = TrialRunner(method, data, initial_model_dir, tracker, iteration, device=device)
     settings = HyperparameterSearchSettings(
         pruner=pruner,
-        sampler_seed=args.seed if args.sampler_seed is None else args.sampler_seed,
+        sampler_seed=args.sampler_seed,
         warmup_validations=args.warmup_validations,
         reduction_factor=args.reduction_factor,
     )
     # A study of its own in memory that continue_search can go on with (one the search creates is dropped after).
-    storage = optuna.storages.InMemoryStorage()
+    search = JobSearch(runner, optuna.storages.InMemoryStorage(), settings, f"benchmark-{name}")
     selection = search_parameters(
-        runner, study_name=f"benchmark-{name}", search_settings=settings, storage_url=storage, progress=on_progress
+        runner,
+        study_name=search.study_name,
+        search_settings=settings,
+        storage_url=search.storage,
+        progress=on_progress,
     )
     chosen = tracker.get_best_run(iteration.experiment_id)
     refit_started = time.perf_counter()
@@ -147,9 +162,7 @@ def run_job(
             f"ended at {outcome_ends[index + 1] - started:.1f}s; curve {' '.join(f'{value:.4f}' for value in curve)}",
             flush=True,
         )
-    best_after_trial = []
-    for index in range(len(scores)):
-        best_after_trial.append((outcome_ends[index + 1] - started, max(scores[: index + 1])))
+    ends = [outcome_ends[index + 1] - started for index in range(len(scores))]
     return JobResult(
         name=name,
         seconds=seconds,
@@ -160,8 +173,8 @@ def run_job(
         validations=sum(outcome.validations for outcome in selection.outcomes),
         refit_seconds=refit_seconds,
         run_ids=[outcome.run_id for outcome in selection.outcomes],
-        best_after_trial=best_after_trial,
-        search=(runner, storage, settings, f"benchmark-{name}"),
+        best_after_trial=list(zip(ends, accumulate(scores, max), strict=True)),
+        search=search,
     )
 
 
@@ -176,7 +189,7 @@ def continue_search(job: JobResult, target: float, args: argparse.Namespace, dev
     from embedding_studio.finetuning.hpo import search_parameters
     from embedding_studio.models import release_memory
 
-    runner, storage, settings, study_name = job.search
+    runner = job.search.runner
     for seconds, best in job.best_after_trial:
         if best >= target - args.margin:
             return Continuation(trials=0, seconds=seconds + job.refit_seconds, best_ndcg=best, reached=True)
@@ -191,17 +204,20 @@ def continue_search(job: JobResult, target: float, args: argparse.Namespace, dev
         extra += 1
         print(f"  pruned, going on: {message} at {ended - started:.1f}s, best so far {best_so_far():.4f}", flush=True)
 
+    def best_run() -> Any:
+        return runner.tracker.get_best_run(runner.iteration.experiment_id)
+
     def best_so_far() -> float:
-        chosen = runner.tracker.get_best_run(runner.iteration.experiment_id)
+        chosen = best_run()
         return float(chosen.metrics[metric]) if chosen is not None else float("-inf")
 
     runner.method = dataclasses.replace(runner.method, max_evals=job.trials + args.extra_trials)
     try:
         search_parameters(
             runner,
-            study_name=study_name,
-            search_settings=settings,
-            storage_url=storage,
+            study_name=job.search.study_name,
+            search_settings=job.search.settings,
+            storage_url=job.search.storage,
             progress=on_progress,
             should_stop=lambda: best_so_far() >= target - args.margin,
         )
@@ -209,7 +225,7 @@ def continue_search(job: JobResult, target: float, args: argparse.Namespace, dev
         pass  # the margin was reached
     to_target = ended - started
     best = best_so_far()
-    chosen = runner.tracker.get_best_run(runner.iteration.experiment_id)
+    chosen = best_run()
     refit_started = time.perf_counter()
     steps = runner.refit_chosen_run(chosen.run_id) if chosen is not None else 0
     _common.synchronize(device)
@@ -289,6 +305,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.trials < 1 or args.epochs < 1:
         parser.error("--trials and --epochs must be at least 1")
+    if args.sampler_seed is None:
+        args.sampler_seed = args.seed
     if args.test_each_n_inputs > 1:
         args.test_each_n_inputs = int(args.test_each_n_inputs)
     return args
@@ -307,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"sessions, {clickstream.click_count} clicks; {args.trials} trials x {args.epochs} epochs, "
         f"validation every {args.test_each_n_inputs}, pruner {args.pruner} (warmup validations "
         f"{args.warmup_validations}, reduction factor {args.reduction_factor}), model {args.model}, seed {args.seed}, "
-        f"sampler seed {args.seed if args.sampler_seed is None else args.sampler_seed}",
+        f"sampler seed {args.sampler_seed}",
         flush=True,
     )
     continuation = None
