@@ -33,8 +33,9 @@ def fresh_settings() -> Iterator[None]:
 def run(arguments: list[str], **environment: str) -> tuple[int, str]:
     """``embedding-studio …``, or ``python -m examples.demo …`` (``make demo``) when the first word is ``demo``."""
     command, arguments = (demo_app, arguments[1:]) if arguments[:1] == ["demo"] else (app, arguments)
-    result = runner.invoke(command, arguments, env=environment)
-    return result.exit_code, " ".join(result.output.split())  # rich wraps long lines; compare words
+    # rich wraps long lines, and may break a long path at a hyphen: a wide terminal, and words compared
+    result = runner.invoke(command, arguments, env={"COLUMNS": "400", **environment})
+    return result.exit_code, " ".join(result.output.split())
 
 
 def assert_explained(output: str) -> None:

@@ -8,15 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from embedding_studio.cli.consoles import output
 from embedding_studio.cli.database import prepare_database
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
 clickstream_app = typer.Typer(help="Clickstream: import logs, release batches, show stats.", no_args_is_help=True)
 
-_console = Console()
 MAX_REJECTIONS_SHOWN = 50
 
 
@@ -49,7 +48,7 @@ def import_command(
             BarColumn(),
             TaskProgressColumn(),
             TimeRemainingColumn(),
-            console=_console,
+            console=output(),
             transient=False,
         )
         with progress:
@@ -70,7 +69,7 @@ def import_command(
         f"{'[red]' if result.rejected else ''}{len(result.rejected)} rejected{'[/red]' if result.rejected else ''} "
         f"of {result.records_read} records in {file}"
     )
-    _console.print(summary)
+    output().print(summary)
     if result.rejected:
         table = Table(title="Rejected records", show_lines=False)
         table.add_column(result.position_name, justify="right")
@@ -78,9 +77,9 @@ def import_command(
         table.add_column("reason", overflow="fold")
         for rejected in result.rejected[:MAX_REJECTIONS_SHOWN]:
             table.add_row(str(rejected.index), rejected.session_id or "-", rejected.reason)
-        _console.print(table)
+        output().print(table)
         if len(result.rejected) > MAX_REJECTIONS_SHOWN:
-            _console.print(f"... and {len(result.rejected) - MAX_REJECTIONS_SHOWN} more rejected records")
+            output().print(f"... and {len(result.rejected) - MAX_REJECTIONS_SHOWN} more rejected records")
 
 
 @clickstream_app.command("release")
@@ -93,7 +92,7 @@ def release_command() -> None:
 
     with friendly_errors():
         release = ClickstreamRepository(prepare_database()).release_batch()
-    _console.print(
+    output().print(
         f"released batch [bold]{release.released_batch_id}[/bold] with {release.session_count} sessions; "
         f"now collecting into batch {release.next_batch_id}"
     )
@@ -126,7 +125,7 @@ def stats_command(
                 ("users", stats.user_count),
             ):
                 table.add_row(name, str(value))
-            _console.print(table)
+            output().print(table)
             return
         batches = clickstream.list_batches()
     table = Table(title="Clickstream batches")
@@ -140,4 +139,4 @@ def stats_command(
             f"{batch.created_at:%Y-%m-%d %H:%M:%S}",
             f"{batch.released_at:%Y-%m-%d %H:%M:%S}" if batch.released_at else "-",
         )
-    _console.print(table)
+    output().print(table)

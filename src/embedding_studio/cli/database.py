@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
+from embedding_studio.cli.consoles import notes, output
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
 if TYPE_CHECKING:
@@ -19,8 +19,6 @@ if TYPE_CHECKING:
     from embedding_studio.db.embedded import EmbeddedServerState
 
 db_app = typer.Typer(help="The database: schema and the embedded server.", no_args_is_help=True)
-
-_notes = Console(stderr=True)  # notes go to stderr, so a command's own output stays clean to pipe
 
 
 def prepare_database() -> Database:
@@ -30,7 +28,7 @@ def prepare_database() -> Database:
 
     upgrade = upgrade_database()
     if upgrade.changed:
-        _notes.print(
+        notes().print(
             f"[dim]database migrated to revision {upgrade.revision} (was {upgrade.previous_revision or 'empty'})[/dim]"
         )
     return default_database()
@@ -57,7 +55,7 @@ def db_upgrade() -> None:
 
     with friendly_errors():
         prepare_database()
-        Console().print(f"[green]database at revision[/green] {current_revision()}")
+        output().print(f"[green]database at revision[/green] {current_revision()}")
 
 
 @db_app.command("stop")
@@ -97,6 +95,6 @@ def db_stop(
         dispose_engine()
         state = stop_embedded_postgres(settings.embedded_pg_dir)
     if state.running:
-        Console().print(f"[green]stopped[/green] the embedded PostgreSQL (pid {state.pid}, data in {state.pgdata})")
+        output().print(f"[green]stopped[/green] the embedded PostgreSQL (pid {state.pid}, data in {state.pgdata})")
     else:
-        Console().print(f"the embedded PostgreSQL was not running (data in {state.pgdata})")
+        output().print(f"the embedded PostgreSQL was not running (data in {state.pgdata})")

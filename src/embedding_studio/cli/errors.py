@@ -13,12 +13,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from embedding_studio.cli.consoles import notes
 from embedding_studio.db import DatabaseUnavailableError
-
-_console = Console(stderr=True)
 
 
 class UserFacingError(RuntimeError):
@@ -74,7 +72,7 @@ def friendly_errors() -> Iterator[None]:
         explanation = explain(error)
         if explanation is None:
             raise
-        _console.print(f"[bold red]error:[/bold red] {escape(explanation)}")
+        notes().print(f"[bold red]error:[/bold red] {escape(explanation)}")
         raise typer.Exit(code=1) from error
 
 

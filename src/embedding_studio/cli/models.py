@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from embedding_studio.cli.consoles import output
 from embedding_studio.cli.database import prepare_database
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 from embedding_studio.cli.tasks import whole_model_id
@@ -35,7 +35,7 @@ def list_models() -> None:
             str(record.dim),
             record.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
-    Console().print(table if records else "no model has been indexed yet")
+    output().print(table if records else "no model has been indexed yet")
 
 
 @models_app.command("rollback")
@@ -58,6 +58,6 @@ def rollback(
             deployment = store.rollback(from_model_id=whole_model_id(tasks, store, model_id))
         except (vectordb.RollbackUnavailableError, vectordb.EmptyCollectionError) as error:
             raise UserFacingError(str(error)) from error
-    Console().print(
+    output().print(
         f"[green]blue model is now[/green] {deployment.blue_model_id} (was {deployment.previous_blue_model_id})"
     )

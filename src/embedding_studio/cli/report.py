@@ -22,8 +22,8 @@ def report(
 
       embedding-studio report 3f9c2a1b --out /tmp/task.html
     """
-    from rich.console import Console
 
+    from embedding_studio.cli.consoles import output
     from embedding_studio.cli.database import prepare_database
     from embedding_studio.cli.errors import UserFacingError, friendly_errors
     from embedding_studio.cli.tasks import whole_task_id
@@ -36,4 +36,4 @@ def report(
             path = build_task_report(tasks, whole_task_id(tasks, task_id), out)
         except ReportUnavailableError as error:
             raise UserFacingError(str(error)) from error
-    Console().print(f"[green]report written[/green] {path}")
+    output().print(f"[green]report written[/green] {path}")

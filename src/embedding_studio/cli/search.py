@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from embedding_studio.cli.consoles import output
 from embedding_studio.cli.database import prepare_database
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from embedding_studio.tasks import TaskRepository
     from embedding_studio.vectordb import VectorStore
 
-console = Console()
 
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 #: Seconds to wait for a connection to the API: a local server accepts at once, and none costs a refusal.
@@ -192,15 +191,15 @@ def search(
     table.columns[3].overflow = "fold"
     for rank, hit in enumerate(outcome.hits, start=1):
         table.add_row(str(rank), escape(hit.item_id), f"{hit.score:.4f}", _result_cell(hit.payload))
-    console.print(table)
+    output().print(table)
     if outcome.api_url is not None:
-        console.print(f"[dim]answered by the API at {escape(outcome.api_url)}[/dim]")
+        output().print(f"[dim]answered by the API at {escape(outcome.api_url)}[/dim]")
     else:
-        console.print(f"[dim]{escape(_timings_line(outcome.timings))}[/dim]")
+        output().print(f"[dim]{escape(_timings_line(outcome.timings))}[/dim]")
         if outcome.api_note is not None:
-            console.print(
+            output().print(
                 f"[dim]{escape(outcome.api_note or '')}; `embedding-studio serve` keeps the model loaded, and "
                 "this command then asks it[/dim]"
             )
     if record and outcome.session_id:
-        console.print(f"session {outcome.session_id}")
+        output().print(f"session {outcome.session_id}")

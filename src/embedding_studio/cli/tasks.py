@@ -13,11 +13,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from embedding_studio.cli.consoles import output
 from embedding_studio.cli.database import configured_embedded_server, prepare_database
 from embedding_studio.cli.errors import UserFacingError, friendly_errors
 
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from embedding_studio.vectordb import VectorStore
 
 tasks_app = typer.Typer(help="Fine-tuning, reindex and upsert tasks.", no_args_is_help=True)
-console = Console()
 
 _STATUS_STYLE = {
     "pending": "yellow",
@@ -109,7 +108,7 @@ def follow_task(tasks: TaskRepository, task_id: str, poll_s: float = 0.5) -> str
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
-        console=console,
+        console=output(),
     ) as progress:
         bar = progress.add_task(task.progress_message or "", total=1.0, kind=task.kind.value, status=task.status.value)
         while True:
@@ -126,7 +125,7 @@ def follow_task(tasks: TaskRepository, task_id: str, poll_s: float = 0.5) -> str
     print_outcome(task)
     child_id = (task.result or {}).get("reindex_task_id")
     if child_id:
-        console.print(f"deploying through reindex task {child_id}")
+        output().print(f"deploying through reindex task {child_id}")
         return follow_task(tasks, child_id, poll_s)
     return task.status.value
 
@@ -136,15 +135,15 @@ def print_outcome(task: Task) -> None:
     deploying = task.kind.value == "reindex" and bool(task.params.get("deploy_as_blue"))
     if task.error:
         prefix = f"not deployed: the reindex was {task.status.value}" if deploying else task.status.value
-        console.print(f"[red]{escape(prefix)}:[/red] {escape(task.error)}")
+        output().print(f"[red]{escape(prefix)}:[/red] {escape(task.error)}")
     if task.best_run_id:
-        console.print(f"best run: {task.best_run_id} ({task.best_model_url})")
+        output().print(f"best run: {task.best_run_id} ({task.best_model_url})")
     verdict = deployment_line(task)
     if verdict:
-        console.print(verdict)
+        output().print(verdict)
     elif task.kind.value != "fine_tuning" and task.status.value == "done" and task.progress_message:
         colour = "green" if task.kind.value != "reindex" or deploying else "yellow"
-        console.print(f"[{colour}]{escape(task.progress_message)}[/{colour}]")
+        output().print(f"[{colour}]{escape(task.progress_message)}[/{colour}]")
 
 
 def finetune(
@@ -239,7 +238,7 @@ def finetune(
             raise UserFacingError(str(error)) from error
         except ValidationError as error:  # e.g. --batch-id 2 --batch-id 2
             raise UserFacingError("; ".join(str(item["msg"]) for item in error.errors())) from error
-        console.print(
+        output().print(
             f"fine-tuning task {task.id} {'created' if created else 'already exists'}: {_styled(task.status)}"
         )
         if follow:
@@ -324,17 +323,17 @@ def reindex(
                         ),
                         store=store,
                     )
-                console.print(f"[green]{escape(result.summary())}[/green]")
+                output().print(f"[green]{escape(result.summary())}[/green]")
                 return
             task = service.TaskService(tasks).create_reindex_task(params)
         except (TaskError, ServingError) as error:  # ServingError: a model id that names no model
             raise UserFacingError(str(error)) from error
-        console.print(
+        output().print(
             f"reindex task {task.id}: {_styled(task.status.value)}" + (f" ({task.error})" if task.error else "")
         )
         waiting = waiting_line(tasks.database, task)
         if waiting and not follow:
-            console.print(escape(waiting))
+            output().print(escape(waiting))
         if follow and not task.status.is_final:
             if follow_task(tasks, task.id) != "done":
                 raise typer.Exit(code=1)
@@ -376,7 +375,7 @@ def list_tasks(
             task.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             _last_word(task, positions[task.id].describe(prefixes, limit=2) if task.id in positions else None),
         )
-    console.print(table if tasks else "no tasks")
+    output().print(table if tasks else "no tasks")
 
 
 @tasks_app.command("show")
@@ -415,7 +414,7 @@ def show_task(
         ("finished", task.finished_at.isoformat() if task.finished_at else None),
     ]:
         if value is not None:
-            console.print(f"[bold]{name}:[/bold] {value}")
+            output().print(f"[bold]{name}:[/bold] {value}")
 
 
 @tasks_app.command("cancel")
@@ -436,7 +435,7 @@ def cancel_task(
             task = TaskService(tasks).cancel_task(task_id)
         except TaskError as error:
             raise UserFacingError(str(error)) from error
-    console.print(
+    output().print(
         f"task {task.id}: {_styled(task.status.value)}" + (" (stop requested)" if task.cancel_requested else "")
     )
 
@@ -453,13 +452,13 @@ def status() -> None:
     with friendly_errors():
         embedded = configured_embedded_server()
         if embedded is not None:
-            console.print(
+            output().print(
                 f"[bold]embedded PostgreSQL:[/bold] {escape(embedded.describe())}"
                 + (" (`embedding-studio db stop` stops it)" if embedded.running else "")
             )
             if not embedded.running:
                 # Asking should not start it: say what would, and stop here.
-                console.print("any other command starts it (`embedding-studio serve` to serve search)")
+                output().print("any other command starts it (`embedding-studio serve` to serve search)")
                 return
         database = prepare_database()
         tasks = TaskRepository(database)
@@ -468,9 +467,9 @@ def status() -> None:
         version = row[0] if row else None
         # Shown as SQLAlchemy's URL (the form DATABASE_URL is written in), the password hidden.
         shown = database.describe().replace("postgresql://", "postgresql+psycopg://", 1)
-        console.print(f"[bold]database:[/bold] {shown} (PostgreSQL {version})")
+        output().print(f"[bold]database:[/bold] {shown} (PostgreSQL {version})")
         deployment = VectorStore(database).get_deployment()
-        console.print(
+        output().print(
             f"[bold]blue model:[/bold] {deployment.blue_model_id or 'none (index the catalog first)'}"
             + (f", rollback to {deployment.previous_blue_model_id}" if deployment.previous_blue_model_id else "")
         )
@@ -479,13 +478,13 @@ def status() -> None:
             f"{queue}: {counts.get('todo', 0)} waiting, {counts.get('doing', 0)} running"
             for queue, counts in depth.items()
         )
-        console.print(f"[bold]queue:[/bold] {waiting or 'empty'}")
-        console.print(
+        output().print(f"[bold]queue:[/bold] {waiting or 'empty'}")
+        output().print(
             "[bold]tasks:[/bold] "
             + (", ".join(f"{count} {name}" for name, count in sorted(tasks.count_tasks_by_status().items())) or "none")
         )
         for task in tasks.list_tasks(limit=5):
-            console.print(
+            output().print(
                 f"  {task.created_at:%Y-%m-%d %H:%M:%S} {task.kind.value:<11} {_styled(task.status.value)} {task.id}"
                 + (f" — {last_word}" if (last_word := _last_word(task)) else "")
             )
