@@ -6,6 +6,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Test processes: on 2 cores one process keeps one core busy (the end-to-end tests wait on the servers and workers
+# they start), two keep both. worksteal, not loadfile: loadfile keys tests by node id and silently runs one of the
+# schemathesis operations that share an id (3 conformance tests instead of 24), and it starts the slowest file last.
+TEST_PROCESSES ?= 2
+# torch threads in each test process and the workers and servers it starts: with two processes on 2 cores, one
+# process's idle OpenMP threads would spin on the core the other one needs.
+TEST_THREADS ?= 1
 
 .PHONY: setup demo demo-quick test lint clean
 
@@ -27,7 +34,7 @@ demo-quick: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
 	$(VENV)/bin/lint-imports  # the layering of docs/internals.md ([tool.importlinter] in pyproject.toml)
-	$(PY) -m pytest -q
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_PROCESSES) --dist worksteal
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples
