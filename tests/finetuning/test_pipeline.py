@@ -140,6 +140,8 @@ def test_too_many_items_missing_names_some(
         run_fine_tuning(clickstream_repository, batch_id, method=toy_method(catalog, tiny_model_dir))
     message = str(raised.value)
     assert "9 of 24 items" in message and "more than the allowed 10%" in message
+    assert "could not be loaded (9 missing)" in message  # why: the catalog lacks them, not that they are unreadable
+    assert raised.value.reasons == {"missing": 9}
     assert "'river-0'" in message or "'mountain-0'" in message or "'animal-0'" in message
 
 

@@ -6,7 +6,7 @@ alone, and the CLI can print it as one line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 class FineTuningError(RuntimeError):
@@ -65,18 +65,35 @@ class NoClicksError(FineTuningError):
         self.session_count = session_count
 
 
+def describe_failure_reasons(reasons: Mapping[str, int]) -> str:
+    """``{"missing": 8, "unreadable": 1}`` as ``8 missing, 1 unreadable``, the most frequent first."""
+    return ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items(), key=lambda pair: -pair[1]))
+
+
 class TooManyFailedItemsError(FineTuningError):
-    def __init__(self, failed_count: int, total_count: int, max_share: float, examples: Sequence[str]) -> None:
+    """Too large a share of the shown items could not be loaded; the message says why (how many were missing,
+    unreadable, ...), since a missing catalog and an unreadable one are fixed in different places."""
+
+    def __init__(
+        self,
+        failed_count: int,
+        total_count: int,
+        max_share: float,
+        examples: Sequence[str],
+        reasons: Mapping[str, int] | None = None,
+    ) -> None:
         share = failed_count / total_count if total_count else 1.0
         shown = ", ".join(repr(item_id) for item_id in examples)
+        why = f" ({describe_failure_reasons(reasons)})" if reasons else ""
         super().__init__(
-            f"{failed_count} of {total_count} items ({share:.0%}) could not be loaded, more than the allowed "
+            f"{failed_count} of {total_count} items ({share:.0%}) could not be loaded{why}, more than the allowed "
             f"{max_share:.0%} (max_failed_items_share); for example {shown}"
         )
         self.failed_count = failed_count
         self.total_count = total_count
         self.max_share = max_share
         self.examples = list(examples)
+        self.reasons = dict(reasons or {})
 
 
 class NotEnoughDataError(FineTuningError):

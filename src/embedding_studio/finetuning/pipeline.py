@@ -34,6 +34,7 @@ from embedding_studio.finetuning.errors import (
     TooManyFailedItemsError,
     UnknownBatchError,
     describe_batches,
+    describe_failure_reasons,
 )
 from embedding_studio.finetuning.hpo import (
     HyperparameterSearchSettings,
@@ -575,9 +576,16 @@ def _load_items(
     failed = list(loaded.failed)
     if total and len(failed) / total > settings.max_failed_items_share:
         examples = [failure.meta.item_id for failure in failed[:_FAILED_EXAMPLES]]
-        raise TooManyFailedItemsError(len(failed), total, settings.max_failed_items_share, examples)
+        raise TooManyFailedItemsError(
+            len(failed), total, settings.max_failed_items_share, examples, loaded.failed_by_reason()
+        )
     if failed:
-        logger.warning("%d of %d items could not be loaded; training without them", len(failed), total)
+        logger.warning(
+            "%d of %d items could not be loaded (%s); training without them",
+            len(failed),
+            total,
+            describe_failure_reasons(loaded.failed_by_reason()),
+        )
     return list(loaded.items), failed
 
 
