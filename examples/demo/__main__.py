@@ -16,7 +16,7 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def demo(
     quick: bool = typer.Option(
-        False, "--quick", help="A smaller catalog, fewer users and held-out queries: under 4 minutes on 2 CPU cores."
+        False, "--quick", help="A smaller catalog, fewer users and held-out queries: 2-6 minutes on 2 CPU cores."
     ),
     dataset: str = typer.Option(
         "nfcorpus",
