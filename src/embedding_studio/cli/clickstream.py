@@ -39,6 +39,8 @@ def import_command(
     from embedding_studio.clickstream.errors import ClickstreamError
     from embedding_studio.clickstream.importers import import_file
 
+    console = output()
+
     if file_format is not None and file_format not in ("jsonl", "parquet", "trec-session"):
         raise typer.BadParameter(f"unknown format {file_format!r}; use jsonl, parquet or trec-session")
     with friendly_errors():
@@ -48,7 +50,7 @@ def import_command(
             BarColumn(),
             TaskProgressColumn(),
             TimeRemainingColumn(),
-            console=output(),
+            console=console,
             transient=False,
         )
         with progress:
@@ -69,7 +71,7 @@ def import_command(
         f"{'[red]' if result.rejected else ''}{len(result.rejected)} rejected{'[/red]' if result.rejected else ''} "
         f"of {result.records_read} records in {file}"
     )
-    output().print(summary)
+    console.print(summary)
     if result.rejected:
         table = Table(title="Rejected records", show_lines=False)
         table.add_column(result.position_name, justify="right")
@@ -77,9 +79,9 @@ def import_command(
         table.add_column("reason", overflow="fold")
         for rejected in result.rejected[:MAX_REJECTIONS_SHOWN]:
             table.add_row(str(rejected.index), rejected.session_id or "-", rejected.reason)
-        output().print(table)
+        console.print(table)
         if len(result.rejected) > MAX_REJECTIONS_SHOWN:
-            output().print(f"... and {len(result.rejected) - MAX_REJECTIONS_SHOWN} more rejected records")
+            console.print(f"... and {len(result.rejected) - MAX_REJECTIONS_SHOWN} more rejected records")
 
 
 @clickstream_app.command("release")

@@ -176,6 +176,8 @@ def search(
     from embedding_studio.tasks import TaskRepository
     from embedding_studio.vectordb import VectorStore
 
+    console = output()
+
     with friendly_errors():
         started = time.perf_counter()
         database = prepare_database()
@@ -191,15 +193,15 @@ def search(
     table.columns[3].overflow = "fold"
     for rank, hit in enumerate(outcome.hits, start=1):
         table.add_row(str(rank), escape(hit.item_id), f"{hit.score:.4f}", _result_cell(hit.payload))
-    output().print(table)
+    console.print(table)
     if outcome.api_url is not None:
-        output().print(f"[dim]answered by the API at {escape(outcome.api_url)}[/dim]")
+        console.print(f"[dim]answered by the API at {escape(outcome.api_url)}[/dim]")
     else:
-        output().print(f"[dim]{escape(_timings_line(outcome.timings))}[/dim]")
+        console.print(f"[dim]{escape(_timings_line(outcome.timings))}[/dim]")
         if outcome.api_note is not None:
-            output().print(
+            console.print(
                 f"[dim]{escape(outcome.api_note or '')}; `embedding-studio serve` keeps the model loaded, and "
                 "this command then asks it[/dim]"
             )
     if record and outcome.session_id:
-        output().print(f"session {outcome.session_id}")
+        console.print(f"session {outcome.session_id}")

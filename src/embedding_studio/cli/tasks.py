@@ -101,6 +101,7 @@ def deployment_line(task: Task) -> str | None:
 
 def follow_task(tasks: TaskRepository, task_id: str, poll_s: float = 0.5) -> str:
     """Show a task's progress bar until it ends (and its child reindex, if it sent one); returns the status."""
+    console = output()
     task = tasks.get_task(task_id)
     with Progress(
         TextColumn("[bold]{task.fields[kind]}[/] {task.fields[status]}"),
@@ -108,7 +109,7 @@ def follow_task(tasks: TaskRepository, task_id: str, poll_s: float = 0.5) -> str
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
-        console=output(),
+        console=console,
     ) as progress:
         bar = progress.add_task(task.progress_message or "", total=1.0, kind=task.kind.value, status=task.status.value)
         while True:
@@ -125,25 +126,26 @@ def follow_task(tasks: TaskRepository, task_id: str, poll_s: float = 0.5) -> str
     print_outcome(task)
     child_id = (task.result or {}).get("reindex_task_id")
     if child_id:
-        output().print(f"deploying through reindex task {child_id}")
+        console.print(f"deploying through reindex task {child_id}")
         return follow_task(tasks, child_id, poll_s)
     return task.status.value
 
 
 def print_outcome(task: Task) -> None:
     """What a finished task did, as its last lines: "search now answers from model X…" or "not deployed: …"."""
+    console = output()
     deploying = task.kind.value == "reindex" and bool(task.params.get("deploy_as_blue"))
     if task.error:
         prefix = f"not deployed: the reindex was {task.status.value}" if deploying else task.status.value
-        output().print(f"[red]{escape(prefix)}:[/red] {escape(task.error)}")
+        console.print(f"[red]{escape(prefix)}:[/red] {escape(task.error)}")
     if task.best_run_id:
-        output().print(f"best run: {task.best_run_id} ({task.best_model_url})")
+        console.print(f"best run: {task.best_run_id} ({task.best_model_url})")
     verdict = deployment_line(task)
     if verdict:
-        output().print(verdict)
+        console.print(verdict)
     elif task.kind.value != "fine_tuning" and task.status.value == "done" and task.progress_message:
         colour = "green" if task.kind.value != "reindex" or deploying else "yellow"
-        output().print(f"[{colour}]{escape(task.progress_message)}[/{colour}]")
+        console.print(f"[{colour}]{escape(task.progress_message)}[/{colour}]")
 
 
 def finetune(
@@ -290,6 +292,8 @@ def reindex(
     from embedding_studio.tasks import LoaderSpec, ReindexTaskParams, TaskError, TaskRepository, run_reindex, service
     from embedding_studio.vectordb import VectorStore
 
+    console = output()
+
     with friendly_errors():
         database = prepare_database()
         tasks = TaskRepository(database)
@@ -323,17 +327,17 @@ def reindex(
                         ),
                         store=store,
                     )
-                output().print(f"[green]{escape(result.summary())}[/green]")
+                console.print(f"[green]{escape(result.summary())}[/green]")
                 return
             task = service.TaskService(tasks).create_reindex_task(params)
         except (TaskError, ServingError) as error:  # ServingError: a model id that names no model
             raise UserFacingError(str(error)) from error
-        output().print(
+        console.print(
             f"reindex task {task.id}: {_styled(task.status.value)}" + (f" ({task.error})" if task.error else "")
         )
         waiting = waiting_line(tasks.database, task)
         if waiting and not follow:
-            output().print(escape(waiting))
+            console.print(escape(waiting))
         if follow and not task.status.is_final:
             if follow_task(tasks, task.id) != "done":
                 raise typer.Exit(code=1)
@@ -449,16 +453,18 @@ def status() -> None:
     from embedding_studio.tasks.queue import queue_depth
     from embedding_studio.vectordb import VectorStore
 
+    console = output()
+
     with friendly_errors():
         embedded = configured_embedded_server()
         if embedded is not None:
-            output().print(
+            console.print(
                 f"[bold]embedded PostgreSQL:[/bold] {escape(embedded.describe())}"
                 + (" (`embedding-studio db stop` stops it)" if embedded.running else "")
             )
             if not embedded.running:
                 # Asking should not start it: say what would, and stop here.
-                output().print("any other command starts it (`embedding-studio serve` to serve search)")
+                console.print("any other command starts it (`embedding-studio serve` to serve search)")
                 return
         database = prepare_database()
         tasks = TaskRepository(database)
@@ -467,9 +473,9 @@ def status() -> None:
         version = row[0] if row else None
         # Shown as SQLAlchemy's URL (the form DATABASE_URL is written in), the password hidden.
         shown = database.describe().replace("postgresql://", "postgresql+psycopg://", 1)
-        output().print(f"[bold]database:[/bold] {shown} (PostgreSQL {version})")
+        console.print(f"[bold]database:[/bold] {shown} (PostgreSQL {version})")
         deployment = VectorStore(database).get_deployment()
-        output().print(
+        console.print(
             f"[bold]blue model:[/bold] {deployment.blue_model_id or 'none (index the catalog first)'}"
             + (f", rollback to {deployment.previous_blue_model_id}" if deployment.previous_blue_model_id else "")
         )
@@ -478,13 +484,13 @@ def status() -> None:
             f"{queue}: {counts.get('todo', 0)} waiting, {counts.get('doing', 0)} running"
             for queue, counts in depth.items()
         )
-        output().print(f"[bold]queue:[/bold] {waiting or 'empty'}")
-        output().print(
+        console.print(f"[bold]queue:[/bold] {waiting or 'empty'}")
+        console.print(
             "[bold]tasks:[/bold] "
             + (", ".join(f"{count} {name}" for name, count in sorted(tasks.count_tasks_by_status().items())) or "none")
         )
         for task in tasks.list_tasks(limit=5):
-            output().print(
+            console.print(
                 f"  {task.created_at:%Y-%m-%d %H:%M:%S} {task.kind.value:<11} {_styled(task.status.value)} {task.id}"
                 + (f" — {last_word}" if (last_word := _last_word(task)) else "")
             )
